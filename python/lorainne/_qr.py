@@ -1,0 +1,157 @@
+"""xp reference of the QR factorizations (array API only: runs on NumPy, CuPy, torch, ...).
+
+Both return R with a nonnegative diagonal, so the factorization is unique for full-rank input and
+equals the Rust kernels' (``rust/core/src/linalg/qr.rs``) up to rounding.
+"""
+
+from __future__ import annotations
+
+import array_api_compat as compat
+from array_api_compat import array_namespace
+
+# Method codes shared with the Rust kernel.
+CHOLESKY_QR2, SHIFTED_CHOLESKY_QR3, HOUSEHOLDER = 0, 1, 2
+METHOD_NAMES = {CHOLESKY_QR2: "CholeskyQR2", SHIFTED_CHOLESKY_QR3: "shifted CholeskyQR3", HOUSEHOLDER: "Householder"}
+
+# A Gram matrix this close to I (Frobenius) means the next CholeskyQR pass leaves Q orthonormal
+# to working precision: its orthogonality error is O(u cond(X)^2) with cond(X)^2 <= 3.
+_GRAM_ACCEPT = 0.5
+_MAX_EXTRA_PASSES = 3
+DEFAULT_BLOCK_SIZE = 32
+
+
+def _upper(xp, W, k):
+    """The upper trapezoid of the first k rows of W (the array API has no triu)."""
+    rows = xp.arange(k, device=compat.device(W))[:, None]
+    cols = xp.arange(W.shape[1], device=compat.device(W))[None, :]
+    return xp.where(rows <= cols, W[:k, :], xp.zeros_like(W[:k, :]))
+
+
+def _make_diagonal_nonnegative(xp, Q, R):
+    diag = xp.linalg.diagonal(R[:, : R.shape[0]])
+    one = xp.ones_like(diag)
+    signs = xp.where(diag < 0, -one, one)
+    return Q * signs[None, :], R * signs[:, None]
+
+
+def householder_qr_xp(A, block_size: int | None = None):
+    """Reduced blocked Householder QR: panels factored column by column, the trailing matrix
+    updated by the compact-WY form I - V T V^T (three matmuls), Q formed the same way."""
+    xp = array_namespace(A)
+    m, n = A.shape
+    k = min(m, n)
+    dev = compat.device(A)
+    nb = max(1, min(block_size or DEFAULT_BLOCK_SIZE, k))
+    W = xp.asarray(A, copy=True)
+    blocks = []
+    for j0 in range(0, k, nb):
+        b = min(nb, k - j0)
+        panel = W[j0:, j0 : j0 + b]
+        V = xp.zeros((m - j0, b), dtype=A.dtype, device=dev)
+        T = xp.zeros((b, b), dtype=A.dtype, device=dev)
+        for c in range(b):
+            x = panel[c:, c]
+            norm_x = xp.linalg.vector_norm(x)
+            alpha = x[0]
+            one = xp.ones_like(alpha)
+            sign = xp.where(alpha >= 0, one, -one)
+            beta = -sign * norm_x
+            nonzero = norm_x > 0
+            v = xp.where(nonzero, x / xp.where(nonzero, alpha - beta, one), xp.zeros_like(x))
+            v[0] = one
+            tau = xp.where(nonzero, (beta - alpha) / xp.where(nonzero, beta, one), xp.zeros_like(alpha))
+            if c + 1 < b:
+                trailing = panel[c:, c + 1 :]
+                panel[c:, c + 1 :] = trailing - (tau * v)[:, None] * (v @ trailing)[None, :]
+            panel[c, c] = beta
+            panel[c + 1 :, c] = xp.zeros_like(x[1:])
+            V[c:, c] = v
+            # Compact WY: T[:c, c] = -tau T[:c, :c] V[:, :c]^T v
+            if c > 0:
+                T[:c, c] = -tau * (T[:c, :c] @ (V[:, :c].T @ V[:, c]))
+            T[c, c] = tau
+        W[j0:, j0 : j0 + b] = panel
+        if j0 + b < n:
+            C = W[j0:, j0 + b :]
+            W[j0:, j0 + b :] = C - V @ (T.T @ (V.T @ C))
+        blocks.append((j0, V, T))
+    R = _upper(xp, W, k)
+    Q = xp.zeros((m, k), dtype=A.dtype, device=dev)
+    Q[:k, :] = xp.eye(k, dtype=A.dtype, device=dev)
+    for j0, V, T in reversed(blocks):
+        C = Q[j0:, j0:]
+        Q[j0:, j0:] = C - V @ (T @ (V.T @ C))
+    return _make_diagonal_nonnegative(xp, Q, R)
+
+
+def solve_upper_right(B, R):
+    """B R^{-1} for upper-triangular R, with the library's triangular solver where it has one."""
+    xp = array_namespace(B)
+    if compat.is_numpy_namespace(xp):
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(R, B.T, trans="T", lower=False, check_finite=False).T
+    if compat.is_cupy_namespace(xp):
+        from cupyx.scipy.linalg import solve_triangular
+
+        return solve_triangular(R, B.T, trans="T", lower=False).T
+    if compat.is_torch_namespace(xp):
+        import torch
+
+        return torch.linalg.solve_triangular(R, B, upper=True, left=False)
+    return xp.linalg.solve(R.T, B.T).T
+
+
+def _cholesky_pass(X, G, shift: float = 0.0):
+    """One CholeskyQR pass: (X R^{-1}, R) with G + shift I = R^T R, or None on breakdown."""
+    xp = array_namespace(X)
+    if shift:
+        G = G + shift * xp.eye(G.shape[0], dtype=G.dtype, device=compat.device(G))
+    try:
+        L = xp.linalg.cholesky(G)
+    except Exception:  # numpy/torch raise on a non-positive pivot; CuPy returns NaN instead
+        return None
+    if not bool(xp.all(xp.isfinite(L))) or not bool(xp.all(xp.linalg.diagonal(L) > 0)):
+        return None
+    R = L.T
+    return solve_upper_right(X, R), R
+
+
+def _refine(X, R):
+    """Extra CholeskyQR passes until one started from a Gram matrix near I."""
+    xp = array_namespace(X)
+    identity = xp.eye(X.shape[1], dtype=X.dtype, device=compat.device(X))
+    for _ in range(_MAX_EXTRA_PASSES):
+        G = X.T @ X
+        close = float(xp.linalg.vector_norm(G - identity)) <= _GRAM_ACCEPT
+        result = _cholesky_pass(X, G)
+        if result is None:
+            return None
+        X, R_pass = result
+        R = R_pass @ R
+        if close:
+            return (X, R) if bool(xp.all(xp.isfinite(X))) else None
+    return None
+
+
+def cholesky_qr2_xp(A):
+    """CholeskyQR2 with fallbacks: returns (Q, R, method code). A must be tall (m >= n)."""
+    xp = array_namespace(A)
+    m, n = A.shape
+    G = A.T @ A
+    first = _cholesky_pass(A, G)
+    if first is not None:
+        refined = _refine(*first)
+        if refined is not None:
+            return (*refined, CHOLESKY_QR2)
+    # Shifted CholeskyQR (Fukaya, Kannan, Nakatsukasa, Yamamoto, Yanagisawa 2020):
+    # s = 11 (m n + n (n + 1)) u ||A||_F^2 keeps Cholesky alive up to cond(A) ~ 1/u.
+    unit_roundoff = float(xp.finfo(A.dtype).eps) / 2
+    shift = 11.0 * (m * n + n * (n + 1)) * unit_roundoff * float(xp.sum(xp.linalg.diagonal(G)))
+    if shift > 0:
+        first = _cholesky_pass(A, G, shift)
+        if first is not None:
+            refined = _refine(*first)
+            if refined is not None:
+                return (*refined, SHIFTED_CHOLESKY_QR3)
+    return (*householder_qr_xp(A), HOUSEHOLDER)

@@ -1,0 +1,447 @@
+"""Randomized linear algebra: QR factorizations, the randomized range finder and randomized SVD.
+
+Every function validates at the boundary, picks a backend from its input
+(:func:`lorainne._backend.resolve`) and runs either the Rust kernel (NumPy input) or the xp
+reference (any array-API library: NumPy, CuPy, torch, ``array_api_strict``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from . import _qr
+from ._backend import core, resolve
+from ._operators import MatrixOperator, as_operator
+from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
+from ._warnings import ConvergenceWarning
+
+logger = logging.getLogger("lorainne")
+
+QR_METHODS = ("auto", "cholesky_qr2", "householder")
+
+
+class SVDResult(NamedTuple):
+    """A truncated SVD, ``A ~ U @ diag(S) @ Vt``; unpacks as ``U, S, Vt``.
+
+    ``S`` is nonincreasing; each row of ``Vt`` has its largest-magnitude entry positive, so the
+    result is deterministic for a given seed.
+    """
+
+    U: Any
+    S: Any
+    Vt: Any
+
+
+# --------------------------------------------------------------------------- QR factorizations
+
+
+def _as_host_contiguous(A):
+    """A NumPy array the Rust kernels read efficiently (C or F order; copies only if strided)."""
+    if A.flags.c_contiguous or A.flags.f_contiguous:
+        return A
+    return np.ascontiguousarray(A)
+
+
+def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n_threads: int | None = None):
+    """Reduced QR factorization by blocked Householder reflections.
+
+    ``A = Q @ R`` with ``Q`` (m, k) orthonormal columns and ``R`` (k, n) upper triangular with a
+    nonnegative diagonal, k = min(m, n). On NumPy input the Rust kernel (faer's blocked
+    Householder QR) runs; on other arrays the xp reference factors panels column by column and
+    updates the trailing matrix in compact-WY form (three matmuls per panel), so the GPU does the
+    bulk of the work in matmuls.
+
+    Parameters
+    ----------
+    A : array of shape (m, n)
+        float32 or float64 (integers are promoted to float64). Not modified.
+    block_size : int, optional
+        Panel width. Default: chosen from the shape (Rust) or 32 (xp).
+    backend : {"auto", "rust", "numpy", "cupy", "xp"}
+        See :func:`lorainne.backends`.
+    n_threads : int, optional
+        Threads of the Rust kernel (default: all cores).
+
+    Returns
+    -------
+    Q : array of shape (m, k)
+    R : array of shape (k, n)
+
+    Raises
+    ------
+    ValueError
+        NaN/Inf, ndim != 2, an empty array, block_size < 1.
+    TypeError
+        Complex, object or float16 dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import householder_qr
+    >>> A = np.arange(12.0).reshape(4, 3) + np.eye(4, 3)
+    >>> Q, R = householder_qr(A)
+    >>> bool(np.allclose(Q @ R, A)), bool(np.allclose(Q.T @ Q, np.eye(3)))
+    (True, True)
+    """
+    A = as_float_array(A, "A", ndim=2)
+    if block_size is not None:
+        block_size = check_int(block_size, "block_size", low=1)
+    n_threads = check_n_threads(n_threads)
+    chosen = resolve(A, backend=backend)
+    if chosen == "rust":
+        return core().householder_qr(_as_host_contiguous(A), block_size, n_threads)
+    return _qr.householder_qr_xp(A, block_size)
+
+
+def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
+    """Reduced QR factorization of a tall matrix by CholeskyQR2, with automatic fallbacks.
+
+    CholeskyQR2 (two passes of ``G = X^T X = R^T R``, ``X <- X R^{-1}``) is the fastest
+    orthonormalization of a tall-skinny matrix: all of its work is matmuls. It breaks down when
+    cond(A) exceeds about u^{-1/2} (1e4 in float32, 1e8 in float64), so the result is checked:
+    if a Cholesky factorization fails, or the last pass did not start from a Gram matrix close
+    to the identity (so Q would not be orthonormal to working precision), a shifted CholeskyQR3
+    (Fukaya et al. 2020; stable up to cond(A) ~ 1/u) is run, and Householder QR as a last resort
+    (rank-deficient input). The path taken is logged at DEBUG level on the ``lorainne`` logger.
+
+    Parameters
+    ----------
+    A : array of shape (m, n), m >= n
+        float32 or float64 (integers are promoted to float64). Not modified.
+    backend : {"auto", "rust", "numpy", "cupy", "xp"}
+    n_threads : int, optional
+        Threads of the Rust kernel (default: all cores).
+
+    Returns
+    -------
+    Q : array of shape (m, n)
+        Orthonormal columns: ||Q^T Q - I|| is a small multiple of the unit roundoff.
+    R : array of shape (n, n)
+        Upper triangular with a nonnegative diagonal.
+
+    Raises
+    ------
+    ValueError
+        NaN/Inf, ndim != 2, an empty array, or m < n.
+    TypeError
+        Complex, object or float16 dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import cholesky_qr2
+    >>> A = np.random.default_rng(0).standard_normal((1000, 20))
+    >>> Q, R = cholesky_qr2(A)
+    >>> float(np.linalg.norm(Q.T @ Q - np.eye(20))) < 1e-13
+    True
+    >>> bool(np.allclose(Q @ R, A))
+    True
+    """
+    A = as_float_array(A, "A", ndim=2)
+    m, n = A.shape
+    if m < n:
+        raise ValueError(f"cholesky_qr2 needs a tall matrix (m >= n), got A of shape {tuple(A.shape)}; use householder_qr")
+    n_threads = check_n_threads(n_threads)
+    chosen = resolve(A, backend=backend)
+    if chosen == "rust":
+        Q, R, method = core().cholesky_qr2(_as_host_contiguous(A), n_threads)
+    else:
+        Q, R, method = _qr.cholesky_qr2_xp(A)
+    logger.debug("cholesky_qr2 on %s: %s", tuple(A.shape), _qr.METHOD_NAMES[method])
+    return Q, R
+
+
+# --------------------------------------------------------------------------- range finder / SVD
+
+
+class _Plan(NamedTuple):
+    """The validated arguments of range_finder / randomized_svd."""
+
+    op: MatrixOperator
+    rank: int
+    size: int  # columns of the sketch: rank + oversamples, capped by min(m, n)
+    n_power_iter: int
+    qr: str
+    init: Any
+    tol: float | None
+    rng: np.random.Generator
+    backend: str
+    n_threads: int | None
+
+
+def _numpy_dtype(dtype) -> np.dtype:
+    """The NumPy dtype with the same name (float32/float64) as an array library's dtype."""
+    return np.dtype(str(dtype).split(".")[-1])
+
+
+def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads) -> _Plan:
+    op = as_operator(A, "A")
+    m, n = op.shape
+    rank = check_int(rank, "rank", low=1, high=min(m, n))
+    n_oversamples = check_int(n_oversamples, "n_oversamples", low=0)
+    n_power_iter = check_int(n_power_iter, "n_power_iter", low=0)
+    qr = check_option(qr, "qr", QR_METHODS)
+    tol = check_tol(tol)
+    if tol is not None:
+        floor = float(np.sqrt(np.finfo(_numpy_dtype(op.dtype)).eps))
+        if tol < floor:
+            raise ValueError(f"tol={tol} is below sqrt(machine epsilon) = {floor:.1e} for {op.dtype}: the error estimate cannot certify it")
+        if op.frobenius_norm() is None:
+            raise ValueError("tol needs ||A||_F, which a LinearOperator does not give: pass a dense or sparse A, or a fixed rank")
+    n_threads = check_n_threads(n_threads)
+    rng = check_random_state(random_state)
+    if init is not None:
+        init = as_float_array(init, "init", ndim=2)
+        if init.shape[0] != m:
+            raise ValueError(f"init must have {m} rows (the rows of A), got shape {tuple(init.shape)}")
+        if init.shape[1] > min(m, n):
+            raise ValueError(f"init has {init.shape[1]} columns, more than min(m, n) = {min(m, n)}")
+        if init.dtype != op.dtype:
+            init = array_namespace(init).astype(init, op.dtype)
+    dense = op.dense
+    has_kernel = dense is not None and isinstance(dense, np.ndarray) and tol is None
+    chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
+    return _Plan(op, rank, min(rank + n_oversamples, m, n), n_power_iter, qr, init, tol, rng, chosen, n_threads)
+
+
+def _gaussian(plan: _Plan, rows: int, cols: int):
+    """Standard normal block drawn on the host (same numbers on every backend), then moved."""
+    block = plan.rng.standard_normal((rows, cols)).astype(_numpy_dtype(plan.op.dtype), copy=False)
+    return plan.op.xp.asarray(block, device=plan.op.device)
+
+
+def _start(plan: _Plan):
+    """The starting block: (Omega, False) to sketch A Omega, or (basis, True) for a warm start."""
+    m, n = plan.op.shape
+    if plan.init is None:
+        return _gaussian(plan, n, plan.size), False
+    k = plan.init.shape[1]
+    if k >= plan.size:
+        return plan.init[:, : plan.size], True
+    extra = plan.op.matmat(_gaussian(plan, n, plan.size - k))
+    return plan.op.xp.concat([plan.init, extra], axis=1), True
+
+
+def _orthonormalize(plan: _Plan, Y):
+    if plan.qr == "householder":
+        return _qr.householder_qr_xp(Y)[0]
+    return _qr.cholesky_qr2_xp(Y)[0]
+
+
+def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
+    """Subspace iteration, re-orthonormalized after every product (xp reference)."""
+    op = plan.op
+    if start_is_range:
+        Q, n_iter = _orthonormalize(plan, start), max(1, plan.n_power_iter)
+    else:
+        Q, n_iter = _orthonormalize(plan, op.matmat(start)), plan.n_power_iter
+    for _ in range(n_iter):
+        Z = _orthonormalize(plan, op.rmatmat(Q))
+        Q = _orthonormalize(plan, op.matmat(Z))
+    return Q
+
+
+def _adaptive_range_finder_xp(plan: _Plan):
+    """Smallest basis with ||A - Q Q^T A||_F <= tol ||A||_F (blocked randQB, Martinsson and
+    Voronin 2016), at most ``rank`` columns. Returns (Q, B = Q^T A)."""
+    op, xp = plan.op, plan.op.xp
+    m, n = op.shape
+    target = (plan.tol * op.frobenius_norm()) ** 2
+    residual = op.frobenius_norm() ** 2  # ||A - Q B||_F^2 = ||A||_F^2 - ||B||_F^2
+    block = max(1, min(plan.rank, 16))
+    Q = xp.zeros((m, 0), dtype=op.dtype, device=op.device)
+    B = xp.zeros((0, n), dtype=op.dtype, device=op.device)
+
+    def deflate(Y):  # project out the current basis, twice for orthogonality
+        for _ in range(2):
+            Y = Y - Q @ (Q.T @ Y)
+        return Y
+
+    while Q.shape[1] < plan.rank and residual > target:
+        b = min(block, plan.rank - Q.shape[1])
+        Y = deflate(op.matmat(_gaussian(plan, n, b)))
+        for _ in range(plan.n_power_iter):
+            Z = _orthonormalize(plan, op.rmatmat(_orthonormalize(plan, Y)))
+            Y = deflate(op.matmat(Z))
+        Q_new = _orthonormalize(plan, deflate(Y))
+        B_new = op.rmatmat(Q_new).T
+        Q, B = xp.concat([Q, Q_new], axis=1), xp.concat([B, B_new], axis=0)
+        residual = op.frobenius_norm() ** 2 - float(xp.sum(B * B))
+    # Keep the fewest leading singular directions of B that still meet the target.
+    Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
+    energies = [float(s) ** 2 for s in S]  # at most `rank` numbers: host arithmetic is fine
+    tail = [sum(energies[j:]) for j in range(len(energies) + 1)]  # tail[j] = sum of S[j:]^2
+    keep = next((j for j in range(1, len(tail)) if max(residual, 0.0) + tail[j] <= target), Q.shape[1])
+    if max(residual, 0.0) > target:
+        warnings.warn(
+            f"range_finder: rank {plan.rank} reaches a relative error of {np.sqrt(max(residual, 0) / op.frobenius_norm() ** 2):.3g}, "
+            f"above tol={plan.tol}; returning {plan.rank} columns",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    logger.debug("adaptive range finder: %d columns for tol=%g", keep, plan.tol)
+    return Q @ Ub[:, :keep], (S[:keep, None] * Vt[:keep, :])
+
+
+def range_finder(
+    A,
+    rank: int,
+    *,
+    n_oversamples: int = 10,
+    n_power_iter: int = 2,
+    qr: str = "auto",
+    init=None,
+    tol: float | None = None,
+    random_state=None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+):
+    """Orthonormal basis Q of an approximate dominant range of A (randomized subspace iteration).
+
+    ``Q`` has ``rank + n_oversamples`` columns (capped by min(m, n)) and ``Q @ (Q.T @ A)``
+    approximates A nearly as well as its best rank-``rank`` approximation. The basis is
+    re-orthonormalized after every product with A or A^T, so power iterations never lose
+    accuracy to rounding (scikit-learn's float32 default does).
+
+    Parameters
+    ----------
+    A : array (m, n), SciPy sparse matrix or SciPy LinearOperator
+        Dense arrays of any array-API library (NumPy, CuPy, torch, ...). float32 or float64;
+        integers are promoted to float64. Not modified.
+    rank : int
+        Target rank, 1 <= rank <= min(m, n). With ``tol``, the largest rank allowed.
+    n_oversamples : int, default 10
+        Extra sketch columns beyond ``rank``.
+    n_power_iter : int, default 2
+        Subspace iterations (each one product with A^T and one with A).
+    qr : {"auto", "cholesky_qr2", "householder"}, default "auto"
+        Orthonormalization between products. "auto" is CholeskyQR2 with its fallbacks (fastest,
+        see :func:`cholesky_qr2`); "householder" always uses Householder QR.
+    init : array (m, k), optional
+        Warm start: a previous basis (for example the Q of the last training step when tracking
+        a gradient subspace). Replaces the random sketch; missing columns are filled with a
+        random sketch, and at least one power iteration runs.
+    tol : float, optional
+        Adaptive mode: return the smallest basis (at most ``rank`` columns, no oversampling) with
+        ||A - Q Q^T A||_F <= tol ||A||_F. Needs a dense or sparse A and runs on the xp path.
+        Warns :class:`lorainne.ConvergenceWarning` if ``rank`` columns do not reach ``tol``.
+    random_state : None, int, numpy Generator or RandomState
+        Seed of the Gaussian test matrix (drawn on the host, so every backend sees the same one).
+    backend : {"auto", "rust", "numpy", "cupy", "xp"}
+    n_threads : int, optional
+        Threads of the Rust kernel (default: all cores).
+
+    Returns
+    -------
+    Q : array (m, l)
+        Orthonormal columns, in the input's array library, device and dtype.
+
+    Raises
+    ------
+    ValueError
+        NaN/Inf, ndim != 2, empty A, rank outside [1, min(m, n)], negative n_oversamples or
+        n_power_iter, unknown ``qr`` or ``backend``, ``init`` of the wrong shape, tol outside
+        (0, 1).
+    TypeError
+        Complex, object or float16 dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import range_finder
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((300, 8)) @ rng.standard_normal((8, 200))
+    >>> Q = range_finder(A, 8, random_state=0)
+    >>> Q.shape
+    (300, 18)
+    >>> float(np.linalg.norm(A - Q @ (Q.T @ A)) / np.linalg.norm(A)) < 1e-12
+    True
+    """
+    plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
+    if plan.tol is not None:
+        return _adaptive_range_finder_xp(plan)[0]
+    start, start_is_range = _start(plan)
+    if plan.backend == "rust":
+        return core().range_finder(_as_host_contiguous(plan.op.dense), start, start_is_range, plan.n_power_iter, _rust_qr(plan.qr), plan.n_threads)
+    return _range_finder_xp(plan, start, start_is_range)
+
+
+def _rust_qr(qr: str) -> str:
+    return "householder" if qr == "householder" else "cholesky"
+
+
+def _flip_signs(xp, U, Vt):
+    """Make the largest-magnitude entry of each row of Vt positive (deterministic output)."""
+    k, n = Vt.shape
+    where = xp.argmax(xp.abs(Vt), axis=1) + xp.arange(k, device=device(Vt)) * n
+    pivots = xp.take(xp.reshape(Vt, (-1,)), where)
+    one = xp.ones_like(pivots)
+    signs = xp.where(pivots < 0, -one, one)
+    return U * signs[None, :], Vt * signs[:, None]
+
+
+def randomized_svd(
+    A,
+    rank: int,
+    *,
+    n_oversamples: int = 10,
+    n_power_iter: int = 2,
+    qr: str = "auto",
+    init=None,
+    tol: float | None = None,
+    random_state=None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+) -> SVDResult:
+    """Truncated SVD by the randomized range finder (Halko, Martinsson and Tropp 2011).
+
+    Computes Q = :func:`range_finder` (A), then the SVD of the small matrix Q^T A.
+    Arguments are those of :func:`range_finder`; with ``tol`` the returned rank is the smallest
+    meeting ||A - U diag(S) Vt||_F <= tol ||A||_F (at most ``rank``).
+
+    Returns
+    -------
+    SVDResult
+        ``(U, S, Vt)`` with U (m, rank), S (rank,), Vt (rank, n), in the input's array library,
+        device and dtype. Unpacks as a 3-tuple.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`range_finder`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import randomized_svd
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((500, 5)) @ rng.standard_normal((5, 400))
+    >>> U, S, Vt = randomized_svd(A, 5, random_state=0)
+    >>> U.shape, S.shape, Vt.shape
+    ((500, 5), (5,), (5, 400))
+    >>> bool(np.allclose(U * S @ Vt, A))
+    True
+    """
+    plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
+    xp = plan.op.xp
+    if plan.tol is not None:
+        Q, B = _adaptive_range_finder_xp(plan)
+        rank = Q.shape[1]
+    elif plan.backend == "rust":
+        start, start_is_range = _start(plan)
+        U, S, Vt = core().randomized_svd(
+            _as_host_contiguous(plan.op.dense), start, start_is_range, plan.rank, plan.n_power_iter, _rust_qr(plan.qr), plan.n_threads
+        )
+        U, Vt = _flip_signs(xp, U, Vt)
+        return SVDResult(U, S, Vt)
+    else:
+        Q = _range_finder_xp(plan, *_start(plan))
+        B = plan.op.rmatmat(Q).T
+    Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
+    U, Vt = _flip_signs(xp, Q @ Ub[:, :rank], Vt[:rank, :])
+    return SVDResult(U, S[:rank], Vt)

@@ -1,0 +1,11 @@
+//! Pure-Rust kernels of lorainne. No Python here: the `lorainne-py` crate binds them.
+//!
+//! One module per capability area, mirroring `python/lorainne/`.
+
+pub mod error;
+pub mod linalg;
+pub mod parallel;
+pub mod scalar;
+
+pub use error::{Error, Result};
+pub use scalar::Scalar;

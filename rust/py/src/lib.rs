@@ -1,0 +1,22 @@
+//! PyO3 glue of lorainne: NumPy arrays in, NumPy arrays out, errors mapped, the GIL released
+//! around every kernel. No numerics here: those live in `lorainne-core`.
+
+use pyo3::prelude::*;
+
+mod convert;
+mod errors;
+mod linalg;
+
+/// The number of threads a kernel uses when `n_threads` is None: every core.
+#[pyfunction]
+fn default_threads() -> usize {
+    lorainne_core::parallel::default_threads()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    linalg::register(m)?;
+    Ok(())
+}

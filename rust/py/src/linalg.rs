@@ -1,0 +1,162 @@
+//! Bindings of `lorainne_core::linalg`: QR factorizations, range finder, randomized SVD.
+//! Each function takes float32 or float64 arrays (the Python facade has validated them).
+
+use crate::convert::{to_numpy, vec_to_numpy, view};
+use crate::errors::guarded;
+use lorainne_core::linalg::{self as core, Orthonormalizer, PowerIterations};
+use lorainne_core::{parallel, Error, Scalar};
+use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+type Matrix<'py, T> = Bound<'py, PyArray2<T>>;
+
+fn orthonormalizer(name: &str) -> PyResult<Orthonormalizer> {
+    match name {
+        "cholesky" => Ok(Orthonormalizer::CholeskyQr2),
+        "householder" => Ok(Orthonormalizer::Householder),
+        other => Err(crate::errors::to_py(Error::invalid("qr", format!("unknown method {other:?}")))),
+    }
+}
+
+fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
+    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
+    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
+}
+
+/// Calls `$body` with `T` bound to f32 or f64 according to the dtype of `$arg`.
+macro_rules! dispatch_float {
+    ($arg:expr, |$t:ident| $body:expr) => {{
+        if $arg.extract::<PyReadonlyArray2<f64>>().is_ok() {
+            type $t = f64;
+            $body
+        } else if $arg.extract::<PyReadonlyArray2<f32>>().is_ok() {
+            type $t = f32;
+            $body
+        } else {
+            Err(dtype_error($arg))
+        }
+    }};
+}
+
+fn householder_qr_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, T>,
+    block_size: Option<usize>,
+    n_threads: Option<usize>,
+) -> PyResult<(Matrix<'py, T>, Matrix<'py, T>)> {
+    let a = view(&a);
+    let (q, r) = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::householder_qr(a, block_size, par))))?;
+    Ok((to_numpy(py, &q), to_numpy(py, &r)))
+}
+
+/// householder_qr(a, block_size=None, n_threads=None) -> (Q, R), reduced, diag(R) >= 0.
+#[pyfunction]
+#[pyo3(signature = (a, block_size=None, n_threads=None))]
+fn householder_qr<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, block_size: Option<usize>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    dispatch_float!(a, |T| {
+        let (q, r) = householder_qr_typed::<T>(py, a.extract()?, block_size, n_threads)?;
+        PyTuple::new(py, [q.into_any(), r.into_any()])
+    })
+}
+
+fn cholesky_qr2_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, T>,
+    n_threads: Option<usize>,
+) -> PyResult<(Matrix<'py, T>, Matrix<'py, T>, u8)> {
+    let a = view(&a);
+    let (q, r, method) = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::cholesky_qr2(a, par))))?;
+    Ok((to_numpy(py, &q), to_numpy(py, &r), method as u8))
+}
+
+/// cholesky_qr2(a, n_threads=None) -> (Q, R, method) with method 0 = CholeskyQR2,
+/// 1 = shifted CholeskyQR3, 2 = Householder.
+#[pyfunction]
+#[pyo3(signature = (a, n_threads=None))]
+fn cholesky_qr2<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    dispatch_float!(a, |T| {
+        let (q, r, method) = cholesky_qr2_typed::<T>(py, a.extract()?, n_threads)?;
+        PyTuple::new(py, [q.into_any(), r.into_any(), method.into_pyobject(py)?.into_any()])
+    })
+}
+
+fn range_finder_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, T>,
+    start: PyReadonlyArray2<'py, T>,
+    start_is_range: bool,
+    iterations: PowerIterations,
+    n_threads: Option<usize>,
+) -> PyResult<Matrix<'py, T>> {
+    let (a, start) = (view(&a), view(&start));
+    let q = py.detach(|| {
+        guarded(|| parallel::run(n_threads, |par| core::range_finder(a, start, start_is_range, &iterations, par))?)
+    })?;
+    Ok(to_numpy(py, &q))
+}
+
+/// range_finder(a, start, start_is_range, n_power_iter, qr, n_threads=None) -> Q.
+#[pyfunction]
+#[pyo3(signature = (a, start, start_is_range, n_power_iter, qr, n_threads=None))]
+fn range_finder<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    start: &Bound<'py, PyAny>,
+    start_is_range: bool,
+    n_power_iter: usize,
+    qr: &str,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let iterations = PowerIterations { n_power_iter, orthonormalizer: orthonormalizer(qr)? };
+    dispatch_float!(a, |T| Ok(range_finder_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, iterations, n_threads)?.into_any()))
+}
+
+type SvdTriplet<'py, T> = (Matrix<'py, T>, Bound<'py, PyArray1<T>>, Matrix<'py, T>);
+
+#[allow(clippy::too_many_arguments)]
+fn randomized_svd_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, T>,
+    start: PyReadonlyArray2<'py, T>,
+    start_is_range: bool,
+    rank: usize,
+    iterations: PowerIterations,
+    n_threads: Option<usize>,
+) -> PyResult<SvdTriplet<'py, T>> {
+    let (a, start) = (view(&a), view(&start));
+    let (u, s, vt) = py.detach(|| {
+        guarded(|| parallel::run(n_threads, |par| core::randomized_svd(a, start, start_is_range, rank, &iterations, par))?)
+    })?;
+    Ok((to_numpy(py, &u), vec_to_numpy(py, s), to_numpy(py, &vt)))
+}
+
+/// randomized_svd(a, start, start_is_range, rank, n_power_iter, qr, n_threads=None) -> (U, S, Vt).
+#[pyfunction]
+#[pyo3(signature = (a, start, start_is_range, rank, n_power_iter, qr, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn randomized_svd<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    start: &Bound<'py, PyAny>,
+    start_is_range: bool,
+    rank: usize,
+    n_power_iter: usize,
+    qr: &str,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let iterations = PowerIterations { n_power_iter, orthonormalizer: orthonormalizer(qr)? };
+    dispatch_float!(a, |T| {
+        let (u, s, vt) = randomized_svd_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, rank, iterations, n_threads)?;
+        PyTuple::new(py, [u.into_any(), s.into_any(), vt.into_any()])
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(householder_qr, m)?)?;
+    m.add_function(wrap_pyfunction!(cholesky_qr2, m)?)?;
+    m.add_function(wrap_pyfunction!(range_finder, m)?)?;
+    m.add_function(wrap_pyfunction!(randomized_svd, m)?)?;
+    Ok(())
+}
