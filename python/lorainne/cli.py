@@ -1,0 +1,113 @@
+"""The ``lorainne`` command: ``lorainne demo``, ``lorainne svd IN.npy --rank K``, ...
+
+Run ``lorainne COMMAND --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._progress import Progress
+
+
+def load_matrix(path: str):
+    """A dense matrix from .npy, or a matrix from .npz (SciPy sparse ``save_npz`` or the first array)."""
+    file = Path(path)
+    if not file.exists():
+        raise SystemExit(f"lorainne: no such file: {path}")
+    if file.suffix == ".npy":
+        return np.load(file, allow_pickle=False)
+    if file.suffix == ".npz":
+        with np.load(file, allow_pickle=False) as data:
+            if "format" in data.files and "shape" in data.files:
+                import scipy.sparse
+
+                return scipy.sparse.load_npz(file)
+            if not data.files:
+                raise SystemExit(f"lorainne: {path} holds no array")
+            return data[data.files[0]]
+    raise SystemExit(f"lorainne: {path}: expected a .npy or .npz file")
+
+
+def _residual_norm(A, U, S, Vt, block: int = 4096) -> float:
+    """||A - U diag(S) Vt||_F in row blocks (never a second copy of A)."""
+    total = 0.0
+    for start in range(0, A.shape[0], block):
+        rows = A[start : start + block]
+        rows = rows.toarray() if hasattr(rows, "toarray") else np.asarray(rows)
+        total += float(np.sum((rows - (U[start : start + block] * S) @ Vt) ** 2))
+    return float(np.sqrt(total))
+
+
+def command_svd(args) -> int:
+    from . import randomized_svd
+
+    A = load_matrix(args.input)
+    with Progress(2, "svd", enabled=not args.quiet) as bar:
+        start = time.perf_counter()
+        U, S, Vt = randomized_svd(
+            A, args.rank, n_oversamples=args.oversamples, n_power_iter=args.power_iter, random_state=args.seed, n_threads=args.threads
+        )
+        seconds = time.perf_counter() - start
+        bar.advance("factorized")
+        norm = float(np.sqrt(A.multiply(A).sum())) if hasattr(A, "multiply") else float(np.linalg.norm(A))
+        error = _residual_norm(A, U, S, Vt) / norm if norm > 0 else 0.0
+        bar.advance("error measured")
+    print(f"randomized SVD of {A.shape[0]}x{A.shape[1]} {A.dtype} at rank {args.rank}: relative error {error:.4e}, {seconds:.3f} s")
+    if args.output:
+        np.savez(args.output, U=U, S=S, Vt=Vt)
+        print(f"wrote U {U.shape}, S {S.shape}, Vt {Vt.shape} to {args.output}")
+    return 0
+
+
+def command_demo(args) -> int:
+    from ._demo import SECTIONS, format_table
+
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    with Progress(len(SECTIONS), "demo", enabled=not args.quiet) as bar:
+        for section in SECTIONS:
+            rows.extend(section(rng))
+            bar.advance(section.__name__)
+    print(format_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lorainne", description="Low-rank approximations: randomized SVD, QR, and more.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run every capability on built-in synthetic data and print a table")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data (default 0)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=command_demo)
+
+    svd = sub.add_parser("svd", help="randomized SVD of a matrix file (.npy, or .npz from scipy.sparse.save_npz)")
+    svd.add_argument("input", help="matrix file (.npy or .npz)")
+    svd.add_argument("--rank", type=int, required=True, help="target rank K")
+    svd.add_argument("-o", "--output", help="write U, S, Vt to this .npz file")
+    svd.add_argument("--oversamples", type=int, default=10, help="extra sketch columns (default 10)")
+    svd.add_argument("--power-iter", type=int, default=2, help="power iterations (default 2)")
+    svd.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    svd.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
+    svd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    svd.set_defaults(run=command_svd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"lorainne {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
