@@ -99,7 +99,7 @@ def _linear_operator(A: Any, name: str) -> MatrixOperator:
     def rmatmat(X):
         try:
             return checked(A.rmatmat(X), "rmatmat")
-        except NotImplementedError as error:
+        except (NotImplementedError, TypeError) as error:  # SciPy raises TypeError when rmatvec is None
             raise ValueError(f"{name} is a LinearOperator without rmatvec/rmatmat; the range finder needs products with A^T") from error
 
     return MatrixOperator(

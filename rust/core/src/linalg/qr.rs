@@ -33,8 +33,22 @@ const GRAM_ACCEPT: f64 = 0.5;
 /// Passes after the first before giving up on CholeskyQR.
 const MAX_EXTRA_PASSES: usize = 3;
 
-/// Reduced Householder QR: A (m x n, m >= n) = Q (m x n) R (n x n), diag(R) >= 0.
+/// Reduced Householder QR: A (m x n) = Q (m x k) R (k x n), k = min(m, n), diag(R) >= 0.
+///
+/// float32 input is factored in float64 and rounded back: faer 0.24's float32 QR was measured
+/// losing backward stability on ill-conditioned input (||QR - A|| / ||A|| = 2e-3 at cond 1e5,
+/// against 4e-8 for LAPACK), while its float64 QR is still faster than LAPACK's float32 one.
 pub fn householder_qr<T: Scalar>(a: MatRef<'_, T>, block_size: Option<usize>, par: Par) -> (Mat<T>, Mat<T>) {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        let wide = Mat::<f64>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)].to_f64());
+        let (q, r) = householder_qr_native(wide.as_ref(), block_size, par);
+        let narrow = |x: &Mat<f64>| Mat::<T>::from_fn(x.nrows(), x.ncols(), |i, j| T::from_f64(x[(i, j)]));
+        return (narrow(&q), narrow(&r));
+    }
+    householder_qr_native(a, block_size, par)
+}
+
+fn householder_qr_native<T: Scalar>(a: MatRef<'_, T>, block_size: Option<usize>, par: Par) -> (Mat<T>, Mat<T>) {
     let (m, n) = a.shape();
     let k = m.min(n);
     if k == 0 {
@@ -191,6 +205,20 @@ mod tests {
         let (q2, r2) = householder_qr(a.as_ref(), None, Par::Seq);
         assert!((&q1 - &q2).norm_l2() < 1e-12);
         assert!((&r1 - &r2).norm_l2() < 1e-10 * r2.norm_l2());
+    }
+
+    #[test]
+    fn float32_householder_is_backward_stable_on_ill_conditioned_input() {
+        // Columns scaled from 1 down to 1e-5 after mixing: cond ~ 1e5.
+        let (m, n) = (400, 12);
+        let base = test_matrix(m, n);
+        let (q0, _) = householder_qr(base.as_ref(), None, Par::Seq);
+        let a = Mat::<f32>::from_fn(m, n, |i, j| {
+            (0..n).map(|k| q0[(i, k)] * 10f64.powf(-5.0 * k as f64 / (n - 1) as f64) * (((k * 3 + j * 5) % 7) as f64 - 3.0)).sum::<f64>() as f32
+        });
+        let (q, r) = householder_qr(a.as_ref(), None, Par::Seq);
+        let residual = (&q * &r - &a).norm_l2() / a.norm_l2();
+        assert!(residual < 1e-6, "residual {residual}");
     }
 
     #[test]
