@@ -70,3 +70,21 @@ def test_cli_demo_prints_a_row_per_capability(capsys):
     table = capsys.readouterr().out
     for name in ("randomized_svd", "range_finder", "householder_qr", "cholesky_qr2"):
         assert name in table
+
+
+def test_readme_tour_runs():
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not next to the tests")
+    failures, attempted = doctest.testfile(str(readme), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert attempted > 5 and failures == 0
+
+
+def test_core_stubs_match_the_compiled_module():
+    stubtest = pytest.importorskip("mypy.stubtest")
+    from pathlib import Path
+
+    allowlist = str(Path(__file__).with_name("stubtest_allowlist.txt"))
+    assert stubtest.test_stubs(stubtest.parse_options(["lorainne._core", "--allowlist", allowlist])) == 0
