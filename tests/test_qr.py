@@ -152,3 +152,42 @@ def test_qr_on_cupy():
         Q, R = fn(A)
         assert isinstance(Q, cupy.ndarray)
         assert float(cupy.linalg.norm(Q.T @ Q - cupy.eye(40))) < 1e-12
+
+
+def test_kernel_errors_become_python_exceptions_not_panics():
+    from lorainne import _core
+
+    with pytest.raises(ValueError, match="start"):
+        _core.range_finder(np.ones((5, 4)), np.ones((3, 2)), False, 1, "cholesky")
+    with pytest.raises(ValueError, match="qr"):
+        _core.range_finder(np.ones((5, 4)), np.ones((4, 2)), False, 1, "lapack")
+    with pytest.raises(ValueError, match="rank"):
+        _core.randomized_svd(np.ones((5, 4)), np.ones((4, 2)), False, 3, 1, "cholesky")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core.householder_qr(np.ones((5, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.householder_qr(np.ones((5, 4)), None, 0)
+    with pytest.raises(ValueError, match="rows"):
+        _core.matmul(np.ones((5, 4)), np.ones((3, 2)))
+
+
+def test_kernels_work_in_a_forked_child_after_the_parent_used_a_pool():
+    import multiprocessing
+
+    A = np.random.default_rng(0).standard_normal((300, 20))
+    Q_parent, _ = householder_qr(A, n_threads=2)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        Q_child = pool.apply_async(_factor_in_child, (A,)).get(timeout=120)
+    assert np.allclose(Q_parent, Q_child)
+
+
+def _factor_in_child(A):
+    return householder_qr(A, n_threads=2)[0]
+
+
+def test_thread_count_does_not_change_the_answer(rng):
+    A = rng.standard_normal((2000, 80))
+    Q1, R1 = householder_qr(A, n_threads=1)
+    Q2, R2 = householder_qr(A, n_threads=2)
+    assert np.allclose(Q1, Q2, atol=1e-12) and np.allclose(R1, R2, atol=1e-12)
