@@ -15,6 +15,7 @@ use faer::linalg::householder::{
     apply_block_householder_sequence_on_the_left_in_place_with_conj,
 };
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
@@ -88,10 +89,26 @@ fn make_diagonal_nonnegative<T: Scalar>(mut q: MatMut<'_, T>, mut r: MatMut<'_, 
     }
 }
 
+/// X^T X, computing only the lower triangle (half the flops of a full product) and mirroring it.
 fn gram<T: Scalar>(x: MatRef<'_, T>, par: Par) -> Mat<T> {
     let n = x.ncols();
     let mut g = Mat::<T>::zeros(n, n);
-    matmul(g.as_mut(), Accum::Replace, x.transpose(), x, T::ONE, par);
+    triangular::matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        x.transpose(),
+        BlockStructure::Rectangular,
+        x,
+        BlockStructure::Rectangular,
+        T::ONE,
+        par,
+    );
+    for j in 0..n {
+        for i in 0..j {
+            g[(i, j)] = g[(j, i)];
+        }
+    }
     g
 }
 
