@@ -30,10 +30,6 @@ class MatrixOperator:
     frobenius_norm: Callable[[], float | None]
     dense: Any = None  # the validated dense array, when A is one
 
-    def __post_init__(self):
-        if self.dense is None and any(s == 0 for s in self.shape):
-            raise ValueError(f"A must not be empty, got shape {self.shape}")
-
 
 def as_operator(A: Any, name: str = "A") -> MatrixOperator:
     """Validate ``A`` and wrap it. Inputs are never modified (promotions copy)."""
