@@ -6,7 +6,7 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
-from .trace import TraceEstimate, trace
+from .trace import TraceEstimate, trace, trace_function
 
 __version__ = "0.1.0"
 
@@ -20,4 +20,5 @@ __all__ = [
     "randomized_svd",
     "range_finder",
     "trace",
+    "trace_function",
 ]
