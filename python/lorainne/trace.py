@@ -644,30 +644,34 @@ class _Recurrences:
                 self.csr = (csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data, csr.shape[1])
 
     def lanczos(self, V0, n_steps: int):
-        self.products.used += V0.shape[1] * n_steps if self.backend == "rust" else 0
-        if self.backend == "rust":
-            if self.dense is not None:
-                alpha, beta = core().trace_lanczos(self.dense, V0, n_steps, self.n_threads)
-            else:
-                alpha, beta = core().trace_lanczos_csr(*self.csr, V0, n_steps, self.n_threads)
-            alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
-            length = np.full(alpha.shape[0], n_steps, dtype=np.int64)
-            for r in range(alpha.shape[0]):
-                zero = np.flatnonzero(beta[r, : n_steps - 1] == 0.0)
-                if zero.size:
-                    length[r] = zero[0] + 1
-            return alpha, beta, length
-        return _lanczos_xp(self.products, V0, n_steps, _eps(self.op))
+        if self.backend != "rust":
+            return _lanczos_xp(self.products, V0, n_steps, _eps(self.op))
+        self.products.used += V0.shape[1] * n_steps
+        V0 = np.ascontiguousarray(V0)
+        if self.dense is not None:
+            alpha, beta = core().trace_lanczos(self.dense, V0, n_steps, self.n_threads)
+        else:
+            alpha, beta = core().trace_lanczos_csr(*self.csr, V0, n_steps, self.n_threads)
+        s = V0.shape[1]
+        alpha, beta = np.reshape(alpha, (s, n_steps)), np.reshape(beta, (s, n_steps))
+        length = np.full(s, n_steps, dtype=np.int64)
+        for r in range(s):
+            zero = np.flatnonzero(beta[r, : n_steps - 1] == 0.0)
+            if zero.size:
+                length[r] = zero[0] + 1
+        return alpha, beta, length
 
     def chebyshev(self, X, center: float, half_width: float, n_steps: int, full: bool):
-        if self.backend == "rust":
-            self.products.used += X.shape[1] * n_steps
-            if self.dense is not None:
-                out = core().trace_chebyshev(self.dense, X, center, half_width, n_steps, full, self.n_threads)
-            else:
-                out = core().trace_chebyshev_csr(*self.csr, X, center, half_width, n_steps, full, self.n_threads)
-            return np.asarray(out, dtype=np.float64)
-        return _chebyshev_moments_xp(self.products, X, center, half_width, n_steps, full)
+        if self.backend != "rust":
+            return _chebyshev_moments_xp(self.products, X, center, half_width, n_steps, full)
+        self.products.used += X.shape[1] * n_steps
+        X = np.ascontiguousarray(X)
+        if self.dense is not None:
+            out = core().trace_chebyshev(self.dense, X, center, half_width, n_steps, full, self.n_threads)
+        else:
+            out = core().trace_chebyshev_csr(*self.csr, X, center, half_width, n_steps, full, self.n_threads)
+        s = X.shape[1]
+        return np.reshape(out, (2 * n_steps + 1, s, s) if full else (2 * n_steps + 1, s))
 
 
 def _has_rust_trace() -> bool:
