@@ -25,7 +25,7 @@ def test_trace_command(files, capsys):
     assert main(["trace", str(dense), "--matvecs", "60", "--psd"]) == 0
     out = capsys.readouterr().out
     value = float(out.split(":")[1].split("+-")[0])
-    assert value == pytest.approx((1 - 0.9**200) / 0.1, rel=1e-3)
+    assert value == pytest.approx((1 - 0.9**200) / 0.1, rel=1e-2)
     assert main(["trace", str(sparse), "--function", "log", "--vectors", "10", "--degree", "10"]) == 0
     assert "tr log(A) by slq" in capsys.readouterr().out
 
