@@ -90,6 +90,39 @@ impl<T: Scalar> Operator<'_, T> {
     }
 }
 
+impl<T: Scalar> Operator<'_, T> {
+    /// y = A x for column-major blocks (column r contiguous): one GEMM for a dense A, one
+    /// sparse matrix-vector product per column (columns in parallel) for a CSR A.
+    fn apply_columns(&self, x: &[T], y: &mut [T], s: usize, par: Par) {
+        match self {
+            Operator::Dense(a) => {
+                let n = a.ncols();
+                let xv = MatRef::from_column_major_slice(x, n, s);
+                let yv = MatMut::from_column_major_slice_mut(y, a.nrows(), s);
+                matmul(yv, Accum::Replace, *a, xv, T::ONE, par);
+            }
+            Operator::Csr(c) => {
+                let n = c.ncols;
+                let column = |(out, xr): (&mut [T], &[T])| {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let (start, end) = (c.indptr[i] as usize, c.indptr[i + 1] as usize);
+                        let mut acc = T::ZERO;
+                        for k in start..end {
+                            acc += c.data[k] * xr[c.indices[k] as usize];
+                        }
+                        *o = acc;
+                    }
+                };
+                if is_parallel(par) {
+                    y.par_chunks_mut(c.nrows).zip(x.par_chunks(n)).for_each(column);
+                } else {
+                    y.chunks_mut(c.nrows).zip(x.chunks(n)).for_each(column);
+                }
+            }
+        }
+    }
+}
+
 fn is_parallel(par: Par) -> bool {
     !matches!(par, Par::Seq)
 }
@@ -201,7 +234,8 @@ pub fn lanczos<T: Scalar>(op: Operator<'_, T>, v0: MatRef<'_, T>, n_steps: usize
         return Err(Error::invalid("n_steps", "must be at least 1"));
     }
     let threshold = (2.0 * T::UNIT_ROUNDOFF.to_f64()).powf(0.75);
-    let mut v = to_row_major(v0);
+    // Column-major blocks: each run reads and writes its own contiguous column.
+    let mut v: Vec<T> = (0..s).flat_map(|r| (0..n).map(move |i| (r, i))).map(|(r, i)| v0[(i, r)]).collect();
     let mut w = vec![T::ZERO; n * s];
     // Per run: its basis (n_steps x n, row-major), previous vector, beta, scale, active flag.
     struct Run<T> {
@@ -225,47 +259,55 @@ pub fn lanczos<T: Scalar>(op: Operator<'_, T>, v0: MatRef<'_, T>, n_steps: usize
         })
         .collect();
     for j in 0..n_steps {
-        op.apply(&v, &mut w, s, par);
-        let step = |(r, run): (usize, &mut Run<T>)| -> (usize, Vec<T>) {
-            let vr: Vec<T> = (0..n).map(|i| v[i * s + r]).collect();
-            let mut wr: Vec<T> = (0..n).map(|i| w[i * s + r]).collect();
+        op.apply_columns(&v, &mut w, s, par);
+        let step = |((run, vcol), wcol): ((&mut Run<T>, &mut [T]), &[T])| {
+            let vr: Vec<T> = vcol.to_vec();
+            let mut wr: Vec<T> = wcol.to_vec();
             run.basis[j * n..(j + 1) * n].copy_from_slice(&vr);
             let mut alpha = dot(&vr, &wr);
             for ((x, &a), &b) in wr.iter_mut().zip(&vr).zip(&run.prev) {
                 *x -= alpha * a + run.beta_prev * b;
             }
-            for _ in 0..2 {
-                for i in 0..=j {
-                    let q = &run.basis[i * n..(i + 1) * n];
-                    let coefficient = dot(q, &wr);
-                    for (x, &qv) in wr.iter_mut().zip(q) {
-                        *x -= coefficient * qv;
-                    }
-                    if i == j {
-                        alpha += coefficient;
-                    }
+            // Classical Gram-Schmidt (the xp reference always runs it twice): c = B w, w -= B^T c
+            // with B the run's basis (j + 1 rows), two matrix-vector products each.
+            let basis = MatRef::from_row_major_slice(&run.basis[..(j + 1) * n], j + 1, n);
+            let norm_in = dot(&wr, &wr).to_f64();
+            let mut coefficients = vec![T::ZERO; j + 1];
+            for pass in 0..2 {
+                // DGKS: the second pass only when the first removed more than 1 - 1/sqrt(2) of w
+                // (otherwise w is already orthogonal to working precision).
+                let before = if pass == 1 { dot(&wr, &wr).to_f64() } else { 0.0 };
+                if pass == 1 && before > 0.5 * norm_in {
+                    break;
                 }
+                {
+                    let wv = MatRef::from_column_major_slice(&wr, n, 1);
+                    let cv = MatMut::from_column_major_slice_mut(&mut coefficients, j + 1, 1);
+                    matmul(cv, Accum::Replace, basis, wv, T::ONE, Par::Seq);
+                }
+                {
+                    let cv = MatRef::from_column_major_slice(&coefficients, j + 1, 1);
+                    let wv = MatMut::from_column_major_slice_mut(&mut wr, n, 1);
+                    matmul(wv, Accum::Add, basis.transpose(), cv, -T::ONE, Par::Seq);
+                }
+                alpha += coefficients[j];
             }
             let beta = dot(&wr, &wr).sqrt();
             run.scale = run.scale.max(alpha.to_f64().abs().max(run.beta_prev.to_f64()));
             let alive = run.active && beta.to_f64() > threshold * run.scale;
             run.alpha[j] = if run.active { alpha.to_f64() } else { 0.0 };
             run.beta[j] = if alive { beta.to_f64() } else { 0.0 };
-            let next: Vec<T> = if alive { wr.iter().map(|&x| x / beta).collect() } else { vec![T::ZERO; n] };
+            for (out, &x) in vcol.iter_mut().zip(&wr) {
+                *out = if alive { x / beta } else { T::ZERO };
+            }
             run.prev = vr;
             run.beta_prev = if alive { beta } else { T::ZERO };
             run.active = alive;
-            (r, next)
         };
-        let nexts: Vec<(usize, Vec<T>)> = if is_parallel(par) {
-            runs.par_iter_mut().enumerate().map(step).collect()
+        if is_parallel(par) {
+            runs.par_iter_mut().zip(v.par_chunks_mut(n)).zip(w.par_chunks(n)).for_each(step);
         } else {
-            runs.iter_mut().enumerate().map(step).collect()
-        };
-        for (r, next) in nexts {
-            for (i, &x) in next.iter().enumerate() {
-                v[i * s + r] = x;
-            }
+            runs.iter_mut().zip(v.chunks_mut(n)).zip(w.chunks(n)).for_each(step);
         }
     }
     let mut alpha = Vec::with_capacity(s * n_steps);
