@@ -279,3 +279,22 @@ def test_sklearn_digits_gram():
     est = trace(A, 40, psd=True, random_state=0)
     assert abs(est.value - exact) / exact < 1e-2
     assert abs(est.value - exact) <= 3 * est.error_estimate
+
+
+@pytest.mark.gpu
+def test_cupy_path_matches_numpy():
+    import cupy
+
+    A = planted(300, 0.8 ** np.arange(300))
+    for method in METHODS:
+        ref = trace(A, 40, method=method, random_state=0)
+        got = trace(cupy.asarray(A), 40, method=method, random_state=0)
+        assert got.value == pytest.approx(ref.value, rel=1e-8)
+    from lorainne import spectral_density, trace_function
+
+    ref = trace_function(A + np.eye(300), "log", n_vectors=8, degree=10, random_state=0)
+    got = trace_function(cupy.asarray(A + np.eye(300)), "log", n_vectors=8, degree=10, random_state=0)
+    assert got.value == pytest.approx(ref.value, rel=1e-8)
+    t = cupy.linspace(0, 1, 50)
+    phi = spectral_density(cupy.asarray(A), t, sigma=0.05, n_vectors=8, spectrum_bounds=(-0.1, 1.1), random_state=0)
+    assert isinstance(phi, cupy.ndarray)
