@@ -149,3 +149,20 @@ def test_sklearn_diabetes_log_determinant():
     exact = np.linalg.slogdet(K)[1]
     est = trace_function(K, "log", n_vectors=30, degree=25, random_state=0)
     assert abs(est.value - exact) <= 3 * est.error_estimate + 1e-3 * abs(exact)
+
+
+@pytest.mark.parametrize("method", ["slq", "chebyshev"])
+def test_float32_noncontiguous_and_readonly_inputs(method):
+    lam = np.linspace(1.0, 3.0, 300)
+    big = np.zeros((600, 600))
+    big[::2, ::2] = planted(300, lam, seed=4)
+    A = big[::2, ::2]  # a strided view
+    A.setflags(write=False)
+    exact = np.sum(np.log(lam))
+    est64 = trace_function(A, "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0)
+    est32 = trace_function(A.astype(np.float32), "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0)
+    assert abs(est64.value - exact) <= 4 * est64.error_estimate + 1e-9
+    assert est32.value == pytest.approx(est64.value, rel=1e-4)
+    S = sp.csr_matrix(planted(300, lam, seed=4)).astype(np.float32)
+    est_sparse = trace_function(S, "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0)
+    assert est_sparse.value == pytest.approx(est64.value, rel=1e-4)
