@@ -6,8 +6,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import aslinearoperator
 
 from lorainne import TraceEstimate, trace
-from lorainne import trace as trace_module_fn  # noqa: F401  (the public name)
-from lorainne.trace import _f64, _shifted_nystrom, _xnystrace_from, _xtrace_from
+from lorainne.trace import _shifted_nystrom, _xnystrace_from, _xtrace_from
 
 METHODS = ("hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace")
 
