@@ -297,3 +297,15 @@ def test_cupy_path_matches_numpy():
     t = cupy.linspace(0, 1, 50)
     phi = spectral_density(cupy.asarray(A), t, sigma=0.05, n_vectors=8, spectrum_bounds=(-0.1, 1.1), random_state=0)
     assert isinstance(phi, cupy.ndarray)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_degenerate_spectra_give_finite_estimates(method):
+    n = 200
+    for lam in (2 * np.ones(n), np.r_[np.ones(5), np.zeros(n - 5)], np.r_[np.ones(100), np.zeros(100)]):
+        A = planted(n, lam, seed=6)
+        est = trace(A, 40, method=method, random_state=0)
+        assert np.isfinite(est.value) and np.isfinite(est.error_estimate)
+        assert abs(est.value - lam.sum()) <= 4 * est.error_estimate + 1e-8 * lam.sum()
+    if method in ("xtrace", "xnystrace"):  # exact on A = c I (the improved scaling)
+        assert trace(2 * np.eye(n), 40, method=method, random_state=0).value == pytest.approx(2 * n, rel=1e-10)

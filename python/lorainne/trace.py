@@ -290,7 +290,8 @@ class _Pairs:
     def jackknife(self, terms):
         """tau_j = mean over i != j of terms[i, j]."""
         m = terms.shape[0]
-        return self.xp.sum(terms * self.off, axis=0) / (m - 1)
+        xp = self.xp
+        return xp.sum(xp.where(self.off > 0, terms, xp.zeros_like(terms)), axis=0) / (m - 1)
 
 
 def _xtrace_from(xp, n: int, Omega, Q, R, Z, eps: float):
@@ -338,6 +339,7 @@ def _xtrace_from(xp, n: int, Omega, Q, R, Z, eps: float):
     trPH = pairs.inv11 * h11 + pairs.inv12 * (h12 + h21) + pairs.inv22 * h22
     res2 = b1 - tw[:, None] + pairs.quad(tt, a) + wHw[:, None] - pairs.quad(a, hw) - pairs.quad(htw, a) + php
     dist2 = norms2[:, None] + pairs.quad(a, a)
+    dist2 = xp.where((pairs.off > 0) & (dist2 != 0), dist2, xp.ones_like(dist2))  # the unused diagonal; 0/0
     terms = trH - trPH + (n - m + 2) / dist2 * res2
     return estimates, pairs.jackknife(terms)
 
