@@ -6,15 +6,21 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
+from .trace import TraceEstimate, spectral_density, trace, trace_function, trace_parametric
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
     "SVDResult",
+    "TraceEstimate",
     "backends",
     "cholesky_qr2",
     "householder_qr",
     "randomized_svd",
     "range_finder",
+    "spectral_density",
+    "trace",
+    "trace_function",
+    "trace_parametric",
 ]

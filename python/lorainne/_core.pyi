@@ -23,3 +23,32 @@ def randomized_svd(
     qr: str,
     n_threads: int | None = None,
 ) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]: ...
+
+# --- trace and spectral density (rust/py/src/trace.rs); moments and coefficients come back flat (f64)
+def trace_chebyshev(
+    a: NDArray[np.floating], x: NDArray[np.floating], center: float, half_width: float, n_steps: int, full: bool, n_threads: int | None = None
+) -> NDArray[np.float64]: ...
+def trace_chebyshev_csr(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.floating],
+    ncols: int,
+    x: NDArray[np.floating],
+    center: float,
+    half_width: float,
+    n_steps: int,
+    full: bool,
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...
+def trace_lanczos(
+    a: NDArray[np.floating], v0: NDArray[np.floating], n_steps: int, n_threads: int | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def trace_lanczos_csr(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.floating],
+    ncols: int,
+    v0: NDArray[np.floating],
+    n_steps: int,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...

@@ -74,7 +74,43 @@ def linalg_rows(rng) -> list[DemoRow]:
     return rows
 
 
-SECTIONS: list[Callable] = [linalg_rows]
+def trace_rows(rng) -> list[DemoRow]:
+    import scipy.sparse as sp
+
+    from . import spectral_density, trace, trace_function
+
+    rows = []
+    n = 600
+    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.arange(1, n + 1) ** -2.0
+    A = (U * lam) @ U.T
+    exact = lam.sum()
+    for method in ("hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace"):
+        est, seconds = timed(trace, A, 60, method=method, random_state=0)
+        rows.append(
+            DemoRow(f"trace {method}", f"{n}x{n}, eigenvalues i^-2, 60 products", f"rel. error {abs(est.value - exact) / exact:.1e} (est. {est.error_estimate / exact:.1e})", seconds)
+        )
+    k = 50
+    L1 = sp.diags([-np.ones(k - 1), 2 * np.ones(k), -np.ones(k - 1)], [-1, 0, 1])
+    L = (sp.kron(L1, sp.eye(k)) + sp.kron(sp.eye(k), L1) + 0.05 * sp.eye(k * k)).tocsr()
+    d = 2 - 2 * np.cos(np.pi * np.arange(1, k + 1) / (k + 1))
+    logdet = np.sum(np.log(np.add.outer(d, d) + 0.05))
+    est, seconds = timed(trace_function, L, "log", n_vectors=40, degree=30, random_state=0)
+    rows.append(DemoRow("trace_function slq", "log det, 50x50 grid Laplacian + 0.05 I", f"rel. error {abs(est.value - logdet) / logdet:.1e}", seconds))
+    lam = np.sort(rng.uniform(0, 1, 200))
+    V, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    B = (V * lam) @ V.T
+    t = np.linspace(-0.1, 1.1, 400)
+    sigma = 0.01
+    exact_phi = np.exp(-((t[:, None] - lam[None, :]) ** 2) / (2 * sigma**2)).mean(axis=1) / (sigma * np.sqrt(2 * np.pi))
+    for method, vectors in (("nystrom++", 40), ("kpm", 80)):
+        phi, seconds = timed(spectral_density, B, t, sigma=sigma, n_vectors=vectors, method=method, spectrum_bounds=(-0.05, 1.05), random_state=0)
+        l1 = float(np.trapezoid(np.abs(phi - exact_phi), t))
+        rows.append(DemoRow(f"spectral_density {method}", "200x200, sigma 0.01, 400 points, equal products", f"L1 error {l1:.1e}", seconds))
+    return rows
+
+
+SECTIONS: list[Callable] = [linalg_rows, trace_rows]
 
 
 def format_table(rows: list[DemoRow]) -> str:

@@ -1,7 +1,7 @@
 """The matrix as the randomized algorithms see it: products with blocks of vectors.
 
-``as_operator`` wraps a dense array of any array-API library, a SciPy sparse matrix or a SciPy
-``LinearOperator`` behind one small interface (``matmat``, ``rmatmat``, ``frobenius_norm``),
+``as_operator`` wraps a dense array of any array-API library, a SciPy sparse matrix, a SciPy
+``LinearOperator`` or any object with ``shape`` and ``matmat`` (or ``matvec``) behind one small interface (``matmat``, ``rmatmat``, ``frobenius_norm``),
 so the xp reference never branches on the input's kind.
 """
 
@@ -37,6 +37,8 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
         return _sparse_operator(A, name)
     if is_linear_operator(A):
         return _linear_operator(A, name)
+    if _is_duck_operator(A):
+        return _duck_operator(A, name)
     if not hasattr(A, "shape") or not hasattr(A, "dtype"):
         raise TypeError(f"{name} must be a 2-D array, a SciPy sparse matrix or a LinearOperator, got {type(A).__name__}")
     if isinstance(A, np.ndarray) and A.dtype.kind == "O":
@@ -107,3 +109,62 @@ def _linear_operator(A: Any, name: str) -> MatrixOperator:
         rmatmat=rmatmat,
         frobenius_norm=lambda: None,
     )
+
+
+def _is_duck_operator(A: Any) -> bool:
+    """An object that is not an array but multiplies blocks (``matmat``) or vectors (``matvec``)."""
+    if isinstance(A, np.ndarray) or hasattr(A, "__array_namespace__"):
+        return False
+    return hasattr(A, "shape") and (callable(getattr(A, "matmat", None)) or callable(getattr(A, "matvec", None)))
+
+
+def _duck_operator(A: Any, name: str) -> MatrixOperator:
+    """Any object with ``shape`` and ``matmat``/``matvec`` (and optionally ``rmatmat``/``rmatvec``
+    and ``dtype``): products run on NumPy blocks; a ``matvec``-only object is called column by column."""
+    try:
+        shape = tuple(int(s) for s in A.shape)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name}.shape must be a pair of integers, got {A.shape!r}") from error
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {shape}")
+    if any(s <= 0 for s in shape):
+        raise ValueError(f"{name} must not be empty, got shape {shape}")
+    dtype = np.dtype(np.float64)
+    if getattr(A, "dtype", None) is not None:
+        try:
+            declared = np.dtype(A.dtype)
+        except TypeError as error:
+            raise TypeError(f"{name} has unsupported dtype {A.dtype!r}: use float32 or float64") from error
+        if declared.kind == "f" and declared.itemsize in (4, 8):
+            dtype = declared
+        elif declared.kind not in "iub":
+            raise TypeError(f"{name} has unsupported dtype {declared.name}: use float32 or float64 (integers are promoted to float64)")
+    xp = array_namespace(np.empty(0))
+
+    def blockwise(block_fn, vector_fn, what):
+        def apply(X):
+            X = np.asarray(X)
+            if block_fn is not None:
+                result = np.asarray(block_fn(X), dtype=dtype)
+            else:
+                result = np.stack([np.asarray(vector_fn(X[:, j]), dtype=dtype).reshape(-1) for j in range(X.shape[1])], axis=1)
+            expected = (shape[0] if what == "matmat" else shape[1], X.shape[1])
+            result = result.reshape(expected) if result.size == expected[0] * expected[1] else result
+            if result.shape != expected:
+                raise ValueError(f"{name}.{what} returned shape {result.shape}, expected {expected}")
+            if not np.all(np.isfinite(result)):
+                raise ValueError(f"{name}.{what} returned NaN or infinity")
+            return result
+
+        return apply
+
+    matmat = blockwise(getattr(A, "matmat", None), getattr(A, "matvec", None), "matmat")
+    block_t, vector_t = getattr(A, "rmatmat", None), getattr(A, "rmatvec", None)
+    if callable(block_t) or callable(vector_t):
+        rmatmat = blockwise(block_t if callable(block_t) else None, vector_t, "rmatmat")
+    else:
+
+        def rmatmat(X):
+            raise ValueError(f"{name} has no rmatmat/rmatvec; this computation needs products with A^T")
+
+    return MatrixOperator(shape=shape, dtype=dtype, xp=xp, device="cpu", matmat=matmat, rmatmat=rmatmat, frobenius_norm=lambda: None)

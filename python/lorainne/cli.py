@@ -65,6 +65,65 @@ def command_svd(args) -> int:
     return 0
 
 
+def command_trace(args) -> int:
+    from . import trace, trace_function
+
+    A = load_matrix(args.input)
+    start = time.perf_counter()
+    if args.function:
+        est = trace_function(A, args.function, n_vectors=args.vectors, degree=args.degree, method=args.function_method, random_state=args.seed)
+        what = f"tr {args.function}(A) by {args.function_method} ({args.vectors} vectors x {args.degree})"
+    else:
+        est = trace(A, args.matvecs, method=args.method, psd=True if args.psd else None, random_state=args.seed)
+        what = f"tr(A) by {args.method}" + (" (psd)" if args.psd else "")
+    seconds = time.perf_counter() - start
+    print(f"{what} of {A.shape[0]}x{A.shape[1]} {A.dtype}: {est.value:.10g} +- {est.error_estimate:.3g} ({est.n_matvec} products, {seconds:.3f} s)")
+    return 0
+
+
+def command_density(args) -> int:
+    from . import spectral_density
+    from .trace import _Recurrences, _estimate_bounds, _square_operator
+
+    A = load_matrix(args.input)
+    with Progress(2, "density", enabled=not args.quiet) as bar:
+        start = time.perf_counter()
+        op = _square_operator(A)
+        lo, hi = _estimate_bounds(_Recurrences(A, op, "auto", args.threads), np.random.default_rng(args.seed))
+        t = np.linspace(lo - 3 * args.sigma, hi + 3 * args.sigma, args.points)
+        bar.advance("spectrum bounds")
+        phi = spectral_density(
+            A, t, sigma=args.sigma, n_vectors=args.vectors, degree=args.degree, method=args.method, spectrum_bounds=(lo, hi),
+            random_state=args.seed, n_threads=args.threads,
+        )
+        seconds = time.perf_counter() - start
+        bar.advance("density")
+    print(f"spectral density of {A.shape[0]}x{A.shape[1]} by {args.method}: spectrum in [{lo:.4g}, {hi:.4g}], "
+          f"integral {float(np.trapezoid(phi, t)):.4f}, {seconds:.3f} s")
+    if args.output:
+        out = Path(args.output)
+        if out.suffix == ".png":
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+            except ImportError:
+                raise SystemExit("lorainne density: a .png output needs matplotlib (pip install matplotlib); use .csv instead")
+            fig, ax = plt.subplots(figsize=(7, 4))
+            ax.plot(t, phi, lw=1.2)
+            ax.set_xlabel("eigenvalue")
+            ax.set_ylabel("density")
+            ax.set_title(f"{args.input}: {args.method}, sigma={args.sigma:g}, {args.vectors} vectors")
+            fig.tight_layout()
+            fig.savefig(out, dpi=120)
+            plt.close(fig)
+        else:
+            np.savetxt(out, np.c_[t, phi], delimiter=",", header="t,density", comments="")
+        print(f"wrote {out}")
+    return 0
+
+
 def command_demo(args) -> int:
     from ._demo import SECTIONS, format_table
 
@@ -97,6 +156,31 @@ def build_parser() -> argparse.ArgumentParser:
     svd.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
     svd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     svd.set_defaults(run=command_svd)
+
+    tr = sub.add_parser("trace", help="randomized trace (or tr f(A)) of a square matrix file (.npy or .npz)")
+    tr.add_argument("input", help="matrix file (.npy or .npz)")
+    tr.add_argument("--matvecs", type=int, default=100, help="products with A (default 100)")
+    tr.add_argument("--method", default="auto", choices=["auto", "hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace"])
+    tr.add_argument("--psd", action="store_true", help="A is symmetric positive semidefinite (auto picks XNysTrace)")
+    tr.add_argument("--function", choices=["log", "inv", "exp", "sqrt"], help="estimate tr f(A) instead (symmetric A)")
+    tr.add_argument("--function-method", default="slq", choices=["slq", "chebyshev"])
+    tr.add_argument("--vectors", type=int, default=30, help="random vectors for --function (default 30)")
+    tr.add_argument("--degree", type=int, default=30, help="Lanczos steps / Chebyshev degree for --function (default 30)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.set_defaults(run=command_trace)
+
+    density = sub.add_parser("density", help="smoothed spectral density of a symmetric matrix file, plotted to a PNG")
+    density.add_argument("input", help="matrix file (.npy or .npz)")
+    density.add_argument("--sigma", type=float, required=True, help="Gaussian smoothing width")
+    density.add_argument("--vectors", type=int, default=40, help="random vectors (default 40)")
+    density.add_argument("--degree", type=int, default=None, help="Chebyshev degree / Lanczos steps (default: from sigma)")
+    density.add_argument("--method", default="nystrom++", choices=["nystrom++", "kpm", "slq"])
+    density.add_argument("--points", type=int, default=500, help="grid points (default 500)")
+    density.add_argument("-o", "--output", help="write the plot (.png, needs matplotlib) or the values (.csv)")
+    density.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    density.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
+    density.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    density.set_defaults(run=command_density)
     return parser
 
 

@@ -6,6 +6,7 @@ pub mod error;
 pub mod linalg;
 pub mod parallel;
 pub mod scalar;
+pub mod trace;
 
 pub use error::{Error, Result};
 pub use scalar::Scalar;

@@ -1,0 +1,206 @@
+//! Bindings of `lorainne_core::trace`: Chebyshev moments and batched Lanczos on explicit dense
+//! or CSR matrices. The Python facade has validated the arguments; the GIL is released around
+//! every kernel.
+
+use crate::convert::{vec_to_numpy, view};
+use crate::errors::guarded;
+use lorainne_core::trace::{self as core, CsrRef, Operator};
+use lorainne_core::{parallel, Scalar};
+use numpy::{Element, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
+    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
+    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
+}
+
+/// Calls `$body` with `T` bound to f32 or f64 according to the dtype of the 2-D array `$arg`.
+macro_rules! dispatch_float2 {
+    ($arg:expr, |$t:ident| $body:expr) => {{
+        if $arg.extract::<PyReadonlyArray2<f64>>().is_ok() {
+            type $t = f64;
+            $body
+        } else if $arg.extract::<PyReadonlyArray2<f32>>().is_ok() {
+            type $t = f32;
+            $body
+        } else {
+            Err(dtype_error($arg))
+        }
+    }};
+}
+
+/// The same for a 1-D array (CSR data).
+macro_rules! dispatch_float1 {
+    ($arg:expr, |$t:ident| $body:expr) => {{
+        if $arg.extract::<PyReadonlyArray1<f64>>().is_ok() {
+            type $t = f64;
+            $body
+        } else if $arg.extract::<PyReadonlyArray1<f32>>().is_ok() {
+            type $t = f32;
+            $body
+        } else {
+            Err(dtype_error($arg))
+        }
+    }};
+}
+
+#[allow(clippy::too_many_arguments)]
+fn moments_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, T>,
+    x: PyReadonlyArray2<'py, T>,
+    center: f64,
+    half_width: f64,
+    n_steps: usize,
+    full: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (a, x) = (view(&a), view(&x));
+    let out = py.detach(|| {
+        guarded(|| parallel::run(n_threads, |par| core::chebyshev_moments(Operator::Dense(a), x, center, half_width, n_steps, full, par))?)
+    })?;
+    Ok(vec_to_numpy(py, out))
+}
+
+/// trace_chebyshev(a, x, center, half_width, n_steps, full, n_threads=None) -> moments (flat f64).
+#[pyfunction]
+#[pyo3(signature = (a, x, center, half_width, n_steps, full, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn trace_chebyshev<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    center: f64,
+    half_width: f64,
+    n_steps: usize,
+    full: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    dispatch_float2!(a, |T| Ok(moments_typed::<T>(py, a.extract()?, x.extract()?, center, half_width, n_steps, full, n_threads)?.into_any()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn moments_csr_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: PyReadonlyArray1<'py, T>,
+    ncols: usize,
+    x: PyReadonlyArray2<'py, T>,
+    center: f64,
+    half_width: f64,
+    n_steps: usize,
+    full: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let x = view(&x);
+    let out = py.detach(|| {
+        guarded(|| {
+            let csr = CsrRef::new(ncols, indptr, indices, data)?;
+            parallel::run(n_threads, |par| core::chebyshev_moments(Operator::Csr(csr), x, center, half_width, n_steps, full, par))?
+        })
+    })?;
+    Ok(vec_to_numpy(py, out))
+}
+
+/// trace_chebyshev_csr(indptr, indices, data, ncols, x, center, half_width, n_steps, full, n_threads=None).
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, ncols, x, center, half_width, n_steps, full, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn trace_chebyshev_csr<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: &Bound<'py, PyAny>,
+    ncols: usize,
+    x: &Bound<'py, PyAny>,
+    center: f64,
+    half_width: f64,
+    n_steps: usize,
+    full: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    dispatch_float1!(data, |T| Ok(moments_csr_typed::<T>(
+        py,
+        indptr,
+        indices,
+        data.extract()?,
+        ncols,
+        x.extract()?,
+        center,
+        half_width,
+        n_steps,
+        full,
+        n_threads
+    )?
+    .into_any()))
+}
+
+fn lanczos_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, T>,
+    v0: PyReadonlyArray2<'py, T>,
+    n_steps: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (a, v0) = (view(&a), view(&v0));
+    let (alpha, beta) = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::lanczos(Operator::Dense(a), v0, n_steps, par))?))?;
+    PyTuple::new(py, [vec_to_numpy(py, alpha).into_any(), vec_to_numpy(py, beta).into_any()])
+}
+
+/// trace_lanczos(a, v0, n_steps, n_threads=None) -> (alpha, beta), flat f64 (s * n_steps each).
+#[pyfunction]
+#[pyo3(signature = (a, v0, n_steps, n_threads=None))]
+fn trace_lanczos<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, v0: &Bound<'py, PyAny>, n_steps: usize, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    dispatch_float2!(a, |T| lanczos_typed::<T>(py, a.extract()?, v0.extract()?, n_steps, n_threads))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lanczos_csr_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: PyReadonlyArray1<'py, T>,
+    ncols: usize,
+    v0: PyReadonlyArray2<'py, T>,
+    n_steps: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let v0 = view(&v0);
+    let (alpha, beta) = py.detach(|| {
+        guarded(|| {
+            let csr = CsrRef::new(ncols, indptr, indices, data)?;
+            parallel::run(n_threads, |par| core::lanczos(Operator::Csr(csr), v0, n_steps, par))?
+        })
+    })?;
+    PyTuple::new(py, [vec_to_numpy(py, alpha).into_any(), vec_to_numpy(py, beta).into_any()])
+}
+
+/// trace_lanczos_csr(indptr, indices, data, ncols, v0, n_steps, n_threads=None) -> (alpha, beta).
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, ncols, v0, n_steps, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn trace_lanczos_csr<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: &Bound<'py, PyAny>,
+    ncols: usize,
+    v0: &Bound<'py, PyAny>,
+    n_steps: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    dispatch_float1!(data, |T| lanczos_csr_typed::<T>(py, indptr, indices, data.extract()?, ncols, v0.extract()?, n_steps, n_threads))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(trace_chebyshev, m)?)?;
+    m.add_function(wrap_pyfunction!(trace_chebyshev_csr, m)?)?;
+    m.add_function(wrap_pyfunction!(trace_lanczos, m)?)?;
+    m.add_function(wrap_pyfunction!(trace_lanczos_csr, m)?)?;
+    Ok(())
+}
