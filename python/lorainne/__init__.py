@@ -6,14 +6,20 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
+from .tensor import CPTensor, SparseTensor, TuckerTensor, cp, factor_match_score
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CPTensor",
     "ConvergenceWarning",
     "SVDResult",
+    "SparseTensor",
+    "TuckerTensor",
     "backends",
     "cholesky_qr2",
+    "cp",
+    "factor_match_score",
     "householder_qr",
     "randomized_svd",
     "range_finder",
