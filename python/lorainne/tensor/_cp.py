@@ -228,14 +228,14 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, callback, verbose, n_threads) -
     X = np.ascontiguousarray(X)
     factors = [np.ascontiguousarray(f) for f in factors]
     if callback is None and not verbose:
-        factors, errors, status = kernel(X, factors, n_iter_max, tol, l2, n_threads)
+        factors, errors, status, _ = kernel(X, factors, n_iter_max, tol, l2, n_threads)
         return _Run(list(factors), [float(e) for e in errors], _STATUS[status])
     eps = _eps(X.dtype)
     floor = _xp.error_floor(eps)
     errors: list[float] = []
     status = "max_iter"
     for _ in range(n_iter_max):
-        factors, one, degenerate = kernel(X, factors, 1, -1.0, l2, n_threads)
+        factors, one, _, degenerate = kernel(X, factors, 1, -1.0, l2, n_threads)
         factors = list(factors)
         errors.append(float(one[0]))
         if _report(callback, verbose, factors, errors, array_namespace(X)):

@@ -158,13 +158,13 @@ def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, 
         errors: list[float] = []
         status = "max_iter"
         if chosen == "rust" and callback is None and not verbose and n_iter_max > 0:
-            factors, errs, code = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads)
+            factors, errs, code, _ = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads)
             run = _Run(list(factors), [float(e) for e in errs], {0: "max_iter", 1: "converged", 2: "stalled"}[code])
         else:
             grams = [f.T @ f for f in factors]
             for _ in range(n_iter_max):
                 if chosen == "rust":
-                    factors, one, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads)
+                    factors, one, _, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads)
                     factors = list(factors)
                     errors.append(float(one[0]))
                 else:

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod als;
 mod convert;
 mod errors;
 mod linalg;
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     linalg::register(m)?;
+    als::register(m)?;
     Ok(())
 }
