@@ -186,6 +186,9 @@ pub fn contract_right<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T
 
 /// Q = X_s^T K_left: (R_s x rank) row-major, with K_left the Khatri-Rao product of
 /// `factors[..s]` (all N factors are passed). 1 <= s <= N-1.
+///
+/// Accumulates in column-major blocks (faer's preferred layout for the X^T operand, which is
+/// column-major as a view of the C-ordered X) and transposes the small result at the end.
 pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]], rank: usize, par: Par) -> Vec<T> {
     let (lh, rh) = (prod(&x.shape[..s]), prod(&x.shape[s..]));
     let inner = x.shape[s - 1];
@@ -195,7 +198,8 @@ pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]
     let f_inner = factors[s - 1];
     let xm = MatRef::from_row_major_slice(x.data, lh, rh);
     let t = threads(par);
-    // One prefix: rows I_{s-1} of X times its factor (possibly scaled), into `acc` (cols c0..).
+    // One prefix: rows I_{s-1} of X (columns c0..c0+cols) times its factor (scaled by the
+    // prefix's row product), added into the column-major (cols x rank) block `acc`.
     let apply = |p: usize, c0: usize, acc: &mut [T], scaled: &mut Vec<T>, w: &mut Vec<T>| {
         let cols = acc.len() / rank;
         let rhs = if prefix_dims.is_empty() {
@@ -210,30 +214,43 @@ pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]
             MatRef::from_row_major_slice(scaled.as_slice(), inner, rank)
         };
         let lhs = xm.submatrix(p * inner, c0, inner, cols).transpose();
-        let out = MatMut::from_row_major_slice_mut(acc, cols, rank);
+        let out = MatMut::from_column_major_slice_mut(acc, cols, rank);
         matmul(out, Accum::Add, lhs, rhs, T::ONE, Par::Seq);
+    };
+    let transpose_into = |colmajor: &[T], out: &mut [T]| {
+        let cols = colmajor.len() / rank;
+        for j in 0..cols {
+            for r in 0..rank {
+                out[j * rank + r] = colmajor[r * cols + j];
+            }
+        }
     };
     // Many prefixes and a small result: split the prefixes and reduce private copies of Q.
     if t > 1 && n_prefix >= 2 * t && rh * rank * t <= (1 << 22) {
         let tasks = (4 * t).min(n_prefix);
         let per = n_prefix.div_ceil(tasks);
-        return reduce_tasks(par, tasks, rh * rank, |task, acc| {
+        let colmajor = reduce_tasks(par, tasks, rh * rank, |task, acc| {
             let mut scaled = vec![T::ZERO; inner * rank];
             let mut w = vec![T::ONE; rank];
             for p in task * per..((task + 1) * per).min(n_prefix) {
                 apply(p, 0, acc, &mut scaled, &mut w);
             }
         });
+        let mut out = vec![T::ZERO; rh * rank];
+        transpose_into(&colmajor, &mut out);
+        return out;
     }
     // Otherwise split the columns of X (rows of Q): each block owns its rows of Q.
     let mut out = vec![T::ZERO; rh * rank];
-    let block = if t == 1 { rh.min(1024) } else { rh.div_ceil(4 * t).clamp(64, 1024) };
+    let block = if t == 1 { rh.min(2048) } else { rh.div_ceil(4 * t).clamp(64, 2048) };
     for_chunks(par, &mut out, block * rank, |b, chunk| {
         let mut scaled = vec![T::ZERO; inner * rank];
         let mut w = vec![T::ONE; rank];
+        let mut local = vec![T::ZERO; chunk.len()];
         for p in 0..n_prefix {
-            apply(p, b * block, chunk, &mut scaled, &mut w);
+            apply(p, b * block, &mut local, &mut scaled, &mut w);
         }
+        transpose_into(&local, chunk);
     });
     out
 }
