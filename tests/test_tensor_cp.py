@@ -307,7 +307,7 @@ def test_bad_input(kwargs, error, match):
 def test_forcing_rust_on_an_option_without_kernel_says_so(rng):
     X = np.abs(rng.standard_normal((4, 5, 6)))
     with pytest.raises(ValueError, match="no Rust kernel"):
-        cp(X, 2, nonnegative=True, backend="rust")
+        cp(X, 2, mask=X > 0.5, backend="rust")
 
 
 # ----------------------------------------------------------------------------- Rust kernels vs the xp reference

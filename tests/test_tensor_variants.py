@@ -41,6 +41,30 @@ def test_nonnegative_beats_tensorly_multiplicative_updates(rng):
     assert ours.errors[-1] < their_error
 
 
+@pytest.mark.parametrize("options", [dict(nonnegative=True), dict(l1_reg=0.5), dict(nonnegative=True, l1_reg=0.3, l2_reg=0.2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rust_hals_equals_xp(rng, options, dtype):
+    X, _, _ = planted_nonnegative(rng, (11, 10, 9, 3), 3, noise=0.05)
+    X = X.astype(dtype)
+    a = cp(X, 3, random_state=0, tol=0, n_iter_max=12, backend="rust", **options)
+    b = cp(X, 3, random_state=0, tol=0, n_iter_max=12, backend="numpy", **options)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(a.to_tensor(), b.to_tensor(), atol=tolerance * np.abs(X).max())
+    np.testing.assert_allclose(a.errors, b.errors, rtol=tolerance * 10)
+
+
+@pytest.mark.parametrize("backend", ["rust", "numpy"])
+def test_sparse_nonnegative_equals_dense(rng, backend):
+    from lorainne import SparseTensor
+
+    X, _, _ = planted_nonnegative(rng, (10, 9, 8), 3, noise=0.05)
+    X = X * (rng.random(X.shape) < 0.5)
+    a = cp(X, 3, nonnegative=True, random_state=0, tol=0, n_iter_max=10, backend="numpy")
+    b = cp(SparseTensor.from_dense(X), 3, nonnegative=True, init=cp(X, 3, nonnegative=True, random_state=0, n_iter_max=0),
+           tol=0, n_iter_max=10, backend=backend)
+    np.testing.assert_allclose(a.to_tensor(), b.to_tensor(), atol=1e-9)
+
+
 def test_nonnegative_errors_never_increase(rng):
     X, _, _ = planted_nonnegative(rng, (12, 11, 10), 4, noise=0.2)
     model = cp(X, 4, nonnegative=True, init="random", random_state=2, tol=0, n_iter_max=40)

@@ -221,12 +221,15 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
 _STATUS = {0: "max_iter", 1: "converged", 2: "stalled"}
 
 
-def als_rust(X, factors, *, n_iter_max, tol, l2, callback, verbose, n_threads) -> _Run:
-    """The Rust loop (dense NumPy, plain or ridge ALS). With a callback or verbose logging the
-    loop is driven from here one sweep at a time (the stopping rule is the same)."""
-    kernel = core().cp_als
+def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, callback, verbose, n_threads) -> _Run:
+    """The Rust loop (dense NumPy: ALS, or HALS for nonnegative / l1). With a callback or
+    verbose logging the loop is driven from here one sweep at a time (same stopping rule)."""
     X = np.ascontiguousarray(X)
     factors = [np.ascontiguousarray(f) for f in factors]
+
+    def kernel(X, factors, n_iter, tol, l2, n_threads, norm_x_sq=None):
+        return core().cp_als(X, factors, n_iter, tol, l2, n_threads, norm_x_sq, nonnegative, l1)
+
     if callback is None and not verbose:
         factors, errors, status, _ = kernel(X, factors, n_iter_max, tol, l2, n_threads)
         return _Run(list(factors), [float(e) for e in errors], _STATUS[status])
@@ -234,8 +237,9 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, callback, verbose, n_threads) -
     floor = _xp.error_floor(eps)
     errors: list[float] = []
     status = "max_iter"
+    norm_x_sq = float(np.dot(X.reshape(-1).astype(np.float64, copy=False), X.reshape(-1).astype(np.float64, copy=False)))
     for _ in range(n_iter_max):
-        factors, one, _, degenerate = kernel(X, factors, 1, -1.0, l2, n_threads)
+        factors, one, _, degenerate = kernel(X, factors, 1, -1.0, l2, n_threads, norm_x_sq)
         factors = list(factors)
         errors.append(float(one[0]))
         if _report(callback, verbose, factors, errors, array_namespace(X)):
@@ -316,8 +320,8 @@ def cp(
     random_state : None, int, numpy Generator or RandomState
         Seed of the randomized SVD and of random starts (drawn on the host).
     backend : {"auto", "rust", "numpy", "cupy", "xp"}
-        "auto": the Rust sweep loop for dense NumPy input with plain or ridge ALS, the xp
-        reference otherwise (nonnegative, l1, mask, other array libraries).
+        "auto": the Rust sweep loop for NumPy input and SparseTensor (every option but
+        ``mask``), the xp reference otherwise (``mask``, other array libraries).
     n_threads : int, optional
         Threads of the Rust kernels (default: all cores).
     verbose : int, default 0
@@ -379,8 +383,7 @@ def cp(
     mask = check_mask(mask, X, xp)
     if nonnegative and bool(xp.any(X < 0)):
         raise ValueError("X has negative entries, but nonnegative=True")
-    plain = mask is None and not nonnegative and l1 == 0
-    chosen = resolve(X, backend=backend, rust_kernel=plain and isinstance(X, np.ndarray))
+    chosen = resolve(X, backend=backend, rust_kernel=mask is None and isinstance(X, np.ndarray))
 
     best: _Run | None = None
     for attempt in range(n_init):
@@ -390,7 +393,8 @@ def cp(
         if n_iter_max == 0:
             run = _Run(factors, [], "max_iter")
         elif chosen == "rust":
-            run = als_rust(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, callback=callback, verbose=verbose, n_threads=n_threads)
+            run = als_rust(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, callback=callback,
+                           verbose=verbose, n_threads=n_threads)
         else:
             run = als_xp(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, mask=mask,
                          callback=callback, verbose=verbose)

@@ -127,10 +127,12 @@ def nmf(
     >>> import numpy as np
     >>> from lorainne import nmf
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.random((40, 4)) @ rng.random((4, 30))
-    >>> W, H = nmf(X, 4, random_state=0, n_iter_max=2000, tol=1e-10)
-    >>> bool(np.linalg.norm(X - W @ H) / np.linalg.norm(X) < 1e-3), bool(W.min() >= 0 and H.min() >= 0)
-    (True, True)
+    >>> W0 = rng.random((40, 4)) * (rng.random((40, 4)) < 0.5)
+    >>> H0 = rng.random((4, 30)) * (rng.random((4, 30)) < 0.5)
+    >>> result = nmf(W0 @ H0, 4, random_state=0, n_iter_max=1000)
+    >>> W, H = result
+    >>> result.converged, bool(np.linalg.norm(W0 @ H0 - W @ H) < 1e-6), bool(W.min() >= 0)
+    (True, True, True)
     """
     rank = check_int(rank, "rank", low=1)
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)

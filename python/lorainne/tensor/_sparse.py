@@ -145,8 +145,10 @@ def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, 
         raise ValueError(f"X must have at least 2 modes, got shape {X.shape}")
     if nonnegative and np.any(X.values < 0):
         raise ValueError("X has negative entries, but nonnegative=True")
-    plain = not nonnegative and l1 == 0
-    chosen = resolve(X.values, backend="rust" if backend == "rust" else ("numpy" if backend in ("numpy", "xp") else "auto"), rust_kernel=plain)
+    chosen = resolve(X.values, backend="numpy" if backend == "xp" else backend)
+    if chosen not in ("rust", "numpy"):
+        raise ValueError(f"a SparseTensor runs on backend 'rust' or 'numpy', got {backend!r}")
+    extra = (nonnegative, l1)
     xp = _xp_numpy()
     eps = _eps(X.dtype)
     floor = _xp.error_floor(eps)
@@ -158,13 +160,13 @@ def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, 
         errors: list[float] = []
         status = "max_iter"
         if chosen == "rust" and callback is None and not verbose and n_iter_max > 0:
-            factors, errs, code, _ = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads)
+            factors, errs, code, _ = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads, None, *extra)
             run = _Run(list(factors), [float(e) for e in errs], {0: "max_iter", 1: "converged", 2: "stalled"}[code])
         else:
             grams = [f.T @ f for f in factors]
             for _ in range(n_iter_max):
                 if chosen == "rust":
-                    factors, one, _, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads)
+                    factors, one, _, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads, norm_x_sq, *extra)
                     factors = list(factors)
                     errors.append(float(one[0]))
                 else:

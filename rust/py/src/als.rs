@@ -130,10 +130,13 @@ fn cp_als_typed<'py, T: Scalar + Element>(
     result_tuple(py, result, &shape, rank)
 }
 
-/// cp_als(x, factors, n_iter_max, tol, l2_reg, n_threads=None) -> (factors, errors, status,
-/// degenerate): status 0 = n_iter_max reached, 1 = converged, 2 = stalled; tol <= 0 runs all.
+/// cp_als(x, factors, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None) -> (factors,
+/// errors, status, degenerate): status 0 = n_iter_max reached, 1 = converged, 2 = stalled;
+/// tol <= 0 runs all sweeps; norm_x_sq (||X||^2) saves a pass over X when given;
+/// nonnegative / l1_reg switch the updates to HALS columns.
 #[pyfunction]
-#[pyo3(signature = (x, factors, n_iter_max, tol, l2_reg, n_threads=None))]
+#[pyo3(signature = (x, factors, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None, nonnegative=false, l1_reg=0.0))]
+#[allow(clippy::too_many_arguments)]
 fn cp_als<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -142,8 +145,11 @@ fn cp_als<'py>(
     tol: f64,
     l2_reg: f64,
     n_threads: Option<usize>,
+    norm_x_sq: Option<f64>,
+    nonnegative: bool,
+    l1_reg: f64,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let options = AlsOptions { n_iter_max, tol, l2: l2_reg };
+    let options = AlsOptions { n_iter_max, tol, l2: l2_reg, norm_x_sq, nonnegative, l1: l1_reg };
     dispatch_float_dyn!(x, |T| cp_als_typed::<T>(py, x.extract()?, factors, options, n_threads))
 }
 
@@ -172,7 +178,7 @@ fn cp_als_sparse_typed<'py, T: Scalar + Element>(
 /// cp_als_sparse(coords, values, shape, factors, n_iter_max, tol, l2_reg, n_threads=None):
 /// as cp_als on the COO tensor (coords (nnz, N) int64, values (nnz,)).
 #[pyfunction]
-#[pyo3(signature = (coords, values, shape, factors, n_iter_max, tol, l2_reg, n_threads=None))]
+#[pyo3(signature = (coords, values, shape, factors, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None, nonnegative=false, l1_reg=0.0))]
 #[allow(clippy::too_many_arguments)]
 fn cp_als_sparse<'py>(
     py: Python<'py>,
@@ -184,8 +190,11 @@ fn cp_als_sparse<'py>(
     tol: f64,
     l2_reg: f64,
     n_threads: Option<usize>,
+    norm_x_sq: Option<f64>,
+    nonnegative: bool,
+    l1_reg: f64,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let options = AlsOptions { n_iter_max, tol, l2: l2_reg };
+    let options = AlsOptions { n_iter_max, tol, l2: l2_reg, norm_x_sq, nonnegative, l1: l1_reg };
     dispatch_float_dyn!(values, |T| cp_als_sparse_typed::<T>(py, coords, values.extract()?, shape, factors, options, n_threads))
 }
 

@@ -24,6 +24,56 @@ pub struct AlsOptions {
     /// tol <= 0: run exactly n_iter_max sweeps.
     pub tol: f64,
     pub l2: f64,
+    /// ||X||^2 when the caller knows it (saves a pass over X per call); None computes it.
+    pub norm_x_sq: Option<f64>,
+    /// Nonnegative factors: HALS column updates instead of the exact LS solve.
+    pub nonnegative: bool,
+    /// Sparsity penalty l1 * sum |A_n| (HALS column updates with soft thresholding).
+    pub l1: f64,
+}
+
+impl AlsOptions {
+    pub fn plain(n_iter_max: usize, tol: f64) -> Self {
+        Self { n_iter_max, tol, l2: 0.0, norm_x_sq: None, nonnegative: false, l1: 0.0 }
+    }
+
+    fn hals(&self) -> bool {
+        self.nonnegative || self.l1 > 0.0
+    }
+}
+
+/// One pass of HALS column updates of the row-major factor `a` (rows x rank) for
+/// `min 1/2 ||X_(n) - A K^T||^2 + l2/2 ||A||^2 + l1 |A|_1` with `m = X_(n) K`, `v = K^T K`:
+/// column r becomes `S(m_r - A v_r + a_r v_rr) / (v_rr + l2)` (S: projection on the
+/// nonnegative orthant after subtracting l1, or soft thresholding), using the columns already
+/// updated. The same arithmetic as the xp reference.
+#[allow(clippy::too_many_arguments)]
+pub fn hals_columns<T: Scalar>(a: &mut [T], m: &[T], v: &[T], rows: usize, rank: usize, l2: T, l1: T, nonnegative: bool) {
+    for r in 0..rank {
+        let vrr = v[r * rank + r];
+        let denominator = vrr + l2;
+        if !(denominator > T::ZERO) {
+            continue;
+        }
+        for i in 0..rows {
+            let row = &a[i * rank..(i + 1) * rank];
+            let mut dot = T::ZERO;
+            for (j, &x) in row.iter().enumerate() {
+                dot += x * v[j * rank + r];
+            }
+            let mut numerator = m[i * rank + r] - dot + row[r] * vrr;
+            if nonnegative {
+                numerator -= l1;
+                if !(numerator > T::ZERO) {
+                    numerator = T::ZERO;
+                }
+            } else if l1 > T::ZERO {
+                let magnitude = numerator.abs() - l1;
+                numerator = if magnitude > T::ZERO { if numerator < T::ZERO { -magnitude } else { magnitude } } else { T::ZERO };
+            }
+            a[i * rank + r] = numerator / denominator;
+        }
+    }
 }
 
 pub struct AlsResult<T> {
@@ -107,10 +157,14 @@ pub fn stop_state(errors: &[f64], degenerate: bool, tol: f64, floor: f64, eps: f
 
 /// Rescales each component so that its column norms are equal across modes (the model is
 /// unchanged; the ridge penalty is then smallest for it).
-fn balance<T: Scalar>(factors: &mut [Vec<T>], grams: &mut [Vec<T>], rank: usize) {
+fn balance<T: Scalar>(factors: &mut [Vec<T>], grams: &mut [Vec<T>], rank: usize, use_l2: bool) {
     let n = factors.len();
     for r in 0..rank {
-        let norms: Vec<f64> = grams.iter().map(|g| g[r * rank + r].to_f64().max(0.0).sqrt()).collect();
+        let norms: Vec<f64> = if use_l2 {
+            grams.iter().map(|g| g[r * rank + r].to_f64().max(0.0).sqrt()).collect()
+        } else {
+            factors.iter().map(|f| f.chunks_exact(rank).map(|row| row[r].to_f64().abs()).sum()).collect()
+        };
         let product: f64 = norms.iter().product();
         if !(product > 0.0) {
             continue;
@@ -139,28 +193,43 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(x: &S, mut factors: Vec<Vec<T>>, ran
     if !(options.l2 >= 0.0) || !options.l2.is_finite() {
         return Err(Error::invalid("l2_reg", format!("must be a finite number >= 0, got {}", options.l2)));
     }
+    if !(options.l1 >= 0.0) || !options.l1.is_finite() {
+        return Err(Error::invalid("l1_reg", format!("must be a finite number >= 0, got {}", options.l1)));
+    }
     let n = shape.len();
     let eps = 2.0 * T::UNIT_ROUNDOFF.to_f64();
     let floor = 3.0 * eps.sqrt();
-    let norm_x_sq = x.norm_sq();
+    let norm_x_sq = options.norm_x_sq.unwrap_or_else(|| x.norm_sq());
     let mut grams: Vec<Vec<T>> = factors.iter().zip(&shape).map(|(f, &rows)| gram(f, rows, rank)).collect();
     let mut errors = Vec::with_capacity(options.n_iter_max);
     let mut status = Status::MaxIter;
     let mut degenerate = false;
     let l2 = T::from_f64(options.l2);
+    let l1 = T::from_f64(options.l1);
+    let hals = options.hals();
     for _ in 0..options.n_iter_max {
         degenerate = false;
         let (mut inner, mut model_sq) = (0.0, 0.0);
         let mut update = |mode: usize, m: Vec<T>, factors: &mut Vec<Vec<T>>| -> Result<()> {
             let v = hadamard_except(&grams, Some(mode), rank);
-            let mut regularized = v.clone();
-            if options.l2 > 0.0 {
-                for r in 0..rank {
-                    regularized[r * rank + r] += l2;
+            let f = if hals {
+                let mut f = std::mem::take(&mut factors[mode]);
+                hals_columns(&mut f, &m, &v, shape[mode], rank, l2, l1, options.nonnegative);
+                if !v.iter().any(|&x| x > T::ZERO) {
+                    degenerate = true;
                 }
-            }
-            let (f, bad) = solve_gram(&regularized, &m, shape[mode], rank)?;
-            degenerate |= bad;
+                f
+            } else {
+                let mut regularized = v.clone();
+                if options.l2 > 0.0 {
+                    for r in 0..rank {
+                        regularized[r * rank + r] += l2;
+                    }
+                }
+                let (f, bad) = solve_gram(&regularized, &m, shape[mode], rank)?;
+                degenerate |= bad;
+                f
+            };
             grams[mode] = gram(&f, shape[mode], rank);
             if mode == n - 1 {
                 inner = dot_f64(&m, &f);
@@ -173,8 +242,12 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(x: &S, mut factors: Vec<Vec<T>>, ran
         let residual_sq = (norm_x_sq - 2.0 * inner + model_sq).max(0.0);
         let error = if norm_x_sq > 0.0 { (residual_sq / norm_x_sq).sqrt() } else { residual_sq.sqrt() };
         errors.push(error);
-        if options.l2 > 0.0 {
-            balance(&mut factors, &mut grams, rank);
+        if hals && !degenerate {
+            // HALS can zero a whole component: a collapsed model.
+            degenerate = grams.iter().any(|g| (0..rank).any(|r| !(g[r * rank + r] > T::ZERO)));
+        }
+        if options.l2 > 0.0 || options.l1 > 0.0 {
+            balance(&mut factors, &mut grams, rank, options.l2 > 0.0);
         }
         if let Some(s) = stop_state(&errors, degenerate, options.tol, floor, eps) {
             status = s;
@@ -194,7 +267,7 @@ mod tests {
         let shape = [2, 2];
         let t = DenseTensor::new(&x, &shape).unwrap();
         let factors = vec![vec![1.0, 0.0, 0.0, 1.0], vec![1.0, 0.5, -0.3, 1.0]];
-        let out = cp_als(&t, factors, 2, AlsOptions { n_iter_max: 10, tol: 1e-8, l2: 0.0 }, Par::Seq).unwrap();
+        let out = cp_als(&t, factors, 2, AlsOptions::plain(10, 1e-8), Par::Seq).unwrap();
         assert_eq!(out.status, Status::Converged);
         assert!(*out.errors.last().unwrap() < 1e-7);
     }
@@ -205,7 +278,7 @@ mod tests {
         let shape = [2, 3, 2];
         let t = DenseTensor::new(&x, &shape).unwrap();
         let factors = vec![vec![1.0; 2], vec![0.5; 3], vec![2.0; 2]];
-        let out = cp_als(&t, factors, 1, AlsOptions { n_iter_max: 5, tol: 1e-8, l2: 0.0 }, Par::Seq).unwrap();
+        let out = cp_als(&t, factors, 1, AlsOptions::plain(5, 1e-8), Par::Seq).unwrap();
         assert!(out.factors.iter().flatten().all(|v| *v == 0.0));
         assert_eq!(out.status, Status::Converged);
     }
