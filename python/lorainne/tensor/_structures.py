@@ -276,18 +276,37 @@ class TuckerTensor:
 
 
 def mode_product(X, M, mode: int):
-    """``X x_mode M``: multiplies mode ``mode`` of ``X`` by the matrix ``M`` (J x I_mode)."""
+    """``X x_mode M``: multiplies mode ``mode`` of ``X`` by the matrix ``M`` (J x I_mode).
+
+    Reads ``X`` through reshapes (views of a C-ordered array, no transposed copy): one GEMM for
+    the first and last modes, a batched GEMM over the leading modes otherwise."""
     xp = array_namespace(X)
-    moved = xp.moveaxis(X, mode, -1)
-    out = moved @ M.T
-    return xp.moveaxis(out, -1, mode)
+    shape = tuple(X.shape)
+    left = 1
+    for s in shape[:mode]:
+        left *= s
+    right = 1
+    for s in shape[mode + 1 :]:
+        right *= s
+    size, rows = shape[mode], M.shape[0]
+    new_shape = (*shape[:mode], rows, *shape[mode + 1 :])
+    if right == 1:
+        return xp.reshape(xp.reshape(X, (left, size)) @ M.T, new_shape)
+    if left == 1:
+        return xp.reshape(M @ xp.reshape(X, (size, right)), new_shape)
+    return xp.reshape(M @ xp.reshape(X, (left, size, right)), new_shape)
 
 
 def multi_mode_product(X, matrices: Sequence[Any], transpose: bool = False, skip: int | None = None):
-    """``X x_0 M_0 x_1 ... `` (with ``M_k^T`` when ``transpose``), skipping mode ``skip``."""
-    for mode, M in enumerate(matrices):
-        if mode == skip:
-            continue
+    """``X x_0 M_0 x_1 ... `` (with ``M_k^T`` when ``transpose``), skipping mode ``skip``.
+
+    The products that shrink the tensor most go first (the first one reads all of ``X``)."""
+    def shrink(mode: int) -> float:  # size of the mode after the product / before
+        return matrices[mode].shape[1 if transpose else 0] / X.shape[mode]
+
+    # None entries (like ``skip``) leave their mode alone.
+    for mode in sorted((m for m in range(len(matrices)) if m != skip and matrices[m] is not None), key=shrink):
+        M = matrices[mode]
         X = mode_product(X, M.T if transpose else M, mode)
     return X
 

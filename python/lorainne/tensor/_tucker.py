@@ -8,6 +8,7 @@ import math
 import numbers
 from typing import Callable
 
+import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import resolve
@@ -44,8 +45,29 @@ def _leading_left_vectors(xp, M, k: int, rng):
     return randomized_svd(M, k, random_state=rng)[0]
 
 
-def _hosvd_factors(xp, X, ranks, rng):
-    return [_leading_left_vectors(xp, unfold(X, n), r, rng) for n, r in enumerate(ranks)]
+def _hosvd_factors(xp, X, ranks, rng, rust=False):
+    """Exact truncated HOSVD for small tensors; for large ones the Khatri-Rao-sketched range
+    finder of :func:`lorainne.cp`'s SVD start (two passes over X per mode, no unfolded copy)."""
+    from ._cp import sketched_left_vectors
+
+    factors = []
+    for n, r in enumerate(ranks):
+        if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 1_000_000:
+            factors.append(xp.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :r])
+        else:
+            factors.append(sketched_left_vectors(X, n, r, rng, rust=rust)[0])
+    return factors
+
+
+def _split(shape) -> int:
+    """The smallest s with I_0 ... I_{s-1} >= I_s ... I_{N-1}, within 1..N-1 (as the Rust CP sweep)."""
+    total = math.prod(shape)
+    left = 1
+    for s in range(1, len(shape)):
+        left *= shape[s - 1]
+        if left * left >= total:
+            return s
+    return len(shape) - 1
 
 
 def _core_of(X, factors):
@@ -58,11 +80,17 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
     errors: list[float] = []
     status = "max_iter"
     data = X if data is None else data
+    last = len(factors) - 1
+    split = _split(data.shape)
     for _ in range(n_iter_max):
-        for n in range(len(factors)):
-            Y = multi_mode_product(data, factors, transpose=True, skip=n)
-            factors[n] = _leading_left_vectors(xp, unfold(Y, n), factors[n].shape[1], rng)
-        core = _core_of(data, factors)
+        # Two-level dimension tree: one pass over X for the modes before the split, one after.
+        for half in (range(split), range(split, last + 1)):
+            others = [k for k in range(last + 1) if k not in half]
+            partial = multi_mode_product(data, [f if k in others else None for k, f in enumerate(factors)], transpose=True)
+            for n in half:
+                Y = multi_mode_product(partial, [f if (k in half and k != n) else None for k, f in enumerate(factors)], transpose=True)
+                factors[n] = _leading_left_vectors(xp, unfold(Y, n), factors[n].shape[1], rng)
+        core = mode_product(Y, factors[last].T, last)  # Y of the last mode: no extra pass over X
         if mask is None:
             errors.append(math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
         else:
@@ -245,7 +273,8 @@ def tucker(
         raise ValueError("X has negative entries, but nonnegative=True")
     if method == "hosvd" and (mask is not None or nonnegative):
         raise ValueError("method='hosvd' has no mask or nonnegative variant: use method='hooi'")
-    resolve(X, backend=backend, rust_kernel=False)
+    chosen = resolve(X, backend=backend, rust_kernel=False)
+    rust_sketch = chosen == "numpy" and isinstance(X, np.ndarray) and backend == "auto"
 
     if mask is not None:
         observed = xp.where(mask, X, xp.zeros_like(X))
@@ -256,7 +285,7 @@ def tucker(
         norm_x_sq = float(xp.linalg.vector_norm(X)) ** 2
         data = X
     if init == "svd":
-        factors = _hosvd_factors(xp, data, ranks, rng)
+        factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch)
     else:
         factors = [xp.linalg.qr(_gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks)]
     if method == "hosvd":
