@@ -313,3 +313,34 @@ def test_nmf_bad_input(X, kwargs, error, match):
     rank = arguments.pop("rank")
     with pytest.raises(error, match=match):
         nmf(X, rank, **arguments)
+
+
+# ----------------------------------------------------------------------------- array_api_strict (the portable path)
+
+
+@pytest.mark.parametrize("options", [dict(nonnegative=True), dict(l1_reg=0.1), dict(l2_reg=0.1), dict(mask=True)])
+def test_cp_variants_under_array_api_strict(rng, options):
+    xps = pytest.importorskip("array_api_strict")
+    X, _, _ = planted_nonnegative(rng, (10, 9, 8), 3, noise=0.05)
+    options = dict(options)
+    if options.pop("mask", False):
+        mask = rng.random(X.shape) < 0.6
+        options["mask"], strict_mask = mask, xps.asarray(mask)
+    strict_options = {**options, **({"mask": strict_mask} if "mask" in options else {})}
+    a = cp(xps.asarray(X), 3, random_state=0, tol=0, n_iter_max=15, **strict_options)
+    b = cp(X, 3, random_state=0, tol=0, n_iter_max=15, backend="numpy", **options)
+    assert type(a.weights).__module__.startswith("array_api_strict")
+    np.testing.assert_allclose(np.asarray(a.to_tensor()), b.to_tensor(), atol=1e-9)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(method="hosvd"), dict(nonnegative=True, init="random")])
+def test_tucker_and_nmf_under_array_api_strict(rng, options):
+    xps = pytest.importorskip("array_api_strict")
+    X, _, _ = planted_nonnegative(rng, (10, 9, 8), 3, noise=0.05)
+    a = tucker(xps.asarray(X), 2, random_state=0, tol=0, n_iter_max=5, **options)
+    b = tucker(X, 2, random_state=0, tol=0, n_iter_max=5, **options)
+    assert type(a.core).__module__.startswith("array_api_strict")
+    np.testing.assert_allclose(np.asarray(a.to_tensor()), b.to_tensor(), atol=1e-9)
+    r = nmf(xps.asarray(X.reshape(90, 8)), 3, random_state=0, tol=0, n_iter_max=10)
+    s = nmf(X.reshape(90, 8), 3, random_state=0, tol=0, n_iter_max=10)
+    np.testing.assert_allclose(np.asarray(r.W @ r.H), s.W @ s.H, atol=1e-9)
