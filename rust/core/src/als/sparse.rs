@@ -50,26 +50,68 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
         let tasks = if t == 1 { 1 } else { (4 * t).min(nnz.max(1)) };
         let per = nnz.div_ceil(tasks.max(1)).max(1);
         let rows = self.shape[mode];
+        macro_rules! fixed {
+            ($($r:literal)*) => {
+                match rank {
+                    $($r => return Ok(reduce_tasks(par, tasks, rows * rank, |task, acc| {
+                        self.accumulate_fixed::<$r>(factors, mode, task * per..((task + 1) * per).min(nnz), acc)
+                    })),)*
+                    _ => {}
+                }
+            };
+        }
+        fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 24 32);
         Ok(reduce_tasks(par, tasks, rows * rank, |task, acc| {
-            let mut w = vec![T::ZERO; rank];
-            for e in task * per..((task + 1) * per).min(nnz) {
-                let idx = &self.coords[e * n..(e + 1) * n];
-                let v = self.values[e];
-                w.iter_mut().for_each(|x| *x = v);
-                for (k, &i) in idx.iter().enumerate() {
-                    if k != mode {
-                        let row = &factors[k][i as usize * rank..(i as usize + 1) * rank];
+            self.accumulate(factors, mode, rank, task * per..((task + 1) * per).min(nnz), acc)
+        }))
+    }
+
+    /// The entries `range` of the MTTKRP of `mode`, added into `acc` (rows x rank).
+    fn accumulate(&self, factors: &[&[T]], mode: usize, rank: usize, range: std::ops::Range<usize>, acc: &mut [T]) {
+        let n = self.shape.len();
+        let mut w = vec![T::ZERO; rank];
+        for e in range {
+            let idx = &self.coords[e * n..(e + 1) * n];
+            let v = self.values[e];
+            w.iter_mut().for_each(|x| *x = v);
+            for (k, &i) in idx.iter().enumerate() {
+                if k != mode {
+                    let row = &factors[k][i as usize * rank..(i as usize + 1) * rank];
+                    for (x, &f) in w.iter_mut().zip(row) {
+                        *x *= f;
+                    }
+                }
+            }
+            let target = idx[mode] as usize;
+            for (o, &x) in acc[target * rank..(target + 1) * rank].iter_mut().zip(&w) {
+                *o += x;
+            }
+        }
+    }
+
+    /// As `accumulate` with the rank known at compile time (fixed-size rows: unrolled, vectorized).
+    fn accumulate_fixed<const R: usize>(&self, factors: &[&[T]], mode: usize, range: std::ops::Range<usize>, acc: &mut [T]) {
+        let n = self.shape.len();
+        for e in range {
+            let idx = &self.coords[e * n..(e + 1) * n];
+            let mut w = [self.values[e]; R];
+            for (k, &i) in idx.iter().enumerate() {
+                if k != mode {
+                    let start = i as usize * R;
+                    if let Some(Ok(row)) = factors[k].get(start..start + R).map(<&[T; R]>::try_from) {
                         for (x, &f) in w.iter_mut().zip(row) {
                             *x *= f;
                         }
                     }
                 }
-                let target = idx[mode] as usize;
-                for (o, &x) in acc[target * rank..(target + 1) * rank].iter_mut().zip(&w) {
+            }
+            let start = idx[mode] as usize * R;
+            if let Some(Ok(out)) = acc.get_mut(start..start + R).map(<&mut [T; R]>::try_from) {
+                for (o, &x) in out.iter_mut().zip(&w) {
                     *o += x;
                 }
             }
-        }))
+        }
     }
 }
 
