@@ -196,10 +196,8 @@ def _xp_numpy():
 
 
 def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: bool, given: Callable) -> list:
-    """SVD start from the sparse unfoldings (SciPy sparse matrices through randomized_svd)."""
+    """SVD start from the sparse unfoldings (SciPy sparse matrices, through their Gram matrices)."""
     import scipy.sparse
-
-    from ..randomized import randomized_svd
 
     if not isinstance(init, str):
         return given(init, _ShapeOnly(X), rank, nonnegative)
@@ -216,7 +214,7 @@ def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: 
             matrix = scipy.sparse.csr_matrix((X.values, (X.coords[:, mode], columns)), shape=(size, n_columns))
             k = min(rank, size, n_columns)
             if X.nnz:
-                U, S, _ = randomized_svd(matrix, k, random_state=rng)
+                U, S = _gram_left_vectors(matrix, k, rng)
                 if mode == 0:
                     U = U * S[None, :]
             else:
@@ -226,6 +224,22 @@ def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: 
             f = U.astype(X.dtype, copy=False)
         factors.append(np.abs(f) if nonnegative else f)
     return factors
+
+
+def _gram_left_vectors(matrix, k: int, rng):
+    """Leading left singular vectors/values of a sparse unfolding from its Gram matrix
+    ``G = M M^T`` (I_n x I_n, a sparse product: no dense test matrix with a row per column of
+    the unfolding), by a randomized range finder on G with one power iteration."""
+    gram = (matrix @ matrix.T).tocsr()
+    size = gram.shape[0]
+    width = min(k + 10, size)
+    omega = rng.standard_normal((size, width)).astype(matrix.dtype)
+    Q, _ = np.linalg.qr(np.asarray(gram @ omega))
+    Q, _ = np.linalg.qr(np.asarray(gram @ Q))
+    small = Q.T @ np.asarray(gram @ Q)
+    w, V = np.linalg.eigh((small + small.T) / 2)
+    U = Q @ V[:, ::-1][:, :k]
+    return U.astype(matrix.dtype, copy=False), np.sqrt(np.clip(w[::-1][:k], 0, None)).astype(matrix.dtype)
 
 
 class _ShapeOnly:
