@@ -135,6 +135,16 @@ def test_half_missing_entries_are_recovered(rng, shape, rank):
     assert factor_match_score(model, (None, true)) > 0.999
 
 
+@pytest.mark.parametrize("options", [dict(), dict(nonnegative=True), dict(l2_reg=0.1)])
+def test_masked_rust_sweeps_equal_xp(rng, options):
+    X, _, _ = planted_nonnegative(rng, (9, 8, 7), 2, noise=0.05)
+    mask = rng.random(X.shape) < 0.6
+    a = cp(X, 2, mask=mask, random_state=0, tol=0, n_iter_max=10, backend="rust", **options)
+    b = cp(X, 2, mask=mask, random_state=0, tol=0, n_iter_max=10, backend="numpy", **options)
+    np.testing.assert_allclose(a.to_tensor(), b.to_tensor(), atol=1e-9)
+    np.testing.assert_allclose(a.errors, b.errors, rtol=1e-8)
+
+
 def test_mask_ignores_what_is_hidden(rng):
     X, _, _ = planted_nonnegative(rng, (8, 7, 6), 2, noise=0.0)
     mask = rng.random(X.shape) < 0.7

@@ -211,8 +211,10 @@ def _report(callback, verbose, factors, errors, xp) -> bool:
     return bool(callback(state, errors[-1]))
 
 
-def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose) -> _Run:
-    """The xp reference loop (every option)."""
+def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose, rust_sweep=None) -> _Run:
+    """The xp reference loop (every option). ``rust_sweep(data, factors) -> (factors, degenerate,
+    error)`` replaces the sweep by the Rust one (the masked case on NumPy: EM imputation here,
+    the sweeps in Rust)."""
     xp = array_namespace(X)
     eps = _eps(X.dtype)
     floor = _xp.error_floor(eps)
@@ -230,7 +232,11 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
         norm_x_sq = float(xp.linalg.vector_norm(X)) ** 2
     status = "max_iter"
     for _ in range(n_iter_max):
-        result = _xp.sweep(xp, data, factors, grams, l2=l2, l1=l1, nonnegative=nonnegative)
+        if rust_sweep is not None:
+            factors, degenerate = rust_sweep(data, factors)
+            result = _xp.SweepResult(0.0, 0.0, degenerate)
+        else:
+            result = _xp.sweep(xp, data, factors, grams, l2=l2, l1=l1, nonnegative=nonnegative)
         if mask is not None:
             model = CPTensor(None, factors).to_tensor()
             residual = xp.where(mask, X - model, xp.zeros_like(X))
@@ -239,7 +245,7 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
             data = xp.where(mask, X, model)
         else:
             errors.append(_xp.relative_error(norm_x_sq, result))
-        if l2 or l1:
+        if (l2 or l1) and rust_sweep is None:  # the Rust sweep balances itself
             _xp.balance(xp, factors, grams, l2, l1)
         if _report(callback, verbose, factors, errors, xp):
             status = "callback"
@@ -252,6 +258,18 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
 
 
 _STATUS = {0: "max_iter", 1: "converged", 2: "stalled"}
+
+
+def _rust_sweep(l2, l1, nonnegative, n_threads):
+    """One Rust sweep on NumPy data (for the EM loop of masked CP)."""
+
+    def run(data, factors):
+        factors, _, _, degenerate = core().cp_als(
+            np.ascontiguousarray(data), [np.ascontiguousarray(f) for f in factors], 1, -1.0, l2, n_threads, 1.0, nonnegative, l1
+        )
+        return list(factors), bool(degenerate)
+
+    return run
 
 
 def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, callback, verbose, n_threads) -> _Run:
@@ -354,8 +372,9 @@ def cp(
     random_state : None, int, numpy Generator or RandomState
         Seed of the randomized SVD and of random starts (drawn on the host).
     backend : {"auto", "rust", "numpy", "cupy", "xp"}
-        "auto": the Rust sweep loop for NumPy input and SparseTensor (every option but
-        ``mask``), the xp reference otherwise (``mask``, other array libraries).
+        "auto": the Rust sweeps for NumPy input and SparseTensor (with ``mask``, the EM
+        imputation between Rust sweeps runs in NumPy), the xp reference for other array
+        libraries.
     n_threads : int, optional
         Threads of the Rust kernels (default: all cores).
     verbose : int, default 0
@@ -417,7 +436,7 @@ def cp(
     mask = check_mask(mask, X, xp)
     if nonnegative and bool(xp.any(X < 0)):
         raise ValueError("X has negative entries, but nonnegative=True")
-    chosen = resolve(X, backend=backend, rust_kernel=mask is None and isinstance(X, np.ndarray))
+    chosen = resolve(X, backend=backend, rust_kernel=isinstance(X, np.ndarray))
 
     best: _Run | None = None
     for attempt in range(n_init):
@@ -426,6 +445,9 @@ def cp(
         factors = initial_factors(fill, rank, start, rng, nonnegative, n_threads, rust=chosen == "rust")
         if n_iter_max == 0:
             run = _Run(factors, [], "max_iter")
+        elif chosen == "rust" and mask is not None:
+            run = als_xp(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, mask=mask,
+                         callback=callback, verbose=verbose, rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads))
         elif chosen == "rust":
             run = als_rust(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, callback=callback,
                            verbose=verbose, n_threads=n_threads)
