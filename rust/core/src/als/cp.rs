@@ -84,6 +84,9 @@ pub struct AlsResult<T> {
     pub degenerate: bool,
 }
 
+/// Receives `(mode, MTTKRP of the mode, factors)` during a sweep and replaces `factors[mode]`.
+pub type Update<'a, T> = dyn FnMut(usize, Vec<T>, &mut Vec<Vec<T>>) -> Result<()> + 'a;
+
 /// What an ALS loop needs from the data: its shape, its squared norm and a sweep of MTTKRPs.
 pub trait SweepSource<T: Scalar>: Sync {
     fn shape(&self) -> &[usize];
@@ -93,7 +96,7 @@ pub trait SweepSource<T: Scalar>: Sync {
         factors: &mut Vec<Vec<T>>,
         rank: usize,
         par: Par,
-        update: &mut dyn FnMut(usize, Vec<T>, &mut Vec<Vec<T>>) -> Result<()>,
+        update: &mut Update<'_, T>,
     ) -> Result<()>;
 }
 
@@ -109,7 +112,7 @@ impl<T: Scalar> SweepSource<T> for DenseTensor<'_, T> {
         factors: &mut Vec<Vec<T>>,
         rank: usize,
         par: Par,
-        update: &mut dyn FnMut(usize, Vec<T>, &mut Vec<Vec<T>>) -> Result<()>,
+        update: &mut Update<'_, T>,
     ) -> Result<()> {
         dense::sweep(*self, factors, rank, par, update)
     }
@@ -127,7 +130,7 @@ impl<T: Scalar> SweepSource<T> for SparseTensor<'_, T> {
         factors: &mut Vec<Vec<T>>,
         rank: usize,
         par: Par,
-        update: &mut dyn FnMut(usize, Vec<T>, &mut Vec<Vec<T>>) -> Result<()>,
+        update: &mut Update<'_, T>,
     ) -> Result<()> {
         for mode in 0..self.shape.len() {
             let m = {
