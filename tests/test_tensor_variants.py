@@ -354,3 +354,25 @@ def test_tucker_and_nmf_under_array_api_strict(rng, options):
     r = nmf(xps.asarray(X.reshape(90, 8)), 3, random_state=0, tol=0, n_iter_max=10)
     s = nmf(X.reshape(90, 8), 3, random_state=0, tol=0, n_iter_max=10)
     np.testing.assert_allclose(np.asarray(r.W @ r.H), s.W @ s.H, atol=1e-9)
+
+
+def test_tucker_rust_edge_products_equal_numpy(rng):
+    X, _, _ = planted_tucker(rng, (50, 40, 35), (4, 3, 3), noise=0.1)  # large enough for the Rust path
+    a = tucker(X, (4, 3, 3), random_state=0, tol=0, n_iter_max=4)
+    b = tucker(X, (4, 3, 3), random_state=0, tol=0, n_iter_max=4, backend="numpy")
+    np.testing.assert_allclose(a.to_tensor(), b.to_tensor(), atol=1e-10 * np.abs(X).max())
+    np.testing.assert_allclose(a.errors, b.errors, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(70, 40, 30), (20, 30, 12, 10), (300, 250)])
+def test_edge_mode_product_matches_xp(rng, dtype, shape):
+    from lorainne.tensor._structures import edge_mode_product, mode_product
+
+    X = rng.standard_normal(shape).astype(dtype)
+    for mode in (0, len(shape) - 1):
+        M = rng.standard_normal((5, shape[mode])).astype(dtype)
+        want = mode_product(X.astype(np.float64), M.astype(np.float64), mode)
+        got = edge_mode_product(X, M, mode, n_threads=2)
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=(1e-3 if dtype == np.float32 else 1e-10) * np.abs(want).max())

@@ -96,7 +96,7 @@ def _gaussian(xp, rng, shape, dtype, like):
 
 def sketched_left_vectors(X, mode: int, k: int, rng, *, rust: bool = False, n_threads: int | None = None, oversample: int = 10):
     """The ``k`` leading left singular vectors and values of ``X_(mode)`` (see :func:`svd_init`)."""
-    from ._structures import mode_product
+    from ._structures import edge_mode_product, mode_product
 
     xp = array_namespace(X)
     size = X.shape[mode]
@@ -114,7 +114,7 @@ def sketched_left_vectors(X, mode: int, k: int, rng, *, rust: bool = False, n_th
     else:
         Y = _xp.mttkrp(xp, X, sketch, mode)
     Q, _ = xp.linalg.qr(Y)
-    B = unfold(mode_product(X, Q.T, mode), mode)  # (width, rest): width/size of X
+    B = unfold(edge_mode_product(X, Q.T, mode, n_threads) if rust else mode_product(X, Q.T, mode), mode)  # (width, rest)
     w, V = xp.linalg.eigh(B @ B.T)
     U = Q @ xp.flip(V[:, -k:], axis=1)
     return U, xp.sqrt(xp.clip(xp.flip(w[-k:], axis=0), min=0.0))

@@ -297,18 +297,42 @@ def mode_product(X, M, mode: int):
     return xp.reshape(M @ xp.reshape(X, (left, size, right)), new_shape)
 
 
-def multi_mode_product(X, matrices: Sequence[Any], transpose: bool = False, skip: int | None = None):
+def multi_mode_product(X, matrices: Sequence[Any], transpose: bool = False, skip: int | None = None, product=None):
     """``X x_0 M_0 x_1 ... `` (with ``M_k^T`` when ``transpose``), skipping mode ``skip``.
 
-    The products that shrink the tensor most go first (the first one reads all of ``X``)."""
+    The products that shrink the tensor most go first (the first one reads all of ``X``).
+    ``product(X, M, mode)`` replaces :func:`mode_product` (a faster kernel)."""
+    product = mode_product if product is None else product
     def shrink(mode: int) -> float:  # size of the mode after the product / before
         return matrices[mode].shape[1 if transpose else 0] / X.shape[mode]
 
     # None entries (like ``skip``) leave their mode alone.
     for mode in sorted((m for m in range(len(matrices)) if m != skip and matrices[m] is not None), key=shrink):
         M = matrices[mode]
-        X = mode_product(X, M.T if transpose else M, mode)
+        X = product(X, M.T if transpose else M, mode)
     return X
+
+
+def edge_mode_product(X, M, mode: int, n_threads: int | None = None):
+    """:func:`mode_product`, by the Rust edge contraction (``lorainne._core.contract_edge``) for
+    the first and last modes of large C-ordered NumPy tensors (3x faster than a single-threaded
+    BLAS GEMM with so few columns), by :func:`mode_product` otherwise."""
+    if (
+        isinstance(X, np.ndarray)
+        and isinstance(M, np.ndarray)
+        and X.size >= 1 << 16
+        and mode in (0, X.ndim - 1)
+        and X.dtype in (np.float32, np.float64)
+        and X.flags.c_contiguous
+    ):
+        from .._backend import _core
+
+        if _core is not None:
+            first = mode == 0
+            out = _core.contract_edge(X, np.ascontiguousarray(M.T, dtype=X.dtype), first, n_threads)
+            new_shape = (*X.shape[:mode], M.shape[0], *X.shape[mode + 1 :])
+            return (np.ascontiguousarray(out.T) if first else out).reshape(new_shape)
+    return mode_product(X, M, mode)
 
 
 def _device(x):

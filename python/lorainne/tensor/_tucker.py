@@ -15,7 +15,7 @@ from .._backend import resolve
 from .._validation import check_int, check_n_threads, check_option, check_random_state
 from . import _xp
 from ._cp import _eps, _gaussian, _Run, check_callback, check_mask, check_tensor, check_tol0
-from ._structures import TuckerTensor, mode_product, multi_mode_product, unfold
+from ._structures import TuckerTensor, edge_mode_product, mode_product, multi_mode_product, unfold
 
 logger = logging.getLogger("lorainne")
 
@@ -45,7 +45,7 @@ def _leading_left_vectors(xp, M, k: int, rng):
     return randomized_svd(M, k, random_state=rng)[0]
 
 
-def _hosvd_factors(xp, X, ranks, rng, rust=False):
+def _hosvd_factors(xp, X, ranks, rng, rust=False, n_threads=None):
     """Exact truncated HOSVD for small tensors; for large ones the Khatri-Rao-sketched range
     finder of :func:`lorainne.cp`'s SVD start (two passes over X per mode, no unfolded copy)."""
     from ._cp import sketched_left_vectors
@@ -55,7 +55,7 @@ def _hosvd_factors(xp, X, ranks, rng, rust=False):
         if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 1_000_000:
             factors.append(xp.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :r])
         else:
-            factors.append(sketched_left_vectors(X, n, r, rng, rust=rust)[0])
+            factors.append(sketched_left_vectors(X, n, r, rng, rust=rust, n_threads=n_threads)[0])
     return factors
 
 
@@ -70,11 +70,11 @@ def _split(shape) -> int:
     return len(shape) - 1
 
 
-def _core_of(X, factors):
-    return multi_mode_product(X, factors, transpose=True)
+def _core_of(X, factors, product=None):
+    return multi_mode_product(X, factors, transpose=True, product=product)
 
 
-def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask=None, data=None):
+def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask=None, data=None, product=None):
     eps = _eps(X.dtype)
     floor = _xp.error_floor(eps)
     errors: list[float] = []
@@ -86,7 +86,7 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
         # Two-level dimension tree: one pass over X for the modes before the split, one after.
         for half in (range(split), range(split, last + 1)):
             others = [k for k in range(last + 1) if k not in half]
-            partial = multi_mode_product(data, [f if k in others else None for k, f in enumerate(factors)], transpose=True)
+            partial = multi_mode_product(data, [f if k in others else None for k, f in enumerate(factors)], transpose=True, product=product)
             for n in half:
                 Y = multi_mode_product(partial, [f if (k in half and k != n) else None for k, f in enumerate(factors)], transpose=True)
                 factors[n] = _leading_left_vectors(xp, unfold(Y, n), factors[n].shape[1], rng)
@@ -107,7 +107,7 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
         if state is not None:
             status = state
             break
-    return _Run(factors, errors, status), _core_of(data, factors)
+    return _Run(factors, errors, status), _core_of(data, factors, product)
 
 
 def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask=None, data=None):
@@ -224,9 +224,11 @@ def tucker(
         True where observed; missing entries are imputed by EM (HOOI or nonnegative only).
     random_state : None, int, numpy Generator or RandomState
     backend : {"auto", "numpy", "cupy", "xp"}
-        Tucker runs the xp reference (BLAS-bound mode products) on every backend.
+        Tucker runs the xp reference on every backend; with "auto" on NumPy input, the mode
+        products on the first and last modes of the full tensor (the passes over X) and the
+        sketch of the SVD start run in Rust.
     n_threads : int, optional
-        Accepted for symmetry with :func:`cp` (BLAS picks its own threads).
+        Threads of the Rust contractions (default: all cores; BLAS picks its own threads).
     verbose : int, default 0
     callback : callable, optional
         ``callback(state: TuckerTensor, rel_error) -> bool``; True stops.
@@ -264,7 +266,7 @@ def tucker(
         raise ValueError(f"init must be 'svd' or 'random', got {init!r}")
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_tol0(tol)
-    check_n_threads(n_threads)
+    n_threads = check_n_threads(n_threads)
     verbose = check_int(verbose, "verbose", low=0)
     callback = check_callback(callback)
     rng = check_random_state(random_state)
@@ -275,6 +277,8 @@ def tucker(
         raise ValueError("method='hosvd' has no mask or nonnegative variant: use method='hooi'")
     chosen = resolve(X, backend=backend, rust_kernel=False)
     rust_sketch = chosen == "numpy" and isinstance(X, np.ndarray) and backend == "auto"
+    # Rust edge contractions on NumPy input
+    product = (lambda T, M, mode: edge_mode_product(T, M, mode, n_threads)) if rust_sketch else None
 
     if mask is not None:
         observed = xp.where(mask, X, xp.zeros_like(X))
@@ -285,11 +289,11 @@ def tucker(
         norm_x_sq = float(xp.linalg.vector_norm(X)) ** 2
         data = X
     if init == "svd":
-        factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch)
+        factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch, n_threads=n_threads)
     else:
         factors = [xp.linalg.qr(_gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks)]
     if method == "hosvd":
-        core = _core_of(X, factors)
+        core = _core_of(X, factors, product)
         error = math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
         return TuckerTensor(core, factors, n_iter=1, errors=[error], converged=True)
     if nonnegative:
@@ -297,7 +301,7 @@ def tucker(
         core = xp.abs(_core_of(data, factors))
         run, core = _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask, data)
     else:
-        run, core = _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask, data)
+        run, core = _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask, data, product)
     _warn(run, tol, n_iter_max)
     return TuckerTensor(core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
 

@@ -237,7 +237,39 @@ fn sparse_mttkrp<'py>(
     dispatch_float_dyn!(values, |T| sparse_mttkrp_typed::<T>(py, coords, values.extract()?, shape, factors, mode, n_threads))
 }
 
+fn contract_edge_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, T>,
+    u: PyReadonlyArray2<'py, T>,
+    first: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = x.as_array().shape().to_vec();
+    let data = contiguous(&x)?;
+    let view = u.as_array();
+    let rank = view.ncols();
+    let u: Vec<T> = view.iter().copied().collect();
+    let out = py.detach(|| {
+        guarded(|| {
+            let t = DenseTensor::new(data, &shape)?;
+            parallel::run(n_threads, |par| core::dense::contract_edge(t, &u, rank, first, par))?
+        })
+    })?;
+    let rows = if rank == 0 { 0 } else { out.len() / rank };
+    let array = Array2::from_shape_vec((rows, rank), out).map_err(|e| to_py(Error::invalid("u", e.to_string())))?;
+    Ok(array.into_pyarray(py).into_any())
+}
+
+/// contract_edge(x, u, first, n_threads=None) -> X_(0)^T u (first) or X_(N-1)^T u (last), with
+/// the other modes' indices in C order: the mode product on an edge mode, transposed.
+#[pyfunction]
+#[pyo3(signature = (x, u, first, n_threads=None))]
+fn contract_edge<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, u: &Bound<'py, PyAny>, first: bool, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+    dispatch_float_dyn!(x, |T| contract_edge_typed::<T>(py, x.extract()?, u.extract()?, first, n_threads))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(contract_edge, m)?)?;
     m.add_function(wrap_pyfunction!(mttkrp, m)?)?;
     m.add_function(wrap_pyfunction!(cp_als, m)?)?;
     m.add_function(wrap_pyfunction!(cp_als_sparse, m)?)?;

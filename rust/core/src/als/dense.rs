@@ -309,6 +309,19 @@ pub fn mttkrp<T: Scalar>(x: DenseTensor<'_, T>, factors: &[&[T]], mode: usize, r
     Ok(small_mttkrp(&partial, &x.shape[..=mode], &factors[..=mode], mode, rank, par))
 }
 
+/// The mode product of X with a matrix on its first or last mode, as a contraction with the
+/// row-major factor `u` (I_edge x rank): `first` gives (I_1 ... I_{N-1}) x rank = X_(0)^T u,
+/// otherwise (I_0 ... I_{N-2}) x rank = X_(N-1)^T u (both row-major). One pass over X.
+pub fn contract_edge<T: Scalar>(x: DenseTensor<'_, T>, u: &[T], rank: usize, first: bool, par: Par) -> Result<Vec<T>> {
+    let n = x.ndim();
+    let edge = if first { 0 } else { n - 1 };
+    if rank == 0 || u.len() != x.shape[edge] * rank {
+        return Err(Error::invalid("u", format!("has {} entries, expected {} x {rank}", u.len(), x.shape[edge])));
+    }
+    let refs = vec![u; n]; // only the edge factor is read
+    Ok(if first { contract_left(x, 1, &refs, rank, par) } else { contract_right(x, n - 1, &refs, rank, par) })
+}
+
 /// The split of the dimension tree: the smallest s with I_0 ... I_{s-1} >= I_s ... I_{N-1}
 /// (balances the two partial results), within 1..N-1.
 pub fn split_point(shape: &[usize]) -> usize {
@@ -411,6 +424,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn edge_contractions_are_mode_products() {
+        let shape = [3usize, 4, 5];
+        let x = data(60, 3);
+        let t = DenseTensor::new(&x, &shape).unwrap();
+        let u0 = data(3 * 2, 4);
+        let first = contract_edge(t, &u0, 2, true, Par::Seq).unwrap(); // (20 x 2)
+        for j in 0..20 {
+            for r in 0..2 {
+                let want: f64 = (0..3).map(|i| x[i * 20 + j] * u0[i * 2 + r]).sum();
+                assert!((first[j * 2 + r] - want).abs() < 1e-12);
+            }
+        }
+        let u2 = data(5 * 2, 5);
+        let last = contract_edge(t, &u2, 2, false, Par::rayon(2)).unwrap(); // (12 x 2)
+        for l in 0..12 {
+            for r in 0..2 {
+                let want: f64 = (0..5).map(|k| x[l * 5 + k] * u2[k * 2 + r]).sum();
+                assert!((last[l * 2 + r] - want).abs() < 1e-12);
+            }
+        }
+        assert!(contract_edge(t, &u2, 3, false, Par::Seq).is_err());
     }
 
     #[test]
