@@ -471,9 +471,9 @@ def finish(run: _Run, tol: float, name: str, n_iter_max: int) -> CPTensor:
             stacklevel=3,
         )
     elif run.status == "max_iter" and tol > 0 and n_iter_max > 0:
-        change = abs(run.errors[-2] - run.errors[-1]) if len(run.errors) >= 2 else math.nan
+        change = f"still changing by {abs(run.errors[-2] - run.errors[-1]):.3g}" if len(run.errors) >= 2 else "after a single sweep"
         warnings.warn(
-            f"{name}: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} still changing by {change:.3g} > tol={tol:g}",
+            f"{name}: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} ({change}; tol={tol:g})",
             ConvergenceWarning,
             stacklevel=3,
         )

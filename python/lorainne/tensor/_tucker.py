@@ -52,7 +52,7 @@ def _hosvd_factors(xp, X, ranks, rng, rust=False, n_threads=None):
 
     factors = []
     for n, r in enumerate(ranks):
-        if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 1_000_000:
+        if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 200_000:
             factors.append(xp.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :r])
         else:
             factors.append(sketched_left_vectors(X, n, r, rng, rust=rust, n_threads=n_threads)[0])
@@ -312,9 +312,9 @@ def _warn(run: _Run, tol: float, n_iter_max: int) -> None:
     from .._warnings import ConvergenceWarning
 
     if run.status == "max_iter" and tol > 0 and n_iter_max > 0:
-        change = abs(run.errors[-2] - run.errors[-1]) if len(run.errors) >= 2 else math.nan
+        change = f"still changing by {abs(run.errors[-2] - run.errors[-1]):.3g}" if len(run.errors) >= 2 else "after a single sweep"
         warnings.warn(
-            f"tucker: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} still changing by {change:.3g} > tol={tol:g}",
+            f"tucker: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} ({change}; tol={tol:g})",
             ConvergenceWarning,
             stacklevel=3,
         )
