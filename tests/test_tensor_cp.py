@@ -444,3 +444,24 @@ def test_digits_images_as_a_tensor():
     reference = np.linalg.norm(X - tl.cp_to_tensor(theirs)) / np.linalg.norm(X)
     assert ours.errors[-1] == pytest.approx(reference, rel=1e-6)
     assert ours.errors[-1] < 0.35  # 10 components of 8x8 digit images
+
+
+# ----------------------------------------------------------------------------- GPU (CuPy: the xp path on the device)
+
+
+@pytest.mark.gpu
+def test_cp_tucker_nmf_on_cupy(rng):
+    cupy = pytest.importorskip("cupy")
+    X, true, noise = planted(rng, (30, 25, 20), 4, noise=0.01)
+    start = random_start(rng, X.shape, 4)
+    gpu_start = CPTensor(None, [cupy.asarray(f) for f in start.factors])
+    model = cp(cupy.asarray(X), 4, init=gpu_start, tol=0, n_iter_max=30)
+    assert isinstance(model.factors[0], cupy.ndarray)
+    reference = cp(X, 4, init=start, tol=0, n_iter_max=30, backend="numpy")
+    np.testing.assert_allclose(cupy.asnumpy(model.to_tensor()), reference.to_tensor(), atol=1e-8)
+    svd_model = cp(cupy.asarray(X), 4, random_state=0)
+    assert svd_model.errors[-1] <= noise * 1.001 and factor_match_score(svd_model, (None, true)) >= 0.99
+    t = lorainne.tucker(cupy.asarray(X), 4, random_state=0)
+    assert isinstance(t.core, cupy.ndarray)
+    r = lorainne.nmf(cupy.asarray(np.abs(X).reshape(30, -1)), 4, random_state=0, n_iter_max=20, tol=0)
+    assert isinstance(r.W, cupy.ndarray)
