@@ -179,7 +179,3 @@ def stop_state(errors: list[float], degenerate: bool, tol: float, floor: float, 
 
 def error_floor(eps: float) -> float:
     return 3.0 * math.sqrt(eps)
-
-
-def masked_fill(xp, X, mask, model):
-    return xp.where(mask, X, model)
