@@ -213,7 +213,10 @@ def tucker(
         Multilinear rank; an int is used for every mode (capped by the mode's size).
     method : {"hooi", "hosvd"}, default "hooi"
     init : {"svd", "random"}, default "svd"
-        Start of HOOI / nonnegative Tucker: HOSVD, or random orthonormal factors.
+        Start of HOOI / nonnegative Tucker: HOSVD (exact for small unfoldings, by the
+        Khatri-Rao-sketched range finder of :func:`cp` for large ones), or random orthonormal
+        factors. With ``nonnegative=True`` the "svd" start (absolute values of the HOSVD
+        factors) is often a poor one: "random" usually converges much faster.
     n_iter_max : int, default 100
     tol : float, default 1e-8
         0 runs exactly ``n_iter_max`` sweeps.
