@@ -6,21 +6,30 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
+from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
 from .trace import TraceEstimate, spectral_density, trace, trace_function, trace_parametric
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CPTensor",
     "ConvergenceWarning",
+    "NMFResult",
     "SVDResult",
+    "SparseTensor",
     "TraceEstimate",
+    "TuckerTensor",
     "backends",
     "cholesky_qr2",
+    "cp",
+    "factor_match_score",
     "householder_qr",
+    "nmf",
     "randomized_svd",
     "range_finder",
     "spectral_density",
     "trace",
     "trace_function",
     "trace_parametric",
+    "tucker",
 ]

@@ -52,3 +52,38 @@ def trace_lanczos_csr(
     n_steps: int,
     n_threads: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+# --- tensor decompositions (rust/py/src/als.rs)
+def mttkrp(x: NDArray[np.floating], factors: list[NDArray[np.floating]], mode: int, n_threads: int | None = None) -> NDArray[np.floating]: ...
+def cp_als(
+    x: NDArray[np.floating],
+    factors: list[NDArray[np.floating]],
+    n_iter_max: int,
+    tol: float,
+    l2_reg: float,
+    n_threads: int | None = None,
+    norm_x_sq: float | None = None,
+    nonnegative: bool = False,
+    l1_reg: float = 0.0,
+) -> tuple[list[NDArray[np.floating]], NDArray[np.float64], int, bool]: ...
+def cp_als_sparse(
+    coords: NDArray[np.int64],
+    values: NDArray[np.floating],
+    shape: list[int],
+    factors: list[NDArray[np.floating]],
+    n_iter_max: int,
+    tol: float,
+    l2_reg: float,
+    n_threads: int | None = None,
+    norm_x_sq: float | None = None,
+    nonnegative: bool = False,
+    l1_reg: float = 0.0,
+) -> tuple[list[NDArray[np.floating]], NDArray[np.float64], int, bool]: ...
+def sparse_mttkrp(
+    coords: NDArray[np.int64],
+    values: NDArray[np.floating],
+    shape: list[int],
+    factors: list[NDArray[np.floating]],
+    mode: int,
+    n_threads: int | None = None,
+) -> NDArray[np.floating]: ...
+def contract_edge(x: NDArray[np.floating], u: NDArray[np.floating], first: bool, n_threads: int | None = None) -> NDArray[np.floating]: ...

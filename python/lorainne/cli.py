@@ -124,6 +124,78 @@ def command_density(args) -> int:
     return 0
 
 
+def load_tensor(path: str):
+    """A dense array from .npy, or the first array of an .npz file."""
+    file = Path(path)
+    if not file.exists():
+        raise SystemExit(f"lorainne: no such file: {path}")
+    if file.suffix == ".npy":
+        return np.load(file, allow_pickle=False)
+    if file.suffix == ".npz":
+        with np.load(file, allow_pickle=False) as data:
+            if not data.files:
+                raise SystemExit(f"lorainne: {path} holds no array")
+            return data[data.files[0]]
+    raise SystemExit(f"lorainne: {path}: expected a .npy or .npz file")
+
+
+def _parse_ranks(text: str) -> list[int]:
+    try:
+        ranks = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or comma-separated ints, got {text!r}") from None
+    return ranks
+
+
+def command_cp(args) -> int:
+    from . import cp
+
+    X = load_tensor(args.input)
+    with Progress(args.n_iter_max, "cp", enabled=not args.quiet) as bar:
+
+        def progress(state, error):
+            bar.advance(f"error {error:.4e}")
+            return False
+
+        start = time.perf_counter()
+        model = cp(
+            X, args.rank, init=args.init, n_iter_max=args.n_iter_max, tol=args.tol, nonnegative=args.nonnegative,
+            random_state=args.seed, n_threads=args.threads, callback=None if args.quiet else progress,
+        )
+        seconds = time.perf_counter() - start
+    shape = "x".join(str(s) for s in X.shape)
+    status = "converged" if model.converged else "not converged"
+    print(f"CP of {shape} {X.dtype} at rank {args.rank}: relative error {model.errors[-1]:.4e} after {model.n_iter} sweeps ({status}), {seconds:.3f} s")
+    if args.output:
+        arrays = {"weights": model.weights, **{f"factor_{n}": f for n, f in enumerate(model.factors)}}
+        np.savez(args.output, **arrays)
+        print(f"wrote weights {model.weights.shape} and {len(model.factors)} factors to {args.output}")
+    return 0
+
+
+def command_tucker(args) -> int:
+    from . import tucker
+
+    X = load_tensor(args.input)
+    ranks = args.rank[0] if len(args.rank) == 1 else args.rank
+    with Progress(args.n_iter_max, "tucker", enabled=not args.quiet) as bar:
+
+        def progress(state, error):
+            bar.advance(f"error {error:.4e}")
+            return False
+
+        start = time.perf_counter()
+        model = tucker(X, ranks, method=args.method, n_iter_max=args.n_iter_max, tol=args.tol, random_state=args.seed,
+                       callback=None if args.quiet else progress)
+        seconds = time.perf_counter() - start
+    shape = "x".join(str(s) for s in X.shape)
+    print(f"Tucker ({args.method}) of {shape} {X.dtype} at rank {model.rank}: relative error {model.errors[-1]:.4e} after {model.n_iter} sweeps, {seconds:.3f} s")
+    if args.output:
+        np.savez(args.output, core=model.core, **{f"factor_{n}": f for n, f in enumerate(model.factors)})
+        print(f"wrote core {model.core.shape} and {len(model.factors)} factors to {args.output}")
+    return 0
+
+
 def command_demo(args) -> int:
     from ._demo import SECTIONS, format_table
 
@@ -181,6 +253,30 @@ def build_parser() -> argparse.ArgumentParser:
     density.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
     density.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     density.set_defaults(run=command_density)
+
+    cp = sub.add_parser("cp", help="CP decomposition (ALS) of a dense tensor file (.npy or .npz)")
+    cp.add_argument("input", help="tensor file (.npy, or the first array of a .npz)")
+    cp.add_argument("--rank", type=int, required=True, help="number of components R")
+    cp.add_argument("-o", "--output", help="write weights and factor_0..factor_{N-1} to this .npz file")
+    cp.add_argument("--init", choices=["svd", "random"], default="svd", help="start (default svd)")
+    cp.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
+    cp.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8; 0: run all sweeps)")
+    cp.add_argument("--nonnegative", action="store_true", help="nonnegative factors (HALS)")
+    cp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cp.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
+    cp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cp.set_defaults(run=command_cp)
+
+    tk = sub.add_parser("tucker", help="Tucker decomposition (HOOI or HOSVD) of a dense tensor file")
+    tk.add_argument("input", help="tensor file (.npy, or the first array of a .npz)")
+    tk.add_argument("--rank", type=_parse_ranks, required=True, help="multilinear rank: R for every mode, or R1,R2,...")
+    tk.add_argument("-o", "--output", help="write core and factor_0..factor_{N-1} to this .npz file")
+    tk.add_argument("--method", choices=["hooi", "hosvd"], default="hooi", help="default hooi")
+    tk.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
+    tk.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8)")
+    tk.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    tk.set_defaults(run=command_tucker)
     return parser
 
 

@@ -2,6 +2,7 @@
 //!
 //! One module per capability area, mirroring `python/lorainne/`.
 
+pub mod als;
 pub mod error;
 pub mod linalg;
 pub mod parallel;

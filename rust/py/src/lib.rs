@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod als;
 mod convert;
 mod errors;
 mod linalg;
@@ -20,5 +21,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     linalg::register(m)?;
     trace::register(m)?;
+    als::register(m)?;
     Ok(())
 }

@@ -1,0 +1,14 @@
+"""Tensor decompositions by alternating least squares: CP (plain, nonnegative, regularized,
+masked, sparse), Tucker (HOSVD, HOOI, nonnegative) and NMF.
+
+Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mode order,
+``factors[n]`` has shape ``(I_n, R)``.
+"""
+
+from ._cp import cp
+from ._nmf import NMFResult, nmf
+from ._sparse import SparseTensor
+from ._structures import CPTensor, TuckerTensor, factor_match_score, fold, unfold
+from ._tucker import tucker
+
+__all__ = ["CPTensor", "NMFResult", "SparseTensor", "TuckerTensor", "cp", "factor_match_score", "fold", "nmf", "tucker", "unfold"]

@@ -1,0 +1,217 @@
+"""Nonnegative matrix factorization by HALS (the order-2 case of nonnegative CP), dense or SciPy sparse."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from .._backend import is_scipy_sparse, resolve
+from .._validation import as_float_array, check_int, check_n_threads, check_random_state, float_dtype_of
+from . import _xp
+from ._cp import _eps, _report, _Run, check_callback, check_nonnegative_real, check_tol0, finish
+
+
+class NMFResult:
+    """``X ~ W @ H`` with W (m, rank) and H (rank, n) nonnegative; unpacks as ``W, H``.
+
+    Attributes: ``W``, ``H``, ``n_iter``, ``errors`` (relative error after each sweep),
+    ``converged``.
+    """
+
+    __slots__ = ("W", "H", "n_iter", "errors", "converged")
+
+    def __init__(self, W, H, *, n_iter=0, errors=(), converged=False):
+        self.W, self.H = W, H
+        self.n_iter, self.errors, self.converged = int(n_iter), [float(e) for e in errors], bool(converged)
+
+    def __iter__(self):
+        return iter((self.W, self.H))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index):
+        return (self.W, self.H)[index]
+
+    def __repr__(self) -> str:
+        return f"NMFResult(W={tuple(self.W.shape)}, H={tuple(self.H.shape)}, n_iter={self.n_iter}, converged={self.converged})"
+
+
+def _check_matrix(X):
+    if is_scipy_sparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got shape {X.shape}")
+        dtype = float_dtype_of(X, "X")
+        if any(s == 0 for s in X.shape):
+            raise ValueError(f"X must not be empty, got shape {X.shape}")
+        csr = X.tocsr().astype(dtype, copy=True)
+        csr.sum_duplicates()
+        if not np.all(np.isfinite(csr.data)):
+            raise ValueError("X contains NaN or infinity")
+        if np.any(csr.data < 0):
+            raise ValueError("X has negative entries: NMF needs a nonnegative matrix")
+        return csr
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        raise TypeError(f"X must be an array or a SciPy sparse matrix, got {type(X).__name__}")
+    if isinstance(X, np.ndarray) and X.dtype.kind == "O":
+        raise TypeError("X has unsupported dtype object: use float32 or float64")
+    X = as_float_array(X, "X", ndim=2)
+    if bool(array_namespace(X).any(X < 0)):
+        raise ValueError("X has negative entries: NMF needs a nonnegative matrix")
+    return X
+
+
+def nmf(
+    X,
+    rank: int,
+    *,
+    init="svd",
+    n_iter_max: int = 200,
+    tol: float = 1e-8,
+    l2_reg: float = 0.0,
+    l1_reg: float = 0.0,
+    random_state=None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+    verbose: int = 0,
+    callback: Callable | None = None,
+) -> NMFResult:
+    """Nonnegative matrix factorization ``X ~ W @ H`` by HALS (hierarchical ALS).
+
+    Each sweep updates the columns of W, then the rows of H, one at a time by their exact
+    nonnegative least-squares solutions (Cichocki and Phan 2009; scikit-learn's "cd" solver is
+    the same update). The relative error is computed from the last products, without forming
+    ``W @ H``, and the loop stops when it changed by less than ``tol``.
+
+    Parameters
+    ----------
+    X : array (m, n) or SciPy sparse matrix
+        Nonnegative, float32/float64 (integers promoted). Not modified.
+    rank : int
+        Number of components (>= 1).
+    init : {"svd", "random"} or (W, H), default "svd"
+        "svd": absolute values of a randomized SVD (NNDSVD-like); "random": uniform entries
+        scaled to the data.
+    n_iter_max : int, default 200
+    tol : float, default 1e-8
+        0 runs exactly ``n_iter_max`` sweeps.
+    l2_reg, l1_reg : float, default 0
+        Penalties ``l2_reg/2 (||W||^2 + ||H||^2) + l1_reg (|W|_1 + |H|_1)``, with the balancing
+        step of :func:`cp` after each sweep.
+    random_state : None, int, numpy Generator or RandomState
+    backend : {"auto", "numpy", "cupy", "xp"}
+        HALS runs the xp reference (its products are BLAS or SciPy sparse products).
+    n_threads : int, optional
+        Accepted for symmetry (BLAS picks its threads).
+    verbose : int, default 0
+    callback : callable, optional
+        ``callback(state, rel_error) -> bool`` with a CPTensor state; True stops.
+
+    Returns
+    -------
+    NMFResult
+        ``(W, H)`` in X's array library (NumPy for sparse X) and dtype.
+
+    Raises
+    ------
+    ValueError
+        Negative entries, NaN/Inf, ndim != 2, rank < 1, bad penalties or tol.
+    TypeError
+        Unsupported dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import nmf
+    >>> rng = np.random.default_rng(0)
+    >>> W0 = rng.random((40, 4)) * (rng.random((40, 4)) < 0.5)
+    >>> H0 = rng.random((4, 30)) * (rng.random((4, 30)) < 0.5)
+    >>> result = nmf(W0 @ H0, 4, random_state=0, n_iter_max=1000)
+    >>> W, H = result
+    >>> result.converged, bool(np.linalg.norm(W0 @ H0 - W @ H) < 1e-6), bool(W.min() >= 0)
+    (True, True, True)
+    """
+    rank = check_int(rank, "rank", low=1)
+    n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
+    tol = check_tol0(tol)
+    l2 = check_nonnegative_real(l2_reg, "l2_reg")
+    l1 = check_nonnegative_real(l1_reg, "l1_reg")
+    check_n_threads(n_threads)
+    verbose = check_int(verbose, "verbose", low=0)
+    callback = check_callback(callback)
+    rng = check_random_state(random_state)
+    X = _check_matrix(X)
+    sparse = is_scipy_sparse(X)
+    resolve(X, backend=backend, rust_kernel=False)
+    if sparse:
+        xp = array_namespace(np.empty(0))
+        transposed = X.T.tocsr()
+        norm_x_sq = float(np.dot(X.data, X.data))
+        like = np.empty(0, dtype=X.dtype)
+
+        def product(factors, mode):
+            return np.asarray(X @ factors[1]) if mode == 0 else np.asarray(transposed @ factors[0])
+    else:
+        xp = array_namespace(X)
+        norm_x_sq = float(xp.linalg.vector_norm(X)) ** 2
+        like = X
+        product = None
+    factors = _initial(X, rank, init, rng, xp, like, sparse)
+    grams = [f.T @ f for f in factors]
+    eps = _eps(X.dtype)
+    floor = _xp.error_floor(eps)
+    errors: list[float] = []
+    status = "max_iter"
+    for _ in range(n_iter_max):
+        result = _xp.sweep(xp, None if sparse else X, factors, grams, l2=l2, l1=l1, nonnegative=True, product=product)
+        errors.append(_xp.relative_error(norm_x_sq, result))
+        if l2 or l1:
+            _xp.balance(xp, factors, grams, l2, l1)
+        if _report(callback, verbose, factors, errors, xp):
+            status = "callback"
+            break
+        state = _xp.stop_state(errors, result.degenerate, tol, floor, eps)
+        if state is not None:
+            status = state
+            break
+    run = _Run(factors, errors, status)
+    finish(run, tol, "nmf", n_iter_max)  # warnings only
+    return NMFResult(factors[0], factors[1].T, n_iter=len(errors), errors=errors, converged=status == "converged")
+
+
+def _initial(X, rank, init, rng, xp, like, sparse):
+    from ..randomized import randomized_svd
+
+    m, n = X.shape
+    dtype = np.dtype(str(X.dtype).split(".")[-1])
+    if isinstance(init, str):
+        if init == "svd":
+            k = min(rank, m, n)
+            U, S, Vt = randomized_svd(X, k, random_state=rng)
+            root = xp.sqrt(S)
+            W, Ht = xp.abs(U) * root[None, :], xp.abs(Vt.T) * root[None, :]
+            if k < rank:
+                scale = math.sqrt(float(xp.sum(X) if not sparse else X.sum()) / (m * n * rank))
+                W = xp.concat([W, xp.asarray(rng.random((m, rank - k)).astype(dtype) * scale, device=device(like))], axis=1)
+                Ht = xp.concat([Ht, xp.asarray(rng.random((n, rank - k)).astype(dtype) * scale, device=device(like))], axis=1)
+            return [W, Ht]
+        if init == "random":
+            total = float(X.sum()) if sparse else float(xp.sum(X))
+            scale = math.sqrt(max(total, 0.0) / (m * n * rank))
+            return [xp.asarray(rng.random((m, rank)).astype(dtype) * scale, device=device(like)),
+                    xp.asarray(rng.random((n, rank)).astype(dtype) * scale, device=device(like))]
+        raise ValueError(f"init must be 'svd', 'random' or a (W, H) pair, got {init!r}")
+    try:
+        W, H = init
+    except (TypeError, ValueError):
+        raise TypeError(f"init must be 'svd', 'random' or a (W, H) pair, got {type(init).__name__}") from None
+    if tuple(W.shape) != (m, rank) or tuple(H.shape) != (rank, n):
+        raise ValueError(f"init (W, H) must have shapes ({m}, {rank}) and ({rank}, {n}), got {tuple(W.shape)} and {tuple(H.shape)}")
+    W = xp.astype(xp.asarray(W, device=device(like)), like.dtype, copy=True)
+    Ht = xp.astype(xp.asarray(H, device=device(like)).T, like.dtype, copy=True)
+    if bool(xp.any(W < 0)) or bool(xp.any(Ht < 0)):
+        raise ValueError("init (W, H) has negative entries")
+    return [W, Ht]

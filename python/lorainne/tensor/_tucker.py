@@ -1,0 +1,323 @@
+"""Tucker decomposition: HOSVD and HOOI (orthonormal factors), nonnegative Tucker (HALS factor
+updates, multiplicative core updates), masked Tucker (EM imputation). xp reference only."""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from typing import Callable
+
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from .._backend import resolve
+from .._validation import check_int, check_n_threads, check_option, check_random_state
+from . import _xp
+from ._cp import _eps, _gaussian, _Run, check_callback, check_mask, check_tensor, check_tol0
+from ._structures import TuckerTensor, edge_mode_product, mode_product, multi_mode_product, unfold
+
+logger = logging.getLogger("lorainne")
+
+METHODS = ("hooi", "hosvd")
+
+
+def _check_ranks(rank, shape) -> tuple[int, ...]:
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+        rank = check_int(rank, "rank", low=1)
+        return tuple(min(rank, s) for s in shape)
+    try:
+        ranks = tuple(rank)
+    except TypeError:
+        raise TypeError(f"rank must be an int or a sequence of ints, got {rank!r}") from None
+    if len(ranks) != len(shape):
+        raise ValueError(f"rank must give one rank per mode ({len(shape)}), got {ranks}")
+    return tuple(check_int(r, f"rank[{n}]", low=1, high=shape[n]) for n, r in enumerate(ranks))
+
+
+def _leading_left_vectors(xp, M, k: int, rng):
+    """The k leading left singular vectors of M (exact SVD of small matrices, randomized otherwise)."""
+    from ..randomized import randomized_svd
+
+    if min(M.shape) <= 2 * k + 10 or M.shape[0] * M.shape[1] <= 250_000:
+        U, _, _ = xp.linalg.svd(M, full_matrices=False)
+        return U[:, :k]
+    return randomized_svd(M, k, random_state=rng)[0]
+
+
+def _hosvd_factors(xp, X, ranks, rng, rust=False, n_threads=None):
+    """Exact truncated HOSVD for small tensors; for large ones the Khatri-Rao-sketched range
+    finder of :func:`lorainne.cp`'s SVD start (two passes over X per mode, no unfolded copy)."""
+    from ._cp import sketched_left_vectors
+
+    factors = []
+    for n, r in enumerate(ranks):
+        if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 200_000:
+            factors.append(xp.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :r])
+        else:
+            factors.append(sketched_left_vectors(X, n, r, rng, rust=rust, n_threads=n_threads)[0])
+    return factors
+
+
+def _split(shape) -> int:
+    """The smallest s with I_0 ... I_{s-1} >= I_s ... I_{N-1}, within 1..N-1 (as the Rust CP sweep)."""
+    total = math.prod(shape)
+    left = 1
+    for s in range(1, len(shape)):
+        left *= shape[s - 1]
+        if left * left >= total:
+            return s
+    return len(shape) - 1
+
+
+def _core_of(X, factors, product=None):
+    return multi_mode_product(X, factors, transpose=True, product=product)
+
+
+def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask=None, data=None, product=None):
+    eps = _eps(X.dtype)
+    floor = _xp.error_floor(eps)
+    errors: list[float] = []
+    status = "max_iter"
+    data = X if data is None else data
+    last = len(factors) - 1
+    split = _split(data.shape)
+    for _ in range(n_iter_max):
+        # Two-level dimension tree: one pass over X for the modes before the split, one after.
+        for half in (range(split), range(split, last + 1)):
+            others = [k for k in range(last + 1) if k not in half]
+            partial = multi_mode_product(data, [f if k in others else None for k, f in enumerate(factors)], transpose=True, product=product)
+            for n in half:
+                Y = multi_mode_product(partial, [f if (k in half and k != n) else None for k, f in enumerate(factors)], transpose=True)
+                factors[n] = _leading_left_vectors(xp, unfold(Y, n), factors[n].shape[1], rng)
+        core = mode_product(Y, factors[last].T, last)  # Y of the last mode: no extra pass over X
+        if mask is None:
+            errors.append(math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
+        else:
+            model = multi_mode_product(core, factors)
+            residual = xp.where(mask, X - model, xp.zeros_like(X))
+            errors.append(float(xp.linalg.vector_norm(residual)) / math.sqrt(norm_x_sq) if norm_x_sq > 0 else 0.0)
+            data = xp.where(mask, X, model)
+        if verbose:
+            logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
+        if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
+            status = "callback"
+            break
+        state = _xp.stop_state(errors, False, tol, floor, eps)
+        if state is not None:
+            status = state
+            break
+    return _Run(factors, errors, status), _core_of(data, factors, product)
+
+
+def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask=None, data=None):
+    """HALS updates of each factor (the Tucker model is linear in it), then accelerated projected
+    gradient steps (FISTA) on the core, whose problem is a small nonnegative least squares with
+    Hessian ``kron(U_n^T U_n)``."""
+    eps = _eps(X.dtype)
+    floor = _xp.error_floor(eps)
+    tiny = 1e-12 if X.dtype == xp.float64 else 1e-7
+    errors: list[float] = []
+    status = "max_iter"
+    data = X if data is None else data
+    ndim = len(factors)
+    for _ in range(n_iter_max):
+        for n in range(ndim):
+            grams = [f.T @ f for f in factors]
+            # X_(n) ~ U_n B^T with B^T = G_(n) (kron of the other U_k)^T
+            M = unfold(multi_mode_product(data, factors, transpose=True, skip=n), n) @ unfold(core, n).T
+            GW = multi_mode_product(core, grams, skip=n)  # core x_k (U_k^T U_k), k != n
+            V = unfold(GW, n) @ unfold(core, n).T
+            factors[n] = _xp.hals_columns(xp, factors[n], M, V, 0.0, 0.0, True)
+            # Unit columns, the scale moved into the core (keeps the two blocks balanced).
+            norms = xp.linalg.vector_norm(factors[n], axis=0)
+            norms = xp.where(norms > 0, norms, xp.ones_like(norms))
+            factors[n] = factors[n] / norms[None, :]
+            core = mode_product(core, _diag(xp, norms), n)
+        grams = [f.T @ f for f in factors]
+        numerator = multi_mode_product(data, factors, transpose=True)
+        core = _core_fista(xp, core, numerator, grams, tiny)
+        model_inner = float(xp.sum(core * numerator))
+        model_sq = float(xp.sum(core * multi_mode_product(core, grams)))
+        if mask is None:
+            errors.append(math.sqrt(max(norm_x_sq - 2 * model_inner + model_sq, 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
+        else:
+            model = multi_mode_product(core, factors)
+            residual = xp.where(mask, X - model, xp.zeros_like(X))
+            errors.append(float(xp.linalg.vector_norm(residual)) / math.sqrt(norm_x_sq) if norm_x_sq > 0 else 0.0)
+            data = xp.where(mask, X, model)
+        if verbose:
+            logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
+        if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
+            status = "callback"
+            break
+        state = _xp.stop_state(errors, False, tol, floor, eps)
+        if state is not None:
+            status = state
+            break
+    return _Run(factors, errors, status), core
+
+
+def _diag(xp, values):
+    return values[:, None] * xp.eye(values.shape[0], dtype=values.dtype, device=device(values))
+
+
+def _core_fista(xp, core, target, grams, tiny, steps: int = 25):
+    """``min_{G >= 0} 1/2 <G, G x_n grams_n> - <G, target>`` by FISTA from ``core``."""
+    lipschitz = 1.0
+    for g in grams:
+        lipschitz *= float(xp.max(xp.linalg.eigvalsh(g)))
+    if lipschitz <= tiny:
+        return core
+    zero = xp.zeros_like(core)
+    y, t = core, 1.0
+    for _ in range(steps):
+        gradient = multi_mode_product(y, grams) - target
+        new = xp.maximum(y - gradient / lipschitz, zero)
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = new + ((t - 1.0) / t_new) * (new - core)
+        core, t = new, t_new
+    return core
+
+
+def tucker(
+    X,
+    rank,
+    *,
+    method: str = "hooi",
+    init="svd",
+    n_iter_max: int = 100,
+    tol: float = 1e-8,
+    nonnegative: bool = False,
+    mask=None,
+    random_state=None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+    verbose: int = 0,
+    callback: Callable | None = None,
+) -> TuckerTensor:
+    """Tucker decomposition ``X ~ core x_0 U_0 x_1 U_1 ... x_{N-1} U_{N-1}``.
+
+    ``method="hosvd"``: each ``U_n`` holds the leading left singular vectors of the Kolda-Bader
+    unfolding ``X_(n)`` and the core is ``X x_n U_n^T`` (one pass, no iterations).
+    ``method="hooi"``: higher-order orthogonal iteration from that start: each sweep replaces
+    ``U_n`` by the leading left singular vectors of ``(X x_{k != n} U_k^T)_(n)``. The relative
+    error comes from the core, ``||X||^2 - ||core||^2`` (orthonormal factors), and the loop stops
+    when it changed by less than ``tol``.
+
+    Parameters
+    ----------
+    X : array of order N >= 2
+        float32 or float64 (integers are promoted); any array-API library. Not modified.
+    rank : int or sequence of N ints
+        Multilinear rank; an int is used for every mode (capped by the mode's size).
+    method : {"hooi", "hosvd"}, default "hooi"
+    init : {"svd", "random"}, default "svd"
+        Start of HOOI / nonnegative Tucker: HOSVD (exact for small unfoldings, by the
+        Khatri-Rao-sketched range finder of :func:`cp` for large ones), or random orthonormal
+        factors. With ``nonnegative=True`` the "svd" start (absolute values of the HOSVD
+        factors) is often a poor one: "random" usually converges much faster.
+    n_iter_max : int, default 100
+    tol : float, default 1e-8
+        0 runs exactly ``n_iter_max`` sweeps.
+    nonnegative : bool, default False
+        Nonnegative core and factors (HALS factor updates, multiplicative core updates); the
+        factors are then not orthonormal. X must have no negative entries.
+    mask : boolean array of X's shape, optional
+        True where observed; missing entries are imputed by EM (HOOI or nonnegative only).
+    random_state : None, int, numpy Generator or RandomState
+    backend : {"auto", "numpy", "cupy", "xp"}
+        Tucker runs the xp reference on every backend; with "auto" on NumPy input, the mode
+        products on the first and last modes of the full tensor (the passes over X) and the
+        sketch of the SVD start run in Rust.
+    n_threads : int, optional
+        Threads of the Rust contractions (default: all cores; BLAS picks its own threads).
+    verbose : int, default 0
+    callback : callable, optional
+        ``callback(state: TuckerTensor, rel_error) -> bool``; True stops.
+
+    Returns
+    -------
+    TuckerTensor
+        ``core`` (rank) and ``factors`` (I_n x R_n), with ``n_iter``, ``errors``, ``converged``.
+
+    Raises
+    ------
+    ValueError
+        NaN/Inf, order < 2, a rank outside [1, I_n], unknown method/init, mask of the wrong
+        shape, negative entries with ``nonnegative=True``.
+    TypeError
+        Unsupported dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import tucker
+    >>> rng = np.random.default_rng(0)
+    >>> core = rng.standard_normal((3, 2, 2))
+    >>> U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip((10, 9, 8), core.shape)]
+    >>> X = np.einsum("abc,ia,jb,kc->ijk", core, *U)
+    >>> t = tucker(X, (3, 2, 2), random_state=0)
+    >>> t.rank, t.errors[-1] < 1e-7
+    ((3, 2, 2), True)
+    """
+    X = check_tensor(X, "X")
+    xp = array_namespace(X)
+    ranks = _check_ranks(rank, X.shape)
+    method = check_option(method, "method", METHODS)
+    if not (isinstance(init, str) and init in ("svd", "random")):
+        raise ValueError(f"init must be 'svd' or 'random', got {init!r}")
+    n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
+    tol = check_tol0(tol)
+    n_threads = check_n_threads(n_threads)
+    verbose = check_int(verbose, "verbose", low=0)
+    callback = check_callback(callback)
+    rng = check_random_state(random_state)
+    mask = check_mask(mask, X, xp)
+    if nonnegative and bool(xp.any(X < 0)):
+        raise ValueError("X has negative entries, but nonnegative=True")
+    if method == "hosvd" and (mask is not None or nonnegative):
+        raise ValueError("method='hosvd' has no mask or nonnegative variant: use method='hooi'")
+    chosen = resolve(X, backend=backend, rust_kernel=False)
+    rust_sketch = chosen == "numpy" and isinstance(X, np.ndarray) and backend == "auto"
+    # Rust edge contractions on NumPy input
+    product = (lambda T, M, mode: edge_mode_product(T, M, mode, n_threads)) if rust_sketch else None
+
+    if mask is not None:
+        observed = xp.where(mask, X, xp.zeros_like(X))
+        norm_x_sq = float(xp.linalg.vector_norm(observed)) ** 2
+        mean = float(xp.sum(observed)) / float(xp.sum(xp.astype(mask, X.dtype)))
+        data = xp.where(mask, X, xp.full(X.shape, mean, dtype=X.dtype, device=device(X)))
+    else:
+        norm_x_sq = float(xp.linalg.vector_norm(X)) ** 2
+        data = X
+    if init == "svd":
+        factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch, n_threads=n_threads)
+    else:
+        factors = [xp.linalg.qr(_gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks)]
+    if method == "hosvd":
+        core = _core_of(X, factors, product)
+        error = math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
+        return TuckerTensor(core, factors, n_iter=1, errors=[error], converged=True)
+    if nonnegative:
+        factors = [xp.abs(f) for f in factors]
+        core = xp.abs(_core_of(data, factors))
+        run, core = _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask, data)
+    else:
+        run, core = _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask, data, product)
+    _warn(run, tol, n_iter_max)
+    return TuckerTensor(core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
+
+
+def _warn(run: _Run, tol: float, n_iter_max: int) -> None:
+    import warnings
+
+    from .._warnings import ConvergenceWarning
+
+    if run.status == "max_iter" and tol > 0 and n_iter_max > 0:
+        change = f"still changing by {abs(run.errors[-2] - run.errors[-1]):.3g}" if len(run.errors) >= 2 else "after a single sweep"
+        warnings.warn(
+            f"tucker: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} ({change}; tol={tol:g})",
+            ConvergenceWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,60 @@
+"""The `lorainne cp` / `lorainne tucker` commands and the demo rows of the tensor area."""
+
+import numpy as np
+import pytest
+
+from lorainne import CPTensor, TuckerTensor
+from lorainne.cli import main
+
+
+def test_cp_command_writes_factors(tmp_path, rng, capsys):
+    true = [rng.standard_normal((n, 3)) for n in (12, 10, 8)]
+    X = CPTensor(None, true).to_tensor()
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "model.npz"
+    assert main(["cp", str(tmp_path / "x.npy"), "--rank", "3", "-o", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "CP of 12x10x8 float64 at rank 3" in text and "converged" in text
+    with np.load(out) as data:
+        model = CPTensor(data["weights"], [data[f"factor_{n}"] for n in range(3)])
+    np.testing.assert_allclose(model.to_tensor(), X, atol=1e-6 * np.abs(X).max())
+
+
+def test_cp_command_with_progress_and_nonnegative(tmp_path, rng, capsys):
+    X = np.abs(rng.standard_normal((6, 5, 4)))
+    np.save(tmp_path / "x.npy", X)
+    assert main(["cp", str(tmp_path / "x.npy"), "--rank", "2", "--nonnegative", "--n-iter-max", "5", "--tol", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "after 5 sweeps" in captured.out and "cp [" in captured.err
+
+
+def test_tucker_command(tmp_path, rng, capsys):
+    core = rng.standard_normal((3, 2, 2))
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip((9, 8, 7), core.shape)]
+    X = TuckerTensor(core, U).to_tensor()
+    np.savez(tmp_path / "x.npz", X)
+    out = tmp_path / "t.npz"
+    assert main(["tucker", str(tmp_path / "x.npz"), "--rank", "3,2,2", "-o", str(out), "-q"]) == 0
+    assert "rank (3, 2, 2)" in capsys.readouterr().out
+    with np.load(out) as data:
+        model = TuckerTensor(data["core"], [data[f"factor_{n}"] for n in range(3)])
+    np.testing.assert_allclose(model.to_tensor(), X, atol=1e-8)
+
+
+def test_commands_report_bad_input(tmp_path, capsys):
+    np.save(tmp_path / "v.npy", np.ones(5))
+    assert main(["cp", str(tmp_path / "v.npy"), "--rank", "2", "-q"]) == 2
+    assert "at least 2 modes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tucker", str(tmp_path / "missing.npy"), "--rank", "2"])
+
+
+def test_demo_tensor_rows():
+    from lorainne._demo import SECTIONS, tensor_rows
+
+    assert tensor_rows in SECTIONS
+    rows = tensor_rows(np.random.default_rng(0))
+    assert {r.capability for r in rows} >= {"cp", "cp nonnegative", "cp mask", "cp sparse", "tucker", "nmf"}
+    cp_row = rows[0]
+    ratio = float(cp_row.accuracy.split()[1].rstrip(","))
+    assert ratio <= 1.001
