@@ -136,7 +136,7 @@ def tensor_rows(rng) -> list[DemoRow]:
     rows.append(DemoRow("cp", "60x50x40x30 rank 6, 1% noise", f"err/noise {model.errors[-1] / noise:.3f}, FMS {factor_match_score(model, (None, true)):.4f}", seconds))
 
     X, true, clean = planted((80, 70, 60), 8, 0.01, nonnegative=True)
-    model, seconds = timed(cp, X, 8, nonnegative=True, random_state=0, n_iter_max=300)
+    model, seconds = timed(cp, X, 8, nonnegative=True, random_state=0, n_iter_max=300, tol=1e-6)
     rows.append(DemoRow("cp nonnegative", "80x70x60 rank 8 (HALS)", f"rel. error {model.errors[-1]:.4f}, FMS {factor_match_score(model, (None, true)):.4f}", seconds))
 
     X, true, clean = planted((40, 35, 30), 5, 0.0)
