@@ -3,7 +3,9 @@
 //! One module per capability area, mirroring `python/lorainne/`.
 
 pub mod error;
+pub mod hmatrix;
 pub mod linalg;
+pub mod ot;
 pub mod parallel;
 pub mod scalar;
 

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod convert;
 mod errors;
 mod linalg;
+mod ot;
 
 /// The number of threads a kernel uses when `n_threads` is None: every core.
 #[pyfunction]
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     linalg::register(m)?;
+    ot::register(m)?;
     Ok(())
 }
