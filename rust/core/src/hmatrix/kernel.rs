@@ -64,8 +64,10 @@ struct MultiIndex {
 
 const MAX_TERMS: usize = 4096;
 const MAX_ORDER: usize = 40;
-/// Largest T = 2 r_I r_J / eps expanded: rounding in the moments grows like e^(2T).
-const MAX_T: f64 = 6.0;
+/// Largest T = 2 r_I r_J / eps expanded. Measured on 2-D Sinkhorn potentials at n = 1e4..4e4
+/// (tol 1e-7): T = 0.5 is fastest (0.25: 2.3x and 1: 1.3x slower; 4: 5x); it also keeps the
+/// rounding of the moments (which grows like e^(2T)) negligible.
+const MAX_T: f64 = 0.5;
 
 impl MultiIndex {
     fn new(d: usize) -> MultiIndex {
