@@ -569,6 +569,7 @@ mod tests {
         assert_eq!(mi.count[3], 10);
         let mi = MultiIndex::new(3);
         assert_eq!(mi.count[2], 10);
-        assert!(mi.order_for(1.0, 1e-6).unwrap() >= 8);
+        assert!(mi.order_for(0.5, 1e-6).unwrap() >= 5);
+        assert!(mi.order_for(1.0, 1e-6).is_none()); // beyond MAX_T: split instead
     }
 }
