@@ -447,3 +447,33 @@ def test_digits_integer_features():
 def test_public_api():
     assert {"sinkhorn", "GaussianKernel", "SinkhornResult"} <= set(lorainne.__all__)
     assert lorainne.__all__ == sorted(lorainne.__all__)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_ot(tmp_path, capsys, rng):
+    from lorainne.cli import main
+
+    x, y = rng.random((300, 2)), rng.random((250, 2)) + 0.2
+    b = rng.random(250)
+    b /= b.sum()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "b.npy", b)
+    out = tmp_path / "out.npz"
+    code = main(["ot", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", "0.01", "--b", str(tmp_path / "b.npy"), "-o", str(out), "-q"])
+    text = capsys.readouterr().out
+    assert code == 0 and "converged" in text and "marginal error" in text and "peak memory" in text
+    expected = sinkhorn(x, y, None, b, eps=0.01)
+    with np.load(out) as saved:
+        assert abs(float(saved["cost"]) - expected.cost) <= 1e-12 * expected.cost
+        np.testing.assert_array_equal(saved["f"], expected.f)
+    assert main(["ot", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", "-1", "-q"]) == 2
+    assert "eps must be a positive" in capsys.readouterr().err
+
+
+def test_demo_rows():
+    from lorainne._demo import SECTIONS, ot_rows
+
+    assert ot_rows in SECTIONS
