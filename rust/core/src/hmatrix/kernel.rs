@@ -14,7 +14,10 @@
 //!   expanded (multivariate Taylor series of total degree p in the scaled variables
 //!   sqrt(2/eps) u, sqrt(2/eps) w). With T = 2 r_I r_J / eps >= |2u.w/eps| the truncation has
 //!   relative error <= e^T T^(p+1)/(p+1)! (Lagrange remainder), so p is chosen per block from T
-//!   for tol/2; the rank depends on the radii and eps, never on the separation. Source weights
+//!   for tol/4 (or, for a block whose upper bound is small next to the targets' lower bound, for
+//!   an absolute budget tol/4 * exp(lower)/#source-leaves, which allows a lower order; both kinds
+//!   together add at most tol/2 relative); the rank depends on the radii and eps, never on the
+//!   separation. Source weights
 //!   are shifted by their block maximum (log domain), so every moment sums numbers <= 1.
 //! * near-field blocks: dense log-sum-exp, evaluated on the fly.
 //!
@@ -60,6 +63,9 @@ struct MultiIndex {
     inv: Vec<f64>,
     /// count[p] = number of multi-indices of degree <= p.
     count: Vec<usize>,
+    /// Total degree and 1/alpha! of each multi-index.
+    degree: Vec<usize>,
+    inv_factorial: Vec<f64>,
 }
 
 const MAX_TERMS: usize = 4096;
@@ -72,7 +78,7 @@ const MAX_T: f64 = 0.5;
 impl MultiIndex {
     fn new(d: usize) -> MultiIndex {
         let mut exps: Vec<Vec<u32>> = vec![vec![0; d]];
-        let mut mi = MultiIndex { parent: vec![0], axis: vec![0], inv: vec![1.0], count: vec![1] };
+        let mut mi = MultiIndex { parent: vec![0], axis: vec![0], inv: vec![1.0], count: vec![1], degree: Vec::new(), inv_factorial: Vec::new() };
         let mut prev_start = 0;
         for _p in 1..=MAX_ORDER {
             let prev_end = exps.len();
@@ -97,6 +103,12 @@ impl MultiIndex {
                 break;
             }
             mi.count.push(exps.len());
+        }
+        mi.degree = vec![0; mi.parent.len()];
+        mi.inv_factorial = vec![1.0; mi.parent.len()];
+        for a in 1..mi.parent.len() {
+            mi.degree[a] = mi.degree[mi.parent[a]] + 1;
+            mi.inv_factorial[a] = mi.inv_factorial[mi.parent[a]] * mi.inv[a];
         }
         mi
     }
@@ -175,6 +187,8 @@ struct Ctx<'a> {
     lse: Vec<f64>,
     lower: Vec<f64>,
     log_prune: f64,
+    /// -log(#source leaves): spreads an absolute error budget over disjoint source blocks.
+    log_spread: f64,
     tol_far: f64,
     mi: MultiIndex,
     with_cost: bool,
@@ -262,6 +276,107 @@ impl<'a> Ctx<'a> {
                     c += t * t;
                 }
                 acc.add(hq - c * self.inv_eps, c);
+            }
+        }
+    }
+
+    /// The cached monomial rows of node `id` of `tree` (filled on first use), if the cache serves `order`.
+    fn cached<'t>(&self, tree: &'t KdTree, id: usize, order: usize) -> Option<&'t [f64]> {
+        let cache_order = *tree.mono_order.get()?;
+        if order > cache_order {
+            return None;
+        }
+        let stride = self.mi.count[cache_order];
+        let mi = &self.mi;
+        let rows = tree.mono_cache[id].get_or_init(|| {
+            let node = &tree.nodes[id];
+            let c = tree.center(id);
+            let mut out = vec![0.0; node.len() * stride];
+            for (r, p) in (node.start..node.end).enumerate() {
+                let x = tree.point(p);
+                let row = &mut out[r * stride..(r + 1) * stride];
+                row[0] = 1.0;
+                for a in 1..stride {
+                    row[a] = row[mi.parent[a]] * (x[mi.axis[a]] - c[mi.axis[a]]);
+                }
+            }
+            out.into_boxed_slice()
+        });
+        Some(rows)
+    }
+
+    /// Far-field block from cached monomials: the moments are one pass of axpys over contiguous
+    /// rows, the evaluation one dot product per target.
+    fn far_cached(&self, i: usize, j: usize, order: usize, w: &mut Work, rows_i: &[f64], rows_j: &[f64]) {
+        let (t, s, d) = (self.t, self.s, self.t.d);
+        let (ni, nj) = (&t.nodes[i], &s.nodes[j]);
+        let terms = self.mi.count[order];
+        let stride_i = rows_i.len() / ni.len();
+        let stride_j = rows_j.len() / nj.len();
+        let (ci, cj) = (t.center(i), s.center(j));
+        let mut dvec = [0.0f64; 8];
+        let dvec = if d <= 8 { &mut dvec[..d] } else { return self.far(i, j, order, w) };
+        for k in 0..d {
+            dvec[k] = ci[k] - cj[k];
+        }
+        let d2: f64 = dvec.iter().map(|v| v * v).sum();
+        w.wt.clear();
+        let mut shift = f64::NEG_INFINITY;
+        for q in nj.start..nj.end {
+            let y = s.point(q);
+            let (mut w2, mut wd) = (0.0, 0.0);
+            for k in 0..d {
+                let wk = y[k] - cj[k];
+                w2 += wk * wk;
+                wd += wk * dvec[k];
+            }
+            let e = self.h[q] - (w2 - 2.0 * wd) * self.inv_eps;
+            shift = shift.max(e);
+            w.wt.push(e);
+        }
+        if shift == f64::NEG_INFINITY || shift.is_nan() {
+            w.stats.pruned_blocks += 1;
+            return;
+        }
+        w.stats.far_blocks += 1;
+        w.stats.far_terms += ((ni.len() + nj.len()) * terms) as u64;
+        w.stats.max_order = w.stats.max_order.max(order as u64);
+        w.mom.clear();
+        w.mom.resize(terms, 0.0);
+        for (idx, e) in w.wt.iter().enumerate() {
+            let weight = (e - shift).exp();
+            if weight == 0.0 {
+                continue;
+            }
+            let row = &rows_j[idx * stride_j..idx * stride_j + terms];
+            for (m, r) in w.mom.iter_mut().zip(row) {
+                *m += weight * r;
+            }
+        }
+        // exp(u~.w~) = sum_alpha (2/eps)^|alpha| u^alpha w^alpha / alpha!
+        let two_over_eps = 2.0 * self.inv_eps;
+        let mut scale = 1.0;
+        let mut deg = 0;
+        for a in 0..terms {
+            while self.mi.degree[a] > deg {
+                scale *= two_over_eps;
+                deg += 1;
+            }
+            w.mom[a] *= scale * self.mi.inv_factorial[a];
+        }
+        for (r, p) in (ni.start..ni.end).enumerate() {
+            let row = &rows_i[r * stride_i..r * stride_i + terms];
+            let val: f64 = row.iter().zip(&w.mom).map(|(a, b)| a * b).sum();
+            if val > 0.0 {
+                let x = t.point(p);
+                let (mut u2, mut ud) = (0.0, 0.0);
+                for k in 0..d {
+                    let uk = x[k] - ci[k];
+                    u2 += uk * uk;
+                    ud += uk * dvec[k];
+                }
+                let base = shift - (d2 + u2 + 2.0 * ud) * self.inv_eps;
+                w.acc[p - w.offset].add(base + val.ln(), 0.0);
             }
         }
     }
@@ -391,11 +506,23 @@ impl<'a> Ctx<'a> {
         let (a, b) = (ni.len() as f64, nj.len() as f64);
         let tt = 2.0 * ni.radius * nj.radius * self.inv_eps;
         let dense_cost = a * b * (2.0 * self.t.d as f64 + 20.0);
-        if let Some(order) = self.mi.order_for(tt, self.tol_far) {
+        // Error budget of this block: tol_far relative to its own contribution, or, when its upper
+        // bound is small next to the targets' totals, tol_far * exp(lower_I) / #source leaves in
+        // absolute terms (at most #source-leaves such disjoint blocks per target, so together they
+        // add at most tol_far relative). Far-away blocks then get low expansion orders.
+        let loosen = (self.lower[i] + self.log_spread - ub).exp();
+        let block_tol = (self.tol_far * loosen.max(1.0)).min(0.5);
+        if let Some(order) = self.mi.order_for(tt, block_tol) {
             let terms = self.mi.count[order] as f64;
             let factor = if self.with_cost { 2.0 + self.t.d as f64 } else { 2.0 };
             let far_cost = (a + b) * (factor * terms + 20.0);
             if far_cost < dense_cost {
+                if !self.with_cost {
+                    if let (Some(ri), Some(rj)) = (self.cached(self.t, i, order), self.cached(self.s, j, order)) {
+                        self.far_cached(i, j, order, w, ri, rj);
+                        return;
+                    }
+                }
                 self.far(i, j, order, w);
                 return;
             }
@@ -440,6 +567,8 @@ pub struct Applied {
 /// Number of target subtrees processed as independent tasks (fixed: results do not depend on
 /// the thread count).
 const TASKS: usize = 256;
+/// Largest estimated monomial cache per tree.
+const CACHE_BYTES: u128 = 3 << 29; // 1.5 GiB
 
 /// Applies the kernel in the log domain: targets and sources in tree order, `h` per source.
 pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOptions, with_cost: bool) -> Result<Applied> {
@@ -485,10 +614,20 @@ pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOpt
         lse,
         lower,
         log_prune: (0.5 * tol).ln() - (sources.leaves.len() as f64).ln(),
-        tol_far: 0.5 * tol,
+        log_spread: -(sources.leaves.len() as f64).ln(),
+        tol_far: 0.25 * tol,
         mi: MultiIndex::new(targets.d),
         with_cost,
     };
+    // Monomial caches: fixed order (that of the largest admissible T at this tolerance), used when
+    // they fit in memory (about 3 tree levels of far-field nodes per point).
+    let cache_order = ctx.mi.order_for(MAX_T, ctx.tol_far).unwrap_or(0);
+    let per_point = ctx.mi.count[cache_order] * 8 * 3;
+    for tree in [targets, sources] {
+        if (tree.n as u128) * (per_point as u128) <= CACHE_BYTES {
+            let _ = tree.mono_order.get_or_init(|| cache_order);
+        }
+    }
     let tasks = targets.frontier(TASKS);
     let run = |&i: &usize| -> (Vec<Acc>, KernelStats) {
         let node = &targets.nodes[i];
@@ -552,6 +691,12 @@ mod tests {
             assert!(c <= 1e-5 * (1.0 + exact.mean_cost[k]), "cost error {c}");
         }
         assert!(approx.stats.far_blocks + approx.stats.pruned_blocks > 0 || n < 100);
+        // without the cost, far-field blocks run from the cached monomials
+        let cached = log_apply(&tx, &ty, &h, &KernelOptions { eps, tol, exact: false, parallel: false }, false).unwrap();
+        assert!(tx.mono_order.get().is_some() && tx.mono_cache.iter().any(|c| c.get().is_some()));
+        for k in 0..n {
+            assert!((cached.log_sum[k] - exact.log_sum[k]).abs() <= tol);
+        }
     }
 
     #[test]

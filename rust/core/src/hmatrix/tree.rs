@@ -5,6 +5,7 @@
 //! the median point, so the tree is balanced: depth is about log2(n / leaf_size).
 
 use crate::error::{Error, Result};
+use std::sync::OnceLock;
 
 /// One node of the tree: a contiguous range of (permuted) points and its geometry.
 #[derive(Debug, Clone)]
@@ -45,6 +46,11 @@ pub struct KdTree {
     pub geometry: Vec<f64>,
     /// Leaves in tree order (left to right).
     pub leaves: Vec<usize>,
+    /// Per node, filled on first far-field use: the monomials u^alpha (u = point - centre, all
+    /// multi-indices of degree <= `mono_order`), one row per point. Depends on geometry only.
+    pub mono_cache: Vec<OnceLock<Box<[f64]>>>,
+    /// The order of the cached monomials, fixed by the first application that uses the cache.
+    pub mono_order: OnceLock<usize>,
 }
 
 impl KdTree {
@@ -64,7 +70,18 @@ impl KdTree {
         }
         let n = points.len() / d;
         let mut perm: Vec<usize> = (0..n).collect();
-        let mut tree = KdTree { d, n, leaf_size, perm: Vec::new(), points: Vec::new(), nodes: Vec::new(), geometry: Vec::new(), leaves: Vec::new() };
+        let mut tree = KdTree {
+            d,
+            n,
+            leaf_size,
+            perm: Vec::new(),
+            points: Vec::new(),
+            nodes: Vec::new(),
+            geometry: Vec::new(),
+            leaves: Vec::new(),
+            mono_cache: Vec::new(),
+            mono_order: OnceLock::new(),
+        };
         tree.split(points, &mut perm, 0, n);
         tree.points = Vec::with_capacity(n * d);
         for &p in &perm {
@@ -72,6 +89,7 @@ impl KdTree {
         }
         tree.perm = perm;
         tree.finish_geometry();
+        tree.mono_cache = (0..tree.nodes.len()).map(|_| OnceLock::new()).collect();
         Ok(tree)
     }
 
@@ -177,7 +195,13 @@ impl KdTree {
 
     /// Bytes held by the tree (points, permutation, nodes, geometry).
     pub fn memory_bytes(&self) -> usize {
-        self.points.len() * 8 + self.perm.len() * 8 + self.nodes.len() * std::mem::size_of::<Node>() + self.geometry.len() * 8 + self.leaves.len() * 8
+        let cached: usize = self.mono_cache.iter().map(|c| c.get().map_or(0, |v| v.len() * 8)).sum();
+        self.points.len() * 8
+            + self.perm.len() * 8
+            + self.nodes.len() * (std::mem::size_of::<Node>() + std::mem::size_of::<OnceLock<Box<[f64]>>>())
+            + self.geometry.len() * 8
+            + self.leaves.len() * 8
+            + cached
     }
 
     /// Nodes whose subtrees partition the points into about `count` pieces (the nodes at the first
