@@ -512,6 +512,8 @@ impl<'a> Ctx<'a> {
         // add at most tol_far relative). Far-away blocks then get low expansion orders.
         let loosen = (self.lower[i] + self.log_spread - ub).exp();
         let block_tol = (self.tol_far * loosen.max(1.0)).min(0.5);
+        // (Allowing loosened blocks a larger T, up to 3, was measured to add work: big blocks then
+        // take the expansion before their sub-blocks could be pruned.)
         if let Some(order) = self.mi.order_for(tt, block_tol) {
             let terms = self.mi.count[order] as f64;
             let factor = if self.with_cost { 2.0 + self.t.d as f64 } else { 2.0 };
