@@ -36,7 +36,7 @@ logger = logging.getLogger("lorainne")
 METHODS = ("auto", "dense", "hierarchical")
 KERNEL_METHODS = ("hierarchical", "dense")
 #: ``method="auto"`` uses the dense kernel up to this many pairs n * m, the hierarchical one beyond.
-AUTO_DENSE_PAIRS = 1_000_000
+AUTO_DENSE_PAIRS = 100_000
 DEFAULT_LEAF_SIZE = 32
 
 
@@ -191,16 +191,18 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, hook):
 
     stages = _schedule(diam2, eps, ratio)
     g = xp.zeros(C.shape[1], dtype=xp.float64, device=dev)
-    f = update_f(g, stages[0])
-    n_iter, err, converged = 0, math.inf, False
+    f = xp.zeros(C.shape[0], dtype=xp.float64, device=dev)
+    n_iter, err, converged, last_eps = 0, math.inf, False, math.nan
+    stop = False
     for k, e in enumerate(stages):
+        if n_iter >= n_iter_max:
+            break
         final = k == len(stages) - 1
         stage_tol = tol if final else max(tol, 1e-2)
-        if k > 0:
-            f = update_f(g, e)
+        f = update_f(g, e)  # warm start from the previous stage's g
+        last_eps = e
         stage_iter = 0
-        stop = False
-        while n_iter < n_iter_max:
+        while True:
             g = update_g(f, e)
             f_next = update_f(g, e)
             err = _row_error(xp, a, f, f_next, e)
@@ -208,7 +210,7 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, hook):
             stage_iter += 1
             if not math.isfinite(err):
                 raise ValueError(f"numerical breakdown: marginal error became {err} at iteration {n_iter} (eps = {e})")
-            if hook(n_iter, e, err):
+            if hook(n_iter, e, err) or n_iter >= n_iter_max and err > stage_tol:
                 stop = True
                 break
             if err <= stage_tol:
@@ -217,8 +219,12 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, hook):
             if not final and stage_iter >= 50:
                 break
             f = f_next
-        if stop or n_iter >= n_iter_max:
+        if stop:
             break
+    if last_eps != eps:  # stopped inside a scaling stage: project onto the final eps
+        f = update_f(g, eps)
+        g = update_g(f, eps)
+        err = _row_error(xp, a, f, update_f(g, eps), eps)
     P = xp.exp(la[:, None] + lb[None, :] + (f[:, None] + g[None, :] - C) / eps)
     cost = float(xp.sum(P * C))
     dual = float(xp.sum(a * f) + xp.sum(b * g))
@@ -266,12 +272,14 @@ def sinkhorn(
     method : {"auto", "dense", "hierarchical"}
         ``"dense"`` evaluates all n*m kernel entries per iteration; ``"hierarchical"`` (Rust,
         NumPy input) uses k-d tree block approximations with entrywise relative error
-        ``kernel_tol``, O(n + m) memory; ``"auto"``: dense up to n*m = 1e6 pairs (and on non-NumPy
-        arrays), hierarchical beyond.
+        ``kernel_tol``, O(n + m) memory; ``"auto"``: dense up to n*m = 1e5 pairs (and on non-NumPy
+        arrays), hierarchical beyond (measured faster from n = m = 1000 on).
     tol : float
         Stop when ``marginal_error <= tol``.
     n_iter_max : int
-        Cap on the total number of iterations (all eps stages).
+        Cap on the total number of iterations (all eps stages). When the cap (or the callback)
+        stops the loop inside an eps-scaling stage, the potentials are projected onto the final
+        eps by one more (uncounted) f/g update, so that everything returned refers to ``eps``.
     eps_scaling : float, False or None
         Ratio between successive eps of the scaling schedule (in (0, 1)); None: 0.5; False: no
         scaling (start at ``eps`` directly).

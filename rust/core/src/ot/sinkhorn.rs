@@ -134,24 +134,22 @@ pub fn sinkhorn(
 
     let mut stats = KernelStats::default();
     let mut g = vec![0.0; m];
+    let mut f = vec![0.0; n];
     let mut n_iter = 0usize;
-    let mut f = update(&xs, &ys, &g, opts, schedule[0], &mut stats)?;
     let mut err = f64::INFINITY;
     let mut converged = false;
-    let mut stopped = false;
+    let mut last_eps = f64::NAN;
     let last = schedule.len() - 1;
-    for (stage, &eps) in schedule.iter().enumerate() {
+    'stages: for (stage, &eps) in schedule.iter().enumerate() {
+        if n_iter >= opts.n_iter_max {
+            break;
+        }
         let final_stage = stage == last;
         let stage_tol = if final_stage { opts.tol } else { opts.tol.max(1e-2) };
-        if stage > 0 {
-            f = update(&xs, &ys, &g, opts, eps, &mut stats)?; // warm start at the new eps
-        }
+        f = update(&xs, &ys, &g, opts, eps, &mut stats)?; // warm start from the previous stage's g
+        last_eps = eps;
         let mut stage_iter = 0usize;
         loop {
-            if n_iter >= opts.n_iter_max {
-                stopped = true;
-                break;
-            }
             g = update(&ys, &xs, &f, opts, eps, &mut stats)?;
             let f_next = update(&xs, &ys, &g, opts, eps, &mut stats)?;
             err = row_error(&xs, &f, &f_next, eps);
@@ -160,30 +158,32 @@ pub fn sinkhorn(
             if !err.is_finite() {
                 return Err(Error::NumericalBreakdown(format!("marginal error became {err} at iteration {n_iter} (eps = {eps})")));
             }
+            // (f, g) is the pair whose error is `err`: every exit below returns it
             if callback(&Progress { n_iter, eps, marginal_error: err }) {
-                stopped = true;
-                break;
+                break 'stages;
             }
             if err <= stage_tol {
-                if final_stage {
-                    converged = true;
-                }
+                converged = final_stage;
                 break;
+            }
+            if n_iter >= opts.n_iter_max {
+                break 'stages;
             }
             if !final_stage && stage_iter >= 50 {
                 break;
             }
             f = f_next;
         }
-        if stopped {
-            break;
-        }
     }
-    if !converged && !stopped && schedule.len() > 1 {
-        // unreachable in practice: the final stage loops until converged or stopped
-        stopped = true;
+    if last_eps != opts.eps {
+        // stopped inside an eps-scaling stage: project onto the final eps so that the potentials,
+        // cost and error all refer to it (not counted as an iteration)
+        let eps = opts.eps;
+        f = update(&xs, &ys, &g, opts, eps, &mut stats)?;
+        g = update(&ys, &xs, &f, opts, eps, &mut stats)?;
+        let f_next = update(&xs, &ys, &g, opts, eps, &mut stats)?;
+        err = row_error(&xs, &f, &f_next, eps);
     }
-    let _ = stopped;
     let eps = opts.eps;
     // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
     let h: Vec<f64> = ys.log_w.iter().zip(&g).map(|(&lw, &p)| if lw == f64::NEG_INFINITY { lw } else { lw + p / eps }).collect();
