@@ -642,7 +642,7 @@ pub struct Applied {
 /// the thread count).
 const TASKS: usize = 256;
 /// Largest estimated monomial cache per tree.
-const CACHE_BYTES: u128 = 3 << 29; // 1.5 GiB
+const CACHE_BYTES: u128 = 1 << 30; // 1 GiB
 
 /// Applies the kernel in the log domain: targets and sources in tree order, `h` per source.
 pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOptions, with_cost: bool) -> Result<Applied> {
@@ -694,9 +694,10 @@ pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOpt
         with_cost,
     };
     // Monomial caches: fixed order (that of the largest admissible T at this tolerance), used when
-    // they fit in memory (about 3 tree levels of far-field nodes per point).
+    // they fit in memory (measured: about 6 tree levels of far-field nodes per point, i.e. ~2 KB
+    // per point in 2-D at tol 1e-7; above the cap the far field recomputes monomials, ~2x slower).
     let cache_order = ctx.mi.order_for(MAX_T, ctx.tol_far).unwrap_or(0);
-    let per_point = ctx.mi.count[cache_order] * 8 * 3;
+    let per_point = ctx.mi.count[cache_order] * 8 * 6;
     for tree in [targets, sources] {
         if (tree.n as u128) * (per_point as u128) <= CACHE_BYTES {
             let _ = tree.mono_order.get_or_init(|| cache_order);
