@@ -477,3 +477,15 @@ def test_demo_rows():
     from lorainne._demo import SECTIONS, ot_rows
 
     assert ot_rows in SECTIONS
+
+
+@pytest.mark.gpu
+def test_cupy_dense_path(rng):
+    cupy = pytest.importorskip("cupy")
+    x, y = rng.random((300, 2)), rng.random((200, 2))
+    ref = sinkhorn(x, y, eps=0.02)
+    res = sinkhorn(cupy.asarray(x), cupy.asarray(y), eps=0.02)
+    assert isinstance(res.f, cupy.ndarray)
+    assert abs(res.cost - ref.cost) <= 1e-9 * ref.cost
+    K = GaussianKernel(cupy.asarray(x), cupy.asarray(y), 0.02, method="dense")
+    np.testing.assert_allclose(cupy.asnumpy(K.log_matvec(cupy.zeros(200))), GaussianKernel(x, y, 0.02).log_matvec(np.zeros(200)), atol=1e-6)
