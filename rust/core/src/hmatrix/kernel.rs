@@ -287,15 +287,29 @@ fn node_lse(tree: &KdTree, h: &[f64]) -> (Vec<f64>, Vec<f64>) {
 /// A lower bound of log sum_j exp(h_j - |x - y_j|^2/eps) valid for every x in target node `i`,
 /// the best single-leaf bound lse_L - dmax(I, L)^2/eps found by branch and bound.
 fn leaf_lower_bound(t: &KdTree, i: usize, s: &KdTree, lse: &[f64], leafmax: &[f64], inv_eps: f64) -> f64 {
+    // Leaves are disjoint, so the log-sum-exp of their bounds is a lower bound too: collect the
+    // leaves whose bound may come within e^-MARGIN of the best one.
+    const MARGIN: f64 = 4.0;
     let mut best = f64::NEG_INFINITY;
+    let (mut m, mut sum) = (f64::NEG_INFINITY, 0.0f64);
     let mut stack = vec![0usize];
     while let Some(j) = stack.pop() {
-        if leafmax[j] == f64::NEG_INFINITY || leafmax[j] - box_min_dist2(t, i, s, j) * inv_eps <= best {
+        if leafmax[j] == f64::NEG_INFINITY || leafmax[j] - box_min_dist2(t, i, s, j) * inv_eps <= best - MARGIN {
             continue;
         }
         let node = &s.nodes[j];
         if node.is_leaf() {
-            best = best.max(lse[j] - box_max_dist2(t, i, s, j) * inv_eps);
+            let lb = lse[j] - box_max_dist2(t, i, s, j) * inv_eps;
+            if lb == f64::NEG_INFINITY {
+                continue;
+            }
+            best = best.max(lb);
+            if lb > m {
+                sum = sum * (m - lb).exp() + 1.0;
+                m = lb;
+            } else {
+                sum += (lb - m).exp();
+            }
         } else {
             let dl = box_min_dist2(t, i, s, node.left);
             let dr = box_min_dist2(t, i, s, node.right);
@@ -308,7 +322,11 @@ fn leaf_lower_bound(t: &KdTree, i: usize, s: &KdTree, lse: &[f64], leafmax: &[f6
             }
         }
     }
-    best
+    if sum > 0.0 {
+        m + sum.ln()
+    } else {
+        f64::NEG_INFINITY
+    }
 }
 
 impl<'a> Ctx<'a> {
