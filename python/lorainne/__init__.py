@@ -5,6 +5,7 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 
 from ._backend import backends
 from ._warnings import ConvergenceWarning
+from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
 from .trace import TraceEstimate, spectral_density, trace, trace_function, trace_parametric
@@ -14,8 +15,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CPTensor",
     "ConvergenceWarning",
+    "GaussianKernel",
     "NMFResult",
     "SVDResult",
+    "SinkhornResult",
     "SparseTensor",
     "TraceEstimate",
     "TuckerTensor",
@@ -27,6 +30,7 @@ __all__ = [
     "nmf",
     "randomized_svd",
     "range_finder",
+    "sinkhorn",
     "spectral_density",
     "trace",
     "trace_function",

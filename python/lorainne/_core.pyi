@@ -1,5 +1,7 @@
 # Hand-written stubs of the compiled Rust module (checked with `python -m mypy.stubtest lorainne._core`).
 # Arrays are NumPy float32/float64; the Python facade validates before calling.
+from typing import Any, Callable, final
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -87,3 +89,27 @@ def sparse_mttkrp(
     n_threads: int | None = None,
 ) -> NDArray[np.floating]: ...
 def contract_edge(x: NDArray[np.floating], u: NDArray[np.floating], first: bool, n_threads: int | None = None) -> NDArray[np.floating]: ...
+# --- entropic optimal transport (rust/py/src/ot.rs)
+def sinkhorn_log(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    eps: float,
+    tol: float,
+    n_iter_max: int,
+    eps_scaling: float | None,
+    kernel_tol: float,
+    exact: bool,
+    leaf_size: int,
+    n_threads: int | None = None,
+    callback: Callable[[int, float, float], bool] | None = None,
+) -> dict[str, Any]: ...
+
+@final
+class HierarchicalKernel:
+    def __new__(cls, x: NDArray[np.float64], y: NDArray[np.float64], eps: float, tol: float, leaf_size: int, exact: bool = False) -> HierarchicalKernel: ...
+    def log_apply(self, log_v: NDArray[np.float64], transpose: bool = False, n_threads: int | None = None) -> NDArray[np.float64]: ...
+    def stats(self) -> dict[str, int]: ...
+    def memory_bytes(self) -> int: ...
+    def tree_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]: ...

@@ -166,7 +166,35 @@ def tensor_rows(rng) -> list[DemoRow]:
     return rows
 
 
-SECTIONS: list[Callable] = [linalg_rows, tensor_rows, trace_rows]
+def ot_rows(rng) -> list[DemoRow]:
+    from . import sinkhorn
+
+    rows = []
+    n = 1000
+    x = rng.random((n, 2))
+    y = 0.5 * rng.random((n, 2)) ** 2 + 0.25
+    ref = sinkhorn(x, y, eps=0.01, method="dense")
+    res, seconds = timed(sinkhorn, x, y, eps=0.01, method="hierarchical")
+    rows.append(
+        DemoRow(
+            "sinkhorn",
+            f"{n} vs {n} pts 2-D, eps 0.01, hierarchical",
+            f"cost rel. diff vs dense {abs(res.cost - ref.cost) / ref.cost:.1e}, marg. err {res.marginal_error:.1e}",
+            seconds,
+        )
+    )
+    n = 5000
+    x = rng.random((n, 2))
+    centres = np.array([[0.2, 0.3], [0.7, 0.8], [0.75, 0.25]])
+    y = centres[rng.integers(0, 3, n)] + 0.05 * rng.standard_normal((n, 2))
+    res, seconds = timed(sinkhorn, x, y, eps=0.02, tol=1e-4)
+    rows.append(
+        DemoRow("sinkhorn", f"{n} uniform vs {n} mixture pts, eps 0.02", f"{res.n_iter} it., marg. err {res.marginal_error:.1e}", seconds)
+    )
+    return rows
+
+
+SECTIONS: list[Callable] = [linalg_rows, tensor_rows, ot_rows, trace_rows]
 
 
 def format_table(rows: list[DemoRow]) -> str:

@@ -4,7 +4,9 @@
 
 pub mod als;
 pub mod error;
+pub mod hmatrix;
 pub mod linalg;
+pub mod ot;
 pub mod parallel;
 pub mod scalar;
 pub mod trace;

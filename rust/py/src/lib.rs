@@ -7,6 +7,7 @@ mod als;
 mod convert;
 mod errors;
 mod linalg;
+mod ot;
 mod trace;
 
 /// The number of threads a kernel uses when `n_threads` is None: every core.
@@ -22,5 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     linalg::register(m)?;
     trace::register(m)?;
     als::register(m)?;
+    ot::register(m)?;
     Ok(())
 }
