@@ -11,26 +11,6 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
-    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
-    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
-}
-
-/// Calls `$body` with `T` bound to f32 or f64 according to the dtype of `$arg` (any ndim).
-macro_rules! dispatch_float_dyn {
-    ($arg:expr, |$t:ident| $body:expr) => {{
-        if $arg.extract::<PyReadonlyArrayDyn<f64>>().is_ok() {
-            type $t = f64;
-            $body
-        } else if $arg.extract::<PyReadonlyArrayDyn<f32>>().is_ok() {
-            type $t = f32;
-            $body
-        } else {
-            Err(dtype_error($arg))
-        }
-    }};
-}
-
 /// Row-major copies of the factors (any strides in), and their common rank.
 fn factors_in<T: Element + Copy>(factors: &Bound<'_, PyList>) -> PyResult<(Vec<Vec<T>>, usize)> {
     let mut out = Vec::with_capacity(factors.len());
@@ -93,7 +73,7 @@ fn mttkrp_typed<'py, T: Scalar + Element>(
 #[pyfunction]
 #[pyo3(signature = (x, factors, mode, n_threads=None))]
 fn mttkrp<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, factors: &Bound<'py, PyList>, mode: usize, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float_dyn!(x, |T| mttkrp_typed::<T>(py, x.extract()?, factors, mode, n_threads))
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| mttkrp_typed::<T>(py, x.extract()?, factors, mode, n_threads))
 }
 
 fn result_tuple<'py, T: Element>(py: Python<'py>, result: core::AlsResult<T>, shape: &[usize], rank: usize) -> PyResult<Bound<'py, PyTuple>> {
@@ -150,7 +130,7 @@ fn cp_als<'py>(
     l1_reg: f64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let options = AlsOptions { n_iter_max, tol, l2: l2_reg, norm_x_sq, nonnegative, l1: l1_reg };
-    dispatch_float_dyn!(x, |T| cp_als_typed::<T>(py, x.extract()?, factors, options, n_threads))
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| cp_als_typed::<T>(py, x.extract()?, factors, options, n_threads))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -195,7 +175,7 @@ fn cp_als_sparse<'py>(
     l1_reg: f64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let options = AlsOptions { n_iter_max, tol, l2: l2_reg, norm_x_sq, nonnegative, l1: l1_reg };
-    dispatch_float_dyn!(values, |T| cp_als_sparse_typed::<T>(py, coords, values.extract()?, shape, factors, options, n_threads))
+    dispatch_float!(PyReadonlyArrayDyn, values, |T| cp_als_sparse_typed::<T>(py, coords, values.extract()?, shape, factors, options, n_threads))
 }
 
 fn sparse_mttkrp_typed<'py, T: Scalar + Element>(
@@ -234,7 +214,7 @@ fn sparse_mttkrp<'py>(
     mode: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float_dyn!(values, |T| sparse_mttkrp_typed::<T>(py, coords, values.extract()?, shape, factors, mode, n_threads))
+    dispatch_float!(PyReadonlyArrayDyn, values, |T| sparse_mttkrp_typed::<T>(py, coords, values.extract()?, shape, factors, mode, n_threads))
 }
 
 fn contract_edge_typed<'py, T: Scalar + Element>(
@@ -265,7 +245,7 @@ fn contract_edge_typed<'py, T: Scalar + Element>(
 #[pyfunction]
 #[pyo3(signature = (x, u, first, n_threads=None))]
 fn contract_edge<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, u: &Bound<'py, PyAny>, first: bool, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float_dyn!(x, |T| contract_edge_typed::<T>(py, x.extract()?, u.extract()?, first, n_threads))
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| contract_edge_typed::<T>(py, x.extract()?, u.extract()?, first, n_threads))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

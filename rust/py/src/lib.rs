@@ -3,6 +3,9 @@
 
 use pyo3::prelude::*;
 
+#[macro_use]
+mod dispatch;
+
 mod als;
 mod convert;
 mod errors;

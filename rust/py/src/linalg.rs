@@ -6,7 +6,6 @@ use crate::errors::guarded;
 use lorainne_core::linalg::{self as core, Orthonormalizer, PowerIterations};
 use lorainne_core::{parallel, Error, Scalar};
 use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -18,26 +17,6 @@ fn orthonormalizer(name: &str) -> PyResult<Orthonormalizer> {
         "householder" => Ok(Orthonormalizer::Householder),
         other => Err(crate::errors::to_py(Error::invalid("qr", format!("unknown method {other:?}")))),
     }
-}
-
-fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
-    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
-    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
-}
-
-/// Calls `$body` with `T` bound to f32 or f64 according to the dtype of `$arg`.
-macro_rules! dispatch_float {
-    ($arg:expr, |$t:ident| $body:expr) => {{
-        if $arg.extract::<PyReadonlyArray2<f64>>().is_ok() {
-            type $t = f64;
-            $body
-        } else if $arg.extract::<PyReadonlyArray2<f32>>().is_ok() {
-            type $t = f32;
-            $body
-        } else {
-            Err(dtype_error($arg))
-        }
-    }};
 }
 
 fn householder_qr_typed<'py, T: Scalar + Element>(
@@ -55,7 +34,7 @@ fn householder_qr_typed<'py, T: Scalar + Element>(
 #[pyfunction]
 #[pyo3(signature = (a, block_size=None, n_threads=None))]
 fn householder_qr<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, block_size: Option<usize>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float!(a, |T| {
+    dispatch_float!(PyReadonlyArray2, a, |T| {
         let (q, r) = householder_qr_typed::<T>(py, a.extract()?, block_size, n_threads)?;
         PyTuple::new(py, [q.into_any(), r.into_any()])
     })
@@ -76,7 +55,7 @@ fn cholesky_qr2_typed<'py, T: Scalar + Element>(
 #[pyfunction]
 #[pyo3(signature = (a, n_threads=None))]
 fn cholesky_qr2<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float!(a, |T| {
+    dispatch_float!(PyReadonlyArray2, a, |T| {
         let (q, r, method) = cholesky_qr2_typed::<T>(py, a.extract()?, n_threads)?;
         PyTuple::new(py, [q.into_any(), r.into_any(), method.into_pyobject(py)?.into_any()])
     })
@@ -110,7 +89,7 @@ fn range_finder<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let iterations = PowerIterations { n_power_iter, orthonormalizer: orthonormalizer(qr)? };
-    dispatch_float!(a, |T| Ok(range_finder_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, iterations, n_threads)?.into_any()))
+    dispatch_float!(PyReadonlyArray2, a, |T| Ok(range_finder_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, iterations, n_threads)?.into_any()))
 }
 
 type SvdTriplet<'py, T> = (Matrix<'py, T>, Bound<'py, PyArray1<T>>, Matrix<'py, T>);
@@ -147,7 +126,7 @@ fn randomized_svd<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let iterations = PowerIterations { n_power_iter, orthonormalizer: orthonormalizer(qr)? };
-    dispatch_float!(a, |T| {
+    dispatch_float!(PyReadonlyArray2, a, |T| {
         let (u, s, vt) = randomized_svd_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, rank, iterations, n_threads)?;
         PyTuple::new(py, [u.into_any(), s.into_any(), vt.into_any()])
     })
@@ -179,7 +158,7 @@ fn matmul_typed<'py, T: Scalar + Element>(
 #[pyfunction]
 #[pyo3(signature = (a, b, n_threads=None))]
 fn matmul<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(a, |T| Ok(matmul_typed::<T>(py, a.extract()?, b.extract()?, n_threads)?.into_any()))
+    dispatch_float!(PyReadonlyArray2, a, |T| Ok(matmul_typed::<T>(py, a.extract()?, b.extract()?, n_threads)?.into_any()))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

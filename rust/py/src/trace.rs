@@ -7,44 +7,8 @@ use crate::errors::guarded;
 use lorainne_core::trace::{self as core, CsrRef, Operator};
 use lorainne_core::{parallel, Scalar};
 use numpy::{Element, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-
-fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
-    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
-    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
-}
-
-/// Calls `$body` with `T` bound to f32 or f64 according to the dtype of the 2-D array `$arg`.
-macro_rules! dispatch_float2 {
-    ($arg:expr, |$t:ident| $body:expr) => {{
-        if $arg.extract::<PyReadonlyArray2<f64>>().is_ok() {
-            type $t = f64;
-            $body
-        } else if $arg.extract::<PyReadonlyArray2<f32>>().is_ok() {
-            type $t = f32;
-            $body
-        } else {
-            Err(dtype_error($arg))
-        }
-    }};
-}
-
-/// The same for a 1-D array (CSR data).
-macro_rules! dispatch_float1 {
-    ($arg:expr, |$t:ident| $body:expr) => {{
-        if $arg.extract::<PyReadonlyArray1<f64>>().is_ok() {
-            type $t = f64;
-            $body
-        } else if $arg.extract::<PyReadonlyArray1<f32>>().is_ok() {
-            type $t = f32;
-            $body
-        } else {
-            Err(dtype_error($arg))
-        }
-    }};
-}
 
 #[allow(clippy::too_many_arguments)]
 fn moments_typed<'py, T: Scalar + Element>(
@@ -78,7 +42,7 @@ fn trace_chebyshev<'py>(
     full: bool,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float2!(a, |T| Ok(moments_typed::<T>(py, a.extract()?, x.extract()?, center, half_width, n_steps, full, n_threads)?.into_any()))
+    dispatch_float!(PyReadonlyArray2, a, |T| Ok(moments_typed::<T>(py, a.extract()?, x.extract()?, center, half_width, n_steps, full, n_threads)?.into_any()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -123,7 +87,7 @@ fn trace_chebyshev_csr<'py>(
     full: bool,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float1!(data, |T| Ok(moments_csr_typed::<T>(
+    dispatch_float!(PyReadonlyArray1, data, |T| Ok(moments_csr_typed::<T>(
         py,
         indptr,
         indices,
@@ -155,7 +119,7 @@ fn lanczos_typed<'py, T: Scalar + Element>(
 #[pyfunction]
 #[pyo3(signature = (a, v0, n_steps, n_threads=None))]
 fn trace_lanczos<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, v0: &Bound<'py, PyAny>, n_steps: usize, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float2!(a, |T| lanczos_typed::<T>(py, a.extract()?, v0.extract()?, n_steps, n_threads))
+    dispatch_float!(PyReadonlyArray2, a, |T| lanczos_typed::<T>(py, a.extract()?, v0.extract()?, n_steps, n_threads))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -194,7 +158,7 @@ fn trace_lanczos_csr<'py>(
     n_steps: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float1!(data, |T| lanczos_csr_typed::<T>(py, indptr, indices, data.extract()?, ncols, v0.extract()?, n_steps, n_threads))
+    dispatch_float!(PyReadonlyArray1, data, |T| lanczos_csr_typed::<T>(py, indptr, indices, data.extract()?, ncols, v0.extract()?, n_steps, n_threads))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

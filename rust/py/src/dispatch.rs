@@ -1,0 +1,26 @@
+//! Dtype dispatch shared by every binding: one generic kernel call per float type.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+pub fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
+    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
+    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
+}
+
+/// `dispatch_float!(PyReadonlyArray2, arg, |T| body)` runs `body` with `T` = f64 or f32 according
+/// to the dtype of `arg`, read as the given rust-numpy array type (`PyReadonlyArray1`,
+/// `PyReadonlyArray2`, `PyReadonlyArrayDyn`); other dtypes raise `TypeError`.
+macro_rules! dispatch_float {
+    ($array:ident, $arg:expr, |$t:ident| $body:expr) => {{
+        if $arg.extract::<numpy::$array<f64>>().is_ok() {
+            type $t = f64;
+            $body
+        } else if $arg.extract::<numpy::$array<f32>>().is_ok() {
+            type $t = f32;
+            $body
+        } else {
+            Err($crate::dispatch::dtype_error($arg))
+        }
+    }};
+}
