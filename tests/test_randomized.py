@@ -264,3 +264,15 @@ def test_cupy_input_stays_on_the_gpu():
     U, S, Vt = randomized_svd(A, 5, random_state=0)
     assert isinstance(U, cupy.ndarray) and U.dtype == cupy.float64
     assert float(cupy.linalg.norm(U * S @ Vt - A) / cupy.linalg.norm(A)) < 1e-10
+
+
+def test_adaptive_tolerance_rust_equals_xp_reference(rng):
+    A, s = decaying(rng, 250, 180, 0.9)
+    for qr in ("auto", "householder"):
+        Q = range_finder(A, 120, tol=1e-4, qr=qr, random_state=3, backend="rust")
+        Qx = range_finder(A, 120, tol=1e-4, qr=qr, random_state=3, backend="numpy")
+        assert Q.shape == Qx.shape
+        assert np.linalg.norm(Q @ Q.T - Qx @ Qx.T) < 1e-8
+        assert np.linalg.norm(A - Q @ (Q.T @ A)) <= 1e-4 * np.linalg.norm(A)
+    U, S, Vt = randomized_svd(A.astype(np.float32), 120, tol=1e-2, random_state=3)
+    assert U.dtype == np.float32 and np.linalg.norm(A - (U * S) @ Vt) <= 1.01e-2 * np.linalg.norm(A)

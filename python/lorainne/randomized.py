@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace, device
@@ -204,7 +204,7 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
         if init.dtype != op.dtype:
             init = array_namespace(init).astype(init, op.dtype)
     dense = op.dense
-    has_kernel = dense is not None and isinstance(dense, np.ndarray) and tol is None
+    has_kernel = dense is not None and isinstance(dense, np.ndarray)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
     return _Plan(op, rank, min(rank + n_oversamples, m, n), n_power_iter, qr, init, tol, rng, chosen, n_threads)
 
@@ -246,32 +246,62 @@ def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
     return Q
 
 
-def _adaptive_range_finder_xp(plan: _Plan):
+class _Products(NamedTuple):
+    """The products the adaptive range finder needs: from the Rust kernels (dense NumPy A) or
+    from the xp reference (every other input). The loop itself is written once."""
+
+    matmat: Callable
+    rmatmat: Callable
+    matmul: Callable
+    orthonormalize: Callable
+
+
+def _products(plan: _Plan) -> _Products:
+    if plan.backend == "rust":
+        kernels, dense, threads = core(), _as_host_contiguous(plan.op.dense), plan.n_threads
+        if plan.qr == "householder":
+            orthonormalize = lambda Y: kernels.householder_qr(Y, None, threads)[0]  # noqa: E731
+        else:
+            orthonormalize = lambda Y: kernels.cholesky_qr2(Y, threads)[0]  # noqa: E731
+        return _Products(
+            matmat=lambda X: kernels.matmul(dense, X, threads),
+            rmatmat=lambda X: kernels.matmul(dense.T, X, threads),
+            matmul=lambda a, b: kernels.matmul(a, b, threads),
+            orthonormalize=orthonormalize,
+        )
+    return _Products(plan.op.matmat, plan.op.rmatmat, lambda a, b: a @ b, lambda Y: _orthonormalize(plan, Y))
+
+
+def _adaptive_range_finder(plan: _Plan):
     """Smallest basis with ||A - Q Q^T A||_F <= tol ||A||_F (blocked randQB, Martinsson and
     Voronin 2016), at most ``rank`` columns. Returns (Q, B = Q^T A)."""
     op, xp = plan.op, plan.op.xp
+    products = _products(plan)
     m, n = op.shape
-    target = (plan.tol * op.frobenius_norm()) ** 2
-    residual = op.frobenius_norm() ** 2  # ||A - Q B||_F^2 = ||A||_F^2 - ||B||_F^2
+    norm2 = op.frobenius_norm() ** 2
+    target = plan.tol**2 * norm2
+    residual = norm2  # ||A - Q B||_F^2 = ||A||_F^2 - ||B||_F^2
     block = max(1, min(plan.rank, 16))
     Q = xp.zeros((m, 0), dtype=op.dtype, device=op.device)
     B = xp.zeros((0, n), dtype=op.dtype, device=op.device)
 
     def deflate(Y):  # project out the current basis, twice for orthogonality
+        if Q.shape[1] == 0:
+            return Y
         for _ in range(2):
-            Y = Y - Q @ (Q.T @ Y)
+            Y = Y - products.matmul(Q, products.matmul(Q.T, Y))
         return Y
 
     while Q.shape[1] < plan.rank and residual > target:
         b = min(block, plan.rank - Q.shape[1])
-        Y = deflate(op.matmat(_gaussian(plan, n, b)))
+        Y = deflate(products.matmat(_gaussian(plan, n, b)))
         for _ in range(plan.n_power_iter):
-            Z = _orthonormalize(plan, op.rmatmat(_orthonormalize(plan, Y)))
-            Y = deflate(op.matmat(Z))
-        Q_new = _orthonormalize(plan, deflate(Y))
-        B_new = op.rmatmat(Q_new).T
+            Z = products.orthonormalize(products.rmatmat(products.orthonormalize(Y)))
+            Y = deflate(products.matmat(Z))
+        Q_new = products.orthonormalize(deflate(Y))
+        B_new = products.rmatmat(Q_new).T
         Q, B = xp.concat([Q, Q_new], axis=1), xp.concat([B, B_new], axis=0)
-        residual = op.frobenius_norm() ** 2 - float(xp.sum(B * B))
+        residual = norm2 - float(xp.sum(B * B))
     # Keep the fewest leading singular directions of B that still meet the target.
     Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
     energies = [float(s) ** 2 for s in S]  # at most `rank` numbers: host arithmetic is fine
@@ -279,13 +309,13 @@ def _adaptive_range_finder_xp(plan: _Plan):
     keep = next((j for j in range(1, len(tail)) if max(residual, 0.0) + tail[j] <= target), Q.shape[1])
     if max(residual, 0.0) > target:
         warnings.warn(
-            f"range_finder: rank {plan.rank} reaches a relative error of {np.sqrt(max(residual, 0) / op.frobenius_norm() ** 2):.3g}, "
+            f"range_finder: rank {plan.rank} reaches a relative error of {np.sqrt(max(residual, 0) / norm2):.3g}, "
             f"above tol={plan.tol}; returning {plan.rank} columns",
             ConvergenceWarning,
             stacklevel=3,
         )
     logger.debug("adaptive range finder: %d columns for tol=%g", keep, plan.tol)
-    return Q @ Ub[:, :keep], (S[:keep, None] * Vt[:keep, :])
+    return products.matmul(Q, Ub[:, :keep]), (S[:keep, None] * Vt[:keep, :])
 
 
 def range_finder(
@@ -328,7 +358,7 @@ def range_finder(
         random sketch, and at least one power iteration runs.
     tol : float, optional
         Adaptive mode: return the smallest basis (at most ``rank`` columns, no oversampling) with
-        ||A - Q Q^T A||_F <= tol ||A||_F. Needs a dense or sparse A and runs on the xp path.
+        ||A - Q Q^T A||_F <= tol ||A||_F. Needs a dense or sparse A (a LinearOperator has no ||A||_F).
         Warns :class:`lorainne.ConvergenceWarning` if ``rank`` columns do not reach ``tol``.
     random_state : None, int, numpy Generator or RandomState
         Seed of the Gaussian test matrix (drawn on the host, so every backend sees the same one).
@@ -364,7 +394,7 @@ def range_finder(
     """
     plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
     if plan.tol is not None:
-        return _adaptive_range_finder_xp(plan)[0]
+        return _adaptive_range_finder(plan)[0]
     start, start_is_range = _start(plan)
     if plan.backend == "rust":
         return core().range_finder(_as_host_contiguous(plan.op.dense), start, start_is_range, plan.n_power_iter, _rust_qr(plan.qr), plan.n_threads)
@@ -430,7 +460,7 @@ def randomized_svd(
     plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
     xp = plan.op.xp
     if plan.tol is not None:
-        Q, B = _adaptive_range_finder_xp(plan)
+        Q, B = _adaptive_range_finder(plan)
         rank = Q.shape[1]
     elif plan.backend == "rust":
         start, start_is_range = _start(plan)
