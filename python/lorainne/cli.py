@@ -255,6 +255,16 @@ def command_demo(args) -> int:
     return 0
 
 
+def _add_common_options(parser, *, seed: bool = False, threads: bool = False, quiet: bool = False) -> None:
+    """The options several commands share, spelled and documented once."""
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if threads:
+        parser.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorainne", description="Low-rank approximations: randomized SVD, QR, and more.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,9 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     svd.add_argument("-o", "--output", help="write U, S, Vt to this .npz file")
     svd.add_argument("--oversamples", type=int, default=10, help="extra sketch columns (default 10)")
     svd.add_argument("--power-iter", type=int, default=2, help="power iterations (default 2)")
-    svd.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    svd.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
-    svd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_common_options(svd, seed=True, threads=True, quiet=True)
     svd.set_defaults(run=command_svd)
 
     tr = sub.add_parser("trace", help="randomized trace (or tr f(A)) of a square matrix file (.npy or .npz)")
@@ -284,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--function-method", default="slq", choices=["slq", "chebyshev"])
     tr.add_argument("--vectors", type=int, default=30, help="random vectors for --function (default 30)")
     tr.add_argument("--degree", type=int, default=30, help="Lanczos steps / Chebyshev degree for --function (default 30)")
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_common_options(tr, seed=True)
     tr.set_defaults(run=command_trace)
 
     density = sub.add_parser("density", help="smoothed spectral density of a symmetric matrix file, plotted to a PNG")
@@ -295,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     density.add_argument("--method", default="nystrom++", choices=["nystrom++", "kpm", "slq"])
     density.add_argument("--points", type=int, default=500, help="grid points (default 500)")
     density.add_argument("-o", "--output", help="write the plot (.png, needs matplotlib) or the values (.csv)")
-    density.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    density.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
-    density.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_common_options(density, seed=True, threads=True, quiet=True)
     density.set_defaults(run=command_density)
 
     cp = sub.add_parser("cp", help="CP decomposition (ALS) of a dense tensor file (.npy or .npz)")
@@ -308,9 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
     cp.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8; 0: run all sweeps)")
     cp.add_argument("--nonnegative", action="store_true", help="nonnegative factors (HALS)")
-    cp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    cp.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
-    cp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_common_options(cp, seed=True, threads=True, quiet=True)
     cp.set_defaults(run=command_cp)
 
     tk = sub.add_parser("tucker", help="Tucker decomposition (HOOI or HOSVD) of a dense tensor file")
@@ -320,8 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--method", choices=["hooi", "hosvd"], default="hooi", help="default hooi")
     tk.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
     tk.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8)")
-    tk.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_common_options(tk, seed=True, quiet=True)
     tk.set_defaults(run=command_tucker)
 
     ot = sub.add_parser(
@@ -340,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("--tol", type=float, default=1e-6, help="marginal error tolerance (default 1e-6)")
     ot.add_argument("--max-iter", type=int, default=10000, help="iteration cap (default 10000)")
     ot.add_argument("-o", "--output", help="write f, g, cost, dual to this .npz file")
-    ot.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
-    ot.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_common_options(ot, threads=True, quiet=True)
     ot.set_defaults(run=command_ot)
     return parser
 

@@ -74,6 +74,23 @@ def _core_of(X, factors, product=None):
     return multi_mode_product(X, factors, transpose=True, product=product)
 
 
+def _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq):
+    """Relative error on the observed entries, and X with its missing entries filled by the model (EM)."""
+    model = multi_mode_product(core, factors)
+    residual = xp.where(mask, X - model, xp.zeros_like(X))
+    error = float(xp.linalg.vector_norm(residual)) / math.sqrt(norm_x_sq) if norm_x_sq > 0 else 0.0
+    return error, xp.where(mask, X, model)
+
+
+def _end_of_sweep(core, factors, errors, tol, floor, eps, callback, verbose):
+    """Log, call back, test the stopping rule: the stop status, or None to go on."""
+    if verbose:
+        logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
+    if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
+        return "callback"
+    return _xp.stop_state(errors, False, tol, floor, eps)
+
+
 def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask=None, data=None, product=None):
     eps = _eps(X.dtype)
     floor = _xp.error_floor(eps)
@@ -94,16 +111,9 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
         if mask is None:
             errors.append(math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
         else:
-            model = multi_mode_product(core, factors)
-            residual = xp.where(mask, X - model, xp.zeros_like(X))
-            errors.append(float(xp.linalg.vector_norm(residual)) / math.sqrt(norm_x_sq) if norm_x_sq > 0 else 0.0)
-            data = xp.where(mask, X, model)
-        if verbose:
-            logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
-        if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
-            status = "callback"
-            break
-        state = _xp.stop_state(errors, False, tol, floor, eps)
+            error, data = _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq)
+            errors.append(error)
+        state = _end_of_sweep(core, factors, errors, tol, floor, eps, callback, verbose)
         if state is not None:
             status = state
             break
@@ -142,16 +152,9 @@ def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose
         if mask is None:
             errors.append(math.sqrt(max(norm_x_sq - 2 * model_inner + model_sq, 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
         else:
-            model = multi_mode_product(core, factors)
-            residual = xp.where(mask, X - model, xp.zeros_like(X))
-            errors.append(float(xp.linalg.vector_norm(residual)) / math.sqrt(norm_x_sq) if norm_x_sq > 0 else 0.0)
-            data = xp.where(mask, X, model)
-        if verbose:
-            logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
-        if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
-            status = "callback"
-            break
-        state = _xp.stop_state(errors, False, tol, floor, eps)
+            error, data = _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq)
+            errors.append(error)
+        state = _end_of_sweep(core, factors, errors, tol, floor, eps, callback, verbose)
         if state is not None:
             status = state
             break
