@@ -170,6 +170,29 @@ def test_rust_matches_xp_reference(n, m, d, eps, seed):
         assert err <= 1e-7
 
 
+@pytest.mark.parametrize("backend", ["rust", "numpy"])
+def test_overrelaxation_needs_fewer_iterations_for_the_same_solution(backend):
+    rng = np.random.default_rng(3)
+    n = 400
+    x, y = mixture(rng, n), mixture(rng, n)
+    kw = dict(eps=0.01, tol=1e-7, method="dense", backend=backend)
+    plain = sinkhorn(x, y, overrelaxation=False, **kw)
+    fast = sinkhorn(x, y, **kw)
+    assert plain.converged and fast.converged
+    # measured 3.5x at eps = 0.01 on mixtures (n = 2000: 198 -> 56 iterations)
+    assert fast.n_iter * 2 <= plain.n_iter, (fast.n_iter, plain.n_iter)
+    assert abs(fast.cost - plain.cost) <= 1e-6 * plain.cost
+    # the reported error is that of the returned potentials, both marginals counted
+    err, _ = exact_marginal_error(x, y, uniform(n), uniform(n), fast.f, fast.g, 0.01)
+    assert abs(err - fast.marginal_error) <= 0.1 * fast.marginal_error + 1e-12
+    assert err <= 1e-7
+
+
+def test_overrelaxation_must_be_bool():
+    with pytest.raises(TypeError, match="overrelaxation"):
+        sinkhorn(np.zeros((2, 1)), np.ones((2, 1)), eps=0.1, overrelaxation="yes")
+
+
 def test_nonuniform_weights_n_ne_m_and_zeros(rng):
     x, y = rng.random((80, 2)), rng.random((130, 2))
     a = rng.random(80)

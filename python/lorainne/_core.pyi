@@ -102,6 +102,7 @@ def sinkhorn_log(
     kernel_tol: float,
     exact: bool,
     leaf_size: int,
+    relax: bool = True,
     n_threads: int | None = None,
     callback: Callable[[int, float, float], bool] | None = None,
 ) -> dict[str, Any]: ...

@@ -14,7 +14,10 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidArgument { name, message: message.into() }
+        Error::InvalidArgument {
+            name,
+            message: message.into(),
+        }
     }
 }
 

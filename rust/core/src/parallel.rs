@@ -17,11 +17,15 @@ fn cache() -> &'static PoolCache {
 
 /// The default thread count: every core the process may use.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn pool(n_threads: usize) -> Result<Arc<rayon::ThreadPool>> {
-    let mut guard = cache().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = cache()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let pid = std::process::id();
     if guard.0 != pid {
         // Forked child: the parent's workers are gone; forget (and leak) their pools.

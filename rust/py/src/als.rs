@@ -6,7 +6,10 @@ use crate::errors::{guarded, to_py};
 use lorainne_core::als::{self as core, AlsOptions, DenseTensor, SparseTensor};
 use lorainne_core::{parallel, Error, Scalar};
 use numpy::ndarray::Array2;
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArrayDyn,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -16,20 +19,30 @@ fn factors_in<T: Element + Copy>(factors: &Bound<'_, PyList>) -> PyResult<(Vec<V
     let mut out = Vec::with_capacity(factors.len());
     let mut rank = None;
     for (n, f) in factors.iter().enumerate() {
-        let array: PyReadonlyArray2<T> = f
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("factors[{n}] must be a 2-D array of the tensor's dtype")))?;
+        let array: PyReadonlyArray2<T> = f.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "factors[{n}] must be a 2-D array of the tensor's dtype"
+            ))
+        })?;
         let view = array.as_array();
         let r = view.ncols();
         if *rank.get_or_insert(r) != r {
-            return Err(to_py(Error::invalid("factors", format!("factors[{n}] has {r} columns, factors[0] has {rank:?}"))));
+            return Err(to_py(Error::invalid(
+                "factors",
+                format!("factors[{n}] has {r} columns, factors[0] has {rank:?}"),
+            )));
         }
         out.push(view.iter().copied().collect());
     }
     Ok((out, rank.unwrap_or(0)))
 }
 
-fn factors_out<'py, T: Element>(py: Python<'py>, factors: Vec<Vec<T>>, shape: &[usize], rank: usize) -> PyResult<Bound<'py, PyList>> {
+fn factors_out<'py, T: Element>(
+    py: Python<'py>,
+    factors: Vec<Vec<T>>,
+    shape: &[usize],
+    rank: usize,
+) -> PyResult<Bound<'py, PyList>> {
     let arrays: Vec<Bound<'py, PyArray2<T>>> = factors
         .into_iter()
         .zip(shape)
@@ -43,7 +56,8 @@ fn factors_out<'py, T: Element>(py: Python<'py>, factors: Vec<Vec<T>>, shape: &[
 }
 
 fn contiguous<'a, T: Element>(x: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a [T]> {
-    x.as_slice().map_err(|_| to_py(Error::invalid("x", "must be C-contiguous")))
+    x.as_slice()
+        .map_err(|_| to_py(Error::invalid("x", "must be C-contiguous")))
 }
 
 fn mttkrp_typed<'py, T: Scalar + Element>(
@@ -64,7 +78,8 @@ fn mttkrp_typed<'py, T: Scalar + Element>(
         })
     })?;
     let rows = shape.get(mode).copied().unwrap_or(0);
-    let array = Array2::from_shape_vec((rows, rank), m).map_err(|e| to_py(Error::invalid("mode", e.to_string())))?;
+    let array = Array2::from_shape_vec((rows, rank), m)
+        .map_err(|e| to_py(Error::invalid("mode", e.to_string())))?;
     Ok(array.into_pyarray(py).into_any())
 }
 
@@ -72,11 +87,28 @@ fn mttkrp_typed<'py, T: Scalar + Element>(
 /// Khatri-Rao product of the other factors (Kolda-Bader order).
 #[pyfunction]
 #[pyo3(signature = (x, factors, mode, n_threads=None))]
-fn mttkrp<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, factors: &Bound<'py, PyList>, mode: usize, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(PyReadonlyArrayDyn, x, |T| mttkrp_typed::<T>(py, x.extract()?, factors, mode, n_threads))
+fn mttkrp<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    factors: &Bound<'py, PyList>,
+    mode: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| mttkrp_typed::<T>(
+        py,
+        x.extract()?,
+        factors,
+        mode,
+        n_threads
+    ))
 }
 
-fn result_tuple<'py, T: Element>(py: Python<'py>, result: core::AlsResult<T>, shape: &[usize], rank: usize) -> PyResult<Bound<'py, PyTuple>> {
+fn result_tuple<'py, T: Element>(
+    py: Python<'py>,
+    result: core::AlsResult<T>,
+    shape: &[usize],
+    rank: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
     let errors: Bound<'py, PyArray1<f64>> = result.errors.into_pyarray(py);
     let factors = factors_out(py, result.factors, shape, rank)?;
     PyTuple::new(
@@ -85,7 +117,9 @@ fn result_tuple<'py, T: Element>(py: Python<'py>, result: core::AlsResult<T>, sh
             factors.into_any(),
             errors.into_any(),
             (result.status as u8).into_pyobject(py)?.into_any(),
-            pyo3::types::PyBool::new(py, result.degenerate).to_owned().into_any(),
+            pyo3::types::PyBool::new(py, result.degenerate)
+                .to_owned()
+                .into_any(),
         ],
     )
 }
@@ -104,7 +138,9 @@ fn cp_als_typed<'py, T: Scalar + Element>(
     let result = py.detach(|| {
         guarded(|| {
             let t = DenseTensor::new(data, &shape)?;
-            parallel::run(n_threads, |par| core::cp_als(&t, factors, rank, options, par))?
+            parallel::run(n_threads, |par| {
+                core::cp_als(&t, factors, rank, options, par)
+            })?
         })
     })?;
     result_tuple(py, result, &shape, rank)
@@ -129,8 +165,21 @@ fn cp_als<'py>(
     nonnegative: bool,
     l1_reg: f64,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let options = AlsOptions { n_iter_max, tol, l2: l2_reg, norm_x_sq, nonnegative, l1: l1_reg };
-    dispatch_float!(PyReadonlyArrayDyn, x, |T| cp_als_typed::<T>(py, x.extract()?, factors, options, n_threads))
+    let options = AlsOptions {
+        n_iter_max,
+        tol,
+        l2: l2_reg,
+        norm_x_sq,
+        nonnegative,
+        l1: l1_reg,
+    };
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| cp_als_typed::<T>(
+        py,
+        x.extract()?,
+        factors,
+        options,
+        n_threads
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,13 +192,19 @@ fn cp_als_sparse_typed<'py, T: Scalar + Element>(
     options: AlsOptions,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let coords = coords.as_slice().map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
-    let values = values.as_slice().map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
+    let coords = coords
+        .as_slice()
+        .map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
+    let values = values
+        .as_slice()
+        .map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
     let (factors, rank) = factors_in::<T>(factors)?;
     let result = py.detach(|| {
         guarded(|| {
             let t = SparseTensor::new(coords, values, &shape)?;
-            parallel::run(n_threads, |par| core::cp_als(&t, factors, rank, options, par))?
+            parallel::run(n_threads, |par| {
+                core::cp_als(&t, factors, rank, options, par)
+            })?
         })
     })?;
     result_tuple(py, result, &shape, rank)
@@ -174,8 +229,23 @@ fn cp_als_sparse<'py>(
     nonnegative: bool,
     l1_reg: f64,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let options = AlsOptions { n_iter_max, tol, l2: l2_reg, norm_x_sq, nonnegative, l1: l1_reg };
-    dispatch_float!(PyReadonlyArrayDyn, values, |T| cp_als_sparse_typed::<T>(py, coords, values.extract()?, shape, factors, options, n_threads))
+    let options = AlsOptions {
+        n_iter_max,
+        tol,
+        l2: l2_reg,
+        norm_x_sq,
+        nonnegative,
+        l1: l1_reg,
+    };
+    dispatch_float!(PyReadonlyArrayDyn, values, |T| cp_als_sparse_typed::<T>(
+        py,
+        coords,
+        values.extract()?,
+        shape,
+        factors,
+        options,
+        n_threads
+    ))
 }
 
 fn sparse_mttkrp_typed<'py, T: Scalar + Element>(
@@ -187,8 +257,12 @@ fn sparse_mttkrp_typed<'py, T: Scalar + Element>(
     mode: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let coords = coords.as_slice().map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
-    let values = values.as_slice().map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
+    let coords = coords
+        .as_slice()
+        .map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
+    let values = values
+        .as_slice()
+        .map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
     let (factors, rank) = factors_in::<T>(factors)?;
     let m = py.detach(|| {
         guarded(|| {
@@ -198,7 +272,8 @@ fn sparse_mttkrp_typed<'py, T: Scalar + Element>(
         })
     })?;
     let rows = shape.get(mode).copied().unwrap_or(0);
-    let array = Array2::from_shape_vec((rows, rank), m).map_err(|e| to_py(Error::invalid("mode", e.to_string())))?;
+    let array = Array2::from_shape_vec((rows, rank), m)
+        .map_err(|e| to_py(Error::invalid("mode", e.to_string())))?;
     Ok(array.into_pyarray(py).into_any())
 }
 
@@ -214,7 +289,15 @@ fn sparse_mttkrp<'py>(
     mode: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(PyReadonlyArrayDyn, values, |T| sparse_mttkrp_typed::<T>(py, coords, values.extract()?, shape, factors, mode, n_threads))
+    dispatch_float!(PyReadonlyArrayDyn, values, |T| sparse_mttkrp_typed::<T>(
+        py,
+        coords,
+        values.extract()?,
+        shape,
+        factors,
+        mode,
+        n_threads
+    ))
 }
 
 fn contract_edge_typed<'py, T: Scalar + Element>(
@@ -232,11 +315,14 @@ fn contract_edge_typed<'py, T: Scalar + Element>(
     let out = py.detach(|| {
         guarded(|| {
             let t = DenseTensor::new(data, &shape)?;
-            parallel::run(n_threads, |par| core::dense::contract_edge(t, &u, rank, first, par))?
+            parallel::run(n_threads, |par| {
+                core::dense::contract_edge(t, &u, rank, first, par)
+            })?
         })
     })?;
     let rows = if rank == 0 { 0 } else { out.len() / rank };
-    let array = Array2::from_shape_vec((rows, rank), out).map_err(|e| to_py(Error::invalid("u", e.to_string())))?;
+    let array = Array2::from_shape_vec((rows, rank), out)
+        .map_err(|e| to_py(Error::invalid("u", e.to_string())))?;
     Ok(array.into_pyarray(py).into_any())
 }
 
@@ -244,8 +330,20 @@ fn contract_edge_typed<'py, T: Scalar + Element>(
 /// the other modes' indices in C order: the mode product on an edge mode, transposed.
 #[pyfunction]
 #[pyo3(signature = (x, u, first, n_threads=None))]
-fn contract_edge<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, u: &Bound<'py, PyAny>, first: bool, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(PyReadonlyArrayDyn, x, |T| contract_edge_typed::<T>(py, x.extract()?, u.extract()?, first, n_threads))
+fn contract_edge<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    u: &Bound<'py, PyAny>,
+    first: bool,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| contract_edge_typed::<T>(
+        py,
+        x.extract()?,
+        u.extract()?,
+        first,
+        n_threads
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

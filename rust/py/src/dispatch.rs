@@ -4,8 +4,13 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 pub fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
-    let dtype = arg.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "unknown".into());
-    PyTypeError::new_err(format!("expected a float32 or float64 NumPy array, got dtype {dtype}"))
+    let dtype = arg
+        .getattr("dtype")
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    PyTypeError::new_err(format!(
+        "expected a float32 or float64 NumPy array, got dtype {dtype}"
+    ))
 }
 
 /// `dispatch_float!(PyReadonlyArray2, arg, |T| body)` runs `body` with `T` = f64 or f32 according

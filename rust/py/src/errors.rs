@@ -7,7 +7,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub fn to_py(error: Error) -> PyErr {
     match error {
-        Error::InvalidArgument { .. } | Error::NumericalBreakdown(_) => PyValueError::new_err(error.to_string()),
+        Error::InvalidArgument { .. } | Error::NumericalBreakdown(_) => {
+            PyValueError::new_err(error.to_string())
+        }
         Error::ThreadPool(_) => PyRuntimeError::new_err(error.to_string()),
     }
 }
@@ -22,7 +24,9 @@ pub fn guarded<R>(kernel: impl FnOnce() -> Result<R, Error>) -> Result<R, PyErr>
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(PyRuntimeError::new_err(format!("internal error in a lorainne kernel (please report): {what}")))
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in a lorainne kernel (please report): {what}"
+            )))
         }
     }
 }

@@ -15,7 +15,10 @@ fn orthonormalizer(name: &str) -> PyResult<Orthonormalizer> {
     match name {
         "cholesky" => Ok(Orthonormalizer::CholeskyQr2),
         "householder" => Ok(Orthonormalizer::Householder),
-        other => Err(crate::errors::to_py(Error::invalid("qr", format!("unknown method {other:?}")))),
+        other => Err(crate::errors::to_py(Error::invalid(
+            "qr",
+            format!("unknown method {other:?}"),
+        ))),
     }
 }
 
@@ -26,14 +29,21 @@ fn householder_qr_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<(Matrix<'py, T>, Matrix<'py, T>)> {
     let a = view(&a);
-    let (q, r) = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::householder_qr(a, block_size, par))))?;
+    let (q, r) = py.detach(|| {
+        guarded(|| parallel::run(n_threads, |par| core::householder_qr(a, block_size, par)))
+    })?;
     Ok((to_numpy(py, &q), to_numpy(py, &r)))
 }
 
 /// householder_qr(a, block_size=None, n_threads=None) -> (Q, R), reduced, diag(R) >= 0.
 #[pyfunction]
 #[pyo3(signature = (a, block_size=None, n_threads=None))]
-fn householder_qr<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, block_size: Option<usize>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+fn householder_qr<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    block_size: Option<usize>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
     dispatch_float!(PyReadonlyArray2, a, |T| {
         let (q, r) = householder_qr_typed::<T>(py, a.extract()?, block_size, n_threads)?;
         PyTuple::new(py, [q.into_any(), r.into_any()])
@@ -46,7 +56,8 @@ fn cholesky_qr2_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<(Matrix<'py, T>, Matrix<'py, T>, u8)> {
     let a = view(&a);
-    let (q, r, method) = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::cholesky_qr2(a, par))))?;
+    let (q, r, method) =
+        py.detach(|| guarded(|| parallel::run(n_threads, |par| core::cholesky_qr2(a, par))))?;
     Ok((to_numpy(py, &q), to_numpy(py, &r), method as u8))
 }
 
@@ -54,10 +65,21 @@ fn cholesky_qr2_typed<'py, T: Scalar + Element>(
 /// 1 = shifted CholeskyQR3, 2 = Householder.
 #[pyfunction]
 #[pyo3(signature = (a, n_threads=None))]
-fn cholesky_qr2<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+fn cholesky_qr2<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
     dispatch_float!(PyReadonlyArray2, a, |T| {
         let (q, r, method) = cholesky_qr2_typed::<T>(py, a.extract()?, n_threads)?;
-        PyTuple::new(py, [q.into_any(), r.into_any(), method.into_pyobject(py)?.into_any()])
+        PyTuple::new(
+            py,
+            [
+                q.into_any(),
+                r.into_any(),
+                method.into_pyobject(py)?.into_any(),
+            ],
+        )
     })
 }
 
@@ -71,7 +93,11 @@ fn range_finder_typed<'py, T: Scalar + Element>(
 ) -> PyResult<Matrix<'py, T>> {
     let (a, start) = (view(&a), view(&start));
     let q = py.detach(|| {
-        guarded(|| parallel::run(n_threads, |par| core::range_finder(a, start, start_is_range, &iterations, par))?)
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                core::range_finder(a, start, start_is_range, &iterations, par)
+            })?
+        })
     })?;
     Ok(to_numpy(py, &q))
 }
@@ -88,8 +114,19 @@ fn range_finder<'py>(
     qr: &str,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let iterations = PowerIterations { n_power_iter, orthonormalizer: orthonormalizer(qr)? };
-    dispatch_float!(PyReadonlyArray2, a, |T| Ok(range_finder_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, iterations, n_threads)?.into_any()))
+    let iterations = PowerIterations {
+        n_power_iter,
+        orthonormalizer: orthonormalizer(qr)?,
+    };
+    dispatch_float!(PyReadonlyArray2, a, |T| Ok(range_finder_typed::<T>(
+        py,
+        a.extract()?,
+        start.extract()?,
+        start_is_range,
+        iterations,
+        n_threads
+    )?
+    .into_any()))
 }
 
 type SvdTriplet<'py, T> = (Matrix<'py, T>, Bound<'py, PyArray1<T>>, Matrix<'py, T>);
@@ -106,7 +143,11 @@ fn randomized_svd_typed<'py, T: Scalar + Element>(
 ) -> PyResult<SvdTriplet<'py, T>> {
     let (a, start) = (view(&a), view(&start));
     let (u, s, vt) = py.detach(|| {
-        guarded(|| parallel::run(n_threads, |par| core::randomized_svd(a, start, start_is_range, rank, &iterations, par))?)
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                core::randomized_svd(a, start, start_is_range, rank, &iterations, par)
+            })?
+        })
     })?;
     Ok((to_numpy(py, &u), vec_to_numpy(py, s), to_numpy(py, &vt)))
 }
@@ -125,9 +166,20 @@ fn randomized_svd<'py>(
     qr: &str,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let iterations = PowerIterations { n_power_iter, orthonormalizer: orthonormalizer(qr)? };
+    let iterations = PowerIterations {
+        n_power_iter,
+        orthonormalizer: orthonormalizer(qr)?,
+    };
     dispatch_float!(PyReadonlyArray2, a, |T| {
-        let (u, s, vt) = randomized_svd_typed::<T>(py, a.extract()?, start.extract()?, start_is_range, rank, iterations, n_threads)?;
+        let (u, s, vt) = randomized_svd_typed::<T>(
+            py,
+            a.extract()?,
+            start.extract()?,
+            start_is_range,
+            rank,
+            iterations,
+            n_threads,
+        )?;
         PyTuple::new(py, [u.into_any(), s.into_any(), vt.into_any()])
     })
 }
@@ -140,7 +192,10 @@ fn matmul_typed<'py, T: Scalar + Element>(
 ) -> PyResult<Matrix<'py, T>> {
     let (a, b) = (view(&a), view(&b));
     if a.ncols() != b.nrows() {
-        return Err(crate::errors::to_py(Error::invalid("b", format!("has {} rows, expected {}", b.nrows(), a.ncols()))));
+        return Err(crate::errors::to_py(Error::invalid(
+            "b",
+            format!("has {} rows, expected {}", b.nrows(), a.ncols()),
+        )));
     }
     let c = py.detach(|| {
         guarded(|| {
@@ -157,8 +212,19 @@ fn matmul_typed<'py, T: Scalar + Element>(
 /// matmul(a, b, n_threads=None) -> a @ b with faer's GEMM (the benchmarks' measure of peak rate).
 #[pyfunction]
 #[pyo3(signature = (a, b, n_threads=None))]
-fn matmul<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>, n_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(PyReadonlyArray2, a, |T| Ok(matmul_typed::<T>(py, a.extract()?, b.extract()?, n_threads)?.into_any()))
+fn matmul<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    dispatch_float!(PyReadonlyArray2, a, |T| Ok(matmul_typed::<T>(
+        py,
+        a.extract()?,
+        b.extract()?,
+        n_threads
+    )?
+    .into_any()))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

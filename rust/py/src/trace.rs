@@ -23,7 +23,19 @@ fn moments_typed<'py, T: Scalar + Element>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (a, x) = (view(&a), view(&x));
     let out = py.detach(|| {
-        guarded(|| parallel::run(n_threads, |par| core::chebyshev_moments(Operator::Dense(a), x, center, half_width, n_steps, full, par))?)
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                core::chebyshev_moments(
+                    Operator::Dense(a),
+                    x,
+                    center,
+                    half_width,
+                    n_steps,
+                    full,
+                    par,
+                )
+            })?
+        })
     })?;
     Ok(vec_to_numpy(py, out))
 }
@@ -42,7 +54,17 @@ fn trace_chebyshev<'py>(
     full: bool,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(PyReadonlyArray2, a, |T| Ok(moments_typed::<T>(py, a.extract()?, x.extract()?, center, half_width, n_steps, full, n_threads)?.into_any()))
+    dispatch_float!(PyReadonlyArray2, a, |T| Ok(moments_typed::<T>(
+        py,
+        a.extract()?,
+        x.extract()?,
+        center,
+        half_width,
+        n_steps,
+        full,
+        n_threads
+    )?
+    .into_any()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -64,7 +86,17 @@ fn moments_csr_typed<'py, T: Scalar + Element>(
     let out = py.detach(|| {
         guarded(|| {
             let csr = CsrRef::new(ncols, indptr, indices, data)?;
-            parallel::run(n_threads, |par| core::chebyshev_moments(Operator::Csr(csr), x, center, half_width, n_steps, full, par))?
+            parallel::run(n_threads, |par| {
+                core::chebyshev_moments(
+                    Operator::Csr(csr),
+                    x,
+                    center,
+                    half_width,
+                    n_steps,
+                    full,
+                    par,
+                )
+            })?
         })
     })?;
     Ok(vec_to_numpy(py, out))
@@ -111,15 +143,39 @@ fn lanczos_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (a, v0) = (view(&a), view(&v0));
-    let (alpha, beta) = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::lanczos(Operator::Dense(a), v0, n_steps, par))?))?;
-    PyTuple::new(py, [vec_to_numpy(py, alpha).into_any(), vec_to_numpy(py, beta).into_any()])
+    let (alpha, beta) = py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                core::lanczos(Operator::Dense(a), v0, n_steps, par)
+            })?
+        })
+    })?;
+    PyTuple::new(
+        py,
+        [
+            vec_to_numpy(py, alpha).into_any(),
+            vec_to_numpy(py, beta).into_any(),
+        ],
+    )
 }
 
 /// trace_lanczos(a, v0, n_steps, n_threads=None) -> (alpha, beta), flat f64 (s * n_steps each).
 #[pyfunction]
 #[pyo3(signature = (a, v0, n_steps, n_threads=None))]
-fn trace_lanczos<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, v0: &Bound<'py, PyAny>, n_steps: usize, n_threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float!(PyReadonlyArray2, a, |T| lanczos_typed::<T>(py, a.extract()?, v0.extract()?, n_steps, n_threads))
+fn trace_lanczos<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    v0: &Bound<'py, PyAny>,
+    n_steps: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    dispatch_float!(PyReadonlyArray2, a, |T| lanczos_typed::<T>(
+        py,
+        a.extract()?,
+        v0.extract()?,
+        n_steps,
+        n_threads
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -138,10 +194,18 @@ fn lanczos_csr_typed<'py, T: Scalar + Element>(
     let (alpha, beta) = py.detach(|| {
         guarded(|| {
             let csr = CsrRef::new(ncols, indptr, indices, data)?;
-            parallel::run(n_threads, |par| core::lanczos(Operator::Csr(csr), v0, n_steps, par))?
+            parallel::run(n_threads, |par| {
+                core::lanczos(Operator::Csr(csr), v0, n_steps, par)
+            })?
         })
     })?;
-    PyTuple::new(py, [vec_to_numpy(py, alpha).into_any(), vec_to_numpy(py, beta).into_any()])
+    PyTuple::new(
+        py,
+        [
+            vec_to_numpy(py, alpha).into_any(),
+            vec_to_numpy(py, beta).into_any(),
+        ],
+    )
 }
 
 /// trace_lanczos_csr(indptr, indices, data, ncols, v0, n_steps, n_threads=None) -> (alpha, beta).
@@ -158,7 +222,16 @@ fn trace_lanczos_csr<'py>(
     n_steps: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float!(PyReadonlyArray1, data, |T| lanczos_csr_typed::<T>(py, indptr, indices, data.extract()?, ncols, v0.extract()?, n_steps, n_threads))
+    dispatch_float!(PyReadonlyArray1, data, |T| lanczos_csr_typed::<T>(
+        py,
+        indptr,
+        indices,
+        data.extract()?,
+        ncols,
+        v0.extract()?,
+        n_steps,
+        n_threads
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

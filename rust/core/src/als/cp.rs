@@ -34,7 +34,14 @@ pub struct AlsOptions {
 
 impl AlsOptions {
     pub fn plain(n_iter_max: usize, tol: f64) -> Self {
-        Self { n_iter_max, tol, l2: 0.0, norm_x_sq: None, nonnegative: false, l1: 0.0 }
+        Self {
+            n_iter_max,
+            tol,
+            l2: 0.0,
+            norm_x_sq: None,
+            nonnegative: false,
+            l1: 0.0,
+        }
     }
 
     fn hals(&self) -> bool {
@@ -48,7 +55,16 @@ impl AlsOptions {
 /// nonnegative orthant after subtracting l1, or soft thresholding), using the columns already
 /// updated. The same arithmetic as the xp reference.
 #[allow(clippy::too_many_arguments)]
-pub fn hals_columns<T: Scalar>(a: &mut [T], m: &[T], v: &[T], rows: usize, rank: usize, l2: T, l1: T, nonnegative: bool) {
+pub fn hals_columns<T: Scalar>(
+    a: &mut [T],
+    m: &[T],
+    v: &[T],
+    rows: usize,
+    rank: usize,
+    l2: T,
+    l1: T,
+    nonnegative: bool,
+) {
     for r in 0..rank {
         let vrr = v[r * rank + r];
         let denominator = vrr + l2;
@@ -69,7 +85,15 @@ pub fn hals_columns<T: Scalar>(a: &mut [T], m: &[T], v: &[T], rows: usize, rank:
                 }
             } else if l1 > T::ZERO {
                 let magnitude = numerator.abs() - l1;
-                numerator = if magnitude > T::ZERO { if numerator < T::ZERO { -magnitude } else { magnitude } } else { T::ZERO };
+                numerator = if magnitude > T::ZERO {
+                    if numerator < T::ZERO {
+                        -magnitude
+                    } else {
+                        magnitude
+                    }
+                } else {
+                    T::ZERO
+                };
             }
             a[i * rank + r] = numerator / denominator;
         }
@@ -144,7 +168,13 @@ impl<T: Scalar> SweepSource<T> for SparseTensor<'_, T> {
 }
 
 /// The stopping rule (see the xp reference): None means go on.
-pub fn stop_state(errors: &[f64], degenerate: bool, tol: f64, floor: f64, eps: f64) -> Option<Status> {
+pub fn stop_state(
+    errors: &[f64],
+    degenerate: bool,
+    tol: f64,
+    floor: f64,
+    eps: f64,
+) -> Option<Status> {
     if tol <= 0.0 {
         return None;
     }
@@ -153,7 +183,11 @@ pub fn stop_state(errors: &[f64], degenerate: bool, tol: f64, floor: f64, eps: f
         return Some(Status::Converged);
     }
     if errors.len() >= 2 && (errors[errors.len() - 2] - error).abs() < tol.max(4.0 * eps / error) {
-        return Some(if degenerate { Status::Stalled } else { Status::Converged });
+        return Some(if degenerate {
+            Status::Stalled
+        } else {
+            Status::Converged
+        });
     }
     None
 }
@@ -164,9 +198,15 @@ fn balance<T: Scalar>(factors: &mut [Vec<T>], grams: &mut [Vec<T>], rank: usize,
     let n = factors.len();
     for r in 0..rank {
         let norms: Vec<f64> = if use_l2 {
-            grams.iter().map(|g| g[r * rank + r].to_f64().max(0.0).sqrt()).collect()
+            grams
+                .iter()
+                .map(|g| g[r * rank + r].to_f64().max(0.0).sqrt())
+                .collect()
         } else {
-            factors.iter().map(|f| f.chunks_exact(rank).map(|row| row[r].to_f64().abs()).sum()).collect()
+            factors
+                .iter()
+                .map(|f| f.chunks_exact(rank).map(|row| row[r].to_f64().abs()).sum())
+                .collect()
         };
         let product: f64 = norms.iter().product();
         if !(product > 0.0) {
@@ -187,23 +227,39 @@ fn balance<T: Scalar>(factors: &mut [Vec<T>], grams: &mut [Vec<T>], rank: usize,
 }
 
 /// CP-ALS from the given row-major factors (I_n x rank each).
-pub fn cp_als<T: Scalar, S: SweepSource<T>>(x: &S, mut factors: Vec<Vec<T>>, rank: usize, options: AlsOptions, par: Par) -> Result<AlsResult<T>> {
+pub fn cp_als<T: Scalar, S: SweepSource<T>>(
+    x: &S,
+    mut factors: Vec<Vec<T>>,
+    rank: usize,
+    options: AlsOptions,
+    par: Par,
+) -> Result<AlsResult<T>> {
     let shape = x.shape().to_vec();
     {
         let refs: Vec<&[T]> = factors.iter().map(|f| f.as_slice()).collect();
         check_factors(&shape, &refs, rank)?;
     }
     if !(options.l2 >= 0.0) || !options.l2.is_finite() {
-        return Err(Error::invalid("l2_reg", format!("must be a finite number >= 0, got {}", options.l2)));
+        return Err(Error::invalid(
+            "l2_reg",
+            format!("must be a finite number >= 0, got {}", options.l2),
+        ));
     }
     if !(options.l1 >= 0.0) || !options.l1.is_finite() {
-        return Err(Error::invalid("l1_reg", format!("must be a finite number >= 0, got {}", options.l1)));
+        return Err(Error::invalid(
+            "l1_reg",
+            format!("must be a finite number >= 0, got {}", options.l1),
+        ));
     }
     let n = shape.len();
     let eps = 2.0 * T::UNIT_ROUNDOFF.to_f64();
     let floor = 3.0 * eps.sqrt();
     let norm_x_sq = options.norm_x_sq.unwrap_or_else(|| x.norm_sq());
-    let mut grams: Vec<Vec<T>> = factors.iter().zip(&shape).map(|(f, &rows)| gram(f, rows, rank)).collect();
+    let mut grams: Vec<Vec<T>> = factors
+        .iter()
+        .zip(&shape)
+        .map(|(f, &rows)| gram(f, rows, rank))
+        .collect();
     let mut errors = Vec::with_capacity(options.n_iter_max);
     let mut status = Status::MaxIter;
     let mut degenerate = false;
@@ -217,7 +273,16 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(x: &S, mut factors: Vec<Vec<T>>, ran
             let v = hadamard_except(&grams, Some(mode), rank);
             let f = if hals {
                 let mut f = std::mem::take(&mut factors[mode]);
-                hals_columns(&mut f, &m, &v, shape[mode], rank, l2, l1, options.nonnegative);
+                hals_columns(
+                    &mut f,
+                    &m,
+                    &v,
+                    shape[mode],
+                    rank,
+                    l2,
+                    l1,
+                    options.nonnegative,
+                );
                 if !v.iter().any(|&x| x > T::ZERO) {
                     degenerate = true;
                 }
@@ -243,11 +308,17 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(x: &S, mut factors: Vec<Vec<T>>, ran
         };
         x.sweep(&mut factors, rank, par, &mut update)?;
         let residual_sq = (norm_x_sq - 2.0 * inner + model_sq).max(0.0);
-        let error = if norm_x_sq > 0.0 { (residual_sq / norm_x_sq).sqrt() } else { residual_sq.sqrt() };
+        let error = if norm_x_sq > 0.0 {
+            (residual_sq / norm_x_sq).sqrt()
+        } else {
+            residual_sq.sqrt()
+        };
         errors.push(error);
         if hals && !degenerate {
             // HALS can zero a whole component: a collapsed model.
-            degenerate = grams.iter().any(|g| (0..rank).any(|r| !(g[r * rank + r] > T::ZERO)));
+            degenerate = grams
+                .iter()
+                .any(|g| (0..rank).any(|r| !(g[r * rank + r] > T::ZERO)));
         }
         if options.l2 > 0.0 || options.l1 > 0.0 {
             balance(&mut factors, &mut grams, rank, options.l2 > 0.0);
@@ -257,7 +328,12 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(x: &S, mut factors: Vec<Vec<T>>, ran
             break;
         }
     }
-    Ok(AlsResult { factors, errors, status, degenerate })
+    Ok(AlsResult {
+        factors,
+        errors,
+        status,
+        degenerate,
+    })
 }
 
 #[cfg(test)]

@@ -31,14 +31,23 @@ pub struct DenseTensor<'a, T> {
 impl<'a, T: Scalar> DenseTensor<'a, T> {
     pub fn new(data: &'a [T], shape: &'a [usize]) -> Result<Self> {
         if shape.len() < 2 {
-            return Err(Error::invalid("x", format!("needs at least 2 modes, got {}", shape.len())));
+            return Err(Error::invalid(
+                "x",
+                format!("needs at least 2 modes, got {}", shape.len()),
+            ));
         }
         if shape.contains(&0) {
-            return Err(Error::invalid("x", format!("has an empty mode: shape {shape:?}")));
+            return Err(Error::invalid(
+                "x",
+                format!("has an empty mode: shape {shape:?}"),
+            ));
         }
         let size = shape.iter().try_fold(1usize, |acc, &s| acc.checked_mul(s));
         if size != Some(data.len()) {
-            return Err(Error::invalid("x", format!("has {} entries, shape {shape:?} needs {size:?}", data.len())));
+            return Err(Error::invalid(
+                "x",
+                format!("has {} entries, shape {shape:?} needs {size:?}", data.len()),
+            ));
         }
         Ok(Self { data, shape })
     }
@@ -58,18 +67,37 @@ pub fn check_factors<T>(shape: &[usize], factors: &[&[T]], rank: usize) -> Resul
         return Err(Error::invalid("factors", "rank must be at least 1"));
     }
     if factors.len() != shape.len() {
-        return Err(Error::invalid("factors", format!("{} factors for a tensor of order {}", factors.len(), shape.len())));
+        return Err(Error::invalid(
+            "factors",
+            format!(
+                "{} factors for a tensor of order {}",
+                factors.len(),
+                shape.len()
+            ),
+        ));
     }
     for (n, (f, &rows)) in factors.iter().zip(shape).enumerate() {
         if f.len() != rows * rank {
-            return Err(Error::invalid("factors", format!("factor {n} has {} entries, expected {rows} x {rank}", f.len())));
+            return Err(Error::invalid(
+                "factors",
+                format!(
+                    "factor {n} has {} entries, expected {rows} x {rank}",
+                    f.len()
+                ),
+            ));
         }
     }
     Ok(())
 }
 
 /// `out[r] = prod_k factors[k][i_k, r]` where (i_0, ...) is `index` in C order over `dims`.
-fn row_product<T: Scalar>(factors: &[&[T]], dims: &[usize], mut index: usize, rank: usize, out: &mut [T]) {
+fn row_product<T: Scalar>(
+    factors: &[&[T]],
+    dims: &[usize],
+    mut index: usize,
+    rank: usize,
+    out: &mut [T],
+) {
     out.iter_mut().for_each(|v| *v = T::ONE);
     for k in (0..dims.len()).rev() {
         let i = index % dims[k];
@@ -108,16 +136,32 @@ pub(crate) fn threads(par: Par) -> usize {
 
 /// Runs `work(chunk_index, chunk)` over `chunk`-sized pieces of `out`: sequentially for
 /// `Par::Seq`, on the current rayon pool otherwise.
-fn for_chunks<T: Send>(par: Par, out: &mut [T], chunk: usize, work: impl Fn(usize, &mut [T]) + Sync + Send) {
+fn for_chunks<T: Send>(
+    par: Par,
+    out: &mut [T],
+    chunk: usize,
+    work: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     let chunk = chunk.max(1);
     match par {
-        Par::Seq => out.chunks_mut(chunk).enumerate().for_each(|(i, c)| work(i, c)),
-        _ => out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| work(i, c)),
+        Par::Seq => out
+            .chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| work(i, c)),
+        _ => out
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| work(i, c)),
     }
 }
 
 /// Sum over `n_tasks` of `work(task, acc)` into accumulators of `len` zeros, reduced.
-pub(crate) fn reduce_tasks<T: Scalar>(par: Par, n_tasks: usize, len: usize, work: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
+pub(crate) fn reduce_tasks<T: Scalar>(
+    par: Par,
+    n_tasks: usize,
+    len: usize,
+    work: impl Fn(usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
     let add = |mut a: Vec<T>, b: Vec<T>| {
         for (x, y) in a.iter_mut().zip(b) {
             *x += y;
@@ -145,7 +189,13 @@ pub(crate) fn reduce_tasks<T: Scalar>(par: Par, n_tasks: usize, len: usize, work
 
 /// P = X_s K_right: (L_s x rank) row-major, with K_right the Khatri-Rao product of
 /// `factors[s..]` (all N factors are passed). 1 <= s <= N-1.
-pub fn contract_right<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]], rank: usize, par: Par) -> Vec<T> {
+pub fn contract_right<T: Scalar>(
+    x: DenseTensor<'_, T>,
+    s: usize,
+    factors: &[&[T]],
+    rank: usize,
+    par: Par,
+) -> Vec<T> {
     let n = x.ndim();
     let (lh, rh) = (prod(&x.shape[..s]), prod(&x.shape[s..]));
     let last = x.shape[n - 1];
@@ -157,7 +207,11 @@ pub fn contract_right<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T
     let mut out = vec![T::ZERO; lh * rank];
     let t = threads(par);
     // Row blocks: enough for every thread, big enough for efficient GEMMs.
-    let block = if t == 1 { lh.min(512) } else { lh.div_ceil(4 * t).clamp(16, 512) };
+    let block = if t == 1 {
+        lh.min(512)
+    } else {
+        lh.div_ceil(4 * t).clamp(16, 512)
+    };
     for_chunks(par, &mut out, block * rank, |b, chunk| {
         let r0 = b * block;
         let rows = chunk.len() / rank;
@@ -189,7 +243,13 @@ pub fn contract_right<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T
 ///
 /// Accumulates in column-major blocks (faer's preferred layout for the X^T operand, which is
 /// column-major as a view of the C-ordered X) and transposes the small result at the end.
-pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]], rank: usize, par: Par) -> Vec<T> {
+pub fn contract_left<T: Scalar>(
+    x: DenseTensor<'_, T>,
+    s: usize,
+    factors: &[&[T]],
+    rank: usize,
+    par: Par,
+) -> Vec<T> {
     let (lh, rh) = (prod(&x.shape[..s]), prod(&x.shape[s..]));
     let inner = x.shape[s - 1];
     let prefix_dims = &x.shape[..s - 1];
@@ -206,7 +266,10 @@ pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]
             MatRef::from_row_major_slice(f_inner, inner, rank)
         } else {
             row_product(prefix_factors, prefix_dims, p, rank, w);
-            for (dst, src) in scaled.chunks_exact_mut(rank).zip(f_inner.chunks_exact(rank)) {
+            for (dst, src) in scaled
+                .chunks_exact_mut(rank)
+                .zip(f_inner.chunks_exact(rank))
+            {
                 for ((d, &v), &wr) in dst.iter_mut().zip(src).zip(w.iter()) {
                     *d = v * wr;
                 }
@@ -242,7 +305,11 @@ pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]
     }
     // Otherwise split the columns of X (rows of Q): each block owns its rows of Q.
     let mut out = vec![T::ZERO; rh * rank];
-    let block = if t == 1 { rh.min(2048) } else { rh.div_ceil(4 * t).clamp(64, 2048) };
+    let block = if t == 1 {
+        rh.min(2048)
+    } else {
+        rh.div_ceil(4 * t).clamp(64, 2048)
+    };
     for_chunks(par, &mut out, block * rank, |b, chunk| {
         let mut scaled = vec![T::ZERO; inner * rank];
         let mut w = vec![T::ONE; rank];
@@ -257,7 +324,14 @@ pub fn contract_left<T: Scalar>(x: DenseTensor<'_, T>, s: usize, factors: &[&[T]
 
 /// MTTKRP of mode `mode` of a small tensor P of shape (dims..., rank) (the trailing rank index
 /// is a batch: column r of the result only sees column r of P and of the factors).
-pub fn small_mttkrp<T: Scalar>(p: &[T], dims: &[usize], factors: &[&[T]], mode: usize, rank: usize, par: Par) -> Vec<T> {
+pub fn small_mttkrp<T: Scalar>(
+    p: &[T],
+    dims: &[usize],
+    factors: &[&[T]],
+    mode: usize,
+    rank: usize,
+    par: Par,
+) -> Vec<T> {
     if dims.len() == 1 {
         return p.to_vec();
     }
@@ -269,7 +343,11 @@ pub fn small_mttkrp<T: Scalar>(p: &[T], dims: &[usize], factors: &[&[T]], mode: 
     let mut out = vec![T::ZERO; d * rank];
     let t = threads(par);
     let rows_per = if t == 1 { d } else { d.div_ceil(4 * t).max(1) };
-    let par = if d * a * b * rank < 1 << 16 { Par::Seq } else { par };
+    let par = if d * a * b * rank < 1 << 16 {
+        Par::Seq
+    } else {
+        par
+    };
     for_chunks(par, &mut out, rows_per * rank, |c, chunk| {
         let mut acc = vec![T::ZERO; rank];
         for (local, row_out) in chunk.chunks_exact_mut(rank).enumerate() {
@@ -296,7 +374,13 @@ pub fn small_mttkrp<T: Scalar>(p: &[T], dims: &[usize], factors: &[&[T]], mode: 
 
 /// MTTKRP of one mode: `X_(mode) K` (I_mode x rank) row-major, K the Khatri-Rao product of the
 /// other factors (Kolda-Bader order). One pass over X.
-pub fn mttkrp<T: Scalar>(x: DenseTensor<'_, T>, factors: &[&[T]], mode: usize, rank: usize, par: Par) -> Result<Vec<T>> {
+pub fn mttkrp<T: Scalar>(
+    x: DenseTensor<'_, T>,
+    factors: &[&[T]],
+    mode: usize,
+    rank: usize,
+    par: Par,
+) -> Result<Vec<T>> {
     check_factors(x.shape, factors, rank)?;
     let n = x.ndim();
     if mode >= n {
@@ -306,20 +390,44 @@ pub fn mttkrp<T: Scalar>(x: DenseTensor<'_, T>, factors: &[&[T]], mode: usize, r
         return Ok(contract_left(x, n - 1, factors, rank, par));
     }
     let partial = contract_right(x, mode + 1, factors, rank, par);
-    Ok(small_mttkrp(&partial, &x.shape[..=mode], &factors[..=mode], mode, rank, par))
+    Ok(small_mttkrp(
+        &partial,
+        &x.shape[..=mode],
+        &factors[..=mode],
+        mode,
+        rank,
+        par,
+    ))
 }
 
 /// The mode product of X with a matrix on its first or last mode, as a contraction with the
 /// row-major factor `u` (I_edge x rank): `first` gives (I_1 ... I_{N-1}) x rank = X_(0)^T u,
 /// otherwise (I_0 ... I_{N-2}) x rank = X_(N-1)^T u (both row-major). One pass over X.
-pub fn contract_edge<T: Scalar>(x: DenseTensor<'_, T>, u: &[T], rank: usize, first: bool, par: Par) -> Result<Vec<T>> {
+pub fn contract_edge<T: Scalar>(
+    x: DenseTensor<'_, T>,
+    u: &[T],
+    rank: usize,
+    first: bool,
+    par: Par,
+) -> Result<Vec<T>> {
     let n = x.ndim();
     let edge = if first { 0 } else { n - 1 };
     if rank == 0 || u.len() != x.shape[edge] * rank {
-        return Err(Error::invalid("u", format!("has {} entries, expected {} x {rank}", u.len(), x.shape[edge])));
+        return Err(Error::invalid(
+            "u",
+            format!(
+                "has {} entries, expected {} x {rank}",
+                u.len(),
+                x.shape[edge]
+            ),
+        ));
     }
     let refs = vec![u; n]; // only the edge factor is read
-    Ok(if first { contract_left(x, 1, &refs, rank, par) } else { contract_right(x, n - 1, &refs, rank, par) })
+    Ok(if first {
+        contract_left(x, 1, &refs, rank, par)
+    } else {
+        contract_right(x, n - 1, &refs, rank, par)
+    })
 }
 
 /// The split of the dimension tree: the smallest s with I_0 ... I_{s-1} >= I_s ... I_{N-1}
@@ -379,7 +487,13 @@ mod tests {
     use super::*;
 
     /// Naive MTTKRP by definition.
-    fn naive(x: &[f64], shape: &[usize], factors: &[Vec<f64>], mode: usize, rank: usize) -> Vec<f64> {
+    fn naive(
+        x: &[f64],
+        shape: &[usize],
+        factors: &[Vec<f64>],
+        mode: usize,
+        rank: usize,
+    ) -> Vec<f64> {
         let mut out = vec![0.0; shape[mode] * rank];
         let n = shape.len();
         for (linear, &v) in x.iter().enumerate() {
@@ -403,15 +517,27 @@ mod tests {
     }
 
     fn data(len: usize, seed: usize) -> Vec<f64> {
-        (0..len).map(|i| (((i * 7919 + seed * 104729) % 1009) as f64) / 504.5 - 1.0).collect()
+        (0..len)
+            .map(|i| (((i * 7919 + seed * 104729) % 1009) as f64) / 504.5 - 1.0)
+            .collect()
     }
 
     #[test]
     fn mttkrp_matches_definition() {
-        for shape in [vec![3, 4], vec![5, 1, 3], vec![2, 3, 4, 2], vec![3, 2, 1, 2, 3], vec![7, 6, 5]] {
+        for shape in [
+            vec![3, 4],
+            vec![5, 1, 3],
+            vec![2, 3, 4, 2],
+            vec![3, 2, 1, 2, 3],
+            vec![7, 6, 5],
+        ] {
             let rank = 3;
             let x = data(prod(&shape), 1);
-            let factors: Vec<Vec<f64>> = shape.iter().enumerate().map(|(k, &s)| data(s * rank, k + 2)).collect();
+            let factors: Vec<Vec<f64>> = shape
+                .iter()
+                .enumerate()
+                .map(|(k, &s)| data(s * rank, k + 2))
+                .collect();
             let refs: Vec<&[f64]> = factors.iter().map(|f| f.as_slice()).collect();
             let t = DenseTensor::new(&x, &shape).unwrap();
             for mode in 0..shape.len() {
@@ -419,7 +545,10 @@ mod tests {
                     let got = mttkrp(t, &refs, mode, rank, par).unwrap();
                     let want = naive(&x, &shape, &factors, mode, rank);
                     for (g, w) in got.iter().zip(&want) {
-                        assert!((g - w).abs() < 1e-10 * (1.0 + w.abs()), "{shape:?} mode {mode}: {g} vs {w}");
+                        assert!(
+                            (g - w).abs() < 1e-10 * (1.0 + w.abs()),
+                            "{shape:?} mode {mode}: {g} vs {w}"
+                        );
                     }
                 }
             }

@@ -13,7 +13,14 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 pub fn gram<T: Scalar>(f: &[T], rows: usize, rank: usize) -> Vec<T> {
     let fm = MatRef::from_row_major_slice(f, rows, rank);
     let mut out = vec![T::ZERO; rank * rank];
-    matmul(MatMut::from_row_major_slice_mut(&mut out, rank, rank), Accum::Replace, fm.transpose(), fm, T::ONE, Par::Seq);
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut out, rank, rank),
+        Accum::Replace,
+        fm.transpose(),
+        fm,
+        T::ONE,
+        Par::Seq,
+    );
     out
 }
 
@@ -36,10 +43,26 @@ pub fn solve_gram<T: Scalar>(v: &[T], m: &[T], rows: usize, rank: usize) -> Resu
     let vm = MatRef::from_row_major_slice(v, rank, rank);
     let mut s = Mat::<T>::zeros(rank, 1);
     let mut u = Mat::<T>::zeros(rank, rank);
-    let mut mem = MemBuffer::new(self_adjoint_evd_scratch::<T>(rank, ComputeEigenvectors::Yes, Par::Seq, Default::default()));
-    self_adjoint_evd(vm, s.as_mut().col_mut(0).as_diagonal_mut(), Some(u.as_mut()), Par::Seq, MemStack::new(&mut mem), Default::default())
-        .map_err(|e| Error::NumericalBreakdown(format!("eigendecomposition of the Gram matrix: {e:?}")))?;
-    let top = (0..rank).map(|i| s[(i, 0)]).fold(T::ZERO, |a, b| if b > a { b } else { a });
+    let mut mem = MemBuffer::new(self_adjoint_evd_scratch::<T>(
+        rank,
+        ComputeEigenvectors::Yes,
+        Par::Seq,
+        Default::default(),
+    ));
+    self_adjoint_evd(
+        vm,
+        s.as_mut().col_mut(0).as_diagonal_mut(),
+        Some(u.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| {
+        Error::NumericalBreakdown(format!("eigendecomposition of the Gram matrix: {e:?}"))
+    })?;
+    let top = (0..rank)
+        .map(|i| s[(i, 0)])
+        .fold(T::ZERO, |a, b| if b > a { b } else { a });
     let eps = T::UNIT_ROUNDOFF + T::UNIT_ROUNDOFF;
     let threshold = T::from_f64(rank as f64) * eps * top;
     let mut degenerate = !(top > T::ZERO);
@@ -56,20 +79,37 @@ pub fn solve_gram<T: Scalar>(v: &[T], m: &[T], rows: usize, rank: usize) -> Resu
         .collect();
     let mm = MatRef::from_row_major_slice(m, rows, rank);
     let mut tmp = Mat::<T>::zeros(rows, rank);
-    matmul(tmp.as_mut(), Accum::Replace, mm, u.as_ref(), T::ONE, Par::Seq);
+    matmul(
+        tmp.as_mut(),
+        Accum::Replace,
+        mm,
+        u.as_ref(),
+        T::ONE,
+        Par::Seq,
+    );
     for (j, &inv) in inverse.iter().enumerate() {
         for i in 0..rows {
             tmp[(i, j)] *= inv;
         }
     }
     let mut out = vec![T::ZERO; rows * rank];
-    matmul(MatMut::from_row_major_slice_mut(&mut out, rows, rank), Accum::Replace, tmp.as_ref(), u.as_ref().transpose(), T::ONE, Par::Seq);
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut out, rows, rank),
+        Accum::Replace,
+        tmp.as_ref(),
+        u.as_ref().transpose(),
+        T::ONE,
+        Par::Seq,
+    );
     Ok((out, degenerate))
 }
 
 /// Sum of the entrywise product of two equal-length slices, accumulated in f64.
 pub fn dot_f64<T: Scalar>(a: &[T], b: &[T]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x.to_f64() * y.to_f64()).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| x.to_f64() * y.to_f64())
+        .sum()
 }
 
 #[cfg(test)]

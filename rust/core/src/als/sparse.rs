@@ -19,19 +19,36 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
     pub fn new(coords: &'a [i64], values: &'a [T], shape: &'a [usize]) -> Result<Self> {
         let n = shape.len();
         if n < 2 {
-            return Err(Error::invalid("x", format!("needs at least 2 modes, got {n}")));
+            return Err(Error::invalid(
+                "x",
+                format!("needs at least 2 modes, got {n}"),
+            ));
         }
         if coords.len() != values.len() * n {
-            return Err(Error::invalid("coords", format!("has {} entries, expected {} x {n}", coords.len(), values.len())));
+            return Err(Error::invalid(
+                "coords",
+                format!(
+                    "has {} entries, expected {} x {n}",
+                    coords.len(),
+                    values.len()
+                ),
+            ));
         }
         for (k, row) in coords.chunks_exact(n).enumerate() {
             for (m, (&c, &s)) in row.iter().zip(shape).enumerate() {
                 if c < 0 || c as u64 >= s as u64 {
-                    return Err(Error::invalid("coords", format!("entry {k} has index {c} in mode {m} of size {s}")));
+                    return Err(Error::invalid(
+                        "coords",
+                        format!("entry {k} has index {c} in mode {m} of size {s}"),
+                    ));
                 }
             }
         }
-        Ok(Self { coords, values, shape })
+        Ok(Self {
+            coords,
+            values,
+            shape,
+        })
     }
 
     pub fn nnz(&self) -> usize {
@@ -62,12 +79,25 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
         }
         fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 24 32);
         Ok(reduce_tasks(par, tasks, rows * rank, |task, acc| {
-            self.accumulate(factors, mode, rank, task * per..((task + 1) * per).min(nnz), acc)
+            self.accumulate(
+                factors,
+                mode,
+                rank,
+                task * per..((task + 1) * per).min(nnz),
+                acc,
+            )
         }))
     }
 
     /// The entries `range` of the MTTKRP of `mode`, added into `acc` (rows x rank).
-    fn accumulate(&self, factors: &[&[T]], mode: usize, rank: usize, range: std::ops::Range<usize>, acc: &mut [T]) {
+    fn accumulate(
+        &self,
+        factors: &[&[T]],
+        mode: usize,
+        rank: usize,
+        range: std::ops::Range<usize>,
+        acc: &mut [T],
+    ) {
         let n = self.shape.len();
         let mut w = vec![T::ZERO; rank];
         for e in range {
@@ -90,7 +120,13 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
     }
 
     /// As `accumulate` with the rank known at compile time (fixed-size rows: unrolled, vectorized).
-    fn accumulate_fixed<const R: usize>(&self, factors: &[&[T]], mode: usize, range: std::ops::Range<usize>, acc: &mut [T]) {
+    fn accumulate_fixed<const R: usize>(
+        &self,
+        factors: &[&[T]],
+        mode: usize,
+        range: std::ops::Range<usize>,
+        acc: &mut [T],
+    ) {
         let n = self.shape.len();
         for e in range {
             let idx = &self.coords[e * n..(e + 1) * n];
@@ -98,7 +134,8 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
             for (k, &i) in idx.iter().enumerate() {
                 if k != mode {
                     let start = i as usize * R;
-                    if let Some(Ok(row)) = factors[k].get(start..start + R).map(<&[T; R]>::try_from) {
+                    if let Some(Ok(row)) = factors[k].get(start..start + R).map(<&[T; R]>::try_from)
+                    {
                         for (x, &f) in w.iter_mut().zip(row) {
                             *x *= f;
                         }
@@ -131,7 +168,10 @@ mod tests {
             dense_data[(c[0] as usize * 4 + c[1] as usize) * 2 + c[2] as usize] += v;
         }
         let rank = 2;
-        let factors: Vec<Vec<f64>> = shape.iter().map(|&s| (0..s * rank).map(|i| (i as f64) * 0.3 - 0.7).collect()).collect();
+        let factors: Vec<Vec<f64>> = shape
+            .iter()
+            .map(|&s| (0..s * rank).map(|i| (i as f64) * 0.3 - 0.7).collect())
+            .collect();
         let refs: Vec<&[f64]> = factors.iter().map(|f| f.as_slice()).collect();
         let s = SparseTensor::new(&coords, &values, &shape).unwrap();
         let d = DenseTensor::new(&dense_data, &shape).unwrap();

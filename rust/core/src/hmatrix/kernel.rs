@@ -78,7 +78,14 @@ const MAX_T: f64 = 0.5;
 impl MultiIndex {
     fn new(d: usize) -> MultiIndex {
         let mut exps: Vec<Vec<u32>> = vec![vec![0; d]];
-        let mut mi = MultiIndex { parent: vec![0], axis: vec![0], inv: vec![1.0], count: vec![1], degree: Vec::new(), inv_factorial: Vec::new() };
+        let mut mi = MultiIndex {
+            parent: vec![0],
+            axis: vec![0],
+            inv: vec![1.0],
+            count: vec![1],
+            degree: Vec::new(),
+            inv_factorial: Vec::new(),
+        };
         let mut prev_start = 0;
         for _p in 1..=MAX_ORDER {
             let prev_end = exps.len();
@@ -195,7 +202,11 @@ struct Acc {
 }
 
 impl Acc {
-    const EMPTY: Acc = Acc { m: f64::NEG_INFINITY, s: 0.0, q: 0.0 };
+    const EMPTY: Acc = Acc {
+        m: f64::NEG_INFINITY,
+        s: 0.0,
+        q: 0.0,
+    };
     #[inline]
     fn add(&mut self, log_value: f64, cost: f64) {
         // adds exp(log_value) to s and exp(log_value) * cost to q
@@ -268,7 +279,10 @@ fn node_lse(tree: &KdTree, h: &[f64]) -> (Vec<f64>, Vec<f64>) {
     for id in (0..tree.nodes.len()).rev() {
         let node = &tree.nodes[id];
         if node.is_leaf() {
-            let m = h[node.start..node.end].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let m = h[node.start..node.end]
+                .iter()
+                .cloned()
+                .fold(f64::NEG_INFINITY, f64::max);
             if m > f64::NEG_INFINITY {
                 let s: f64 = h[node.start..node.end].iter().map(|&v| (v - m).exp()).sum();
                 lse[id] = m + s.ln();
@@ -277,7 +291,11 @@ fn node_lse(tree: &KdTree, h: &[f64]) -> (Vec<f64>, Vec<f64>) {
         } else {
             let (a, b) = (lse[node.left], lse[node.right]);
             let m = a.max(b);
-            lse[id] = if m == f64::NEG_INFINITY { m } else { m + ((a - m).exp() + (b - m).exp()).ln() };
+            lse[id] = if m == f64::NEG_INFINITY {
+                m
+            } else {
+                m + ((a - m).exp() + (b - m).exp()).ln()
+            };
             leafmax[id] = leafmax[node.left].max(leafmax[node.right]);
         }
     }
@@ -286,7 +304,14 @@ fn node_lse(tree: &KdTree, h: &[f64]) -> (Vec<f64>, Vec<f64>) {
 
 /// A lower bound of log sum_j exp(h_j - |x - y_j|^2/eps) valid for every x in target node `i`,
 /// the best single-leaf bound lse_L - dmax(I, L)^2/eps found by branch and bound.
-fn leaf_lower_bound(t: &KdTree, i: usize, s: &KdTree, lse: &[f64], leafmax: &[f64], inv_eps: f64) -> f64 {
+fn leaf_lower_bound(
+    t: &KdTree,
+    i: usize,
+    s: &KdTree,
+    lse: &[f64],
+    leafmax: &[f64],
+    inv_eps: f64,
+) -> f64 {
     // Leaves are disjoint, so the log-sum-exp of their bounds is a lower bound too: collect the
     // leaves whose bound may come within e^-MARGIN of the best one.
     const MARGIN: f64 = 4.0;
@@ -294,7 +319,9 @@ fn leaf_lower_bound(t: &KdTree, i: usize, s: &KdTree, lse: &[f64], leafmax: &[f6
     let (mut m, mut sum) = (f64::NEG_INFINITY, 0.0f64);
     let mut stack = vec![0usize];
     while let Some(j) = stack.pop() {
-        if leafmax[j] == f64::NEG_INFINITY || leafmax[j] - box_min_dist2(t, i, s, j) * inv_eps <= best - MARGIN {
+        if leafmax[j] == f64::NEG_INFINITY
+            || leafmax[j] - box_min_dist2(t, i, s, j) * inv_eps <= best - MARGIN
+        {
             continue;
         }
         let node = &s.nodes[j];
@@ -396,7 +423,15 @@ impl<'a> Ctx<'a> {
 
     /// Far-field block from cached monomials: the moments are one pass of axpys over contiguous
     /// rows, the evaluation one dot product per target.
-    fn far_cached(&self, i: usize, j: usize, order: usize, w: &mut Work, rows_i: &[f64], rows_j: &[f64]) {
+    fn far_cached(
+        &self,
+        i: usize,
+        j: usize,
+        order: usize,
+        w: &mut Work,
+        rows_i: &[f64],
+        rows_j: &[f64],
+    ) {
         let (t, s, d) = (self.t, self.s, self.t.d);
         let (ni, nj) = (&t.nodes[i], &s.nodes[j]);
         let terms = self.mi.count[order];
@@ -404,7 +439,11 @@ impl<'a> Ctx<'a> {
         let stride_j = rows_j.len() / nj.len();
         let (ci, cj) = (t.center(i), s.center(j));
         let mut dvec = [0.0f64; 8];
-        let dvec = if d <= 8 { &mut dvec[..d] } else { return self.far(i, j, order, w) };
+        let dvec = if d <= 8 {
+            &mut dvec[..d]
+        } else {
+            return self.far(i, j, order, w);
+        };
         for k in 0..d {
             dvec[k] = ci[k] - cj[k];
         }
@@ -607,11 +646,17 @@ impl<'a> Ctx<'a> {
         // take the expansion before their sub-blocks could be pruned.)
         if let Some(order) = self.mi.order_for(tt, block_tol) {
             let terms = self.mi.count[order] as f64;
-            let factor = if self.with_cost { 2.0 + self.t.d as f64 } else { 2.0 };
+            let factor = if self.with_cost {
+                2.0 + self.t.d as f64
+            } else {
+                2.0
+            };
             let far_cost = (a + b) * (factor * terms + 20.0);
             if far_cost < dense_cost {
                 if !self.with_cost {
-                    if let (Some(ri), Some(rj)) = (self.cached(self.t, i, order), self.cached(self.s, j, order)) {
+                    if let (Some(ri), Some(rj)) =
+                        (self.cached(self.t, i, order), self.cached(self.s, j, order))
+                    {
                         self.far_cached(i, j, order, w, ri, rj);
                         return;
                     }
@@ -664,15 +709,30 @@ const TASKS: usize = 256;
 const CACHE_BYTES: u128 = 1 << 30; // 1 GiB
 
 /// Applies the kernel in the log domain: targets and sources in tree order, `h` per source.
-pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOptions, with_cost: bool) -> Result<Applied> {
+pub fn log_apply(
+    targets: &KdTree,
+    sources: &KdTree,
+    h: &[f64],
+    opts: &KernelOptions,
+    with_cost: bool,
+) -> Result<Applied> {
     if targets.d != sources.d {
-        return Err(Error::invalid("y", format!("dimension {} differs from x's {}", sources.d, targets.d)));
+        return Err(Error::invalid(
+            "y",
+            format!("dimension {} differs from x's {}", sources.d, targets.d),
+        ));
     }
     if h.len() != sources.n {
-        return Err(Error::invalid("log_v", format!("expected {} values, got {}", sources.n, h.len())));
+        return Err(Error::invalid(
+            "log_v",
+            format!("expected {} values, got {}", sources.n, h.len()),
+        ));
     }
     if !(opts.eps > 0.0 && opts.eps.is_finite()) {
-        return Err(Error::invalid("eps", format!("must be positive and finite, got {}", opts.eps)));
+        return Err(Error::invalid(
+            "eps",
+            format!("must be positive and finite, got {}", opts.eps),
+        ));
     }
     if h.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
         return Err(Error::invalid("log_v", "contains NaN or +infinity"));
@@ -684,9 +744,17 @@ pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOpt
     let exact = opts.exact;
     if !exact {
         let lb: Vec<f64> = if opts.parallel {
-            targets.leaves.par_iter().map(|&l| leaf_lower_bound(targets, l, sources, &lse, &leafmax, inv_eps)).collect()
+            targets
+                .leaves
+                .par_iter()
+                .map(|&l| leaf_lower_bound(targets, l, sources, &lse, &leafmax, inv_eps))
+                .collect()
         } else {
-            targets.leaves.iter().map(|&l| leaf_lower_bound(targets, l, sources, &lse, &leafmax, inv_eps)).collect()
+            targets
+                .leaves
+                .iter()
+                .map(|&l| leaf_lower_bound(targets, l, sources, &lse, &leafmax, inv_eps))
+                .collect()
         };
         for (&l, &v) in targets.leaves.iter().zip(&lb) {
             lower[l] = v;
@@ -742,9 +810,17 @@ pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOpt
         }
         (w.acc, w.stats)
     };
-    let parts: Vec<(Vec<Acc>, KernelStats)> = if opts.parallel { tasks.par_iter().map(run).collect() } else { tasks.iter().map(run).collect() };
+    let parts: Vec<(Vec<Acc>, KernelStats)> = if opts.parallel {
+        tasks.par_iter().map(run).collect()
+    } else {
+        tasks.iter().map(run).collect()
+    };
     let mut log_sum = vec![f64::NEG_INFINITY; targets.n];
-    let mut mean_cost = if with_cost { vec![0.0; targets.n] } else { Vec::new() };
+    let mut mean_cost = if with_cost {
+        vec![0.0; targets.n]
+    } else {
+        Vec::new()
+    };
     let mut stats = KernelStats::default();
     for (&i, (acc, st)) in tasks.iter().zip(parts) {
         let start = targets.nodes[i].start;
@@ -756,7 +832,11 @@ pub fn log_apply(targets: &KdTree, sources: &KdTree, h: &[f64], opts: &KernelOpt
         }
         stats.merge(&st);
     }
-    Ok(Applied { log_sum, mean_cost, stats })
+    Ok(Applied {
+        log_sum,
+        mean_cost,
+        stats,
+    })
 }
 
 #[cfg(test)]
@@ -764,7 +844,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (*seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -776,8 +858,32 @@ mod tests {
         let ty = KdTree::build(&y, d, 16).unwrap();
         let h: Vec<f64> = (0..m).map(|_| spread * (lcg(&mut seed) - 0.5)).collect();
         let tol = 1e-6;
-        let approx = log_apply(&tx, &ty, &h, &KernelOptions { eps, tol, exact: false, parallel: false }, true).unwrap();
-        let exact = log_apply(&tx, &ty, &h, &KernelOptions { eps, tol, exact: true, parallel: false }, true).unwrap();
+        let approx = log_apply(
+            &tx,
+            &ty,
+            &h,
+            &KernelOptions {
+                eps,
+                tol,
+                exact: false,
+                parallel: false,
+            },
+            true,
+        )
+        .unwrap();
+        let exact = log_apply(
+            &tx,
+            &ty,
+            &h,
+            &KernelOptions {
+                eps,
+                tol,
+                exact: true,
+                parallel: false,
+            },
+            true,
+        )
+        .unwrap();
         for k in 0..n {
             let e = (approx.log_sum[k] - exact.log_sum[k]).abs();
             assert!(e <= tol, "n={n} d={d} eps={eps}: error {e} at {k}");
@@ -786,9 +892,24 @@ mod tests {
         }
         assert!(approx.stats.far_blocks + approx.stats.pruned_blocks > 0 || n < 100);
         // without the cost, far-field blocks run from the cached monomials
-        let cached = log_apply(&tx, &ty, &h, &KernelOptions { eps, tol, exact: false, parallel: false }, false).unwrap();
+        let cached = log_apply(
+            &tx,
+            &ty,
+            &h,
+            &KernelOptions {
+                eps,
+                tol,
+                exact: false,
+                parallel: false,
+            },
+            false,
+        )
+        .unwrap();
         assert!(tx.mono_order.get().is_some());
-        assert_eq!(cached.stats.far_blocks > 0, tx.mono_cache.iter().any(|c| c.get().is_some()));
+        assert_eq!(
+            cached.stats.far_blocks > 0,
+            tx.mono_cache.iter().any(|c| c.get().is_some())
+        );
         for k in 0..n {
             assert!((cached.log_sum[k] - exact.log_sum[k]).abs() <= tol);
         }

@@ -60,7 +60,13 @@ impl KdTree {
             return Err(Error::invalid("points", "dimension must be at least 1"));
         }
         if points.is_empty() || points.len() % d != 0 {
-            return Err(Error::invalid("points", format!("expected a non-empty n x {d} array, got {} numbers", points.len())));
+            return Err(Error::invalid(
+                "points",
+                format!(
+                    "expected a non-empty n x {d} array, got {} numbers",
+                    points.len()
+                ),
+            ));
         }
         if leaf_size == 0 {
             return Err(Error::invalid("leaf_size", "must be at least 1"));
@@ -111,7 +117,13 @@ impl KdTree {
     fn split(&mut self, points: &[f64], perm: &mut [usize], start: usize, end: usize) -> usize {
         let d = self.d;
         let id = self.nodes.len();
-        self.nodes.push(Node { start, end, left: 0, right: 0, radius: 0.0 });
+        self.nodes.push(Node {
+            start,
+            end,
+            left: 0,
+            right: 0,
+            radius: 0.0,
+        });
         let count = end - start;
         if count <= self.leaf_size {
             return id;
@@ -129,7 +141,9 @@ impl KdTree {
             return id; // all points coincide: a leaf however many there are
         }
         let mid = count / 2;
-        perm[start..end].select_nth_unstable_by(mid, |&a, &b| points[a * d + axis].total_cmp(&points[b * d + axis]));
+        perm[start..end].select_nth_unstable_by(mid, |&a, &b| {
+            points[a * d + axis].total_cmp(&points[b * d + axis])
+        });
         let left = self.split(points, perm, start, start + mid);
         let right = self.split(points, perm, start + mid, end);
         self.nodes[id].left = left;
@@ -195,10 +209,15 @@ impl KdTree {
 
     /// Bytes held by the tree (points, permutation, nodes, geometry).
     pub fn memory_bytes(&self) -> usize {
-        let cached: usize = self.mono_cache.iter().map(|c| c.get().map_or(0, |v| v.len() * 8)).sum();
+        let cached: usize = self
+            .mono_cache
+            .iter()
+            .map(|c| c.get().map_or(0, |v| v.len() * 8))
+            .sum();
         self.points.len() * 8
             + self.perm.len() * 8
-            + self.nodes.len() * (std::mem::size_of::<Node>() + std::mem::size_of::<OnceLock<Box<[f64]>>>())
+            + self.nodes.len()
+                * (std::mem::size_of::<Node>() + std::mem::size_of::<OnceLock<Box<[f64]>>>())
             + self.geometry.len() * 8
             + self.leaves.len() * 8
             + cached
@@ -257,7 +276,9 @@ mod tests {
     fn tree_partitions_points() {
         let n = 1000;
         let d = 3;
-        let pts: Vec<f64> = (0..n * d).map(|i| ((i * 7919) % 1009) as f64 / 1009.0).collect();
+        let pts: Vec<f64> = (0..n * d)
+            .map(|i| ((i * 7919) % 1009) as f64 / 1009.0)
+            .collect();
         let t = KdTree::build(&pts, d, 16).unwrap();
         let mut seen = vec![false; n];
         for &p in &t.perm {

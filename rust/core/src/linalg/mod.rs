@@ -4,4 +4,6 @@ pub mod qr;
 pub mod randomized;
 
 pub use qr::{cholesky_qr2, householder_qr, QrMethod};
-pub use randomized::{randomized_svd, range_finder, svd_from_basis, Orthonormalizer, PowerIterations};
+pub use randomized::{
+    randomized_svd, range_finder, svd_from_basis, Orthonormalizer, PowerIterations,
+};

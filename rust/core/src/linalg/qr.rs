@@ -9,14 +9,18 @@
 
 use crate::scalar::Scalar;
 use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltRegularization};
+use faer::linalg::cholesky::llt::factor::{
+    cholesky_in_place, cholesky_in_place_scratch, LltRegularization,
+};
 use faer::linalg::householder::{
     apply_block_householder_sequence_on_the_left_in_place_scratch,
     apply_block_householder_sequence_on_the_left_in_place_with_conj,
 };
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
+use faer::linalg::qr::no_pivoting::factor::{
+    qr_in_place, qr_in_place_scratch, recommended_block_size,
+};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 
@@ -39,31 +43,50 @@ const MAX_EXTRA_PASSES: usize = 3;
 /// float32 input is factored in float64 and rounded back: faer 0.24's float32 QR was measured
 /// losing backward stability on ill-conditioned input (||QR - A|| / ||A|| = 2e-3 at cond 1e5,
 /// against 4e-8 for LAPACK), while its float64 QR is still faster than LAPACK's float32 one.
-pub fn householder_qr<T: Scalar>(a: MatRef<'_, T>, block_size: Option<usize>, par: Par) -> (Mat<T>, Mat<T>) {
+pub fn householder_qr<T: Scalar>(
+    a: MatRef<'_, T>,
+    block_size: Option<usize>,
+    par: Par,
+) -> (Mat<T>, Mat<T>) {
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
         let wide = Mat::<f64>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)].to_f64());
         let (q, r) = householder_qr_native(wide.as_ref(), block_size, par);
-        let narrow = |x: &Mat<f64>| Mat::<T>::from_fn(x.nrows(), x.ncols(), |i, j| T::from_f64(x[(i, j)]));
+        let narrow =
+            |x: &Mat<f64>| Mat::<T>::from_fn(x.nrows(), x.ncols(), |i, j| T::from_f64(x[(i, j)]));
         return (narrow(&q), narrow(&r));
     }
     householder_qr_native(a, block_size, par)
 }
 
-fn householder_qr_native<T: Scalar>(a: MatRef<'_, T>, block_size: Option<usize>, par: Par) -> (Mat<T>, Mat<T>) {
+fn householder_qr_native<T: Scalar>(
+    a: MatRef<'_, T>,
+    block_size: Option<usize>,
+    par: Par,
+) -> (Mat<T>, Mat<T>) {
     let (m, n) = a.shape();
     let k = m.min(n);
     if k == 0 {
         return (Mat::zeros(m, k), Mat::zeros(k, n));
     }
     let mut factors = a.to_owned();
-    let bs = block_size.unwrap_or_else(|| recommended_block_size::<T>(m, n)).clamp(1, k);
+    let bs = block_size
+        .unwrap_or_else(|| recommended_block_size::<T>(m, n))
+        .clamp(1, k);
     let mut coeff = Mat::<T>::zeros(bs, k);
     let mut mem = MemBuffer::new(qr_in_place_scratch::<T>(m, n, bs, par, Default::default()));
-    qr_in_place(factors.as_mut(), coeff.as_mut(), par, MemStack::new(&mut mem), Default::default());
+    qr_in_place(
+        factors.as_mut(),
+        coeff.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
 
     let mut r = Mat::<T>::from_fn(k, n, |i, j| if i <= j { factors[(i, j)] } else { T::ZERO });
     let mut q = Mat::<T>::from_fn(m, k, |i, j| if i == j { T::ONE } else { T::ZERO });
-    let mut mem = MemBuffer::new(apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, bs, k));
+    let mut mem = MemBuffer::new(
+        apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, bs, k),
+    );
     apply_block_householder_sequence_on_the_left_in_place_with_conj(
         factors.as_ref().get(.., ..k),
         coeff.as_ref(),
@@ -131,8 +154,18 @@ fn cholesky_pass<T: Scalar>(x: MatMut<'_, T>, mut g: Mat<T>, shift: T, par: Par)
         g[(i, i)] += shift;
     }
     let mut mem = MemBuffer::new(cholesky_in_place_scratch::<T>(n, par, Default::default()));
-    let regularization = LltRegularization { dynamic_regularization_delta: T::ZERO, dynamic_regularization_epsilon: T::ZERO };
-    cholesky_in_place(g.as_mut(), regularization, par, MemStack::new(&mut mem), Default::default()).ok()?;
+    let regularization = LltRegularization {
+        dynamic_regularization_delta: T::ZERO,
+        dynamic_regularization_epsilon: T::ZERO,
+    };
+    cholesky_in_place(
+        g.as_mut(),
+        regularization,
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .ok()?;
     let lower = Mat::<T>::from_fn(n, n, |i, j| if i >= j { g[(i, j)] } else { T::ZERO });
     if (0..n).any(|i| !(lower[(i, i)] > T::ZERO) || !lower[(i, i)].is_finite()) {
         return None;
@@ -151,9 +184,18 @@ fn refine<T: Scalar>(x: &mut Mat<T>, r: &mut Mat<T>, par: Par) -> bool {
     for _ in 0..MAX_EXTRA_PASSES {
         let g = gram(x.as_ref(), par);
         let close = distance_to_identity(g.as_ref()) <= GRAM_ACCEPT;
-        let Some(r_pass) = cholesky_pass(x.as_mut(), g, T::ZERO, par) else { return false };
+        let Some(r_pass) = cholesky_pass(x.as_mut(), g, T::ZERO, par) else {
+            return false;
+        };
         let mut r_new = Mat::<T>::zeros(r.nrows(), r.ncols());
-        matmul(r_new.as_mut(), Accum::Replace, r_pass.as_ref(), r.as_ref(), T::ONE, par);
+        matmul(
+            r_new.as_mut(),
+            Accum::Replace,
+            r_pass.as_ref(),
+            r.as_ref(),
+            T::ONE,
+            par,
+        );
         *r = r_new;
         if close {
             return all_finite(x.as_ref());
@@ -201,7 +243,9 @@ mod tests {
     }
 
     fn test_matrix(m: usize, n: usize) -> Mat<f64> {
-        Mat::from_fn(m, n, |i, j| ((i * 7 + j * 13) % 17) as f64 - 8.0 + if i == j { 20.0 } else { 0.0 })
+        Mat::from_fn(m, n, |i, j| {
+            ((i * 7 + j * 13) % 17) as f64 - 8.0 + if i == j { 20.0 } else { 0.0 }
+        })
     }
 
     #[test]
@@ -231,7 +275,13 @@ mod tests {
         let base = test_matrix(m, n);
         let (q0, _) = householder_qr(base.as_ref(), None, Par::Seq);
         let a = Mat::<f32>::from_fn(m, n, |i, j| {
-            (0..n).map(|k| q0[(i, k)] * 10f64.powf(-5.0 * k as f64 / (n - 1) as f64) * (((k * 3 + j * 5) % 7) as f64 - 3.0)).sum::<f64>() as f32
+            (0..n)
+                .map(|k| {
+                    q0[(i, k)]
+                        * 10f64.powf(-5.0 * k as f64 / (n - 1) as f64)
+                        * (((k * 3 + j * 5) % 7) as f64 - 3.0)
+                })
+                .sum::<f64>() as f32
         });
         let (q, r) = householder_qr(a.as_ref(), None, Par::Seq);
         let residual = (&q * &r - &a).norm_l2() / a.norm_l2();

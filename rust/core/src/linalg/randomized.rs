@@ -53,17 +53,29 @@ pub fn range_finder<T: Scalar>(
     let (m, n) = a.shape();
     let expected = if start_is_range { m } else { n };
     if start.nrows() != expected {
-        return Err(Error::invalid("start", format!("has {} rows, expected {expected}", start.nrows())));
+        return Err(Error::invalid(
+            "start",
+            format!("has {} rows, expected {expected}", start.nrows()),
+        ));
     }
     let l = start.ncols();
     if l == 0 || l > m.min(n) {
-        return Err(Error::invalid("start", format!("has {l} columns, expected 1..={}", m.min(n))));
+        return Err(Error::invalid(
+            "start",
+            format!("has {l} columns, expected 1..={}", m.min(n)),
+        ));
     }
     let how = iterations.orthonormalizer;
     let (mut q, n_iter) = if start_is_range {
-        (orthonormalize(start, how, par), iterations.n_power_iter.max(1))
+        (
+            orthonormalize(start, how, par),
+            iterations.n_power_iter.max(1),
+        )
     } else {
-        (orthonormalize(product(a, start, par).as_ref(), how, par), iterations.n_power_iter)
+        (
+            orthonormalize(product(a, start, par).as_ref(), how, par),
+            iterations.n_power_iter,
+        )
     };
     for _ in 0..n_iter {
         let z = orthonormalize(product(a.transpose(), q.as_ref(), par).as_ref(), how, par);
@@ -73,7 +85,12 @@ pub fn range_finder<T: Scalar>(
 }
 
 /// Truncated SVD from a basis: B = Q^T A, B = Ub S Vt, U = Q Ub; the first `rank` triplets.
-pub fn svd_from_basis<T: Scalar>(a: MatRef<'_, T>, q: MatRef<'_, T>, rank: usize, par: Par) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
+pub fn svd_from_basis<T: Scalar>(
+    a: MatRef<'_, T>,
+    q: MatRef<'_, T>,
+    rank: usize,
+    par: Par,
+) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
     let b = product(q.transpose(), a, par);
     let (l, n) = b.shape();
     let k = l.min(n);
@@ -83,7 +100,14 @@ pub fn svd_from_basis<T: Scalar>(a: MatRef<'_, T>, q: MatRef<'_, T>, rank: usize
     let mut s = Mat::<T>::zeros(k, 1);
     let mut ub = Mat::<T>::zeros(l, k);
     let mut v = Mat::<T>::zeros(n, k);
-    let mut mem = MemBuffer::new(svd_scratch::<T>(l, n, ComputeSvdVectors::Thin, ComputeSvdVectors::Thin, par, Default::default()));
+    let mut mem = MemBuffer::new(svd_scratch::<T>(
+        l,
+        n,
+        ComputeSvdVectors::Thin,
+        ComputeSvdVectors::Thin,
+        par,
+        Default::default(),
+    ));
     svd(
         b.as_ref(),
         s.as_mut().col_mut(0).as_diagonal_mut(),
@@ -123,9 +147,15 @@ mod tests {
         let left = Mat::<f64>::from_fn(m, k, |i, j| ((i * 3 + j * 5) % 11) as f64 - 5.0);
         let right = Mat::<f64>::from_fn(k, n, |i, j| ((i * 7 + j * 2) % 13) as f64 - 6.0);
         let a = &left * &right;
-        let omega = Mat::<f64>::from_fn(n, k + 4, |i, j| (((i * 31 + j * 17) % 23) as f64 - 11.0) / 7.0);
-        let its = PowerIterations { n_power_iter: 2, orthonormalizer: Orthonormalizer::CholeskyQr2 };
-        let (u, s, vt) = randomized_svd(a.as_ref(), omega.as_ref(), false, k, &its, Par::Seq).unwrap();
+        let omega = Mat::<f64>::from_fn(n, k + 4, |i, j| {
+            (((i * 31 + j * 17) % 23) as f64 - 11.0) / 7.0
+        });
+        let its = PowerIterations {
+            n_power_iter: 2,
+            orthonormalizer: Orthonormalizer::CholeskyQr2,
+        };
+        let (u, s, vt) =
+            randomized_svd(a.as_ref(), omega.as_ref(), false, k, &its, Par::Seq).unwrap();
         let us = Mat::<f64>::from_fn(m, k, |i, j| u[(i, j)] * s[j]);
         assert!((&us * &vt - &a).norm_l2() < 1e-10 * a.norm_l2());
         assert!(s.windows(2).all(|w| w[0] >= w[1]));
@@ -135,7 +165,10 @@ mod tests {
     fn bad_start_is_an_error() {
         let a = Mat::<f64>::zeros(5, 4);
         let omega = Mat::<f64>::zeros(3, 2);
-        let its = PowerIterations { n_power_iter: 1, orthonormalizer: Orthonormalizer::Householder };
+        let its = PowerIterations {
+            n_power_iter: 1,
+            orthonormalizer: Orthonormalizer::Householder,
+        };
         assert!(range_finder(a.as_ref(), omega.as_ref(), false, &its, Par::Seq).is_err());
     }
 }

@@ -31,15 +31,33 @@ impl<'a, T: Scalar> CsrRef<'a, T> {
         }
         let nrows = indptr.len() - 1;
         if indices.len() != data.len() {
-            return Err(Error::invalid("indices", format!("has {} entries but data has {}", indices.len(), data.len())));
+            return Err(Error::invalid(
+                "indices",
+                format!("has {} entries but data has {}", indices.len(), data.len()),
+            ));
         }
-        if indptr[0] != 0 || indptr.windows(2).any(|w| w[0] > w[1]) || indptr[nrows] as usize != data.len() {
-            return Err(Error::invalid("indptr", "must start at 0, be nondecreasing and end at nnz"));
+        if indptr[0] != 0
+            || indptr.windows(2).any(|w| w[0] > w[1])
+            || indptr[nrows] as usize != data.len()
+        {
+            return Err(Error::invalid(
+                "indptr",
+                "must start at 0, be nondecreasing and end at nnz",
+            ));
         }
         if indices.iter().any(|&j| j < 0 || j as usize >= ncols) {
-            return Err(Error::invalid("indices", format!("column index out of range 0..{ncols}")));
+            return Err(Error::invalid(
+                "indices",
+                format!("column index out of range 0..{ncols}"),
+            ));
         }
-        Ok(CsrRef { nrows, ncols, indptr, indices, data })
+        Ok(CsrRef {
+            nrows,
+            ncols,
+            indptr,
+            indices,
+            data,
+        })
     }
 }
 
@@ -114,7 +132,9 @@ impl<T: Scalar> Operator<'_, T> {
                     }
                 };
                 if is_parallel(par) {
-                    y.par_chunks_mut(c.nrows).zip(x.par_chunks(n)).for_each(column);
+                    y.par_chunks_mut(c.nrows)
+                        .zip(x.par_chunks(n))
+                        .for_each(column);
                 } else {
                     y.chunks_mut(c.nrows).zip(x.chunks(n)).for_each(column);
                 }
@@ -127,13 +147,27 @@ fn is_parallel(par: Par) -> bool {
     !matches!(par, Par::Seq)
 }
 
-fn check_block<T: Scalar>(op: &Operator<'_, T>, x: MatRef<'_, T>, name: &'static str) -> Result<(usize, usize)> {
+fn check_block<T: Scalar>(
+    op: &Operator<'_, T>,
+    x: MatRef<'_, T>,
+    name: &'static str,
+) -> Result<(usize, usize)> {
     let (m, n) = op.shape();
     if m != n {
-        return Err(Error::invalid("a", format!("must be square, got {m} x {n}")));
+        return Err(Error::invalid(
+            "a",
+            format!("must be square, got {m} x {n}"),
+        ));
     }
     if x.nrows() != n || x.ncols() == 0 {
-        return Err(Error::invalid(name, format!("must have {n} rows and at least one column, got {} x {}", x.nrows(), x.ncols())));
+        return Err(Error::invalid(
+            name,
+            format!(
+                "must have {n} rows and at least one column, got {} x {}",
+                x.nrows(),
+                x.ncols()
+            ),
+        ));
     }
     Ok((n, x.ncols()))
 }
@@ -155,7 +189,14 @@ fn gram<T: Scalar>(p: &[T], q: &[T], n: usize, s: usize, full: bool, par: Par) -
         let mut g = vec![T::ZERO; s * s];
         let pv = MatRef::from_row_major_slice(p, n, s);
         let qv = MatRef::from_row_major_slice(q, n, s);
-        matmul(MatMut::from_row_major_slice_mut(&mut g, s, s), Accum::Replace, pv.transpose(), qv, T::ONE, par);
+        matmul(
+            MatMut::from_row_major_slice_mut(&mut g, s, s),
+            Accum::Replace,
+            pv.transpose(),
+            qv,
+            T::ONE,
+            par,
+        );
         g.into_iter().map(|v| v.to_f64()).collect()
     } else {
         let mut d = vec![0.0f64; s];
@@ -183,7 +224,10 @@ pub fn chebyshev_moments<T: Scalar>(
 ) -> Result<Vec<f64>> {
     let (n, s) = check_block(&op, x, "x")?;
     if !(half_width.is_finite() && half_width > 0.0 && center.is_finite()) {
-        return Err(Error::invalid("half_width", format!("must be positive and finite (center {center}, half_width {half_width})")));
+        return Err(Error::invalid(
+            "half_width",
+            format!("must be positive and finite (center {center}, half_width {half_width})"),
+        ));
     }
     if n_steps == 0 {
         return Err(Error::invalid("n_steps", "must be at least 1"));
@@ -196,14 +240,21 @@ pub fn chebyshev_moments<T: Scalar>(
     let mut ax = vec![T::ZERO; n * s];
     // V_1 = A_hat X
     op.apply(&prev, &mut ax, s, par);
-    let mut cur: Vec<T> = ax.iter().zip(&prev).map(|(&a, &v)| (a - c * v) * inv_h).collect();
+    let mut cur: Vec<T> = ax
+        .iter()
+        .zip(&prev)
+        .map(|(&a, &v)| (a - c * v) * inv_h)
+        .collect();
     let m0 = gram(&prev, &prev, n, s, full, par);
     let m1 = gram(&prev, &cur, n, s, full, par);
     moments[..block].copy_from_slice(&m0);
     moments[block..2 * block].copy_from_slice(&m1);
     for k in 1..=n_steps {
         let g = gram(&cur, &cur, n, s, full, par);
-        for (i, out) in moments[2 * k * block..(2 * k + 1) * block].iter_mut().enumerate() {
+        for (i, out) in moments[2 * k * block..(2 * k + 1) * block]
+            .iter_mut()
+            .enumerate()
+        {
             *out = 2.0 * g[i] - m0[i];
         }
         if k == n_steps {
@@ -215,7 +266,10 @@ pub fn chebyshev_moments<T: Scalar>(
             *p = two * (a - c * v) * inv_h - *p;
         }
         let g = gram(&prev, &cur, n, s, full, par);
-        for (i, out) in moments[(2 * k + 1) * block..(2 * k + 2) * block].iter_mut().enumerate() {
+        for (i, out) in moments[(2 * k + 1) * block..(2 * k + 2) * block]
+            .iter_mut()
+            .enumerate()
+        {
             *out = 2.0 * g[i] - m1[i];
         }
         std::mem::swap(&mut prev, &mut cur);
@@ -228,14 +282,22 @@ pub fn chebyshev_moments<T: Scalar>(
 /// Returns (alpha, beta), each s x n_steps row-major, f64; beta[r][j] couples steps j and j + 1.
 /// A run whose Krylov space is exhausted (beta below eps^(3/4) times the largest coefficient)
 /// stops: its later alpha and beta are zero.
-pub fn lanczos<T: Scalar>(op: Operator<'_, T>, v0: MatRef<'_, T>, n_steps: usize, par: Par) -> Result<(Vec<f64>, Vec<f64>)> {
+pub fn lanczos<T: Scalar>(
+    op: Operator<'_, T>,
+    v0: MatRef<'_, T>,
+    n_steps: usize,
+    par: Par,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, s) = check_block(&op, v0, "v0")?;
     if n_steps == 0 {
         return Err(Error::invalid("n_steps", "must be at least 1"));
     }
     let threshold = (2.0 * T::UNIT_ROUNDOFF.to_f64()).powf(0.75);
     // Column-major blocks: each run reads and writes its own contiguous column.
-    let mut v: Vec<T> = (0..s).flat_map(|r| (0..n).map(move |i| (r, i))).map(|(r, i)| v0[(i, r)]).collect();
+    let mut v: Vec<T> = (0..s)
+        .flat_map(|r| (0..n).map(move |i| (r, i)))
+        .map(|(r, i)| v0[(i, r)])
+        .collect();
     let mut w = vec![T::ZERO; n * s];
     // Per run: its basis (n_steps x n, row-major), previous vector, beta, scale, active flag.
     struct Run<T> {
@@ -276,7 +338,11 @@ pub fn lanczos<T: Scalar>(op: Operator<'_, T>, v0: MatRef<'_, T>, n_steps: usize
             for pass in 0..2 {
                 // DGKS: the second pass only when the first removed more than 1 - 1/sqrt(2) of w
                 // (otherwise w is already orthogonal to working precision).
-                let before = if pass == 1 { dot(&wr, &wr).to_f64() } else { 0.0 };
+                let before = if pass == 1 {
+                    dot(&wr, &wr).to_f64()
+                } else {
+                    0.0
+                };
                 if pass == 1 && before > 0.5 * norm_in {
                     break;
                 }
@@ -293,7 +359,9 @@ pub fn lanczos<T: Scalar>(op: Operator<'_, T>, v0: MatRef<'_, T>, n_steps: usize
                 alpha += coefficients[j];
             }
             let beta = dot(&wr, &wr).sqrt();
-            run.scale = run.scale.max(alpha.to_f64().abs().max(run.beta_prev.to_f64()));
+            run.scale = run
+                .scale
+                .max(alpha.to_f64().abs().max(run.beta_prev.to_f64()));
             let alive = run.active && beta.to_f64() > threshold * run.scale;
             run.alpha[j] = if run.active { alpha.to_f64() } else { 0.0 };
             run.beta[j] = if alive { beta.to_f64() } else { 0.0 };
@@ -305,9 +373,15 @@ pub fn lanczos<T: Scalar>(op: Operator<'_, T>, v0: MatRef<'_, T>, n_steps: usize
             run.active = alive;
         };
         if is_parallel(par) {
-            runs.par_iter_mut().zip(v.par_chunks_mut(n)).zip(w.par_chunks(n)).for_each(step);
+            runs.par_iter_mut()
+                .zip(v.par_chunks_mut(n))
+                .zip(w.par_chunks(n))
+                .for_each(step);
         } else {
-            runs.iter_mut().zip(v.chunks_mut(n)).zip(w.chunks(n)).for_each(step);
+            runs.iter_mut()
+                .zip(v.chunks_mut(n))
+                .zip(w.chunks(n))
+                .for_each(step);
         }
     }
     let mut alpha = Vec::with_capacity(s * n_steps);
@@ -333,7 +407,15 @@ mod tests {
     use faer::Mat;
 
     fn tridiagonal(n: usize) -> Mat<f64> {
-        Mat::from_fn(n, n, |i, j| if i == j { 2.0 + i as f64 * 0.01 } else if i.abs_diff(j) == 1 { -1.0 } else { 0.0 })
+        Mat::from_fn(n, n, |i, j| {
+            if i == j {
+                2.0 + i as f64 * 0.01
+            } else if i.abs_diff(j) == 1 {
+                -1.0
+            } else {
+                0.0
+            }
+        })
     }
 
     fn as_csr(a: &Mat<f64>) -> (Vec<i64>, Vec<i64>, Vec<f64>) {
@@ -356,17 +438,43 @@ mod tests {
         let a = tridiagonal(n);
         let x = Mat::<f64>::from_fn(n, 3, |i, j| ((i * 7 + j * 3) % 5) as f64 - 2.0);
         let (center, half) = (2.05, 2.2);
-        let dense = chebyshev_moments(Operator::Dense(a.as_ref()), x.as_ref(), center, half, 3, true, Par::Seq).unwrap();
+        let dense = chebyshev_moments(
+            Operator::Dense(a.as_ref()),
+            x.as_ref(),
+            center,
+            half,
+            3,
+            true,
+            Par::Seq,
+        )
+        .unwrap();
         let (indptr, indices, data) = as_csr(&a);
         let csr = CsrRef::new(n, &indptr, &indices, &data).unwrap();
-        let sparse = chebyshev_moments(Operator::Csr(csr), x.as_ref(), center, half, 3, true, Par::Seq).unwrap();
+        let sparse = chebyshev_moments(
+            Operator::Csr(csr),
+            x.as_ref(),
+            center,
+            half,
+            3,
+            true,
+            Par::Seq,
+        )
+        .unwrap();
         // direct: T_d(A_hat) X
-        let ahat = Mat::<f64>::from_fn(n, n, |i, j| (a[(i, j)] - if i == j { center } else { 0.0 }) / half);
+        let ahat = Mat::<f64>::from_fn(n, n, |i, j| {
+            (a[(i, j)] - if i == j { center } else { 0.0 }) / half
+        });
         let mut t_prev = x.clone();
         let mut t_cur = &ahat * &x;
         for d in 0..=6 {
-            let td = if d == 0 { x.clone() } else if d == 1 { t_cur.clone() } else {
-                let next = Mat::<f64>::from_fn(n, 3, |i, j| 2.0 * (&ahat * &t_cur)[(i, j)] - t_prev[(i, j)]);
+            let td = if d == 0 {
+                x.clone()
+            } else if d == 1 {
+                t_cur.clone()
+            } else {
+                let next = Mat::<f64>::from_fn(n, 3, |i, j| {
+                    2.0 * (&ahat * &t_cur)[(i, j)] - t_prev[(i, j)]
+                });
                 t_prev = t_cur.clone();
                 t_cur = next.clone();
                 next
@@ -375,11 +483,23 @@ mod tests {
             for p in 0..3 {
                 for q in 0..3 {
                     assert!((dense[d * 9 + p * 3 + q] - g[(p, q)]).abs() < 1e-9, "d={d}");
-                    assert!((sparse[d * 9 + p * 3 + q] - g[(p, q)]).abs() < 1e-9, "d={d}");
+                    assert!(
+                        (sparse[d * 9 + p * 3 + q] - g[(p, q)]).abs() < 1e-9,
+                        "d={d}"
+                    );
                 }
             }
         }
-        let diag = chebyshev_moments(Operator::Dense(a.as_ref()), x.as_ref(), center, half, 3, false, Par::Seq).unwrap();
+        let diag = chebyshev_moments(
+            Operator::Dense(a.as_ref()),
+            x.as_ref(),
+            center,
+            half,
+            3,
+            false,
+            Par::Seq,
+        )
+        .unwrap();
         for d in 0..=6 {
             for p in 0..3 {
                 assert!((diag[d * 3 + p] - dense[d * 9 + p * 3 + p]).abs() < 1e-9);
@@ -390,7 +510,17 @@ mod tests {
     #[test]
     fn lanczos_reproduces_moments_and_stops_on_breakdown() {
         let n = 10;
-        let a = Mat::<f64>::from_fn(n, n, |i, j| if i == j { if i < 5 { 1.0 } else { 3.0 } } else { 0.0 });
+        let a = Mat::<f64>::from_fn(n, n, |i, j| {
+            if i == j {
+                if i < 5 {
+                    1.0
+                } else {
+                    3.0
+                }
+            } else {
+                0.0
+            }
+        });
         let v0 = Mat::<f64>::from_fn(n, 2, |_, _| 1.0 / (n as f64).sqrt());
         let (alpha, beta) = lanczos(Operator::Dense(a.as_ref()), v0.as_ref(), 4, Par::Seq).unwrap();
         assert!((alpha[0] - 2.0).abs() < 1e-12); // v^T A v
@@ -410,9 +540,27 @@ mod tests {
     fn bad_inputs_are_errors() {
         let a = Mat::<f64>::zeros(4, 3);
         let x = Mat::<f64>::zeros(3, 2);
-        assert!(chebyshev_moments(Operator::Dense(a.as_ref()), x.as_ref(), 0.0, 1.0, 2, true, Par::Seq).is_err());
+        assert!(chebyshev_moments(
+            Operator::Dense(a.as_ref()),
+            x.as_ref(),
+            0.0,
+            1.0,
+            2,
+            true,
+            Par::Seq
+        )
+        .is_err());
         let sq = Mat::<f64>::zeros(3, 3);
-        assert!(chebyshev_moments(Operator::Dense(sq.as_ref()), x.as_ref(), 0.0, 0.0, 2, true, Par::Seq).is_err());
+        assert!(chebyshev_moments(
+            Operator::Dense(sq.as_ref()),
+            x.as_ref(),
+            0.0,
+            0.0,
+            2,
+            true,
+            Par::Seq
+        )
+        .is_err());
         assert!(lanczos(Operator::Dense(sq.as_ref()), x.as_ref(), 0, Par::Seq).is_err());
         assert!(CsrRef::<f64>::new(3, &[0, 2, 1, 3], &[0, 1, 2], &[1.0, 1.0, 1.0]).is_err());
         assert!(CsrRef::<f64>::new(2, &[0, 1], &[5], &[1.0]).is_err());
