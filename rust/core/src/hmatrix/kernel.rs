@@ -138,9 +138,25 @@ impl MultiIndex {
 
 /// exp(x) for x <= ~709, to about 2 ulp (0 below -708): Cody-Waite reduction to |r| <= ln2/2
 /// and a degree-13 Taylor polynomial, branch-free so that loops over it vectorize.
+#[cfg(test)]
+fn exp_fast(x: f64) -> f64 {
+    exp_fast_with::<false>(x)
+}
+
+/// a * b + c, fused when the caller runs with FMA (`F`), else two roundings.
+#[inline(always)]
+fn madd<const F: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if F {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `exp_fast` with the Horner steps fused when `F` (inside an FMA-enabled caller).
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // the Cody-Waite constants as published
-pub(crate) fn exp_fast(x: f64) -> f64 {
+fn exp_fast_with<const F: bool>(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
@@ -148,21 +164,25 @@ pub(crate) fn exp_fast(x: f64) -> f64 {
     let xc = x.clamp(-708.0, 709.0);
     let t = xc * LOG2E + MAGIC;
     let k = t - MAGIC;
-    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    let r = madd::<F>(-k, LN2_LO, madd::<F>(-k, LN2_HI, xc));
     let mut p = 1.0 / 6_227_020_800.0; // 1/13!
-    p = p * r + 1.0 / 479_001_600.0;
-    p = p * r + 1.0 / 39_916_800.0;
-    p = p * r + 1.0 / 3_628_800.0;
-    p = p * r + 1.0 / 362_880.0;
-    p = p * r + 1.0 / 40_320.0;
-    p = p * r + 1.0 / 5_040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    for c in [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = madd::<F>(p, r, c);
+    }
     let scale = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
     let v = p * scale;
     if x < -708.0 {
@@ -175,21 +195,62 @@ pub(crate) fn exp_fast(x: f64) -> f64 {
 /// Dot product with four independent partial sums (vectorizes; the order is fixed, so results
 /// stay deterministic).
 #[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+fn dot<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut s = [0.0f64; 4];
     let chunks = n / 4;
     for c in 0..chunks {
         for l in 0..4 {
-            s[l] += a[4 * c + l] * b[4 * c + l];
+            s[l] = madd::<F>(a[4 * c + l], b[4 * c + l], s[l]);
         }
     }
     let mut tail = 0.0;
     for k in 4 * chunks..n {
-        tail += a[k] * b[k];
+        tail = madd::<F>(a[k], b[k], tail);
     }
     (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// `out[a] = sum_q weights[q] * rows[q * stride + a]` for a < out.len(): blocks of 8 columns kept
+/// in registers over all rows, four rows at a time (independent chains hide the FMA latency).
+#[inline(always)]
+fn weighted_column_sums<const F: bool>(rows: &[f64], stride: usize, weights: &[f64], out: &mut [f64]) {
+    const W: usize = 8;
+    let terms = out.len();
+    let n = weights.len();
+    let mut c = 0;
+    while c < terms {
+        let width = W.min(stride - c);
+        if width == W {
+            let mut acc = [[0.0f64; W]; 4];
+            let mut q = 0;
+            while q + 4 <= n {
+                for u in 0..4 {
+                    let wq = weights[q + u];
+                    let row = &rows[(q + u) * stride + c..(q + u) * stride + c + W];
+                    for l in 0..W {
+                        acc[u][l] = madd::<F>(wq, row[l], acc[u][l]);
+                    }
+                }
+                q += 4;
+            }
+            for (qq, &wq) in weights.iter().enumerate().skip(q) {
+                let row = &rows[qq * stride + c..qq * stride + c + W];
+                for l in 0..W {
+                    acc[0][l] = madd::<F>(wq, row[l], acc[0][l]);
+                }
+            }
+            for l in 0..W.min(terms - c) {
+                out[c + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+            }
+        } else {
+            for l in 0..width.min(terms - c) {
+                out[c + l] = (0..n).fold(0.0, |sum, q| madd::<F>(weights[q], rows[q * stride + c + l], sum));
+            }
+        }
+        c += W;
+    }
 }
 
 /// Accumulates log-sum-exp contributions for one target point: value = exp(m) * s; q is the
@@ -222,6 +283,18 @@ impl Acc {
             let e = (log_value - self.m).exp();
             self.s += e;
             self.q += e * cost;
+        }
+    }
+    /// Adds exp(log_base) * val (val >= 0) without a logarithm: in the current scale when it stays
+    /// far from overflow (the scale starts at a lower bound of the target's total, so this is the
+    /// common case), else through `add`.
+    #[inline(always)]
+    fn add_scaled<const F: bool>(&mut self, log_base: f64, val: f64) {
+        let t = log_base - self.m;
+        if t <= 600.0 {
+            self.s = madd::<F>(exp_fast_with::<F>(t), val, self.s);
+        } else if val > 0.0 {
+            self.add(log_base + val.ln(), 0.0);
         }
     }
     fn log(&self) -> f64 {
@@ -269,6 +342,7 @@ struct Work {
     mom_c: Vec<f64>,
     mom_w: Vec<f64>,
     wt: Vec<f64>,
+    tv: Vec<f64>,
     stats: KernelStats,
 }
 
@@ -357,7 +431,8 @@ fn leaf_lower_bound(
 }
 
 impl<'a> Ctx<'a> {
-    fn dense(&self, i: usize, j: usize, w: &mut Work) {
+    #[inline(always)]
+    fn dense<const F: bool>(&self, i: usize, j: usize, w: &mut Work) {
         let (t, s, d) = (self.t, self.s, self.t.d);
         let (ni, nj) = (&t.nodes[i], &s.nodes[j]);
         w.stats.near_blocks += 1;
@@ -384,15 +459,24 @@ impl<'a> Ctx<'a> {
             if zmax == f64::NEG_INFINITY {
                 continue;
             }
+            let acc = &mut w.acc[p - w.offset];
+            // sum in the accumulator's scale when that cannot overflow (no log, no rescaling)
+            let in_scale = zmax - acc.m <= 600.0;
+            let reference = if in_scale { acc.m } else { zmax };
             for z in w.wt.iter_mut() {
-                *z = exp_fast(*z - zmax); // a map: vectorizes
+                *z = exp_fast_with::<F>(*z - reference); // a map: vectorizes
             }
             let (mut sum, mut qsum) = (0.0, 0.0);
             for (e, c) in w.wt.iter().zip(w.mono.iter()) {
                 sum += e;
                 qsum += e * c;
             }
-            w.acc[p - w.offset].add(zmax + sum.ln(), qsum / sum);
+            if in_scale {
+                acc.s += sum;
+                acc.q += qsum;
+            } else if sum > 0.0 {
+                acc.add(zmax + sum.ln(), qsum / sum);
+            }
         }
     }
 
@@ -423,7 +507,8 @@ impl<'a> Ctx<'a> {
 
     /// Far-field block from cached monomials: the moments are one pass of axpys over contiguous
     /// rows, the evaluation one dot product per target.
-    fn far_cached(
+    #[inline(always)]
+    fn far_cached<const F: bool>(
         &self,
         i: usize,
         j: usize,
@@ -442,7 +527,7 @@ impl<'a> Ctx<'a> {
         let dvec = if d <= 8 {
             &mut dvec[..d]
         } else {
-            return self.far(i, j, order, w);
+            return self.far::<F>(i, j, order, w);
         };
         for k in 0..d {
             dvec[k] = ci[k] - cj[k];
@@ -472,17 +557,9 @@ impl<'a> Ctx<'a> {
         w.mom.clear();
         w.mom.resize(terms, 0.0);
         for e in w.wt.iter_mut() {
-            *e = exp_fast(*e - shift);
+            *e = exp_fast_with::<F>(*e - shift);
         }
-        for (idx, &weight) in w.wt.iter().enumerate() {
-            if weight == 0.0 {
-                continue;
-            }
-            let row = &rows_j[idx * stride_j..idx * stride_j + terms];
-            for (m, r) in w.mom.iter_mut().zip(row) {
-                *m += weight * r;
-            }
-        }
+        weighted_column_sums::<F>(rows_j, stride_j, &w.wt, &mut w.mom);
         // exp(u~.w~) = sum_alpha (2/eps)^|alpha| u^alpha w^alpha / alpha!
         let two_over_eps = 2.0 * self.inv_eps;
         let mut scale = 1.0;
@@ -496,7 +573,7 @@ impl<'a> Ctx<'a> {
         }
         for (r, p) in (ni.start..ni.end).enumerate() {
             let row = &rows_i[r * stride_i..r * stride_i + terms];
-            let val = dot(row, &w.mom[..terms]);
+            let val = dot::<F>(row, &w.mom[..terms]);
             if val > 0.0 {
                 let x = t.point(p);
                 let (mut u2, mut ud) = (0.0, 0.0);
@@ -506,12 +583,13 @@ impl<'a> Ctx<'a> {
                     ud += uk * dvec[k];
                 }
                 let base = shift - (d2 + u2 + 2.0 * ud) * self.inv_eps;
-                w.acc[p - w.offset].add(base + val.ln(), 0.0);
+                w.acc[p - w.offset].add_scaled::<F>(base, val);
             }
         }
     }
 
-    fn far(&self, i: usize, j: usize, order: usize, w: &mut Work) {
+    #[inline(always)]
+    fn far<const F: bool>(&self, i: usize, j: usize, order: usize, w: &mut Work) {
         let (t, s, d) = (self.t, self.s, self.t.d);
         let (ni, nj) = (&t.nodes[i], &s.nodes[j]);
         let terms = self.mi.count[order];
@@ -551,7 +629,7 @@ impl<'a> Ctx<'a> {
         }
         w.mono.resize(terms, 0.0);
         for (idx, q) in (nj.start..nj.end).enumerate() {
-            let weight = exp_fast(w.wt[idx] - shift);
+            let weight = exp_fast_with::<F>(w.wt[idx] - shift);
             if weight == 0.0 {
                 continue;
             }
@@ -626,7 +704,52 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn visit(&self, i: usize, j: usize, w: &mut Work) {
+    /// One task: the dense reference or the traversal, with AVX2 + FMA code where the CPU has
+    /// them (checked at run time; the wheel targets baseline x86-64).
+    fn run_task(&self, i: usize, exact: bool, w: &mut Work) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the features were just detected
+            unsafe { self.run_task_avx2(i, exact, w) };
+            return;
+        }
+        if exact {
+            self.dense::<false>(i, 0, w);
+        } else {
+            self.visit::<false>(i, 0, w);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_task_avx2(&self, i: usize, exact: bool, w: &mut Work) {
+        if exact {
+            self.dense::<true>(i, 0, w);
+        } else {
+            self.visit_avx2(i, 0, w);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn visit_avx2(&self, i: usize, j: usize, w: &mut Work) {
+        self.visit::<true>(i, j, w);
+    }
+
+    /// Recursion of `visit`, staying in the AVX2 + FMA build when `F`.
+    #[inline(always)]
+    fn recurse<const F: bool>(&self, i: usize, j: usize, w: &mut Work) {
+        #[cfg(target_arch = "x86_64")]
+        if F {
+            // SAFETY: F is only true inside `visit_avx2`, reached after the run-time check
+            unsafe { self.visit_avx2(i, j, w) };
+            return;
+        }
+        self.visit::<false>(i, j, w);
+    }
+
+    #[inline(always)]
+    fn visit<const F: bool>(&self, i: usize, j: usize, w: &mut Work) {
         let (ni, nj) = (&self.t.nodes[i], &self.s.nodes[j]);
         let ub = self.lse[j] - box_min_dist2(self.t, i, self.s, j) * self.inv_eps;
         if ub == f64::NEG_INFINITY || ub <= self.lower[i] + self.log_prune {
@@ -657,36 +780,36 @@ impl<'a> Ctx<'a> {
                     if let (Some(ri), Some(rj)) =
                         (self.cached(self.t, i, order), self.cached(self.s, j, order))
                     {
-                        self.far_cached(i, j, order, w, ri, rj);
+                        self.far_cached::<F>(i, j, order, w, ri, rj);
                         return;
                     }
                 }
-                self.far(i, j, order, w);
+                self.far::<F>(i, j, order, w);
                 return;
             }
             if ni.is_leaf() || nj.is_leaf() || far_cost < 4.0 * dense_cost {
                 // splitting only makes blocks where the expansion pays even less: go dense
-                self.dense(i, j, w);
+                self.dense::<F>(i, j, w);
                 return;
             }
         }
         match (ni.is_leaf(), nj.is_leaf()) {
-            (true, true) => self.dense(i, j, w),
+            (true, true) => self.dense::<F>(i, j, w),
             (true, false) => {
-                self.visit(i, nj.left, w);
-                self.visit(i, nj.right, w);
+                self.recurse::<F>(i, nj.left, w);
+                self.recurse::<F>(i, nj.right, w);
             }
             (false, true) => {
-                self.visit(ni.left, j, w);
-                self.visit(ni.right, j, w);
+                self.recurse::<F>(ni.left, j, w);
+                self.recurse::<F>(ni.right, j, w);
             }
             (false, false) => {
                 if ni.radius >= nj.radius {
-                    self.visit(ni.left, j, w);
-                    self.visit(ni.right, j, w);
+                    self.recurse::<F>(ni.left, j, w);
+                    self.recurse::<F>(ni.right, j, w);
                 } else {
-                    self.visit(i, nj.left, w);
-                    self.visit(i, nj.right, w);
+                    self.recurse::<F>(i, nj.left, w);
+                    self.recurse::<F>(i, nj.right, w);
                 }
             }
         }
@@ -793,21 +916,28 @@ pub fn log_apply(
     let tasks = targets.frontier(TASKS);
     let run = |&i: &usize| -> (Vec<Acc>, KernelStats) {
         let node = &targets.nodes[i];
+        let mut acc = vec![Acc::EMPTY; node.len()];
+        // start each target's scale at its leaf's lower bound: most additions then need no log
+        for &l in &targets.leaves {
+            let leaf = &targets.nodes[l];
+            if leaf.start >= node.start && leaf.end <= node.end && ctx.lower[l].is_finite() {
+                for a in &mut acc[leaf.start - node.start..leaf.end - node.start] {
+                    a.m = ctx.lower[l];
+                }
+            }
+        }
         let mut w = Work {
-            acc: vec![Acc::EMPTY; node.len()],
+            acc,
             offset: node.start,
             mono: Vec::new(),
             mom: Vec::new(),
             mom_c: Vec::new(),
             mom_w: Vec::new(),
             wt: Vec::new(),
+            tv: Vec::new(),
             stats: KernelStats::default(),
         };
-        if exact {
-            ctx.dense(i, 0, &mut w);
-        } else {
-            ctx.visit(i, 0, &mut w);
-        }
+        ctx.run_task(i, exact, &mut w);
         (w.acc, w.stats)
     };
     let parts: Vec<(Vec<Acc>, KernelStats)> = if opts.parallel {
@@ -931,6 +1061,8 @@ mod tests {
             let x = -700.0 * lcg(&mut seed) + 5.0 * (lcg(&mut seed) - 0.5);
             let (a, b) = (exp_fast(x), x.exp());
             worst = worst.max(((a - b) / b).abs());
+            let fused = exp_fast_with::<true>(x);
+            worst = worst.max(((fused - b) / b).abs());
         }
         assert!(worst < 5e-16, "worst relative error {worst}");
         assert_eq!(exp_fast(f64::NEG_INFINITY), 0.0);
