@@ -342,7 +342,6 @@ struct Work {
     mom_c: Vec<f64>,
     mom_w: Vec<f64>,
     wt: Vec<f64>,
-    tv: Vec<f64>,
     stats: KernelStats,
 }
 
@@ -934,7 +933,6 @@ pub fn log_apply(
             mom_c: Vec::new(),
             mom_w: Vec::new(),
             wt: Vec::new(),
-            tv: Vec::new(),
             stats: KernelStats::default(),
         };
         ctx.run_task(i, exact, &mut w);
