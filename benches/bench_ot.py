@@ -66,18 +66,20 @@ def child(spec: dict) -> dict:
     base = peak_mb()
     with threadpool_limits(threads):
         start = time.perf_counter()
-        if solver in ("lorainne", "lorainne-dense"):
+        if solver in ("lorainne", "lorainne-dense", "lorainne-plain"):
             import warnings
 
             from lorainne import sinkhorn
 
-            method = "hierarchical" if solver == "lorainne" else "dense"
-            kw = {}
+            method = "dense" if solver == "lorainne-dense" else "hierarchical"
+            kw = {"overrelaxation": solver != "lorainne-plain"}
             if spec.get("iters"):
                 kw = {"n_iter_max": spec["iters"], "eps_scaling": False}
+            if spec.get("tol"):
+                kw["tol"] = spec["tol"]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = sinkhorn(x, y, eps=EPS, tol=TOL, method=method, n_threads=threads, **kw)
+                r = sinkhorn(x, y, eps=EPS, **{"tol": TOL, **kw}, method=method, n_threads=threads)
             out = {"cost": r.cost, "n_iter": r.n_iter, "err": r.marginal_error}
         elif solver == "pot":
             import ot
@@ -153,6 +155,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="*", default=[1])
     p.add_argument("--pot-max", type=int, default=10000, help="largest n for POT (its n x n matrices: 15.6 GB at 2e4)")
     p.add_argument("--pot-log-max", type=int, default=4000)
+    p.add_argument("--plain-max", type=int, default=10000, help="largest n for lorainne without over-relaxation")
     p.add_argument("--dense-max", type=int, default=4000, help="largest n for lorainne's dense reference")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args()
@@ -177,6 +180,8 @@ def main() -> None:
         for n in args.sizes:
             runs: dict[str, dict | None] = {}
             runs["lorainne"] = run_child({"n": n, "solver": "lorainne", "threads": threads}, args.timeout)
+            if n <= args.plain_max:
+                runs["lorainne-plain"] = run_child({"n": n, "solver": "lorainne-plain", "threads": threads}, args.timeout)
             if n <= args.dense_max:
                 runs["lorainne-dense"] = run_child({"n": n, "solver": "lorainne-dense", "threads": threads}, args.timeout)
             if n <= args.pot_max:

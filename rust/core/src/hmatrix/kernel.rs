@@ -342,6 +342,8 @@ struct Work {
     mom_c: Vec<f64>,
     mom_w: Vec<f64>,
     wt: Vec<f64>,
+    rows_i: Vec<f64>,
+    rows_j: Vec<f64>,
     stats: KernelStats,
 }
 
@@ -475,6 +477,29 @@ impl<'a> Ctx<'a> {
                 acc.q += qsum;
             } else if sum > 0.0 {
                 acc.add(zmax + sum.ln(), qsum / sum);
+            }
+        }
+    }
+
+    /// The monomial rows u^alpha (degree <= order) of the points of node `id`, into `out`.
+    #[inline(always)]
+    fn monomial_rows(&self, tree: &KdTree, id: usize, order: usize, out: &mut Vec<f64>) {
+        let terms = self.mi.count[order];
+        let node = &tree.nodes[id];
+        let c = tree.center(id);
+        out.clear();
+        out.resize(node.len() * terms, 0.0);
+        let (parent, axis) = (&self.mi.parent[..terms], &self.mi.axis[..terms]);
+        for (r, p) in (node.start..node.end).enumerate() {
+            let x = tree.point(p);
+            let mut u = [0.0f64; 8];
+            for k in 0..tree.d {
+                u[k] = x[k] - c[k];
+            }
+            let row = &mut out[r * terms..(r + 1) * terms];
+            row[0] = 1.0;
+            for a in 1..terms {
+                row[a] = row[parent[a]] * u[axis[a]];
             }
         }
     }
@@ -782,6 +807,15 @@ impl<'a> Ctx<'a> {
                         self.far_cached::<F>(i, j, order, w, ri, rj);
                         return;
                     }
+                    if self.t.d <= 8 {
+                        // no cache (too large): the same kernel on rows built for this block
+                        let (mut ri, mut rj) = (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
+                        self.monomial_rows(self.t, i, order, &mut ri);
+                        self.monomial_rows(self.s, j, order, &mut rj);
+                        self.far_cached::<F>(i, j, order, w, &ri, &rj);
+                        (w.rows_i, w.rows_j) = (ri, rj);
+                        return;
+                    }
                 }
                 self.far::<F>(i, j, order, w);
                 return;
@@ -829,6 +863,21 @@ pub struct Applied {
 const TASKS: usize = 256;
 /// Largest estimated monomial cache per tree.
 const CACHE_BYTES: u128 = 1 << 30; // 1 GiB
+
+/// Fixes the order of `tree`'s monomial cache for applications at relative tolerance `tol` (the
+/// first call wins; `log_apply` calls it with its own tolerance). A caller that applies the kernel
+/// at several tolerances (Sinkhorn's loose early eps stages) calls it first with the finest one.
+/// The order is that of the largest admissible T; the cache is used when it fits in memory
+/// (measured: about 6 tree levels of far-field nodes per point, ~2 KB per point in 2-D at tol
+/// 1e-7); above the cap, far-field blocks build their monomial rows each time.
+pub fn reserve_monomial_cache(tree: &KdTree, tol: f64) {
+    let mi = MultiIndex::new(tree.d);
+    let cache_order = mi.order_for(MAX_T, 0.25 * tol).unwrap_or(0);
+    let per_point = mi.count[cache_order] * 8 * 6;
+    if (tree.n as u128) * (per_point as u128) <= CACHE_BYTES {
+        let _ = tree.mono_order.get_or_init(|| cache_order);
+    }
+}
 
 /// Applies the kernel in the log domain: targets and sources in tree order, `h` per source.
 pub fn log_apply(
@@ -902,16 +951,8 @@ pub fn log_apply(
         mi: MultiIndex::new(targets.d),
         with_cost,
     };
-    // Monomial caches: fixed order (that of the largest admissible T at this tolerance), used when
-    // they fit in memory (measured: about 6 tree levels of far-field nodes per point, i.e. ~2 KB
-    // per point in 2-D at tol 1e-7; above the cap the far field recomputes monomials, ~2x slower).
-    let cache_order = ctx.mi.order_for(MAX_T, ctx.tol_far).unwrap_or(0);
-    let per_point = ctx.mi.count[cache_order] * 8 * 6;
-    for tree in [targets, sources] {
-        if (tree.n as u128) * (per_point as u128) <= CACHE_BYTES {
-            let _ = tree.mono_order.get_or_init(|| cache_order);
-        }
-    }
+    reserve_monomial_cache(targets, tol);
+    reserve_monomial_cache(sources, tol);
     let tasks = targets.frontier(TASKS);
     let run = |&i: &usize| -> (Vec<Acc>, KernelStats) {
         let node = &targets.nodes[i];
@@ -933,6 +974,8 @@ pub fn log_apply(
             mom_c: Vec::new(),
             mom_w: Vec::new(),
             wt: Vec::new(),
+            rows_i: Vec::new(),
+            rows_j: Vec::new(),
             stats: KernelStats::default(),
         };
         ctx.run_task(i, exact, &mut w);
@@ -1049,6 +1092,26 @@ mod tests {
         check(1500, 1300, 2, 0.05, 40.0);
         check(800, 900, 1, 0.001, 40.0);
         check(1000, 1000, 3, 0.02, 40.0);
+    }
+
+    #[test]
+    fn uncached_far_field_matches_dense() {
+        // a cache of order 0 serves no far block: every block builds its own monomial rows
+        let mut seed = 5u64;
+        let (n, d, eps, tol) = (1200, 2, 0.01, 1e-6);
+        let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
+        let y: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
+        let (tx, ty) = (KdTree::build(&x, d, 16).unwrap(), KdTree::build(&y, d, 16).unwrap());
+        tx.mono_order.set(0).unwrap();
+        ty.mono_order.set(0).unwrap();
+        let h: Vec<f64> = (0..n).map(|_| 40.0 * (lcg(&mut seed) - 0.5)).collect();
+        let opts = KernelOptions { eps, tol, exact: false, parallel: false };
+        let approx = log_apply(&tx, &ty, &h, &opts, false).unwrap();
+        let exact = log_apply(&tx, &ty, &h, &KernelOptions { exact: true, ..opts }, false).unwrap();
+        assert!(approx.stats.far_blocks > 0);
+        for k in 0..n {
+            assert!((approx.log_sum[k] - exact.log_sum[k]).abs() <= tol, "{k}");
+        }
     }
 
     #[test]

@@ -4,5 +4,5 @@
 pub mod kernel;
 pub mod tree;
 
-pub use kernel::{log_apply, Applied, KernelOptions, KernelStats};
+pub use kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
 pub use tree::KdTree;
