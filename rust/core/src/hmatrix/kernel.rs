@@ -390,6 +390,10 @@ fn leaf_lower_bound(
     // Leaves are disjoint, so the log-sum-exp of their bounds is a lower bound too: collect the
     // leaves whose bound may come within e^-MARGIN of the best one.
     const MARGIN: f64 = 4.0;
+    // Any subset of leaves gives a valid bound: stop after this many (nearest first). Without the
+    // cap a wide kernel (early eps stages) visits every source leaf for every target leaf, n^2/256.
+    const MAX_LEAVES: usize = 64;
+    let mut visited = 0usize;
     let mut best = f64::NEG_INFINITY;
     let (mut m, mut sum) = (f64::NEG_INFINITY, 0.0f64);
     let mut stack = vec![0usize];
@@ -401,6 +405,10 @@ fn leaf_lower_bound(
         }
         let node = &s.nodes[j];
         if node.is_leaf() {
+            visited += 1;
+            if visited > MAX_LEAVES {
+                break;
+            }
             let lb = lse[j] - box_max_dist2(t, i, s, j) * inv_eps;
             if lb == f64::NEG_INFINITY {
                 continue;
