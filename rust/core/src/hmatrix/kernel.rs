@@ -815,8 +815,9 @@ impl<'a> Ctx<'a> {
                         self.far_cached::<F>(i, j, order, w, ri, rj);
                         return;
                     }
-                    if self.t.d <= 8 {
+                    if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
                         // no cache (too large): the same kernel on rows built for this block
+                        // (blocks above ROWS_MAX points, rare, take `far`: no n-sized scratch)
                         let (mut ri, mut rj) = (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
                         self.monomial_rows(self.t, i, order, &mut ri);
                         self.monomial_rows(self.s, j, order, &mut rj);
@@ -866,6 +867,8 @@ pub struct Applied {
     pub stats: KernelStats,
 }
 
+/// Largest node whose monomial rows an uncached far-field block builds in scratch memory.
+const ROWS_MAX: usize = 4096;
 /// Number of target subtrees processed as independent tasks (fixed: results do not depend on
 /// the thread count).
 const TASKS: usize = 256;
@@ -878,13 +881,15 @@ const CACHE_BYTES: u128 = 1 << 30; // 1 GiB
 /// The order is that of the largest admissible T; the cache is used when it fits in memory
 /// (measured: about 6 tree levels of far-field nodes per point, ~2 KB per point in 2-D at tol
 /// 1e-7); above the cap, far-field blocks build their monomial rows each time.
+/// (Measured at n = 1e5 in 2-D: ~2.5 KB per point and tree, i.e. ~9 levels.)
 pub fn reserve_monomial_cache(tree: &KdTree, tol: f64) {
     let mi = MultiIndex::new(tree.d);
     let cache_order = mi.order_for(MAX_T, 0.25 * tol).unwrap_or(0);
     let per_point = mi.count[cache_order] * 8 * 6;
-    if (tree.n as u128) * (per_point as u128) <= CACHE_BYTES {
-        let _ = tree.mono_order.get_or_init(|| cache_order);
-    }
+    // too large: order 0 (a cache that serves only the rare order-0 block, 8 bytes per point and
+    // level), so that a later call at a looser tolerance cannot fill a cache the finest one misses
+    let fits = (tree.n as u128) * (per_point as u128) <= CACHE_BYTES;
+    let _ = tree.mono_order.get_or_init(|| if fits { cache_order } else { 0 });
 }
 
 /// Applies the kernel in the log domain: targets and sources in tree order, `h` per source.
