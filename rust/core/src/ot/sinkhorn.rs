@@ -302,7 +302,10 @@ pub fn sinkhorn(
         let stage_opts = if final_stage {
             opts
         } else {
-            loose = SinkhornOptions { kernel_tol: opts.kernel_tol.max(stage_tol / 10.0), ..opts.clone() };
+            loose = SinkhornOptions {
+                kernel_tol: opts.kernel_tol.max(stage_tol / 10.0),
+                ..opts.clone()
+            };
             &loose
         };
         f = update(&xs, &ys, &g, stage_opts, eps, &mut stats)?; // warm start from the previous stage's g
