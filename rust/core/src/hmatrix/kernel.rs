@@ -572,20 +572,7 @@ impl<'a> Ctx<'a> {
             dvec[k] = ci[k] - cj[k];
         }
         let d2: f64 = dvec.iter().map(|v| v * v).sum();
-        w.wt.clear();
-        let mut shift = f64::NEG_INFINITY;
-        for q in nj.start..nj.end {
-            let y = s.point(q);
-            let (mut w2, mut wd) = (0.0, 0.0);
-            for k in 0..d {
-                let wk = y[k] - cj[k];
-                w2 += wk * wk;
-                wd += wk * dvec[k];
-            }
-            let e = self.h[q] - (w2 - 2.0 * wd) * self.inv_eps;
-            shift = shift.max(e);
-            w.wt.push(e);
-        }
+        let shift = self.source_exponents(j, &dvec, &mut w.wt);
         if shift == f64::NEG_INFINITY || shift.is_nan() {
             w.stats.pruned_blocks += 1;
             return;
@@ -627,6 +614,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Source side of far block (., j) with centre offset D = c_I - c_J: e_q = h_q - (|w_q|^2 -
+    /// 2 w_q.D)/eps into `out` (w_q = y_q - c_J); returns their maximum, the block's shift.
+    #[inline(always)]
+    fn source_exponents(&self, j: usize, dvec: &[f64], out: &mut Vec<f64>) -> f64 {
+        let (s, nj) = (self.s, &self.s.nodes[j]);
+        let cj = s.center(j);
+        out.clear();
+        let mut shift = f64::NEG_INFINITY;
+        for q in nj.start..nj.end {
+            let y = s.point(q);
+            let (mut w2, mut wd) = (0.0, 0.0);
+            for k in 0..dvec.len() {
+                let wk = y[k] - cj[k];
+                w2 += wk * wk;
+                wd += wk * dvec[k];
+            }
+            let e = self.h[q] - (w2 - 2.0 * wd) * self.inv_eps;
+            shift = shift.max(e);
+            out.push(e);
+        }
+        shift
+    }
+
     #[inline(always)]
     fn far<const F: bool>(&self, i: usize, j: usize, order: usize, w: &mut Work) {
         let (t, s, d) = (self.t, self.s, self.t.d);
@@ -635,21 +645,7 @@ impl<'a> Ctx<'a> {
         let (ci, cj) = (t.center(i), s.center(j));
         let dvec: Vec<f64> = (0..d).map(|k| ci[k] - cj[k]).collect();
         let d2: f64 = dvec.iter().map(|v| v * v).sum();
-        // source side: e_j = h_j - (|w|^2 - 2 w.D)/eps, shifted by its maximum
-        w.wt.clear();
-        let mut shift = f64::NEG_INFINITY;
-        for q in nj.start..nj.end {
-            let y = s.point(q);
-            let (mut w2, mut wd) = (0.0, 0.0);
-            for k in 0..d {
-                let wk = y[k] - cj[k];
-                w2 += wk * wk;
-                wd += wk * dvec[k];
-            }
-            let e = self.h[q] - (w2 - 2.0 * wd) * self.inv_eps;
-            shift = shift.max(e);
-            w.wt.push(e);
-        }
+        let shift = self.source_exponents(j, &dvec, &mut w.wt);
         if shift == f64::NEG_INFINITY || shift.is_nan() {
             w.stats.pruned_blocks += 1;
             return;

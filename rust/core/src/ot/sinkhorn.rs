@@ -16,7 +16,9 @@
 //! column j of (f, g) is b_j exp((g_j - G(f)_j)/eps), row i is a_i exp((f_i - F(g)_i)/eps).
 
 use crate::error::{Error, Result};
-use crate::hmatrix::{log_apply, reserve_monomial_cache, KdTree, KernelOptions, KernelStats};
+use crate::hmatrix::{
+    log_apply, reserve_monomial_cache, Applied, KdTree, KernelOptions, KernelStats,
+};
 
 #[derive(Debug, Clone)]
 pub struct SinkhornOptions {
@@ -87,15 +89,16 @@ impl Side {
     }
 }
 
-/// The potential update: out_i = -eps log sum_j w_j exp((pot_j - C_ij)/eps), targets `t`, sources `s`.
-fn update(
+/// log sum_j w_j exp((pot_j - C_ij)/eps) for the targets `t` (tree order), sources `s`; with
+/// `with_cost`, also the plan-weighted mean cost of each row.
+fn apply(
     t: &Side,
     s: &Side,
     pot: &[f64],
     opts: &SinkhornOptions,
     eps: f64,
-    stats: &mut KernelStats,
-) -> Result<Vec<f64>> {
+    with_cost: bool,
+) -> Result<Applied> {
     let h: Vec<f64> = s
         .log_w
         .iter()
@@ -114,7 +117,19 @@ fn update(
         exact: opts.exact,
         parallel: opts.parallel,
     };
-    let applied = log_apply(&t.tree, &s.tree, &h, &kopts, false)?;
+    log_apply(&t.tree, &s.tree, &h, &kopts, with_cost)
+}
+
+/// The potential update: out_i = -eps log sum_j w_j exp((pot_j - C_ij)/eps), targets `t`, sources `s`.
+fn update(
+    t: &Side,
+    s: &Side,
+    pot: &[f64],
+    opts: &SinkhornOptions,
+    eps: f64,
+    stats: &mut KernelStats,
+) -> Result<Vec<f64>> {
+    let applied = apply(t, s, pot, opts, eps, false)?;
     *stats = applied.stats;
     Ok(applied.log_sum.iter().map(|&l| -eps * l).collect())
 }
@@ -368,25 +383,7 @@ pub fn sinkhorn(
     }
     let eps = opts.eps;
     // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
-    let h: Vec<f64> = ys
-        .log_w
-        .iter()
-        .zip(&g)
-        .map(|(&lw, &p)| {
-            if lw == f64::NEG_INFINITY {
-                lw
-            } else {
-                lw + p / eps
-            }
-        })
-        .collect();
-    let kopts = KernelOptions {
-        eps,
-        tol: opts.kernel_tol,
-        exact: opts.exact,
-        parallel: opts.parallel,
-    };
-    let applied = log_apply(&xs.tree, &ys.tree, &h, &kopts, true)?;
+    let applied = apply(&xs, &ys, &g, opts, eps, true)?;
     let mut cost = 0.0;
     for i in 0..n {
         if xs.w[i] > 0.0 {
