@@ -572,14 +572,9 @@ impl<'a> Ctx<'a> {
             dvec[k] = ci[k] - cj[k];
         }
         let d2: f64 = dvec.iter().map(|v| v * v).sum();
-        let shift = self.source_exponents(j, &dvec, &mut w.wt);
-        if shift == f64::NEG_INFINITY || shift.is_nan() {
-            w.stats.pruned_blocks += 1;
+        let Some(shift) = self.start_far_block(i, j, order, &dvec, w) else {
             return;
-        }
-        w.stats.far_blocks += 1;
-        w.stats.far_terms += ((ni.len() + nj.len()) * terms) as u64;
-        w.stats.max_order = w.stats.max_order.max(order as u64);
+        };
         w.mom.clear();
         w.mom.resize(terms, 0.0);
         for e in w.wt.iter_mut() {
@@ -614,8 +609,30 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Source side of far block (., j) with centre offset D = c_I - c_J: e_q = h_q - (|w_q|^2 -
-    /// 2 w_q.D)/eps into `out` (w_q = y_q - c_J); returns their maximum, the block's shift.
+    /// Source side of far block (i, j) with centre offset D = c_I - c_J: e_q = h_q - (|w_q|^2 -
+    /// 2 w_q.D)/eps into `w.wt` (w_q = y_q - c_J), counted in the statistics; returns their
+    /// maximum, the block's shift, or None (counted as pruned) when no source has weight.
+    #[inline(always)]
+    fn start_far_block(
+        &self,
+        i: usize,
+        j: usize,
+        order: usize,
+        dvec: &[f64],
+        w: &mut Work,
+    ) -> Option<f64> {
+        let shift = self.source_exponents(j, dvec, &mut w.wt);
+        if shift == f64::NEG_INFINITY || shift.is_nan() {
+            w.stats.pruned_blocks += 1;
+            return None;
+        }
+        w.stats.far_blocks += 1;
+        w.stats.far_terms +=
+            ((self.t.nodes[i].len() + self.s.nodes[j].len()) * self.mi.count[order]) as u64;
+        w.stats.max_order = w.stats.max_order.max(order as u64);
+        Some(shift)
+    }
+
     #[inline(always)]
     fn source_exponents(&self, j: usize, dvec: &[f64], out: &mut Vec<f64>) -> f64 {
         let (s, nj) = (self.s, &self.s.nodes[j]);
@@ -645,14 +662,9 @@ impl<'a> Ctx<'a> {
         let (ci, cj) = (t.center(i), s.center(j));
         let dvec: Vec<f64> = (0..d).map(|k| ci[k] - cj[k]).collect();
         let d2: f64 = dvec.iter().map(|v| v * v).sum();
-        let shift = self.source_exponents(j, &dvec, &mut w.wt);
-        if shift == f64::NEG_INFINITY || shift.is_nan() {
-            w.stats.pruned_blocks += 1;
+        let Some(shift) = self.start_far_block(i, j, order, &dvec, w) else {
             return;
-        }
-        w.stats.far_blocks += 1;
-        w.stats.far_terms += ((ni.len() + nj.len()) * terms) as u64;
-        w.stats.max_order = w.stats.max_order.max(order as u64);
+        };
         let mi = &self.mi;
         w.mom.clear();
         w.mom.resize(terms, 0.0);
