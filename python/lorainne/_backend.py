@@ -59,6 +59,28 @@ def is_host_input(x: Any) -> bool:
     return isinstance(x, np.ndarray) or is_scipy_sparse(x) or is_linear_operator(x)
 
 
+def numpy_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype of the same name as an array library's dtype (``torch.float32`` -> float32)."""
+    return np.dtype(str(dtype).split(".")[-1])
+
+
+def to_host(x: Any, dtype: Any = None) -> np.ndarray:
+    """Any array as a NumPy array on the host (of ``dtype`` if given): CuPy through ``.get()``,
+    others through ``np.asarray``, DLPack or a list.
+
+    For small results (eigenvalues, coefficients, weights) only: it copies device data.
+    """
+    if is_cupy_array(x):
+        x = x.get()
+    try:
+        return np.asarray(x, dtype=dtype)
+    except Exception:  # array_api_strict and friends: go through DLPack or a list
+        try:
+            return np.asarray(np.from_dlpack(x), dtype=dtype)
+        except Exception:
+            return np.asarray(x.tolist() if hasattr(x, "tolist") else list(x), dtype=dtype)
+
+
 def resolve(*arrays: Any, backend: str = "auto", rust_kernel: bool = True) -> str:
     """Pick the backend that runs a call.
 

@@ -48,7 +48,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from ._backend import core, resolve
+from ._backend import core, resolve, to_host
 from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from ._warnings import ConvergenceWarning
 
@@ -115,7 +115,7 @@ def _weights(w, n: int, name: str, like):
     w = as_float_array(w, name, finite=False)
     if w.ndim != 1 or w.shape[0] != n:
         raise ValueError(f"{name} must be 1-D with {n} entries (one per point), got shape {tuple(w.shape)}")
-    w = np.asarray(_to_host(w), dtype=np.float64)
+    w = np.asarray(to_host(w), dtype=np.float64)
     if not np.all(np.isfinite(w)):
         raise ValueError(f"{name} contains NaN or infinity")
     if np.any(w < 0):
@@ -123,20 +123,6 @@ def _weights(w, n: int, name: str, like):
     if w.sum() <= 0:
         raise ValueError(f"{name} sums to 0; weights must have positive total mass")
     return w
-
-
-def _to_host(x):
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "get"):  # CuPy
-        return x.get()
-    try:
-        return np.asarray(x)
-    except Exception:  # array_api_strict and friends: go through DLPack or a list
-        try:
-            return np.from_dlpack(x)
-        except Exception:
-            return np.asarray(x.tolist() if hasattr(x, "tolist") else list(x))
 
 
 def _check_eps_scaling(eps_scaling):

@@ -15,7 +15,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from . import _qr
-from ._backend import core, resolve
+from ._backend import core, numpy_dtype, resolve
 from ._operators import MatrixOperator, as_operator
 from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from ._warnings import ConvergenceWarning
@@ -174,11 +174,6 @@ class _Plan(NamedTuple):
     n_threads: int | None
 
 
-def _numpy_dtype(dtype) -> np.dtype:
-    """The NumPy dtype with the same name (float32/float64) as an array library's dtype."""
-    return np.dtype(str(dtype).split(".")[-1])
-
-
 def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads) -> _Plan:
     op = as_operator(A, "A")
     m, n = op.shape
@@ -188,7 +183,7 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
     qr = check_option(qr, "qr", QR_METHODS)
     tol = check_tol(tol)
     if tol is not None:
-        floor = float(np.sqrt(np.finfo(_numpy_dtype(op.dtype)).eps))
+        floor = float(np.sqrt(np.finfo(numpy_dtype(op.dtype)).eps))
         if tol < floor:
             raise ValueError(f"tol={tol} is below sqrt(machine epsilon) = {floor:.1e} for {op.dtype}: the error estimate cannot certify it")
         if op.frobenius_norm() is None:
@@ -211,7 +206,7 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
 
 def _gaussian(plan: _Plan, rows: int, cols: int):
     """Standard normal block drawn on the host (same numbers on every backend), then moved."""
-    block = plan.rng.standard_normal((rows, cols)).astype(_numpy_dtype(plan.op.dtype), copy=False)
+    block = plan.rng.standard_normal((rows, cols)).astype(numpy_dtype(plan.op.dtype), copy=False)
     return plan.op.xp.asarray(block, device=plan.op.device)
 
 

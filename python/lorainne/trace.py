@@ -25,8 +25,9 @@ import numbers
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
+import scipy.sparse.linalg
 
-from ._backend import core, is_host_input, is_scipy_sparse, resolve
+from ._backend import core, is_host_input, is_scipy_sparse, numpy_dtype, resolve, to_host
 from ._operators import MatrixOperator, as_operator
 from ._validation import check_int, check_n_threads, check_option, check_random_state
 
@@ -72,27 +73,13 @@ class _Products:
         return self.op.matmat(X)
 
 
-def _to_host(x) -> np.ndarray:
-    """A small array as float64 NumPy (eigenvalues, coefficients): O(m^2) numbers at most."""
-    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
-        x = x.get()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except Exception:
-        return np.asarray(np.from_dlpack(x), dtype=np.float64)
-
-
-def _numpy_dtype(dtype) -> np.dtype:
-    return np.dtype(str(dtype).split(".")[-1])
-
-
 def _draw(op: MatrixOperator, rng: np.random.Generator, n: int, k: int, kind: str):
     """Random test vectors drawn on the host, moved to A's library, device and dtype."""
     if kind == "rademacher":
         block = rng.integers(0, 2, size=(n, k)).astype(np.float64) * 2.0 - 1.0
     else:
         block = rng.standard_normal((n, k))
-    block = block.astype(_numpy_dtype(op.dtype), copy=False)
+    block = block.astype(numpy_dtype(op.dtype), copy=False)
     return op.xp.asarray(block, device=op.device)
 
 
@@ -115,7 +102,7 @@ def _std_error(xp, samples) -> float:
 
 
 def _eps(op: MatrixOperator) -> float:
-    return float(np.finfo(_numpy_dtype(op.dtype)).eps)
+    return float(np.finfo(numpy_dtype(op.dtype)).eps)
 
 
 def _square_operator(A, name: str = "A") -> MatrixOperator:
@@ -524,8 +511,8 @@ def _lanczos_xp(matmat, V0, n_steps: int, eps: float):
         safe = xp.where(alive > 0, beta, xp.ones_like(beta))
         v_prev, v = v, w / safe * alive
         beta_prev, active = beta * alive, alive
-    alpha = _to_host(xp.stack(alphas, axis=1))
-    beta = _to_host(xp.stack(betas, axis=1))
+    alpha = to_host(xp.stack(alphas, axis=1), np.float64)
+    beta = to_host(xp.stack(betas, axis=1), np.float64)
     length = np.full(s, n_steps, dtype=np.int64)
     for r in range(s):  # a run stops after its first vanishing beta
         zero = np.flatnonzero(beta[r, : n_steps - 1] == 0.0)
@@ -613,17 +600,12 @@ def _check_symmetric(op: MatrixOperator, A, name: str = "A"):
         gap = float(xp.linalg.vector_norm(D - D.T))
         size = float(xp.linalg.vector_norm(D))
     elif is_scipy_sparse(A):
-        gap = float(sp_norm(A - A.T))
-        size = float(sp_norm(A))
+        gap = float(scipy.sparse.linalg.norm(A - A.T))
+        size = float(scipy.sparse.linalg.norm(A))
     else:
         return
     if gap > 1e3 * _eps(op) * max(size, 1e-300):
         raise ValueError(f"{name} must be symmetric: ||A - A^T||_F / ||A||_F = {gap / size:.2e}")
-
-
-def sp_norm(M) -> float:
-    M = M.tocsr()
-    return float(np.sqrt(np.sum(np.abs(M.data) ** 2)))
 
 
 class _Recurrences:
@@ -641,7 +623,7 @@ class _Recurrences:
                 self.dense = np.ascontiguousarray(op.dense)
             else:
                 self.dense = None
-                csr = A.tocsr().astype(_numpy_dtype(op.dtype))
+                csr = A.tocsr().astype(numpy_dtype(op.dtype))
                 csr.sum_duplicates()
                 self.csr = (csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data, csr.shape[1])
 
@@ -833,7 +815,7 @@ def trace_function(
             coefficients = coefficients * _jackson(degree)
         steps = (degree + 1) // 2
         X = _unit_rademacher(op, rng, n_vectors)
-        moments = _to_host(rec.chebyshev(X, (hi + lo) / 2, (hi - lo) / 2, steps, False))[: degree + 1]
+        moments = to_host(rec.chebyshev(X, (hi + lo) / 2, (hi - lo) / 2, steps, False), np.float64)[: degree + 1]
         samples = n * (coefficients @ moments)
         c, h = (hi + lo) / 2, (hi - lo) / 2
         if moments.shape[0] >= 3:  # v^T A v and v^T A^2 v from T_0, T_1, T_2 of A_hat = (A - c) / h
@@ -866,7 +848,7 @@ def _exact_power_traces(op: MatrixOperator, A) -> np.ndarray:
     if op.dense is not None:
         xp, D = op.xp, op.dense
         return np.array([float(xp.linalg.trace(_f64(xp, D))), float(xp.sum(_f64(xp, D) ** 2))])
-    return np.array([float(A.diagonal().sum()), sp_norm(A) ** 2])
+    return np.array([float(A.diagonal().sum()), scipy.sparse.linalg.norm(A) ** 2])
 
 
 def _with_control_variates(samples: np.ndarray, powers: np.ndarray, exact: np.ndarray, used: int) -> TraceEstimate:
@@ -915,7 +897,7 @@ def _check_grid(t, name: str = "t"):
         from array_api_compat import array_namespace, device
 
         xp_t = array_namespace(t)
-        host = _to_host(t)
+        host = to_host(t, np.float64)
         dev = device(t)
 
         def back(values):
@@ -993,7 +975,7 @@ def _parametric_core(rec: _Recurrences, rng, fun2, t_host, n_vectors: int, degre
     center, half = (hi + lo) / 2, (hi - lo) / 2
     if method == "hutchinson" or n_vectors < 2:
         X = _unit_rademacher(op, rng, n_vectors)
-        moments = _to_host(rec.chebyshev(X, center, half, (degree + 1) // 2, False))[: degree + 1]
+        moments = to_host(rec.chebyshev(X, center, half, (degree + 1) // 2, False), np.float64)[: degree + 1]
         return n * (C @ moments.mean(axis=1))
     m = n_vectors if method == "nystrom" else max(1, n_vectors // 2)
     X = _draw(op, rng, n, n_vectors if method == "nystrom" else n_vectors, "gaussian")
@@ -1002,7 +984,7 @@ def _parametric_core(rec: _Recurrences, rng, fun2, t_host, n_vectors: int, degre
 
     xp = array_namespace(moments)
     values = _nystrom_traces(xp, C, moments, m, method == "nystrom++" and n_vectors - m >= 1, rcond)
-    return _to_host(values)
+    return to_host(values, np.float64)
 
 
 def trace_parametric(

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from .._backend import core, resolve
+from .._backend import core, numpy_dtype, resolve
 from .._validation import as_float_array, check_int, check_n_threads, check_random_state
 from .._warnings import ConvergenceWarning
 from . import _xp
@@ -78,19 +78,15 @@ def check_callback(callback) -> Callable | None:
     return callback
 
 
-def _numpy_dtype(dtype) -> np.dtype:
-    return np.dtype(str(dtype).split(".")[-1])
-
-
 def _eps(dtype) -> float:
-    return float(np.finfo(_numpy_dtype(dtype)).eps)
+    return float(np.finfo(numpy_dtype(dtype)).eps)
 
 
 # --------------------------------------------------------------------------- initialization
 
 
 def _gaussian(xp, rng, shape, dtype, like):
-    block = rng.standard_normal(shape).astype(_numpy_dtype(dtype), copy=False)
+    block = rng.standard_normal(shape).astype(numpy_dtype(dtype), copy=False)
     return xp.asarray(block, device=device(like))
 
 
