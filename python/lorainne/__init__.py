@@ -3,6 +3,8 @@
 Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation behind both.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
@@ -10,7 +12,10 @@ from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd,
 from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
 from .trace import TraceEstimate, spectral_density, trace, trace_function, trace_parametric
 
-__version__ = "0.1.0"
+try:  # one version, written in the Cargo workspace and read by maturin into the package metadata
+    __version__ = version("lorainne")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CPTensor",
