@@ -294,9 +294,10 @@ def warn_unconverged(run: Run, tol: float, name: str, n_iter_max: int, stackleve
         )
 
 
-def finish(run: Run, tol: float, name: str, n_iter_max: int) -> CPTensor:
-    """Warn (for the caller of the caller of ``finish``, the user), then the normalized CPTensor."""
-    warn_unconverged(run, tol, name, n_iter_max, stacklevel=3)
+def finish(run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int = 3) -> CPTensor:
+    """Warn (``stacklevel`` as ``warnings.warn`` would take it here: 3 = the caller of the caller of
+    ``finish``, the user), then the normalized CPTensor."""
+    warn_unconverged(run, tol, name, n_iter_max, stacklevel=stacklevel)
     xp = array_namespace(run.factors[0])
     ones = xp.ones((run.factors[0].shape[1],), dtype=run.factors[0].dtype, device=device(run.factors[0]))
     result = CPTensor(ones, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")

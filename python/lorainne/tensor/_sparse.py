@@ -139,7 +139,8 @@ def sparse_mttkrp_numpy(X: SparseTensor, factors, mode: int):
 
 
 def cp_sparse(
-    X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, l1, n_init, rng, backend, n_threads, verbose, callback
+    X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, l1, n_init, rng, backend, n_threads, verbose,
+    callback,
 ) -> CPTensor:
     """CP of a SparseTensor (the arguments checked by :func:`lorainne.cp`): the Rust sparse loop, or the
     NumPy reference sweep with a sparse MTTKRP."""
@@ -186,7 +187,7 @@ def cp_sparse(
             run = Run(factors, errors, status)
         if best is None or run.final_error < best.final_error:
             best = run
-    return finish(best, tol, "cp", n_iter_max)
+    return finish(best, tol, "cp", n_iter_max, stacklevel=4)  # cp -> cp_sparse -> finish: warn for cp's caller
 
 
 def _xp_numpy():
