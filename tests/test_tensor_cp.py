@@ -195,6 +195,17 @@ def test_warns_when_n_iter_max_is_hit(rng, backend):
     assert not model.converged and model.n_iter == 3
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_convergence_warnings_point_at_the_caller(rng, sparse):
+    X, _, _ = planted(rng, (10, 9, 8), 5, noise=0.3)
+    with pytest.warns(ConvergenceWarning) as record:
+        cp(SparseTensor.from_dense(X) if sparse else X, 5, n_iter_max=3, init="random", random_state=0)
+    with pytest.warns(ConvergenceWarning) as more:
+        lorainne.tucker(X, 3, n_iter_max=1, init="random", random_state=0)
+        lorainne.nmf(np.abs(X).reshape(10, -1), 3, n_iter_max=2, random_state=0)
+    assert [w.filename for w in [*record, *more]] == [__file__] * 3
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stalled_start_is_never_converged(rng, backend):
     X, _, _ = planted(rng, (8, 7, 6), 3, noise=0.01)

@@ -10,210 +10,42 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
-import warnings
-from typing import Any, Callable
+from collections.abc import Callable
 
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from .._backend import core, numpy_dtype, resolve
-from .._validation import as_float_array, check_int, check_n_threads, check_random_state
-from .._warnings import ConvergenceWarning
+from .._backend import core, resolve
+from .._validation import check_int, check_n_threads, check_random_state
 from . import _xp
-from ._structures import CPTensor, _as_cp_pair, unfold
+from ._als import (
+    RUST_STATUS,
+    Run,
+    StopRule,
+    check_callback,
+    check_mask,
+    check_nonnegative_real,
+    check_tensor,
+    check_tol0,
+    end_of_sweep,
+    finish,
+    initial_factors,
+)
+from ._sparse import SparseTensor, cp_sparse
+from ._structures import CPTensor
 
 logger = logging.getLogger("lorainne")
-
-INITS = ("svd", "random")
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def check_tensor(X, name: str = "X"):
-    """A float32/float64 array of order >= 2 (integers promoted to float64), finite, non-empty."""
-    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-        raise TypeError(f"{name} must be an array or a SparseTensor, got {type(X).__name__}")
-    if isinstance(X, np.ndarray) and X.dtype.kind == "O":
-        raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
-    if len(X.shape) < 2:
-        raise ValueError(f"{name} must have at least 2 modes, got an array of shape {tuple(X.shape)}")
-    return as_float_array(X, name)
-
-
-def check_nonnegative_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or float(value) < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_tol0(tol: Any) -> float:
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= float(tol) < 1):
-        raise ValueError(f"tol must be a number in [0, 1) (0 runs exactly n_iter_max iterations), got {tol!r}")
-    return float(tol)
-
-
-def check_mask(mask, X, xp):
-    if mask is None:
-        return None
-    if not hasattr(mask, "shape") or tuple(mask.shape) != tuple(X.shape):
-        raise ValueError(f"mask must have the shape of X {tuple(X.shape)}, got {tuple(getattr(mask, 'shape', ()))}")
-    mxp = array_namespace(mask)
-    if mask.dtype != mxp.bool:
-        if isinstance(mask, np.ndarray) and mask.dtype.kind in "iuf" and np.all((mask == 0) | (mask == 1)):
-            mask = mask.astype(bool)
-        else:
-            raise TypeError(f"mask must be a boolean array (True = observed), got dtype {mask.dtype}")
-    if mxp is not xp:
-        mask = xp.asarray(mask, device=device(X))
-    if not bool(xp.any(mask)):
-        raise ValueError("mask observes no entry of X")
-    return mask
-
-
-def check_callback(callback) -> Callable | None:
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable (state, rel_error) -> bool, got {type(callback).__name__}")
-    return callback
-
-
-def _eps(dtype) -> float:
-    return float(np.finfo(numpy_dtype(dtype)).eps)
-
-
-# --------------------------------------------------------------------------- initialization
-
-
-def _gaussian(xp, rng, shape, dtype, like):
-    block = rng.standard_normal(shape).astype(numpy_dtype(dtype), copy=False)
-    return xp.asarray(block, device=device(like))
-
-
-def sketched_left_vectors(X, mode: int, k: int, rng, *, rust: bool = False, n_threads: int | None = None, oversample: int = 10):
-    """The ``k`` leading left singular vectors and values of ``X_(mode)`` (see :func:`svd_init`)."""
-    from ._structures import edge_mode_product, mode_product
-
-    xp = array_namespace(X)
-    size = X.shape[mode]
-    rest = 1
-    for n, s in enumerate(X.shape):
-        if n != mode:
-            rest *= int(s)
-    width = min(k + oversample, size, rest)
-    sketch = [
-        _gaussian(xp, rng, (s, width), X.dtype, X) if n != mode else xp.zeros((s, width), dtype=X.dtype, device=device(X))
-        for n, s in enumerate(X.shape)
-    ]
-    if rust:
-        Y = core().mttkrp(np.ascontiguousarray(X), [np.ascontiguousarray(f) for f in sketch], mode, n_threads)
-    else:
-        Y = _xp.mttkrp(xp, X, sketch, mode)
-    Q, _ = xp.linalg.qr(Y)
-    B = unfold(edge_mode_product(X, Q.T, mode, n_threads) if rust else mode_product(X, Q.T, mode), mode)  # (width, rest)
-    w, V = xp.linalg.eigh(B @ B.T)
-    U = Q @ xp.flip(V[:, -k:], axis=1)
-    return U, xp.sqrt(xp.clip(xp.flip(w[-k:], axis=0), min=0.0))
-
-
-def svd_init(X, rank: int, rng, nonnegative: bool = False, n_threads: int | None = None, rust: bool = False) -> list:
-    """Leading left singular vectors of each Kolda-Bader unfolding ``X_(n)``, by a randomized
-    range finder whose test matrix is a Khatri-Rao product of Gaussian matrices (Halko et al.
-    2011 with a structured sketch): ``Y = X_(n) (G_{N-1} kr ... kr G_0)`` is one MTTKRP (one pass
-    over X, no unfolded copy, the Rust kernel on NumPy input), ``Q = qr(Y)`` with ``rank + 10``
-    columns, then the SVD of ``Q^T X_(n)`` through its small Gram matrix (one more pass). Two
-    passes per mode instead of the 5 full products and the unfolded copy of a dense randomized
-    SVD. Mode 0 is scaled by the singular values so the start has the tensor's scale; columns
-    beyond the rank of an unfolding are Gaussian."""
-    xp = array_namespace(X)
-    total = 1
-    for s in X.shape:
-        total *= int(s)
-    nonzero = bool(xp.any(X != 0))
-    factors = []
-    for mode, size in enumerate(X.shape):
-        rest = total // size
-        k = min(rank, size, rest)
-        if nonzero:
-            U, singular = sketched_left_vectors(X, mode, k, rng, rust=rust, n_threads=n_threads)
-            if mode == 0:
-                U = U * singular[None, :]
-        else:
-            U = xp.zeros((size, k), dtype=X.dtype, device=device(X))
-        if k < rank:
-            extra = _gaussian(xp, rng, (size, rank - k), X.dtype, X) / math.sqrt(size)
-            U = xp.concat([U, extra], axis=1)
-        factors.append(xp.abs(U) if nonnegative else U)
-    return factors
-
-
-def random_init(X, rank: int, rng, nonnegative: bool = False) -> list:
-    xp = array_namespace(X)
-    factors = [_gaussian(xp, rng, (size, rank), X.dtype, X) for size in X.shape]
-    return [xp.abs(f) for f in factors] if nonnegative else factors
-
-
-def _given_init(init, X, rank: int, nonnegative: bool) -> list:
-    weights, factors = _as_cp_pair(init, "init")
-    xp = array_namespace(X)
-    if len(factors) != X.ndim:
-        raise ValueError(f"init has {len(factors)} factors, X has {X.ndim} modes")
-    out = []
-    for n, f in enumerate(factors):
-        if tuple(f.shape) != (X.shape[n], rank):
-            raise ValueError(f"init factor {n} must have shape ({X.shape[n]}, {rank}), got {tuple(f.shape)}")
-        f = xp.asarray(f, device=device(X))
-        f = xp.astype(f, X.dtype, copy=True)  # never modify the caller's factors
-        if not bool(xp.all(xp.isfinite(f))):
-            raise ValueError(f"init factor {n} contains NaN or infinity")
-        if nonnegative and bool(xp.any(f < 0)):
-            raise ValueError(f"init factor {n} has negative entries, but nonnegative=True")
-        out.append(f)
-    weights = xp.astype(xp.asarray(weights, device=device(X)), X.dtype)
-    # Like tensorly's initialize_cp: the weights are pulled into the last factor.
-    out[-1] = out[-1] * weights[None, :]
-    return out
-
-
-def initial_factors(X, rank: int, init, rng, nonnegative: bool, n_threads: int | None = None, rust: bool = False) -> list:
-    if isinstance(init, str):
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS} or a CPTensor, got {init!r}")
-        return svd_init(X, rank, rng, nonnegative, n_threads, rust) if init == "svd" else random_init(X, rank, rng, nonnegative)
-    return _given_init(init, X, rank, nonnegative)
 
 
 # --------------------------------------------------------------------------- the ALS loop
 
 
-class _Run:
-    """The outcome of one ALS run: factors (weights folded in), errors, the stop reason."""
-
-    def __init__(self, factors, errors, status):
-        self.factors, self.errors, self.status = factors, errors, status
-
-    @property
-    def final_error(self) -> float:
-        return self.errors[-1] if self.errors else math.inf
-
-
-def _report(callback, verbose, factors, errors, xp) -> bool:
-    """Log and call the callback after a sweep; True means the callback asked to stop."""
-    if verbose:
-        logger.info("cp: sweep %d, relative error %.6g", len(errors), errors[-1])
-    if callback is None:
-        return False
-    state = CPTensor(xp.ones((factors[0].shape[1],), dtype=factors[0].dtype, device=device(factors[0])), list(factors), n_iter=len(errors), errors=errors)
-    return bool(callback(state, errors[-1]))
-
-
-def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose, rust_sweep=None) -> _Run:
+def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose, rust_sweep=None) -> Run:
     """The xp reference loop (every option). ``rust_sweep(data, factors) -> (factors, degenerate,
     error)`` replaces the sweep by the Rust one (the masked case on NumPy: EM imputation here,
     the sweeps in Rust)."""
     xp = array_namespace(X)
-    eps = _eps(X.dtype)
-    floor = _xp.error_floor(eps)
+    stop = StopRule(tol, X.dtype)
     factors = list(factors)
     grams = [f.T @ f for f in factors]
     errors: list[float] = []
@@ -243,17 +75,11 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
             errors.append(_xp.relative_error(norm_x_sq, result))
         if (l2 or l1) and rust_sweep is None:  # the Rust sweep balances itself
             _xp.balance(xp, factors, grams, l2, l1)
-        if _report(callback, verbose, factors, errors, xp):
-            status = "callback"
-            break
-        state = _xp.stop_state(errors, result.degenerate, tol, floor, eps)
+        state = end_of_sweep(stop, result.degenerate, callback, verbose, factors, errors, xp)
         if state is not None:
             status = state
             break
-    return _Run(factors, errors, status)
-
-
-_STATUS = {0: "max_iter", 1: "converged", 2: "stalled"}
+    return Run(factors, errors, status)
 
 
 def _rust_sweep(l2, l1, nonnegative, n_threads):
@@ -268,7 +94,7 @@ def _rust_sweep(l2, l1, nonnegative, n_threads):
     return run
 
 
-def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, callback, verbose, n_threads) -> _Run:
+def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, callback, verbose, n_threads) -> Run:
     """The Rust loop (dense NumPy: ALS, or HALS for nonnegative / l1). With a callback or
     verbose logging the loop is driven from here one sweep at a time (same stopping rule)."""
     X = np.ascontiguousarray(X)
@@ -279,9 +105,8 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, call
 
     if callback is None and not verbose:
         factors, errors, status, _ = kernel(X, factors, n_iter_max, tol, l2, n_threads)
-        return _Run(list(factors), [float(e) for e in errors], _STATUS[status])
-    eps = _eps(X.dtype)
-    floor = _xp.error_floor(eps)
+        return Run(list(factors), [float(e) for e in errors], RUST_STATUS[status])
+    stop = StopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
     norm_x_sq = float(np.dot(X.reshape(-1).astype(np.float64, copy=False), X.reshape(-1).astype(np.float64, copy=False)))
@@ -289,14 +114,11 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, call
         factors, one, _, degenerate = kernel(X, factors, 1, -1.0, l2, n_threads, norm_x_sq)
         factors = list(factors)
         errors.append(float(one[0]))
-        if _report(callback, verbose, factors, errors, array_namespace(X)):
-            status = "callback"
-            break
-        state = _xp.stop_state(errors, bool(degenerate), tol, floor, eps)
+        state = end_of_sweep(stop, degenerate, callback, verbose, factors, errors, array_namespace(X))
         if state is not None:
             status = state
             break
-    return _Run(factors, errors, status)
+    return Run(factors, errors, status)
 
 
 # --------------------------------------------------------------------------- public
@@ -408,8 +230,6 @@ def cp(
     >>> factor_match_score(model, (None, true)) > 0.9999
     True
     """
-    from ._sparse import SparseTensor, cp_sparse
-
     rank = check_int(rank, "rank", low=1)
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_tol0(tol)
@@ -434,13 +254,13 @@ def cp(
         raise ValueError("X has negative entries, but nonnegative=True")
     chosen = resolve(X, backend=backend, rust_kernel=isinstance(X, np.ndarray))
 
-    best: _Run | None = None
+    best: Run | None = None
     for attempt in range(n_init):
         start = init if attempt == 0 else "random"
         fill = X if mask is None else xp.where(mask, X, xp.zeros_like(X))
         factors = initial_factors(fill, rank, start, rng, nonnegative, n_threads, rust=chosen == "rust")
         if n_iter_max == 0:
-            run = _Run(factors, [], "max_iter")
+            run = Run(factors, [], "max_iter")
         elif chosen == "rust" and mask is not None:
             run = als_xp(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, mask=mask,
                          callback=callback, verbose=verbose, rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads))
@@ -456,24 +276,3 @@ def cp(
             best = run
     return finish(best, tol, "cp", n_iter_max)
 
-
-def finish(run: _Run, tol: float, name: str, n_iter_max: int) -> CPTensor:
-    converged = run.status == "converged"
-    if run.status == "stalled":
-        warnings.warn(
-            f"{name}: stalled after {len(run.errors)} sweeps at relative error {run.final_error:.4g}: the model is rank-deficient "
-            "(collapsed or zero components, typical of a degenerate start); try init='svd', another random_state, or a smaller rank",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    elif run.status == "max_iter" and tol > 0 and n_iter_max > 0:
-        change = f"still changing by {abs(run.errors[-2] - run.errors[-1]):.3g}" if len(run.errors) >= 2 else "after a single sweep"
-        warnings.warn(
-            f"{name}: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} ({change}; tol={tol:g})",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    xp = array_namespace(run.factors[0])
-    ones = xp.ones((run.factors[0].shape[1],), dtype=run.factors[0].dtype, device=device(run.factors[0]))
-    result = CPTensor(ones, run.factors, n_iter=len(run.errors), errors=run.errors, converged=converged)
-    return result.normalize()

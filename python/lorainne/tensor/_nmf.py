@@ -11,7 +11,7 @@ from array_api_compat import array_namespace, device
 from .._backend import is_scipy_sparse, resolve
 from .._validation import as_float_array, check_int, check_n_threads, check_random_state, float_dtype_of
 from . import _xp
-from ._cp import _eps, _report, _Run, check_callback, check_nonnegative_real, check_tol0, finish
+from ._als import Run, StopRule, check_callback, check_nonnegative_real, check_tol0, end_of_sweep, warn_unconverged
 
 
 class NMFResult:
@@ -161,8 +161,7 @@ def nmf(
         product = None
     factors = _initial(X, rank, init, rng, xp, like, sparse)
     grams = [f.T @ f for f in factors]
-    eps = _eps(X.dtype)
-    floor = _xp.error_floor(eps)
+    stop = StopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
     for _ in range(n_iter_max):
@@ -170,15 +169,11 @@ def nmf(
         errors.append(_xp.relative_error(norm_x_sq, result))
         if l2 or l1:
             _xp.balance(xp, factors, grams, l2, l1)
-        if _report(callback, verbose, factors, errors, xp):
-            status = "callback"
-            break
-        state = _xp.stop_state(errors, result.degenerate, tol, floor, eps)
+        state = end_of_sweep(stop, result.degenerate, callback, verbose, factors, errors, xp)
         if state is not None:
             status = state
             break
-    run = _Run(factors, errors, status)
-    finish(run, tol, "nmf", n_iter_max)  # warnings only
+    warn_unconverged(Run(factors, errors, status), tol, "nmf", n_iter_max, stacklevel=2)
     return NMFResult(factors[0], factors[1].T, n_iter=len(errors), errors=errors, converged=status == "converged")
 
 

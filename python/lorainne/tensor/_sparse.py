@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 
 from .._backend import core, resolve
 from .._validation import float_dtype_of
 from . import _xp
+from ._als import INITS, RUST_STATUS, Run, StopRule, end_of_sweep, finish, given_init
 from ._structures import CPTensor
 
 
@@ -138,9 +138,12 @@ def sparse_mttkrp_numpy(X: SparseTensor, factors, mode: int):
     return out
 
 
-def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, l1, n_init, rng, backend, n_threads, verbose, callback) -> CPTensor:
-    from ._cp import _Run, _given_init, _report, _eps, finish
-
+def cp_sparse(
+    X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, l1, n_init, rng, backend, n_threads, verbose,
+    callback,
+) -> CPTensor:
+    """CP of a SparseTensor (the arguments checked by :func:`lorainne.cp`): the Rust sparse loop, or the
+    NumPy reference sweep with a sparse MTTKRP."""
     if X.ndim < 2:
         raise ValueError(f"X must have at least 2 modes, got shape {X.shape}")
     if nonnegative and np.any(X.values < 0):
@@ -150,18 +153,19 @@ def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, 
         raise ValueError(f"a SparseTensor runs on backend 'rust' or 'numpy', got {backend!r}")
     extra = (nonnegative, l1)
     xp = _xp_numpy()
-    eps = _eps(X.dtype)
-    floor = _xp.error_floor(eps)
+    stop = StopRule(tol, X.dtype)
     norm_x_sq = float(np.dot(X.values.astype(np.float64), X.values.astype(np.float64)))
     best = None
     for attempt in range(n_init):
         start = init if attempt == 0 else "random"
-        factors = _sparse_initial_factors(X, rank, start, rng, nonnegative, _given_init)
+        factors = _sparse_initial_factors(X, rank, start, rng, nonnegative)
         errors: list[float] = []
         status = "max_iter"
         if chosen == "rust" and callback is None and not verbose and n_iter_max > 0:
-            factors, errs, code, _ = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads, None, *extra)
-            run = _Run(list(factors), [float(e) for e in errs], {0: "max_iter", 1: "converged", 2: "stalled"}[code])
+            factors, errs, code, _ = core().cp_als_sparse(
+                X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads, None, *extra
+            )
+            run = Run(list(factors), [float(e) for e in errs], RUST_STATUS[code])
         else:
             grams = [f.T @ f for f in factors]
             for _ in range(n_iter_max):
@@ -176,17 +180,14 @@ def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, 
                     errors.append(_xp.relative_error(norm_x_sq, result))
                     if l2 or l1:
                         _xp.balance(xp, factors, grams, l2, l1)
-                if _report(callback, verbose, factors, errors, xp):
-                    status = "callback"
-                    break
-                state = _xp.stop_state(errors, bool(degenerate), tol, floor, eps)
+                state = end_of_sweep(stop, degenerate, callback, verbose, factors, errors, xp)
                 if state is not None:
                     status = state
                     break
-            run = _Run(factors, errors, status)
+            run = Run(factors, errors, status)
         if best is None or run.final_error < best.final_error:
             best = run
-    return finish(best, tol, "cp", n_iter_max)
+    return finish(best, tol, "cp", n_iter_max, stacklevel=4)  # cp -> cp_sparse -> finish: warn for cp's caller
 
 
 def _xp_numpy():
@@ -195,14 +196,14 @@ def _xp_numpy():
     return array_namespace(np.empty(0))
 
 
-def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: bool, given: Callable) -> list:
+def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: bool) -> list:
     """SVD start from the sparse unfoldings (SciPy sparse matrices, through their Gram matrices)."""
     import scipy.sparse
 
     if not isinstance(init, str):
-        return given(init, _ShapeOnly(X), rank, nonnegative)
-    if init not in ("svd", "random"):
-        raise ValueError(f"init must be one of ('svd', 'random') or a CPTensor, got {init!r}")
+        return given_init(init, _ShapeOnly(X), rank, nonnegative)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS} or a CPTensor, got {init!r}")
     factors = []
     for mode, size in enumerate(X.shape):
         if init == "random":

@@ -14,7 +14,17 @@ from array_api_compat import array_namespace, device
 from .._backend import resolve
 from .._validation import check_int, check_n_threads, check_option, check_random_state
 from . import _xp
-from ._cp import _eps, _gaussian, _Run, check_callback, check_mask, check_tensor, check_tol0
+from ._als import (
+    Run,
+    StopRule,
+    check_callback,
+    check_mask,
+    check_tensor,
+    check_tol0,
+    gaussian,
+    sketched_left_vectors,
+    warn_unconverged,
+)
 from ._structures import TuckerTensor, edge_mode_product, mode_product, multi_mode_product, unfold
 
 logger = logging.getLogger("lorainne")
@@ -48,8 +58,6 @@ def _leading_left_vectors(xp, M, k: int, rng):
 def _hosvd_factors(xp, X, ranks, rng, rust=False, n_threads=None):
     """Exact truncated HOSVD for small tensors; for large ones the Khatri-Rao-sketched range
     finder of :func:`lorainne.cp`'s SVD start (two passes over X per mode, no unfolded copy)."""
-    from ._cp import sketched_left_vectors
-
     factors = []
     for n, r in enumerate(ranks):
         if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 200_000:
@@ -82,18 +90,17 @@ def _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq):
     return error, xp.where(mask, X, model)
 
 
-def _end_of_sweep(core, factors, errors, tol, floor, eps, callback, verbose):
+def _end_of_sweep(core, factors, errors, stop: StopRule, callback, verbose):
     """Log, call back, test the stopping rule: the stop status, or None to go on."""
     if verbose:
         logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
     if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
         return "callback"
-    return _xp.stop_state(errors, False, tol, floor, eps)
+    return stop(errors, False)
 
 
 def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask=None, data=None, product=None):
-    eps = _eps(X.dtype)
-    floor = _xp.error_floor(eps)
+    stop = StopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
     data = X if data is None else data
@@ -113,19 +120,18 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
         else:
             error, data = _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq)
             errors.append(error)
-        state = _end_of_sweep(core, factors, errors, tol, floor, eps, callback, verbose)
+        state = _end_of_sweep(core, factors, errors, stop, callback, verbose)
         if state is not None:
             status = state
             break
-    return _Run(factors, errors, status), _core_of(data, factors, product)
+    return Run(factors, errors, status), _core_of(data, factors, product)
 
 
 def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask=None, data=None):
     """HALS updates of each factor (the Tucker model is linear in it), then accelerated projected
     gradient steps (FISTA) on the core, whose problem is a small nonnegative least squares with
     Hessian ``kron(U_n^T U_n)``."""
-    eps = _eps(X.dtype)
-    floor = _xp.error_floor(eps)
+    stop = StopRule(tol, X.dtype)
     tiny = 1e-12 if X.dtype == xp.float64 else 1e-7
     errors: list[float] = []
     status = "max_iter"
@@ -154,11 +160,11 @@ def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose
         else:
             error, data = _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq)
             errors.append(error)
-        state = _end_of_sweep(core, factors, errors, tol, floor, eps, callback, verbose)
+        state = _end_of_sweep(core, factors, errors, stop, callback, verbose)
         if state is not None:
             status = state
             break
-    return _Run(factors, errors, status), core
+    return Run(factors, errors, status), core
 
 
 def _diag(xp, values):
@@ -297,7 +303,7 @@ def tucker(
     if init == "svd":
         factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch, n_threads=n_threads)
     else:
-        factors = [xp.linalg.qr(_gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks)]
+        factors = [xp.linalg.qr(gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks)]
     if method == "hosvd":
         core = _core_of(X, factors, product)
         error = math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
@@ -308,19 +314,6 @@ def tucker(
         run, core = _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask, data)
     else:
         run, core = _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask, data, product)
-    _warn(run, tol, n_iter_max)
+    warn_unconverged(run, tol, "tucker", n_iter_max, stacklevel=2)
     return TuckerTensor(core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
 
-
-def _warn(run: _Run, tol: float, n_iter_max: int) -> None:
-    import warnings
-
-    from .._warnings import ConvergenceWarning
-
-    if run.status == "max_iter" and tol > 0 and n_iter_max > 0:
-        change = f"still changing by {abs(run.errors[-2] - run.errors[-1]):.3g}" if len(run.errors) >= 2 else "after a single sweep"
-        warnings.warn(
-            f"tucker: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} ({change}; tol={tol:g})",
-            ConvergenceWarning,
-            stacklevel=3,
-        )

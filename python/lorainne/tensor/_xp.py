@@ -157,25 +157,3 @@ def balance(xp, factors: list, grams: list, l2: float, l1: float):
         factors[mode] = factors[mode] * scale[None, :]
         grams[mode] = grams[mode] * scale[:, None] * scale[None, :]
 
-
-def stop_state(errors: list[float], degenerate: bool, tol: float, floor: float, eps: float) -> str | None:
-    """The stopping rule shared with the Rust loop: None (go on), "converged" or "stalled".
-
-    With ``tol > 0``: converged when the relative error is below ``floor`` (an exact fit, at the
-    resolution of the cheap fit formula), or when it changed by less than ``tol`` between the last
-    two sweeps (``tol`` raised to ``4 eps / error``, the resolution of that formula) -- unless the
-    model is rank-deficient (a stalled start: collapsed or zero components), which stops as
-    "stalled" and is never reported as converged.
-    """
-    if tol <= 0 or not errors:
-        return None
-    error = errors[-1]
-    if error <= floor:
-        return "converged"
-    if len(errors) >= 2 and abs(errors[-2] - error) < max(tol, 4.0 * eps / error):
-        return "stalled" if degenerate else "converged"
-    return None
-
-
-def error_floor(eps: float) -> float:
-    return 3.0 * math.sqrt(eps)

@@ -1,0 +1,304 @@
+"""The run machinery shared by every ALS-family loop of ``tensor/`` (CP dense and sparse, Tucker,
+NMF): argument checks, starts (SVD, random, a given CPTensor), the run state, the stopping rule,
+per-sweep reporting (verbose logging, callback) and the convergence warnings.
+
+Imported one way: ``_cp``, ``_sparse``, ``_tucker`` and ``_nmf`` import this module, which
+imports none of them (only ``_structures`` and ``_xp``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from .._backend import core, numpy_dtype
+from .._validation import as_float_array
+from .._warnings import ConvergenceWarning
+from . import _xp
+from ._structures import CPTensor, _as_cp_pair, edge_mode_product, mode_product, unfold
+
+logger = logging.getLogger("lorainne")
+
+INITS = ("svd", "random")
+
+# Stop codes of the Rust loops (``cp_als``, ``cp_als_sparse``).
+RUST_STATUS = {0: "max_iter", 1: "converged", 2: "stalled"}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_tensor(X, name: str = "X"):
+    """A float32/float64 array of order >= 2 (integers promoted to float64), finite, non-empty."""
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        raise TypeError(f"{name} must be an array or a SparseTensor, got {type(X).__name__}")
+    if isinstance(X, np.ndarray) and X.dtype.kind == "O":
+        raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
+    if len(X.shape) < 2:
+        raise ValueError(f"{name} must have at least 2 modes, got an array of shape {tuple(X.shape)}")
+    return as_float_array(X, name)
+
+
+def check_nonnegative_real(value: Any, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+        or float(value) < 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_tol0(tol: Any) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= float(tol) < 1):
+        raise ValueError(f"tol must be a number in [0, 1) (0 runs exactly n_iter_max iterations), got {tol!r}")
+    return float(tol)
+
+
+def check_mask(mask, X, xp):
+    if mask is None:
+        return None
+    if not hasattr(mask, "shape") or tuple(mask.shape) != tuple(X.shape):
+        shape = tuple(getattr(mask, "shape", ()))
+        raise ValueError(f"mask must have the shape of X {tuple(X.shape)}, got {shape}")
+    mxp = array_namespace(mask)
+    if mask.dtype != mxp.bool:
+        if isinstance(mask, np.ndarray) and mask.dtype.kind in "iuf" and np.all((mask == 0) | (mask == 1)):
+            mask = mask.astype(bool)
+        else:
+            raise TypeError(f"mask must be a boolean array (True = observed), got dtype {mask.dtype}")
+    if mxp is not xp:
+        mask = xp.asarray(mask, device=device(X))
+    if not bool(xp.any(mask)):
+        raise ValueError("mask observes no entry of X")
+    return mask
+
+
+def check_callback(callback) -> Callable | None:
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (state, rel_error) -> bool, got {type(callback).__name__}")
+    return callback
+
+
+def machine_eps(dtype) -> float:
+    return float(np.finfo(numpy_dtype(dtype)).eps)
+
+
+# --------------------------------------------------------------------------- starts
+
+
+def gaussian(xp, rng, shape, dtype, like):
+    """Standard normal entries drawn on the host by ``rng``, moved to ``like``'s device."""
+    block = rng.standard_normal(shape).astype(numpy_dtype(dtype), copy=False)
+    return xp.asarray(block, device=device(like))
+
+
+def sketched_left_vectors(
+    X, mode: int, k: int, rng, *, rust: bool = False, n_threads: int | None = None, oversample: int = 10
+):
+    """The ``k`` leading left singular vectors and values of ``X_(mode)`` (see :func:`svd_init`)."""
+    xp = array_namespace(X)
+    size = X.shape[mode]
+    rest = 1
+    for n, s in enumerate(X.shape):
+        if n != mode:
+            rest *= int(s)
+    width = min(k + oversample, size, rest)
+    where = device(X)
+    sketch = [
+        gaussian(xp, rng, (s, width), X.dtype, X) if n != mode else xp.zeros((s, width), dtype=X.dtype, device=where)
+        for n, s in enumerate(X.shape)
+    ]
+    if rust:
+        Y = core().mttkrp(np.ascontiguousarray(X), [np.ascontiguousarray(f) for f in sketch], mode, n_threads)
+    else:
+        Y = _xp.mttkrp(xp, X, sketch, mode)
+    Q, _ = xp.linalg.qr(Y)
+    projected = edge_mode_product(X, Q.T, mode, n_threads) if rust else mode_product(X, Q.T, mode)
+    B = unfold(projected, mode)  # (width, rest)
+    w, V = xp.linalg.eigh(B @ B.T)
+    U = Q @ xp.flip(V[:, -k:], axis=1)
+    return U, xp.sqrt(xp.clip(xp.flip(w[-k:], axis=0), min=0.0))
+
+
+def svd_init(X, rank: int, rng, nonnegative: bool = False, n_threads: int | None = None, rust: bool = False) -> list:
+    """Leading left singular vectors of each Kolda-Bader unfolding ``X_(n)``, by a randomized
+    range finder whose test matrix is a Khatri-Rao product of Gaussian matrices (Halko et al.
+    2011 with a structured sketch): ``Y = X_(n) (G_{N-1} kr ... kr G_0)`` is one MTTKRP (one pass
+    over X, no unfolded copy, the Rust kernel on NumPy input), ``Q = qr(Y)`` with ``rank + 10``
+    columns, then the SVD of ``Q^T X_(n)`` through its small Gram matrix (one more pass). Two
+    passes per mode instead of the 5 full products and the unfolded copy of a dense randomized
+    SVD. Mode 0 is scaled by the singular values so the start has the tensor's scale; columns
+    beyond the rank of an unfolding are Gaussian."""
+    xp = array_namespace(X)
+    total = 1
+    for s in X.shape:
+        total *= int(s)
+    nonzero = bool(xp.any(X != 0))
+    factors = []
+    for mode, size in enumerate(X.shape):
+        rest = total // size
+        k = min(rank, size, rest)
+        if nonzero:
+            U, singular = sketched_left_vectors(X, mode, k, rng, rust=rust, n_threads=n_threads)
+            if mode == 0:
+                U = U * singular[None, :]
+        else:
+            U = xp.zeros((size, k), dtype=X.dtype, device=device(X))
+        if k < rank:
+            extra = gaussian(xp, rng, (size, rank - k), X.dtype, X) / math.sqrt(size)
+            U = xp.concat([U, extra], axis=1)
+        factors.append(xp.abs(U) if nonnegative else U)
+    return factors
+
+
+def random_init(X, rank: int, rng, nonnegative: bool = False) -> list:
+    xp = array_namespace(X)
+    factors = [gaussian(xp, rng, (size, rank), X.dtype, X) for size in X.shape]
+    return [xp.abs(f) for f in factors] if nonnegative else factors
+
+
+def given_init(init, X, rank: int, nonnegative: bool) -> list:
+    """A CPTensor or ``(weights, factors)`` start, checked against X and copied to its library,
+    device and dtype. X only needs ``shape``, ``ndim``, ``dtype``, a device and an array namespace."""
+    weights, factors = _as_cp_pair(init, "init")
+    xp = array_namespace(X)
+    if len(factors) != X.ndim:
+        raise ValueError(f"init has {len(factors)} factors, X has {X.ndim} modes")
+    out = []
+    for n, f in enumerate(factors):
+        if tuple(f.shape) != (X.shape[n], rank):
+            raise ValueError(f"init factor {n} must have shape ({X.shape[n]}, {rank}), got {tuple(f.shape)}")
+        f = xp.asarray(f, device=device(X))
+        f = xp.astype(f, X.dtype, copy=True)  # never modify the caller's factors
+        if not bool(xp.all(xp.isfinite(f))):
+            raise ValueError(f"init factor {n} contains NaN or infinity")
+        if nonnegative and bool(xp.any(f < 0)):
+            raise ValueError(f"init factor {n} has negative entries, but nonnegative=True")
+        out.append(f)
+    weights = xp.astype(xp.asarray(weights, device=device(X)), X.dtype)
+    # Like tensorly's initialize_cp: the weights are pulled into the last factor.
+    out[-1] = out[-1] * weights[None, :]
+    return out
+
+
+def initial_factors(
+    X, rank: int, init, rng, nonnegative: bool, n_threads: int | None = None, rust: bool = False
+) -> list:
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS} or a CPTensor, got {init!r}")
+        if init == "svd":
+            return svd_init(X, rank, rng, nonnegative, n_threads, rust)
+        return random_init(X, rank, rng, nonnegative)
+    return given_init(init, X, rank, nonnegative)
+
+
+# --------------------------------------------------------------------------- run state, stopping rule
+
+
+class Run:
+    """The outcome of one ALS run: factors (weights folded in), errors, the stop reason
+    ("max_iter", "converged", "stalled" or "callback")."""
+
+    def __init__(self, factors, errors, status):
+        self.factors, self.errors, self.status = factors, errors, status
+
+    @property
+    def final_error(self) -> float:
+        return self.errors[-1] if self.errors else math.inf
+
+
+def stop_state(errors: list[float], degenerate: bool, tol: float, floor: float, eps: float) -> str | None:
+    """The stopping rule shared with the Rust loop: None (go on), "converged" or "stalled".
+
+    With ``tol > 0``: converged when the relative error is below ``floor`` (an exact fit, at the
+    resolution of the cheap fit formula), or when it changed by less than ``tol`` between the last
+    two sweeps (``tol`` raised to ``4 eps / error``, the resolution of that formula) -- unless the
+    model is rank-deficient (a stalled start: collapsed or zero components), which stops as
+    "stalled" and is never reported as converged.
+    """
+    if tol <= 0 or not errors:
+        return None
+    error = errors[-1]
+    if error <= floor:
+        return "converged"
+    if len(errors) >= 2 and abs(errors[-2] - error) < max(tol, 4.0 * eps / error):
+        return "stalled" if degenerate else "converged"
+    return None
+
+
+def error_floor(eps: float) -> float:
+    return 3.0 * math.sqrt(eps)
+
+
+class StopRule:
+    """:func:`stop_state` bound to a tolerance and to the resolution of a dtype."""
+
+    def __init__(self, tol: float, dtype):
+        self.tol = tol
+        self.eps = machine_eps(dtype)
+        self.floor = error_floor(self.eps)
+
+    def __call__(self, errors: list[float], degenerate: bool) -> str | None:
+        return stop_state(errors, degenerate, self.tol, self.floor, self.eps)
+
+
+def report(callback, verbose, factors, errors, xp) -> bool:
+    """Log and call the callback after a sweep; True means the callback asked to stop."""
+    if verbose:
+        logger.info("cp: sweep %d, relative error %.6g", len(errors), errors[-1])
+    if callback is None:
+        return False
+    ones = xp.ones((factors[0].shape[1],), dtype=factors[0].dtype, device=device(factors[0]))
+    state = CPTensor(ones, list(factors), n_iter=len(errors), errors=errors)
+    return bool(callback(state, errors[-1]))
+
+
+def end_of_sweep(stop: StopRule, degenerate: bool, callback, verbose, factors, errors, xp) -> str | None:
+    """After a CP-family sweep: report, then the stop status ("callback" first), or None to go on."""
+    if report(callback, verbose, factors, errors, xp):
+        return "callback"
+    return stop(errors, bool(degenerate))
+
+
+def warn_unconverged(run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int) -> None:
+    """The ConvergenceWarning of a stalled run, or of one that reached ``n_iter_max`` with
+    ``tol > 0``. ``stacklevel`` as ``warnings.warn`` would take it in the caller."""
+    if run.status == "stalled":
+        warnings.warn(
+            f"{name}: stalled after {len(run.errors)} sweeps at relative error {run.final_error:.4g}: the model is "
+            "rank-deficient (collapsed or zero components, typical of a degenerate start); try init='svd', another "
+            "random_state, or a smaller rank",
+            ConvergenceWarning,
+            stacklevel=stacklevel + 1,
+        )
+    elif run.status == "max_iter" and tol > 0 and n_iter_max > 0:
+        if len(run.errors) >= 2:
+            change = f"still changing by {abs(run.errors[-2] - run.errors[-1]):.3g}"
+        else:
+            change = "after a single sweep"
+        warnings.warn(
+            f"{name}: reached n_iter_max={n_iter_max} with relative error {run.final_error:.4g} "
+            f"({change}; tol={tol:g})",
+            ConvergenceWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def finish(run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int = 3) -> CPTensor:
+    """Warn (``stacklevel`` as ``warnings.warn`` would take it here: 3 = the caller of the caller of
+    ``finish``, the user), then the normalized CPTensor."""
+    warn_unconverged(run, tol, name, n_iter_max, stacklevel=stacklevel)
+    xp = array_namespace(run.factors[0])
+    ones = xp.ones((run.factors[0].shape[1],), dtype=run.factors[0].dtype, device=device(run.factors[0]))
+    result = CPTensor(ones, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
+    return result.normalize()
