@@ -83,7 +83,7 @@ def command_trace(args) -> int:
 
 def command_density(args) -> int:
     from . import spectral_density
-    from .trace import _Recurrences, _estimate_bounds, _square_operator
+    from .trace._estimators import _Recurrences, _estimate_bounds, _square_operator
 
     A = load_matrix(args.input)
     with Progress(2, "density", enabled=not args.quiet) as bar:

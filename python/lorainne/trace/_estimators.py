@@ -27,9 +27,9 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import scipy.sparse.linalg
 
-from ._backend import core, is_host_input, is_scipy_sparse, numpy_dtype, resolve, to_host
-from ._operators import MatrixOperator, as_operator
-from ._validation import check_int, check_n_threads, check_option, check_random_state
+from .._backend import core, is_host_input, is_scipy_sparse, numpy_dtype, resolve, to_host
+from .._operators import MatrixOperator, as_operator
+from .._validation import check_int, check_n_threads, check_option, check_random_state
 
 TRACE_METHODS = ("auto", "hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace")
 FUNCTION_METHODS = ("slq", "chebyshev")
