@@ -8,7 +8,7 @@ from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
-from .trace import TraceEstimate, spectral_density, trace, trace_function, trace_parametric
+from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "range_finder",
     "sinkhorn",
     "spectral_density",
+    "spectrum_bounds",
     "trace",
     "trace_function",
     "trace_parametric",

@@ -82,14 +82,12 @@ def command_trace(args) -> int:
 
 
 def command_density(args) -> int:
-    from . import spectral_density
-    from .trace._estimators import _Recurrences, _estimate_bounds, _square_operator
+    from . import spectral_density, spectrum_bounds
 
     A = load_matrix(args.input)
     with Progress(2, "density", enabled=not args.quiet) as bar:
         start = time.perf_counter()
-        op = _square_operator(A)
-        lo, hi = _estimate_bounds(_Recurrences(A, op, "auto", args.threads), np.random.default_rng(args.seed))
+        lo, hi = spectrum_bounds(A, random_state=args.seed, n_threads=args.threads)
         t = np.linspace(lo - 3 * args.sigma, hi + 3 * args.sigma, args.points)
         bar.advance("spectrum bounds")
         phi = spectral_density(
