@@ -1,4 +1,7 @@
-"""spectrum_bounds: the public estimate of an interval holding the spectrum."""
+"""spectrum_bounds (the public interval estimate) and the CLI's use of the public trace API only."""
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +92,52 @@ def test_spectrum_bounds_is_public():
     from lorainne.trace import __all__ as trace_all
 
     assert "spectrum_bounds" in trace_all
+
+
+# --------------------------------------------------------------------------- the CLI on the public API
+
+
+def test_cli_imports_no_private_name_of_the_library():
+    cli = Path(lorainne.__file__).with_name("cli.py")
+    tree = ast.parse(cli.read_text(encoding="utf-8"))
+    helpers = {"_progress", "_demo"}  # the CLI's own support modules (progress bar, demo table)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            parts = (node.module or "").split(".")
+            if parts[0] in helpers:
+                continue
+            assert not any(p.startswith("_") for p in parts if p), f"cli imports the private module {node.module}"
+            private = [alias.name for alias in node.names if alias.name.startswith("_")]
+            assert not private, f"cli imports private names {private} from .{node.module}"
+
+
+def test_cli_choices_come_from_the_modules():
+    from lorainne.cli import build_parser
+    from lorainne.ot import METHODS as OT_METHODS
+    from lorainne.trace import DENSITY_METHODS, FUNCTION_METHODS, NAMED_FUNCTIONS, TRACE_METHODS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+
+    def choices(command, dest):
+        return next(a for a in sub[command]._actions if a.dest == dest).choices
+
+    assert choices("trace", "method") is TRACE_METHODS
+    assert choices("trace", "function") is NAMED_FUNCTIONS
+    assert choices("trace", "function_method") is FUNCTION_METHODS
+    assert choices("density", "method") is DENSITY_METHODS
+    assert choices("ot", "method") is OT_METHODS
+
+
+def test_cli_loader_refuses_a_sparse_tensor_and_a_missing_file(tmp_path):
+    from lorainne.cli import load_array, main
+
+    sp.save_npz(tmp_path / "S.npz", sp.eye(4, format="csr"))
+    assert sp.issparse(load_array(str(tmp_path / "S.npz"), "matrix"))
+    with pytest.raises(SystemExit, match="sparse"):
+        main(["cp", str(tmp_path / "S.npz"), "--rank", "2", "-q"])
+    np.savez(tmp_path / "X.npz", X=np.ones((2, 3, 4)))
+    assert load_array(str(tmp_path / "X.npz"), "dense").shape == (2, 3, 4)
+    with pytest.raises(SystemExit, match="no such file"):
+        load_array(str(tmp_path / "missing.npy"), "dense")
+    with pytest.raises(ValueError, match="kind"):
+        load_array(str(tmp_path / "X.npz"), "tensor")
