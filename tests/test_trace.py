@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import aslinearoperator
 
 from lorainne import TraceEstimate, trace
-from lorainne.trace import _shifted_nystrom, _xnystrace_from, _xtrace_from
+from lorainne.trace._estimators import _shifted_nystrom, _xnystrace_from, _xtrace_from
 
 METHODS = ("hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace")
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from lorainne import trace_function
-from lorainne.trace import _gauss_quadrature, _lanczos_xp
+from lorainne.trace._recurrences import _gauss_quadrature, _lanczos_xp
 
 
 def grid_laplacian(k=50, shift=0.05):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lorainne import _core, spectral_density, trace_function
-from lorainne.trace import _chebyshev_moments_xp, _lanczos_xp
+from lorainne.trace._recurrences import _chebyshev_moments_xp, _lanczos_xp
 
 
 def symmetric(rng, n, density=None, dtype=np.float64):

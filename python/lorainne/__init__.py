@@ -10,7 +10,7 @@ from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
-from .trace import TraceEstimate, spectral_density, trace, trace_function, trace_parametric
+from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
 
 try:  # one version, written in the Cargo workspace and read by maturin into the package metadata
     __version__ = version("lorainne")
@@ -37,6 +37,7 @@ __all__ = [
     "range_finder",
     "sinkhorn",
     "spectral_density",
+    "spectrum_bounds",
     "trace",
     "trace_function",
     "trace_parametric",

@@ -13,25 +13,40 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import Progress
+from .ot import METHODS as OT_METHODS
+from .trace import DENSITY_METHODS, FUNCTION_METHODS, NAMED_FUNCTIONS, TRACE_METHODS
+
+LOADABLE = ("matrix", "dense")
 
 
-def load_matrix(path: str):
-    """A dense matrix from .npy, or a matrix from .npz (SciPy sparse ``save_npz`` or the first array)."""
+def load_array(path: str, kind: str = "matrix"):
+    """The array stored in a .npy file, or in an .npz file (its first array).
+
+    ``kind`` is what the command expects: ``"matrix"`` (a dense array, or a SciPy sparse matrix
+    saved by ``scipy.sparse.save_npz``) or ``"dense"`` (a NumPy array: tensors, point clouds,
+    weights). A missing file, an unknown suffix, an empty .npz or a sparse matrix where a dense
+    array is expected ends the command with a message (SystemExit); the shape is checked by the
+    library function the command calls.
+    """
+    if kind not in LOADABLE:
+        raise ValueError(f"kind must be one of {LOADABLE}, got {kind!r}")
     file = Path(path)
     if not file.exists():
         raise SystemExit(f"lorainne: no such file: {path}")
     if file.suffix == ".npy":
         return np.load(file, allow_pickle=False)
-    if file.suffix == ".npz":
-        with np.load(file, allow_pickle=False) as data:
-            if "format" in data.files and "shape" in data.files:
-                import scipy.sparse
+    if file.suffix != ".npz":
+        raise SystemExit(f"lorainne: {path}: expected a .npy or .npz file")
+    with np.load(file, allow_pickle=False) as data:
+        if "format" in data.files and "shape" in data.files:
+            if kind != "matrix":
+                raise SystemExit(f"lorainne: {path} holds a sparse matrix; this command needs a dense array")
+            import scipy.sparse
 
-                return scipy.sparse.load_npz(file)
-            if not data.files:
-                raise SystemExit(f"lorainne: {path} holds no array")
-            return data[data.files[0]]
-    raise SystemExit(f"lorainne: {path}: expected a .npy or .npz file")
+            return scipy.sparse.load_npz(file)
+        if not data.files:
+            raise SystemExit(f"lorainne: {path} holds no array")
+        return data[data.files[0]]
 
 
 def _residual_norm(A, U, S, Vt, block: int = 4096) -> float:
@@ -47,7 +62,7 @@ def _residual_norm(A, U, S, Vt, block: int = 4096) -> float:
 def command_svd(args) -> int:
     from . import randomized_svd
 
-    A = load_matrix(args.input)
+    A = load_array(args.input, "matrix")
     with Progress(2, "svd", enabled=not args.quiet) as bar:
         start = time.perf_counter()
         U, S, Vt = randomized_svd(
@@ -68,7 +83,7 @@ def command_svd(args) -> int:
 def command_trace(args) -> int:
     from . import trace, trace_function
 
-    A = load_matrix(args.input)
+    A = load_array(args.input, "matrix")
     start = time.perf_counter()
     if args.function:
         est = trace_function(A, args.function, n_vectors=args.vectors, degree=args.degree, method=args.function_method, random_state=args.seed)
@@ -82,14 +97,12 @@ def command_trace(args) -> int:
 
 
 def command_density(args) -> int:
-    from . import spectral_density
-    from .trace import _Recurrences, _estimate_bounds, _square_operator
+    from . import spectral_density, spectrum_bounds
 
-    A = load_matrix(args.input)
+    A = load_array(args.input, "matrix")
     with Progress(2, "density", enabled=not args.quiet) as bar:
         start = time.perf_counter()
-        op = _square_operator(A)
-        lo, hi = _estimate_bounds(_Recurrences(A, op, "auto", args.threads), np.random.default_rng(args.seed))
+        lo, hi = spectrum_bounds(A, random_state=args.seed, n_threads=args.threads)
         t = np.linspace(lo - 3 * args.sigma, hi + 3 * args.sigma, args.points)
         bar.advance("spectrum bounds")
         phi = spectral_density(
@@ -124,21 +137,6 @@ def command_density(args) -> int:
     return 0
 
 
-def load_tensor(path: str):
-    """A dense array from .npy, or the first array of an .npz file."""
-    file = Path(path)
-    if not file.exists():
-        raise SystemExit(f"lorainne: no such file: {path}")
-    if file.suffix == ".npy":
-        return np.load(file, allow_pickle=False)
-    if file.suffix == ".npz":
-        with np.load(file, allow_pickle=False) as data:
-            if not data.files:
-                raise SystemExit(f"lorainne: {path} holds no array")
-            return data[data.files[0]]
-    raise SystemExit(f"lorainne: {path}: expected a .npy or .npz file")
-
-
 def _parse_ranks(text: str) -> list[int]:
     try:
         ranks = [int(part) for part in text.split(",")]
@@ -150,7 +148,7 @@ def _parse_ranks(text: str) -> list[int]:
 def command_cp(args) -> int:
     from . import cp
 
-    X = load_tensor(args.input)
+    X = load_array(args.input, "dense")
     with Progress(args.n_iter_max, "cp", enabled=not args.quiet) as bar:
 
         def progress(state, error):
@@ -176,7 +174,7 @@ def command_cp(args) -> int:
 def command_tucker(args) -> int:
     from . import tucker
 
-    X = load_tensor(args.input)
+    X = load_array(args.input, "dense")
     ranks = args.rank[0] if len(args.rank) == 1 else args.rank
     with Progress(args.n_iter_max, "tucker", enabled=not args.quiet) as bar:
 
@@ -206,20 +204,13 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def _load_points(path: str, name: str):
-    points = load_matrix(path)
-    if hasattr(points, "toarray"):
-        raise SystemExit(f"lorainne ot: {name} must be a dense (n, d) array of points, got a sparse matrix")
-    return np.asarray(points)
-
-
 def command_ot(args) -> int:
     from . import sinkhorn
 
-    x = _load_points(args.x, "X")
-    y = _load_points(args.y, "Y")
-    a = _load_points(args.a, "A") if args.a else None
-    b = _load_points(args.b, "B") if args.b else None
+    x = load_array(args.x, "dense")
+    y = load_array(args.y, "dense")
+    a = load_array(args.a, "dense") if args.a else None
+    b = load_array(args.b, "dense") if args.b else None
     with Progress(1, "ot", enabled=not args.quiet) as bar:
         start = time.perf_counter()
         result = sinkhorn(
@@ -286,10 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("trace", help="randomized trace (or tr f(A)) of a square matrix file (.npy or .npz)")
     tr.add_argument("input", help="matrix file (.npy or .npz)")
     tr.add_argument("--matvecs", type=int, default=100, help="products with A (default 100)")
-    tr.add_argument("--method", default="auto", choices=["auto", "hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace"])
+    tr.add_argument("--method", default="auto", choices=TRACE_METHODS)
     tr.add_argument("--psd", action="store_true", help="A is symmetric positive semidefinite (auto picks XNysTrace)")
-    tr.add_argument("--function", choices=["log", "inv", "exp", "sqrt"], help="estimate tr f(A) instead (symmetric A)")
-    tr.add_argument("--function-method", default="slq", choices=["slq", "chebyshev"])
+    tr.add_argument("--function", choices=NAMED_FUNCTIONS, help="estimate tr f(A) instead (symmetric A)")
+    tr.add_argument("--function-method", default="slq", choices=FUNCTION_METHODS)
     tr.add_argument("--vectors", type=int, default=30, help="random vectors for --function (default 30)")
     tr.add_argument("--degree", type=int, default=30, help="Lanczos steps / Chebyshev degree for --function (default 30)")
     _add_common_options(tr, seed=True)
@@ -300,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     density.add_argument("--sigma", type=float, required=True, help="Gaussian smoothing width")
     density.add_argument("--vectors", type=int, default=40, help="random vectors (default 40)")
     density.add_argument("--degree", type=int, default=None, help="Chebyshev degree / Lanczos steps (default: from sigma)")
-    density.add_argument("--method", default="nystrom++", choices=["nystrom++", "kpm", "slq"])
+    density.add_argument("--method", default="nystrom++", choices=DENSITY_METHODS)
     density.add_argument("--points", type=int, default=500, help="grid points (default 500)")
     density.add_argument("-o", "--output", help="write the plot (.png, needs matplotlib) or the values (.csv)")
     _add_common_options(density, seed=True, threads=True, quiet=True)
@@ -339,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("--eps", type=float, required=True, help="entropic regularization (absolute, in squared-distance units)")
     ot.add_argument("--a", help="source weights A.npy (n,), default uniform")
     ot.add_argument("--b", help="target weights B.npy (m,), default uniform")
-    ot.add_argument("--method", choices=["auto", "dense", "hierarchical"], default="auto", help="kernel (default auto)")
+    ot.add_argument("--method", choices=OT_METHODS, default="auto", help="kernel (default auto)")
     ot.add_argument("--tol", type=float, default=1e-6, help="marginal error tolerance (default 1e-6)")
     ot.add_argument("--max-iter", type=int, default=10000, help="iteration cap (default 10000)")
     ot.add_argument("-o", "--output", help="write f, g, cost, dual to this .npz file")
