@@ -208,7 +208,6 @@ def test_cycle_finder_finds_cycles():
     assert elementary_cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.xfail(strict=False, reason="cli fixed in house-trace")
 def test_cli_imports_no_private_names():
     """cli.py is a client of the public API: it may import private *modules* of the package
     (``from ._progress import Progress``) but no private name from a lorainne module."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._progress import Progress
 from .ot import METHODS as OT_METHODS
+from .tensor import CP_INITS, TUCKER_METHODS
 from .trace import DENSITY_METHODS, FUNCTION_METHODS, NAMED_FUNCTIONS, TRACE_METHODS
 
 LOADABLE = ("matrix", "dense")
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("input", help="tensor file (.npy, or the first array of a .npz)")
     cp.add_argument("--rank", type=int, required=True, help="number of components R")
     cp.add_argument("-o", "--output", help="write weights and factor_0..factor_{N-1} to this .npz file")
-    cp.add_argument("--init", choices=["svd", "random"], default="svd", help="start (default svd)")
+    cp.add_argument("--init", choices=CP_INITS, default="svd", help="start (default svd)")
     cp.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
     cp.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8; 0: run all sweeps)")
     cp.add_argument("--nonnegative", action="store_true", help="nonnegative factors (HALS)")
@@ -312,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("input", help="tensor file (.npy, or the first array of a .npz)")
     tk.add_argument("--rank", type=_parse_ranks, required=True, help="multilinear rank: R for every mode, or R1,R2,...")
     tk.add_argument("-o", "--output", help="write core and factor_0..factor_{N-1} to this .npz file")
-    tk.add_argument("--method", choices=["hooi", "hosvd"], default="hooi", help="default hooi")
+    tk.add_argument("--method", choices=TUCKER_METHODS, default="hooi", help="default hooi")
     tk.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
     tk.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8)")
     _add_common_options(tk, seed=True, quiet=True)

@@ -5,10 +5,12 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 ``factors[n]`` has shape ``(I_n, R)``.
 """
 
+from ._als import INITS as CP_INITS
 from ._cp import cp
 from ._nmf import NMFResult, nmf
 from ._sparse import SparseTensor
 from ._structures import CPTensor, TuckerTensor, factor_match_score, fold, unfold
+from ._tucker import METHODS as TUCKER_METHODS
 from ._tucker import tucker
 
-__all__ = ["CPTensor", "NMFResult", "SparseTensor", "TuckerTensor", "cp", "factor_match_score", "fold", "nmf", "tucker", "unfold"]
+__all__ = ["CP_INITS", "TUCKER_METHODS", "CPTensor", "NMFResult", "SparseTensor", "TuckerTensor", "cp", "factor_match_score", "fold", "nmf", "tucker", "unfold"]
