@@ -104,7 +104,9 @@ def child(spec: dict) -> dict:
             Y = torch.tensor(y)
             # GeomLoss: C = |x-y|^2 / 2 and eps = blur^2; ours: C = |x-y|^2, eps. Same plan when
             # blur^2 = EPS / 2; its "cost" is then half of ours (reported x2).
-            loss = SamplesLoss("sinkhorn", p=2, blur=np.sqrt(EPS / 2), scaling=0.9, backend="tensorized", debias=False, potentials=True)
+            loss = SamplesLoss(
+                "sinkhorn", p=2, blur=np.sqrt(EPS / 2), scaling=0.9, backend="tensorized", debias=False, potentials=True
+            )
             F, G = loss(X, Y)
             F, G = F.numpy().ravel(), G.numpy().ravel()
             C = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
@@ -136,7 +138,9 @@ def run_child(spec: dict, timeout: float) -> dict | None:
 def machine() -> str:
     from threadpoolctl import threadpool_info
 
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} thr)" for i in threadpool_info())
+    blas = ", ".join(
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} thr)" for i in threadpool_info()
+    )
     return f"{platform.processor() or platform.machine()}, nproc = {os.cpu_count()}, BLAS: {blas or 'none loaded'}"
 
 
@@ -181,9 +185,13 @@ def main() -> None:
             runs: dict[str, dict | None] = {}
             runs["lorainne"] = run_child({"n": n, "solver": "lorainne", "threads": threads}, args.timeout)
             if n <= args.plain_max:
-                runs["lorainne-plain"] = run_child({"n": n, "solver": "lorainne-plain", "threads": threads}, args.timeout)
+                runs["lorainne-plain"] = run_child(
+                    {"n": n, "solver": "lorainne-plain", "threads": threads}, args.timeout
+                )
             if n <= args.dense_max:
-                runs["lorainne-dense"] = run_child({"n": n, "solver": "lorainne-dense", "threads": threads}, args.timeout)
+                runs["lorainne-dense"] = run_child(
+                    {"n": n, "solver": "lorainne-dense", "threads": threads}, args.timeout
+                )
             if n <= args.pot_max:
                 runs["pot"] = run_child({"n": n, "solver": "pot", "threads": threads}, args.timeout)
             if n <= args.pot_log_max:
@@ -206,7 +214,9 @@ def main() -> None:
                 )
             sys.stdout.flush()
     print()
-    print(f"## scaling: {args.scaling_iters} Sinkhorn iterations at eps = {EPS} (no eps-scaling), hierarchical, 1 thread")
+    print(
+        f"## scaling: {args.scaling_iters} Sinkhorn iterations at eps = {EPS} (no eps-scaling), hierarchical, 1 thread"
+    )
     print()
     print("| n | s / iteration | peak MB |")
     print("|---|---|---|")

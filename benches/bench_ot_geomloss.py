@@ -50,7 +50,15 @@ def main():
     for n in args.sizes:
         x, y = problem(rng, n)
         for scaling in (0.5, 0.9):
-            loss = SamplesLoss("sinkhorn", p=2, blur=(args.eps / 2) ** 0.5, debias=False, potentials=True, backend="tensorized", scaling=scaling)
+            loss = SamplesLoss(
+                "sinkhorn",
+                p=2,
+                blur=(args.eps / 2) ** 0.5,
+                debias=False,
+                potentials=True,
+                backend="tensorized",
+                scaling=scaling,
+            )
             start = time.perf_counter()
             F, G = loss(torch.from_numpy(x), torch.from_numpy(y))
             seconds = time.perf_counter() - start

@@ -20,9 +20,8 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_time, git_revision, machine, markdown_table  # noqa: E402
-
 import lorainne  # noqa: E402
+from _common import best_time, git_revision, machine, markdown_table  # noqa: E402
 
 RANK, OVERSAMPLES, POWER_ITER = 50, 10, 2
 
@@ -44,7 +43,9 @@ def svd_contenders():
     from sklearn.utils.extmath import randomized_svd as sk_rsvd
 
     contenders = {
-        "lorainne": lambda A: lorainne.randomized_svd(A, RANK, n_oversamples=OVERSAMPLES, n_power_iter=POWER_ITER, random_state=0, n_threads=1),
+        "lorainne": lambda A: lorainne.randomized_svd(
+            A, RANK, n_oversamples=OVERSAMPLES, n_power_iter=POWER_ITER, random_state=0, n_threads=1
+        ),
         "scikit-learn": lambda A: sk_rsvd(A, RANK, n_oversamples=OVERSAMPLES, n_iter=POWER_ITER, random_state=0),
     }
     if importlib.util.find_spec("fbpca"):
@@ -78,12 +79,26 @@ def bench_svd(shapes, dtypes, full_svd: bool, repeats: int):
                 results[name] = (seconds, frobenius_error(A, U, S, Vt) / optimal)
             if full_svd:
                 seconds, (U, S, Vt) = best_time(lambda: scipy.linalg.svd(A, full_matrices=False), 1)
-                results["scipy.linalg.svd (full)"] = (seconds, frobenius_error(A, U[:, :RANK], S[:RANK], Vt[:RANK]) / optimal)
+                results["scipy.linalg.svd (full)"] = (
+                    seconds,
+                    frobenius_error(A, U[:, :RANK], S[:RANK], Vt[:RANK]) / optimal,
+                )
             ours = results["lorainne"][0]
             for name, (seconds, ratio) in results.items():
-                rows.append([f"{m}x{n}", np.dtype(dtype).name, name, f"{seconds:.3f}", f"{seconds / ours:.2f}", f"{ratio:.4f}"])
+                rows.append(
+                    [f"{m}x{n}", np.dtype(dtype).name, name, f"{seconds:.3f}", f"{seconds / ours:.2f}", f"{ratio:.4f}"]
+                )
             flops = 2 * m * n * (RANK + OVERSAMPLES) * (2 + 2 * POWER_ITER)
-            rows.append([f"{m}x{n}", np.dtype(dtype).name, "floor: matmul flops at peak GEMM rate", f"{flops / PEAK[np.dtype(dtype).name]:.3f}", "", ""])
+            rows.append(
+                [
+                    f"{m}x{n}",
+                    np.dtype(dtype).name,
+                    "floor: matmul flops at peak GEMM rate",
+                    f"{flops / PEAK[np.dtype(dtype).name]:.3f}",
+                    "",
+                    "",
+                ]
+            )
     return rows
 
 
@@ -108,9 +123,29 @@ def bench_qr(shapes, dtypes, repeats: int):
                 times[name] = (seconds, orth, resid)
             base = times["numpy.linalg.qr"][0]
             for name, (seconds, orth, resid) in times.items():
-                rows.append([f"{m}x{n}", np.dtype(dtype).name, name, f"{seconds * 1e3:.1f}", f"{seconds / base:.2f}", f"{orth:.1e}", f"{resid:.1e}"])
+                rows.append(
+                    [
+                        f"{m}x{n}",
+                        np.dtype(dtype).name,
+                        name,
+                        f"{seconds * 1e3:.1f}",
+                        f"{seconds / base:.2f}",
+                        f"{orth:.1e}",
+                        f"{resid:.1e}",
+                    ]
+                )
             flops = 4 * m * n * n  # Householder: 2mn^2 - 2n^3/3 to factor, as much again to form Q
-            rows.append([f"{m}x{n}", np.dtype(dtype).name, "floor: 4mn^2 flops at peak GEMM rate", f"{flops / PEAK[np.dtype(dtype).name] * 1e3:.1f}", "", "", ""])
+            rows.append(
+                [
+                    f"{m}x{n}",
+                    np.dtype(dtype).name,
+                    "floor: 4mn^2 flops at peak GEMM rate",
+                    f"{flops / PEAK[np.dtype(dtype).name] * 1e3:.1f}",
+                    "",
+                    "",
+                    "",
+                ]
+            )
     return rows
 
 
@@ -142,16 +177,24 @@ def main():
         measure_peak()
         svd_rows = bench_svd(svd_shapes, dtypes, not args.no_full_svd, repeats=1 if args.quick else 3)
         qr_rows = bench_qr(qr_shapes, dtypes, repeats=3 if args.quick else 7)
-    command = "python benches/bench_randomized.py" + (" --quick" if args.quick else "") + (" --no-full-svd" if args.no_full_svd else "")
+    command = (
+        "python benches/bench_randomized.py"
+        + (" --quick" if args.quick else "")
+        + (" --no-full-svd" if args.no_full_svd else "")
+    )
     report = "\n\n".join(
         [
             "## Randomized SVD (rank 50, 10 oversamples, 2 power iterations, 1 thread)",
-            f"Machine: {machine()}. Peak GEMM measured: {PEAK['float64'] / 1e9:.1f} GFLOP/s (float64), {PEAK['float32'] / 1e9:.1f} GFLOP/s (float32). Commit {git_revision()}. Command: `{command}`.",
-            "Spectrum s_i = 1/(i+1); `error/optimal` = ||A - U S Vt||_F / sqrt(sum_{i>=50} s_i^2); `ratio` = time / lorainne's time (above 1: slower than lorainne).",
+            f"Machine: {machine()}. Peak GEMM measured: {PEAK['float64'] / 1e9:.1f} GFLOP/s (float64), "
+            f"{PEAK['float32'] / 1e9:.1f} GFLOP/s (float32). Commit {git_revision()}. Command: `{command}`.",
+            "Spectrum s_i = 1/(i+1); `error/optimal` = ||A - U S Vt||_F / sqrt(sum_{i>=50} "
+            "s_i^2); `ratio` = time / lorainne's time (above 1: slower than lorainne).",
             markdown_table(["shape", "dtype", "method", "time (s)", "ratio", "error/optimal"], svd_rows),
             "## Tall-skinny QR (1 thread)",
             "`ratio` = time / numpy.linalg.qr's time (below 1: faster than NumPy).",
-            markdown_table(["shape", "dtype", "method", "time (ms)", "ratio", "||QtQ-I||_F", "||QR-A||/||A||"], qr_rows),
+            markdown_table(
+                ["shape", "dtype", "method", "time (ms)", "ratio", "||QtQ-I||_F", "||QR-A||/||A||"], qr_rows
+            ),
         ]
     )
     print(report)

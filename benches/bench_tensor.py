@@ -81,20 +81,41 @@ def bench_dense_cp(table, rng, shape, rank, sweeps, peer_sweeps, repeats, pyttb)
     label = f"CP {'x'.join(map(str, shape))} rank {rank}"
     t, model = best_time(lambda: cp(X, rank, init=(None, init_factors), tol=0, n_iter_max=sweeps, n_threads=1), repeats)
     ours = t / sweeps * 1e3
-    table.add(label, "lorainne (Rust)", ours, ours, f"err {model.errors[-1]:.5f}, FMS {factor_match_score(model, (None, true)):.4f}")
+    table.add(
+        label,
+        "lorainne (Rust)",
+        ours,
+        ours,
+        f"err {model.errors[-1]:.5f}, FMS {factor_match_score(model, (None, true)):.4f}",
+    )
     floor = 2 * read_time(X) * 1e3
     table.add(label, "floor: 2 reads of X", floor, ours, f"{2 * X.nbytes / 1e6:.0f} MB read")
     same = cp(X, rank, init=(None, init_factors), tol=0, n_iter_max=peer_sweeps, n_threads=1).errors[-1]
     t, theirs = best_time(
-        lambda: parafac(X, rank, init=(np.ones(rank), [f.copy() for f in init_factors]), tol=0, n_iter_max=peer_sweeps), 1
+        lambda: parafac(X, rank, init=(np.ones(rank), [f.copy() for f in init_factors]), tol=0, n_iter_max=peer_sweeps),
+        1,
     )
-    table.add(label, "tensorly parafac", t / peer_sweeps * 1e3, ours, f"err {rel_error(X, tl.cp_to_tensor(theirs)):.5f} (ours {same:.5f}) after {peer_sweeps}")
+    table.add(
+        label,
+        "tensorly parafac",
+        t / peer_sweeps * 1e3,
+        ours,
+        f"err {rel_error(X, tl.cp_to_tensor(theirs)):.5f} (ours {same:.5f}) after {peer_sweeps}",
+    )
     if pyttb is not None:
         T = pyttb.tensor(X, copy=False)
         kt = pyttb.ktensor([f.copy() for f in init_factors])
-        t, (result, _, _) = best_time(lambda: pyttb.cp_als(T, rank, init=kt, maxiters=peer_sweeps, stoptol=0, printitn=0), 1)
+        t, (result, _, _) = best_time(
+            lambda: pyttb.cp_als(T, rank, init=kt, maxiters=peer_sweeps, stoptol=0, printitn=0), 1
+        )
         approx = result.full().data
-        table.add(label, "pyttb cp_als", t / peer_sweeps * 1e3, ours, f"err {rel_error(X, approx):.5f} (ours {same:.5f}) after {peer_sweeps}")
+        table.add(
+            label,
+            "pyttb cp_als",
+            t / peer_sweeps * 1e3,
+            ours,
+            f"err {rel_error(X, approx):.5f} (ours {same:.5f}) after {peer_sweeps}",
+        )
 
 
 def bench_nonnegative(table, rng, shape, rank, sweeps, repeats):
@@ -105,17 +126,34 @@ def bench_nonnegative(table, rng, shape, rank, sweeps, repeats):
     start = cp(X, rank, nonnegative=True, random_state=0, n_iter_max=0)
     init_factors = [f * (start.weights[None, :] ** (1 / len(shape))) for f in start.factors]
     label = f"nonnegative CP {'x'.join(map(str, shape))} rank {rank}"
-    t, model = best_time(lambda: cp(X, rank, init=(None, init_factors), nonnegative=True, tol=0, n_iter_max=sweeps, n_threads=1), repeats)
+    t, model = best_time(
+        lambda: cp(X, rank, init=(None, init_factors), nonnegative=True, tol=0, n_iter_max=sweeps, n_threads=1), repeats
+    )
     ours = t / sweeps * 1e3
-    table.add(label, "lorainne HALS (Rust)", ours, ours, f"err {model.errors[-1]:.5f}, FMS {factor_match_score(model, (None, true)):.4f}")
+    table.add(
+        label,
+        "lorainne HALS (Rust)",
+        ours,
+        ours,
+        f"err {model.errors[-1]:.5f}, FMS {factor_match_score(model, (None, true)):.4f}",
+    )
     t, theirs = best_time(
-        lambda: non_negative_parafac_hals(X, rank, init=(np.ones(rank), [f.copy() for f in init_factors]), tol=0, n_iter_max=sweeps), 1
+        lambda: non_negative_parafac_hals(
+            X, rank, init=(np.ones(rank), [f.copy() for f in init_factors]), tol=0, n_iter_max=sweeps
+        ),
+        1,
     )
     # tensorly's HALS repeats its column updates inside each sweep: compare errors at equal time too.
     equal_time = max(sweeps, int(round(t / (ours / 1e3))))
     longer = cp(X, rank, init=(None, init_factors), nonnegative=True, tol=0, n_iter_max=equal_time, n_threads=1)
-    table.add(label, "tensorly non_negative_parafac_hals", t / sweeps * 1e3, ours,
-              f"err {rel_error(X, tl.cp_to_tensor(theirs)):.5f} after {sweeps} (ours {longer.errors[-1]:.5f} after {equal_time}, same time)")
+    table.add(
+        label,
+        "tensorly non_negative_parafac_hals",
+        t / sweeps * 1e3,
+        ours,
+        f"err {rel_error(X, tl.cp_to_tensor(theirs)):.5f} after {sweeps} "
+        f"(ours {longer.errors[-1]:.5f} after {equal_time}, same time)",
+    )
     return ours
 
 
@@ -124,7 +162,7 @@ def bench_tucker(table, rng, shape, ranks, sweeps, repeats, pyttb):
     from tensorly.decomposition import tucker as tl_tucker
 
     core = rng.standard_normal(ranks)
-    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks)]
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks, strict=False)]
     X = lorainne.TuckerTensor(core, U).to_tensor()
     E = rng.standard_normal(shape)
     X += 0.01 * E * np.linalg.norm(X) / np.linalg.norm(E)
@@ -138,13 +176,17 @@ def bench_tucker(table, rng, shape, ranks, sweeps, repeats, pyttb):
             return long / (2 * k) * 1e3, result
         return (long - short) / k * 1e3, result
 
-    ours, model = per_sweep(lambda k: tucker(X, ranks, tol=0, n_iter_max=k, random_state=0, n_threads=1), sweeps, repeats)
+    ours, model = per_sweep(
+        lambda k: tucker(X, ranks, tol=0, n_iter_max=k, random_state=0, n_threads=1), sweeps, repeats
+    )
     table.add(label, "lorainne (Rust edge contractions + NumPy)", ours, ours, f"err {model.errors[-1]:.5f}")
     ms, (c, f) = per_sweep(lambda k: tl_tucker(X, rank=list(ranks), n_iter_max=k, tol=0, random_state=0), sweeps, 1)
     table.add(label, "tensorly tucker", ms, ours, f"err {rel_error(X, tl.tucker_to_tensor((c, f))):.5f}")
     if pyttb is not None:
         T = pyttb.tensor(X, copy=False)
-        ms, (result, _, _) = per_sweep(lambda k: pyttb.tucker_als(T, list(ranks), maxiters=k, stoptol=0, printitn=0, init="nvecs"), sweeps, 1)
+        ms, (result, _, _) = per_sweep(
+            lambda k: pyttb.tucker_als(T, list(ranks), maxiters=k, stoptol=0, printitn=0, init="nvecs"), sweeps, 1
+        )
         table.add(label, "pyttb tucker_als", ms, ours, f"err {rel_error(X, result.full().data):.5f}")
 
 
@@ -160,9 +202,17 @@ def bench_sparse(table, rng, size, nnz, rank, sweeps, peer_sweeps, pyttb):
     if pyttb is not None:
         T = pyttb.sptensor(S.coords, S.values[:, None], S.shape)
         kt = pyttb.ktensor([f.copy() for f in init])
-        t, (result, _, _) = best_time(lambda: pyttb.cp_als(T, rank, init=kt, maxiters=peer_sweeps, stoptol=0, printitn=0), 1)
+        t, (result, _, _) = best_time(
+            lambda: pyttb.cp_als(T, rank, init=kt, maxiters=peer_sweeps, stoptol=0, printitn=0), 1
+        )
         ours_err = cp(S, rank, init=(None, init), tol=0, n_iter_max=peer_sweeps, n_threads=1).errors[-1]
-        table.add(label, "pyttb cp_als (sptensor)", t / peer_sweeps * 1e3, ours, f"fit-equivalent err: ours {ours_err:.5f} after {peer_sweeps}")
+        table.add(
+            label,
+            "pyttb cp_als (sptensor)",
+            t / peer_sweeps * 1e3,
+            ours,
+            f"fit-equivalent err: ours {ours_err:.5f} after {peer_sweeps}",
+        )
 
 
 def main(argv=None) -> int:
@@ -188,13 +238,26 @@ def main(argv=None) -> int:
             bench_nonnegative(table, rng, (150, 150, 150), 8, 10, 2)
             bench_tucker(table, rng, (200, 200, 200), (10, 10, 10), 5, 2, pyttb)
             bench_sparse(table, rng, 2000, 1_000_000, 16, 5, 2, pyttb)
-    blas = sorted({f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '')})" for i in threadpool_info()})
+    blas = sorted(
+        {f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '')})" for i in threadpool_info()}
+    )
     header = [
         f"command: python benches/bench_tensor.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
-        f"machine: {platform.machine()}, nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (shared machine), BLAS {', '.join(blas)}",
-        f"lorainne {lorainne.__version__}, numpy {np.__version__}, threads pinned to 1 (threadpoolctl; lorainne n_threads=1)",
+        f"machine: {platform.machine()}, nproc {os.cpu_count()}, load average "
+        f"{os.getloadavg()[0]:.2f} (shared machine), BLAS {', '.join(blas)}",
+        f"lorainne {lorainne.__version__}, numpy {np.__version__}, "
+        "threads pinned to 1 (threadpoolctl; lorainne n_threads=1)",
     ]
-    text = "\n".join(["# Tensor decompositions: lorainne vs tensorly and pyttb", "", *[f"- {h}" for h in header], "", table.markdown(), ""])
+    text = "\n".join(
+        [
+            "# Tensor decompositions: lorainne vs tensorly and pyttb",
+            "",
+            *[f"- {h}" for h in header],
+            "",
+            table.markdown(),
+            "",
+        ]
+    )
     print(text)
     if args.out:
         with open(args.out, "w") as handle:

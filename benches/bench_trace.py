@@ -20,8 +20,14 @@ from lorainne import spectral_density, trace, trace_function
 
 SEEDS = 8
 METHODS = ("hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace")
-REFERENCE = {("i^-2", 80, "hutch++"): 6.6e-4, ("i^-2", 80, "nystrom++"): 8.7e-4, ("i^-2", 80, "xtrace"): 3.7e-4,
-             ("i^-2", 80, "xnystrace"): 2.5e-4, ("0.9^i", 160, "xtrace"): 1.3e-5, ("0.9^i", 160, "xnystrace"): 8.6e-8}
+REFERENCE = {
+    ("i^-2", 80, "hutch++"): 6.6e-4,
+    ("i^-2", 80, "nystrom++"): 8.7e-4,
+    ("i^-2", 80, "xtrace"): 3.7e-4,
+    ("i^-2", 80, "xnystrace"): 2.5e-4,
+    ("0.9^i", 160, "xtrace"): 1.3e-5,
+    ("0.9^i", 160, "xnystrace"): 8.6e-8,
+}
 
 
 def planted(n, lam, seed=0):
@@ -44,9 +50,16 @@ def timed(fn, *args, **kwargs):
 
 def error_vs_products(lines):
     n = 1000
-    spectra = {"i^-2": np.arange(1, n + 1) ** -2.0, "0.9^i": 0.9 ** np.arange(n), "step": np.r_[np.ones(50), 1e-3 * np.ones(n - 50)]}
+    spectra = {
+        "i^-2": np.arange(1, n + 1) ** -2.0,
+        "0.9^i": 0.9 ** np.arange(n),
+        "step": np.r_[np.ones(50), 1e-3 * np.ones(n - 50)],
+    }
     budgets = (10, 20, 40, 80, 160)
-    lines.append(f"### Error vs products (n = {n}, median relative error over {SEEDS} seeds; coverage = share of all runs with |error| <= 2 error_estimate)\n")
+    lines.append(
+        f"### Error vs products (n = {n}, median relative error over {SEEDS} "
+        "seeds; coverage = share of all runs with |error| <= 2 error_estimate)\n"
+    )
     lines.append("| spectrum | method | " + " | ".join(f"m={m}" for m in budgets) + " | coverage | ms/call at m=80 |")
     lines.append("|---|---|" + "---|" * (len(budgets) + 2))
     reference_rows = []
@@ -67,7 +80,9 @@ def error_vs_products(lines):
                 median = float(np.median(errors))
                 cells.append(f"{median:.1e}")
                 if (name, m, method) in REFERENCE:  # the reference rows get 30 seeds
-                    more = [abs(trace(A, m, method=method, random_state=100 + s).value - exact) / exact for s in range(30)]
+                    more = [
+                        abs(trace(A, m, method=method, random_state=100 + s).value - exact) / exact for s in range(30)
+                    ]
                     reference_rows.append((name, m, method, float(np.median(more)), REFERENCE[(name, m, method)]))
             lines.append(f"| {name} | {method} | " + " | ".join(cells) + f" | {hits / total:.0%} | {ms:.1f} |")
     lines.append("\n### Against the reference ports of the issue (goal: within 1.5x; median over 30 seeds)\n")
@@ -76,28 +91,54 @@ def error_vs_products(lines):
     for name, m, method, ours, ref in reference_rows:
         lines.append(f"| {name} | {m} | {method} | {ours:.2e} | {ref:.1e} | {ours / ref:.2f} |")
     flops = 2 * n * n * 80
-    lines.append(f"\nFloor: m = 80 products with a dense 1000 x 1000 matrix are {flops / 1e6:.0f} Mflop (one GEMM, about 3-4 ms "
-                 "on one core here: Hutchinson's time is the floor); XTrace / XNysTrace add QR of the sketch and O(m^3) small "
-                 "algebra (the leave-one-out and leave-two-out formulas), about 2x the floor at m = 80.")
+    lines.append(
+        f"\nFloor: m = 80 products with a dense 1000 x 1000 matrix are {flops / 1e6:.0f} Mflop (one GEMM, about 3-4 ms "
+        "on one core here: Hutchinson's time is the floor); XTrace / XNysTrace add QR of the sketch and O(m^3) small "
+        "algebra (the leave-one-out and leave-two-out formulas), about 2x the floor at m = 80."
+    )
 
 
 def imate_comparison(lines):
     A, lam = grid_laplacian()
     exact_logdet, exact_inv = np.sum(np.log(lam)), np.sum(1 / lam)
-    lines.append("\n### Log-determinant and trace of the inverse, 50 x 50 grid Laplacian + 0.05 I (n = 2500), 40 vectors x 30 steps = 1200 products\n")
-    lines.append(f"exact log det = {exact_logdet:.2f}, exact tr(A^-1) = {exact_inv:.2f}; median / max relative error over {SEEDS} seeds, median time\n")
+    lines.append(
+        "\n### Log-determinant and trace of the inverse, 50 x 50 grid "
+        "Laplacian + 0.05 I (n = 2500), 40 vectors x 30 steps = 1200 products\n"
+    )
+    lines.append(
+        f"exact log det = {exact_logdet:.2f}, exact tr(A^-1) = {exact_inv:.2f}; "
+        f"median / max relative error over {SEEDS} seeds, median time\n"
+    )
     lines.append("| quantity | estimator | median rel. error | max rel. error | time (s) | time ratio ours/imate |")
     lines.append("|---|---|---|---|---|---|")
     try:
         import imate
     except ImportError:
         imate = None
-    for label, f, exact, imate_fn in (("log det", "log", exact_logdet, "logdet"), ("tr inv", "inv", exact_inv, "traceinv")):
+    for label, f, exact, imate_fn in (
+        ("log det", "log", exact_logdet, "logdet"),
+        ("tr inv", "inv", exact_inv, "traceinv"),
+    ):
         results = {}
         for name, run in (
-            ("lorainne slq", lambda s: trace_function(A, f, n_vectors=40, degree=30, random_state=s, n_threads=1).value),
-            ("lorainne slq, no control variates", lambda s: trace_function(A, f, n_vectors=40, degree=30, control_variates=False, random_state=s, n_threads=1).value),
-            ("lorainne chebyshev (degree 60)", lambda s: trace_function(A, f, n_vectors=40, degree=60, method="chebyshev", random_state=s, n_threads=1).value),
+            (
+                "lorainne slq",
+                lambda s: trace_function(A, f, n_vectors=40, degree=30, random_state=s, n_threads=1).value,
+            ),
+            (
+                "lorainne slq, no control variates",
+                lambda s: (
+                    trace_function(
+                        A, f, n_vectors=40, degree=30, control_variates=False, random_state=s, n_threads=1
+                    ).value
+                ),
+            ),
+            (
+                "lorainne chebyshev (degree 60)",
+                lambda s: (
+                    trace_function(A, f, n_vectors=40, degree=60, method="chebyshev", random_state=s, n_threads=1).value
+                ),
+            ),
         ):
             errs, times = [], []
             for s in range(SEEDS):
@@ -109,7 +150,16 @@ def imate_comparison(lines):
             fn = getattr(imate, imate_fn)
             errs, times = [], []
             for _ in range(SEEDS):  # imate draws its own random vectors
-                value, seconds = timed(fn, A, method="slq", min_num_samples=40, max_num_samples=40, lanczos_degree=30, num_threads=1, orthogonalize=-1)
+                value, seconds = timed(
+                    fn,
+                    A,
+                    method="slq",
+                    min_num_samples=40,
+                    max_num_samples=40,
+                    lanczos_degree=30,
+                    num_threads=1,
+                    orthogonalize=-1,
+                )
                 errs.append(abs(value - exact) / exact)
                 times.append(seconds)
             results["imate slq (full reorth.)"] = (np.median(errs), np.max(errs), np.median(times))
@@ -127,23 +177,48 @@ def parametric(lines):
     lam = np.sort(rng.uniform(0, 1, n))
     A = planted(n, lam, seed=3)
     sigma, degree, vectors = 0.02, 200, 20
-    lines.append(f"\n### Parametric: spectral density of a 1000 x 1000 matrix (uniform spectrum), sigma = {sigma}, degree {degree}, {vectors} vectors\n")
+    lines.append(
+        "\n### Parametric: spectral density of a 1000 x 1000 matrix (uniform "
+        f"spectrum), sigma = {sigma}, degree {degree}, {vectors} vectors\n"
+    )
     lines.append("| values of t | method | products | time (s) | time / time(10 t) |")
     lines.append("|---|---|---|---|---|")
     base = {}
     for method in ("nystrom++", "kpm"):
         for size in (10, 100, 1000):
             t = np.linspace(-0.05, 1.05, size)
-            _, seconds = timed(spectral_density, A, t, sigma=sigma, n_vectors=vectors, degree=degree, method=method, spectrum_bounds=(-0.05, 1.05), random_state=0, n_threads=1)
+            _, seconds = timed(
+                spectral_density,
+                A,
+                t,
+                sigma=sigma,
+                n_vectors=vectors,
+                degree=degree,
+                method=method,
+                spectrum_bounds=(-0.05, 1.05),
+                random_state=0,
+                n_threads=1,
+            )
             base.setdefault(method, seconds)
             products = vectors * (degree if method == "nystrom++" else (degree + 1) // 2)
-            lines.append(f"| {size} | {method} (shared vectors) | {products} | {seconds:.3f} | {seconds / base[method]:.2f} |")
+            lines.append(
+                f"| {size} | {method} (shared vectors) | {products} | {seconds:.3f} | {seconds / base[method]:.2f} |"
+            )
     # A separate Chebyshev-Hutchinson estimator per t (the products grow with len(t)).
     t = np.linspace(-0.05, 1.05, 100)
     start = time.perf_counter()
     for tk in t:
-        trace_function(A, lambda x, tk=tk: np.exp(-((tk - x) ** 2) / (2 * sigma**2)), n_vectors=vectors, degree=degree, method="chebyshev",
-                       spectrum_bounds=(-0.05, 1.05), control_variates=False, random_state=0, n_threads=1)
+        trace_function(
+            A,
+            lambda x, tk=tk: np.exp(-((tk - x) ** 2) / (2 * sigma**2)),
+            n_vectors=vectors,
+            degree=degree,
+            method="chebyshev",
+            spectrum_bounds=(-0.05, 1.05),
+            control_variates=False,
+            random_state=0,
+            n_threads=1,
+        )
     seconds = time.perf_counter() - start
     per_t = vectors * ((degree + 1) // 2)
     lines.append(f"| 100 | separate KPM estimator per t | {100 * per_t} | {seconds:.3f} | — |")
@@ -152,7 +227,9 @@ def parametric(lines):
 
 def nystrom_vs_kpm(lines):
     lines.append("\n### Chebyshev-Nystrom++ vs KPM at equal products (L1 error of the smoothed density)\n")
-    lines.append("| matrix | sigma | degree | Nystrom++ (vectors) | KPM (vectors) | L1 Nystrom++ | L1 KPM | KPM / Nystrom++ |")
+    lines.append(
+        "| matrix | sigma | degree | Nystrom++ (vectors) | KPM (vectors) | L1 Nystrom++ | L1 KPM | KPM / Nystrom++ |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|")
     for n, sigma in ((200, 0.01), (1000, 0.004)):
         rng = np.random.default_rng(0)
@@ -164,18 +241,33 @@ def nystrom_vs_kpm(lines):
         for method, vectors in (("nystrom++", 40), ("kpm", 80)):
             errs = []
             for s in range(3):
-                phi = spectral_density(A, t, sigma=sigma, n_vectors=vectors, method=method, spectrum_bounds=(-0.05, 1.05), random_state=s, n_threads=1)
+                phi = spectral_density(
+                    A,
+                    t,
+                    sigma=sigma,
+                    n_vectors=vectors,
+                    method=method,
+                    spectrum_bounds=(-0.05, 1.05),
+                    random_state=s,
+                    n_threads=1,
+                )
                 errs.append(np.trapezoid(np.abs(phi - exact), t))
             l1[method] = float(np.mean(errs))
         degree = int(np.ceil(7 * 1.1 / (2 * sigma))) + 4
-        lines.append(f"| uniform spectrum, n = {n} | {sigma} | {degree} | 40 | 80 | {l1['nystrom++']:.1e} | {l1['kpm']:.1e} | {l1['kpm'] / l1['nystrom++']:.1f} |")
+        lines.append(
+            f"| uniform spectrum, n = {n} | {sigma} | {degree} | 40 | 80 | "
+            f"{l1['nystrom++']:.1e} | {l1['kpm']:.1e} | {l1['kpm'] / l1['nystrom++']:.1f} |"
+        )
 
 
 def main():
     lines = ["## Trace and spectral density (`benches/bench_trace.py`)\n"]
     blas = ", ".join(sorted({f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()}))
-    lines.append(f"Machine: {platform.machine()}, nproc = {os.cpu_count()}, BLAS: {blas}; threads pinned to 1 (threadpoolctl, n_threads=1); "
-                 f"lorainne {lorainne.__version__}, numpy {np.__version__}.  Command: `python benches/bench_trace.py --write`\n")
+    lines.append(
+        f"Machine: {platform.machine()}, nproc = {os.cpu_count()}, BLAS: "
+        f"{blas}; threads pinned to 1 (threadpoolctl, n_threads=1); "
+        f"lorainne {lorainne.__version__}, numpy {np.__version__}.  Command: `python benches/bench_trace.py --write`\n"
+    )
     with threadpool_limits(1):
         for section in (error_vs_products, imate_comparison, parametric, nystrom_vs_kpm):
             start = time.perf_counter()

@@ -27,12 +27,18 @@ class MLP:
         d, c = X.shape[1], Y.shape[1]
         self.shapes = [(d, hidden), (hidden,), (hidden, c), (c,)]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.theta = np.concatenate([rng.standard_normal(self.sizes[0]) / np.sqrt(d), np.zeros(hidden),
-                                     rng.standard_normal(self.sizes[2]) / np.sqrt(hidden), np.zeros(c)])
+        self.theta = np.concatenate(
+            [
+                rng.standard_normal(self.sizes[0]) / np.sqrt(d),
+                np.zeros(hidden),
+                rng.standard_normal(self.sizes[2]) / np.sqrt(hidden),
+                np.zeros(c),
+            ]
+        )
 
     def unpack(self, v):
         parts, start = [], 0
-        for shape, size in zip(self.shapes, self.sizes):
+        for shape, size in zip(self.shapes, self.sizes, strict=False):
             parts.append(v[start : start + size].reshape(shape))
             start += size
         return parts
@@ -64,7 +70,9 @@ class MLP:
         r_d_out = (r_a1 @ W2 + A1 @ V2 + c2) / n
         d_a1 = d_out @ W2.T
         r_d_h1 = (r_d_out @ W2.T + d_out @ V2.T) * slope + d_a1 * (-2 * A1 * r_a1)
-        return np.concatenate([(self.X.T @ r_d_h1).ravel(), r_d_h1.sum(0), (r_a1.T @ d_out + A1.T @ r_d_out).ravel(), r_d_out.sum(0)])
+        return np.concatenate(
+            [(self.X.T @ r_d_h1).ravel(), r_d_h1.sum(0), (r_a1.T @ d_out + A1.T @ r_d_out).ravel(), r_d_out.sum(0)]
+        )
 
 
 class HessianOperator:
@@ -101,10 +109,16 @@ def main():
     H = np.column_stack([model.hvp(e) for e in np.eye(model.theta.size)])  # exact, for the comparison only
     H = (H + H.T) / 2
     lam = np.linalg.eigvalsh(H)
-    print(f"exact Hessian: {time.perf_counter() - start:.1f} s; eigenvalues in [{lam[0]:.3g}, {lam[-1]:.3g}], trace {lam.sum():.4f}")
+    print(
+        f"exact Hessian: {time.perf_counter() - start:.1f} s; eigenvalues "
+        f"in [{lam[0]:.3g}, {lam[-1]:.3g}], trace {lam.sum():.4f}"
+    )
 
     est = trace(op, 100, random_state=0)
-    print(f"tr(H) by XTrace from {est.n_matvec} products: {est.value:.4f} +- {est.error_estimate:.1e} (exact {lam.sum():.4f})")
+    print(
+        f"tr(H) by XTrace from {est.n_matvec} products: {est.value:.4f} "
+        f"+- {est.error_estimate:.1e} (exact {lam.sum():.4f})"
+    )
     fro = trace_function(op, lambda x: x**2, n_vectors=10, degree=10, random_state=0)
     print(f"tr(H^2) by SLQ: {fro.value:.4g} +- {fro.error_estimate:.1e} (exact {np.sum(lam**2):.4g})")
 
@@ -115,7 +129,9 @@ def main():
     for method, vectors in (("slq", 20), ("kpm", 40), ("nystrom++", 20)):
         op.count = 0
         start = time.perf_counter()
-        phi = spectral_density(op, t, sigma=sigma, n_vectors=vectors, method=method, degree=80 if method == "slq" else None, random_state=0)
+        phi = spectral_density(
+            op, t, sigma=sigma, n_vectors=vectors, method=method, degree=80 if method == "slq" else None, random_state=0
+        )
         seconds = time.perf_counter() - start
         l1 = float(np.trapezoid(np.abs(phi - exact), t))
         curves[method] = phi

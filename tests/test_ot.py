@@ -485,7 +485,20 @@ def test_cli_ot(tmp_path, capsys, rng):
     np.save(tmp_path / "y.npy", y)
     np.save(tmp_path / "b.npy", b)
     out = tmp_path / "out.npz"
-    code = main(["ot", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", "0.01", "--b", str(tmp_path / "b.npy"), "-o", str(out), "-q"])
+    code = main(
+        [
+            "ot",
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+            "--eps",
+            "0.01",
+            "--b",
+            str(tmp_path / "b.npy"),
+            "-o",
+            str(out),
+            "-q",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "converged" in text and "marginal error" in text and "peak memory" in text
     expected = sinkhorn(x, y, None, b, eps=0.01)
@@ -511,4 +524,6 @@ def test_cupy_dense_path(rng):
     assert isinstance(res.f, cupy.ndarray)
     assert abs(res.cost - ref.cost) <= 1e-9 * ref.cost
     K = GaussianKernel(cupy.asarray(x), cupy.asarray(y), 0.02, method="dense")
-    np.testing.assert_allclose(cupy.asnumpy(K.log_matvec(cupy.zeros(200))), GaussianKernel(x, y, 0.02).log_matvec(np.zeros(200)), atol=1e-6)
+    np.testing.assert_allclose(
+        cupy.asnumpy(K.log_matvec(cupy.zeros(200))), GaussianKernel(x, y, 0.02).log_matvec(np.zeros(200)), atol=1e-6
+    )

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lorainne import cholesky_qr2, householder_qr
-from lorainne import _qr
+from lorainne import _qr, cholesky_qr2, householder_qr
 
 DTYPES = [np.float64, np.float32]
 EPS = {np.float64: np.finfo(np.float64).eps, np.float32: np.finfo(np.float32).eps}

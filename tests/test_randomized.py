@@ -52,7 +52,12 @@ def test_exact_rank_input_is_reconstructed_and_q_is_orthonormal(shape, dtype, da
         assert np.all(np.diff(S) <= 0)
 
 
-@given(shape=shapes, dtype=st.sampled_from(DTYPES), qr=st.sampled_from(["auto", "householder"]), seed=st.integers(0, 2**32 - 1))
+@given(
+    shape=shapes,
+    dtype=st.sampled_from(DTYPES),
+    qr=st.sampled_from(["auto", "householder"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_rust_equals_xp_reference(shape, dtype, qr, seed):
     m, n = shape
     rng = np.random.default_rng(seed)
@@ -87,7 +92,7 @@ def test_same_seed_gives_identical_results_and_input_is_unchanged(rng):
     for backend in ("rust", "numpy"):
         first = randomized_svd(A, 5, random_state=7, backend=backend)
         second = randomized_svd(A, 5, random_state=np.random.default_rng(7), backend=backend)
-        for a, b in zip(first, second):
+        for a, b in zip(first, second, strict=False):
             assert np.array_equal(a, b)
     assert np.array_equal(A, before)
 
@@ -111,7 +116,9 @@ def test_non_contiguous_integer_and_fortran_inputs(rng):
 
 def test_sparse_and_linear_operator_inputs(rng):
     # Decaying diagonal plus sparse noise: a spectrum with gaps, so 6 triplets are well resolved.
-    A = sp.diags(0.7 ** np.arange(200), shape=(300, 200), format="csr") + 1e-3 * sp.random(300, 200, density=0.05, random_state=1)
+    A = sp.diags(0.7 ** np.arange(200), shape=(300, 200), format="csr") + 1e-3 * sp.random(
+        300, 200, density=0.05, random_state=1
+    )
     dense = A.toarray()
     reference = randomized_svd(dense, 6, random_state=0)
     for operand in (A, A.tocoo(), sp.csc_array(A), aslinearoperator(A)):
@@ -159,7 +166,12 @@ def test_warm_start_tracks_a_drifting_subspace(rng):
     # The next "step": a small perturbation; one iteration from the old basis is near optimal.
     B = A + 1e-6 * rng.standard_normal(A.shape)
     Q1 = range_finder(B, rank, init=Q0, n_power_iter=1, random_state=1)
-    optimal = np.linalg.norm(B - (lambda u, s, vt: (u[:, : Q1.shape[1]] * s[: Q1.shape[1]]) @ vt[: Q1.shape[1]])(*np.linalg.svd(B, full_matrices=False)))
+    optimal = np.linalg.norm(
+        B
+        - (lambda u, s, vt: (u[:, : Q1.shape[1]] * s[: Q1.shape[1]]) @ vt[: Q1.shape[1]])(
+            *np.linalg.svd(B, full_matrices=False)
+        )
+    )
     assert np.linalg.norm(B - Q1 @ (Q1.T @ B)) < 1.05 * optimal
     # A basis with fewer columns than the sketch is completed with random columns.
     Q2 = range_finder(B, rank, init=Q0[:, :3], random_state=1)

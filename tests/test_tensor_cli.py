@@ -30,7 +30,7 @@ def test_cp_command_with_progress_and_nonnegative(tmp_path, rng, capsys):
 
 def test_tucker_command(tmp_path, rng, capsys):
     core = rng.standard_normal((3, 2, 2))
-    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip((9, 8, 7), core.shape)]
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip((9, 8, 7), core.shape, strict=False)]
     X = TuckerTensor(core, U).to_tensor()
     np.savez(tmp_path / "x.npz", X)
     out = tmp_path / "t.npz"

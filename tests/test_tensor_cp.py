@@ -36,7 +36,9 @@ def random_start(rng, shape, rank):
 
 
 def parafac_reference(X, start, n_iter):
-    return parafac(X, start.rank, init=(np.ones(start.rank), [f.copy() for f in start.factors]), tol=0, n_iter_max=n_iter)
+    return parafac(
+        X, start.rank, init=(np.ones(start.rank), [f.copy() for f in start.factors]), tol=0, n_iter_max=n_iter
+    )
 
 
 # ----------------------------------------------------------------------------- structures
@@ -116,7 +118,9 @@ def test_rust_and_xp_agree_with_every_start(rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape,rank", [((30, 25, 20), 4), ((40, 35, 30), 10), ((12, 11, 10, 9), 6), ((15, 14, 13, 12), 8)])
+@pytest.mark.parametrize(
+    "shape,rank", [((30, 25, 20), 4), ((40, 35, 30), 10), ((12, 11, 10, 9), 6), ((15, 14, 13, 12), 8)]
+)
 def test_planted_recovery(rng, backend, shape, rank):
     X, true, noise = planted(rng, shape, rank, noise=0.01)
     model = cp(X, rank, random_state=0, backend=backend)
@@ -267,7 +271,8 @@ def test_input_not_modified_and_layouts(rng, backend):
     start = random_start(rng, X.shape, 3)
     start_copy = [f.copy() for f in start.factors]
     reference = cp(X, 3, init=start, tol=0, n_iter_max=5, backend=backend)
-    assert np.array_equal(X, copy) and all(np.array_equal(a, b) for a, b in zip(start.factors, start_copy))
+    assert np.array_equal(X, copy)
+    assert all(np.array_equal(a, b) for a, b in zip(start.factors, start_copy, strict=True))
     fortran = np.asfortranarray(X)
     readonly = X.copy()
     readonly.flags.writeable = False

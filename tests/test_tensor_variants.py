@@ -41,7 +41,9 @@ def test_nonnegative_beats_tensorly_multiplicative_updates(rng):
     assert ours.errors[-1] < their_error
 
 
-@pytest.mark.parametrize("options", [dict(nonnegative=True), dict(l1_reg=0.5), dict(nonnegative=True, l1_reg=0.3, l2_reg=0.2)])
+@pytest.mark.parametrize(
+    "options", [dict(nonnegative=True), dict(l1_reg=0.5), dict(nonnegative=True, l1_reg=0.3, l2_reg=0.2)]
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rust_hals_equals_xp(rng, options, dtype):
     X, _, _ = planted_nonnegative(rng, (11, 10, 9, 3), 3, noise=0.05)
@@ -60,8 +62,15 @@ def test_sparse_nonnegative_equals_dense(rng, backend):
     X, _, _ = planted_nonnegative(rng, (10, 9, 8), 3, noise=0.05)
     X = X * (rng.random(X.shape) < 0.5)
     a = cp(X, 3, nonnegative=True, random_state=0, tol=0, n_iter_max=10, backend="numpy")
-    b = cp(SparseTensor.from_dense(X), 3, nonnegative=True, init=cp(X, 3, nonnegative=True, random_state=0, n_iter_max=0),
-           tol=0, n_iter_max=10, backend=backend)
+    b = cp(
+        SparseTensor.from_dense(X),
+        3,
+        nonnegative=True,
+        init=cp(X, 3, nonnegative=True, random_state=0, n_iter_max=0),
+        tol=0,
+        n_iter_max=10,
+        backend=backend,
+    )
     np.testing.assert_allclose(a.to_tensor(), b.to_tensor(), atol=1e-9)
 
 
@@ -97,7 +106,7 @@ def test_balancing_step_equalizes_column_norms(rng):
 
     from lorainne.tensor._xp import balance
 
-    factors = [rng.standard_normal((n, 3)) * s for n, s in zip((5, 6, 7), (10.0, 0.1, 1.0))]
+    factors = [rng.standard_normal((n, 3)) * s for n, s in zip((5, 6, 7), (10.0, 0.1, 1.0), strict=False)]
     before = CPTensor(None, [f.copy() for f in factors]).to_tensor()
     grams = [f.T @ f for f in factors]
     balance(xnp, factors, grams, 1.0, 0.0)
@@ -164,7 +173,7 @@ def test_mask_rejects_nothing_observed():
 
 def planted_tucker(rng, shape, ranks, noise=0.0):
     core = rng.standard_normal(ranks)
-    factors = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks)]
+    factors = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks, strict=False)]
     X = TuckerTensor(core, factors).to_tensor()
     if noise:
         E = rng.standard_normal(shape)
@@ -181,7 +190,7 @@ def test_tucker_exact_recovery_with_orthonormal_factors(rng, method):
     for U in factors:
         np.testing.assert_allclose(U.T @ U, np.eye(U.shape[1]), atol=1e-10)
     np.testing.assert_allclose(t.to_tensor(), X, atol=1e-8 * np.abs(X).max())
-    for U, V in zip(factors, true):  # same subspaces
+    for U, V in zip(factors, true, strict=False):  # same subspaces
         np.testing.assert_allclose(np.linalg.svd(U.T @ V, compute_uv=False), 1.0, atol=1e-8)
 
 
@@ -205,7 +214,7 @@ def test_hooi_improves_on_hosvd_four_way(rng):
 
 def test_nonnegative_tucker(rng):
     core = rng.random((3, 2, 2))
-    factors = [rng.random((n, r)) for n, r in zip((12, 10, 8), core.shape)]
+    factors = [rng.random((n, r)) for n, r in zip((12, 10, 8), core.shape, strict=False)]
     X = TuckerTensor(core, factors).to_tensor()
     from tensorly.decomposition import non_negative_tucker
 

@@ -39,7 +39,10 @@ def test_density_command_png_and_csv(files, tmp_path, capsys):
     assert np.trapezoid(data[:, 1], data[:, 0]) == pytest.approx(1.0, abs=0.05)
     pytest.importorskip("matplotlib")
     png = tmp_path / "d.png"
-    assert main(["density", str(sparse), "--sigma", "0.2", "--vectors", "10", "--method", "kpm", "-o", str(png), "-q"]) == 0
+    assert (
+        main(["density", str(sparse), "--sigma", "0.2", "--vectors", "10", "--method", "kpm", "-o", str(png), "-q"])
+        == 0
+    )
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

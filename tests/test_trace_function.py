@@ -63,7 +63,9 @@ def test_lanczos_breakdown_on_low_dimensional_krylov_space():
     np.testing.assert_allclose(np.sort(nodes[0, :2]), [1, 2], atol=1e-12)
 
 
-@pytest.mark.parametrize("f, g", [("log", np.log), ("inv", lambda x: 1 / x), ("exp", np.exp), ("sqrt", np.sqrt), (np.cbrt, np.cbrt)])
+@pytest.mark.parametrize(
+    "f, g", [("log", np.log), ("inv", lambda x: 1 / x), ("exp", np.exp), ("sqrt", np.sqrt), (np.cbrt, np.cbrt)]
+)
 @pytest.mark.parametrize("method, degree", [("slq", 15), ("chebyshev", 40)])
 def test_named_and_callable_functions(f, g, method, degree):
     lam = np.linspace(0.5, 3.0, 400)
@@ -89,20 +91,37 @@ def test_linear_operator_and_array_api_strict():
     A = planted(200, lam)
     ref = trace_function(A, "log", n_vectors=10, degree=10, random_state=0, backend="numpy")
     plain = trace_function(A, "log", n_vectors=10, degree=10, random_state=0, control_variates=False)
-    assert trace_function(xps.asarray(A), "log", n_vectors=10, degree=10, random_state=0).value == pytest.approx(ref.value, rel=1e-10)
+    assert trace_function(xps.asarray(A), "log", n_vectors=10, degree=10, random_state=0).value == pytest.approx(
+        ref.value, rel=1e-10
+    )
     # an operator has no exact tr(A), tr(A^2): no control variates
-    assert trace_function(aslinearoperator(A), "log", n_vectors=10, degree=10, random_state=0).value == pytest.approx(plain.value, rel=1e-10)
+    assert trace_function(aslinearoperator(A), "log", n_vectors=10, degree=10, random_state=0).value == pytest.approx(
+        plain.value, rel=1e-10
+    )
     with pytest.raises(ValueError, match="control_variates"):
         trace_function(aslinearoperator(A), "log", n_vectors=10, degree=10, control_variates=True)
-    cheb = trace_function(A, "exp", n_vectors=10, degree=20, method="chebyshev", spectrum_bounds=(0.9, 2.1), random_state=0)
-    cheb_x = trace_function(xps.asarray(A), "exp", n_vectors=10, degree=20, method="chebyshev", spectrum_bounds=(0.9, 2.1), random_state=0)
+    cheb = trace_function(
+        A, "exp", n_vectors=10, degree=20, method="chebyshev", spectrum_bounds=(0.9, 2.1), random_state=0
+    )
+    cheb_x = trace_function(
+        xps.asarray(A), "exp", n_vectors=10, degree=20, method="chebyshev", spectrum_bounds=(0.9, 2.1), random_state=0
+    )
     assert cheb_x.value == pytest.approx(cheb.value, rel=1e-10)
 
 
 def test_jackson_damping_runs_and_is_close_for_smooth_f():
     lam = np.linspace(1.0, 2.0, 200)
     A = planted(200, lam)
-    est = trace_function(A, "exp", n_vectors=20, degree=30, method="chebyshev", damping="jackson", spectrum_bounds=(0.9, 2.1), random_state=0)
+    est = trace_function(
+        A,
+        "exp",
+        n_vectors=20,
+        degree=30,
+        method="chebyshev",
+        damping="jackson",
+        spectrum_bounds=(0.9, 2.1),
+        random_state=0,
+    )
     assert abs(est.value - np.sum(np.exp(lam))) / np.sum(np.exp(lam)) < 0.02
 
 
@@ -136,7 +155,18 @@ def test_control_variates_reduce_the_error():
     exact = np.sum(np.log(lam))
 
     def rms(cv):
-        return np.sqrt(np.mean([(trace_function(A, "log", n_vectors=20, degree=20, control_variates=cv, random_state=s).value - exact) ** 2 for s in range(8)]))
+        return np.sqrt(
+            np.mean(
+                [
+                    (
+                        trace_function(A, "log", n_vectors=20, degree=20, control_variates=cv, random_state=s).value
+                        - exact
+                    )
+                    ** 2
+                    for s in range(8)
+                ]
+            )
+        )
 
     assert rms(True) < 0.8 * rms(False)
 
@@ -160,9 +190,13 @@ def test_float32_noncontiguous_and_readonly_inputs(method):
     A.setflags(write=False)
     exact = np.sum(np.log(lam))
     est64 = trace_function(A, "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0)
-    est32 = trace_function(A.astype(np.float32), "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0)
+    est32 = trace_function(
+        A.astype(np.float32), "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0
+    )
     assert abs(est64.value - exact) <= 4 * est64.error_estimate + 1e-9
     assert est32.value == pytest.approx(est64.value, rel=1e-4)
     S = sp.csr_matrix(planted(300, lam, seed=4)).astype(np.float32)
-    est_sparse = trace_function(S, "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0)
+    est_sparse = trace_function(
+        S, "log", n_vectors=20, degree=15, method=method, spectrum_bounds=(0.9, 3.1), random_state=0
+    )
     assert est_sparse.value == pytest.approx(est64.value, rel=1e-4)

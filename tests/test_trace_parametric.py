@@ -45,7 +45,9 @@ def test_accuracy_against_eigenvalues():
     exact = np.expm1(t[:, None] * lam[None, :]).sum(axis=1)
     errors = {}
     for method in ("nystrom++", "hutchinson", "nystrom"):
-        est = trace_parametric(A, expm1, t, n_vectors=40, degree=12, method=method, spectrum_bounds=(0, 1), random_state=0)
+        est = trace_parametric(
+            A, expm1, t, n_vectors=40, degree=12, method=method, spectrum_bounds=(0, 1), random_state=0
+        )
         errors[method] = np.max(np.abs(est - exact) / exact)
     assert errors["nystrom++"] < 5e-3
     assert errors["nystrom"] < 5e-3
@@ -72,7 +74,9 @@ def test_nystrompp_beats_kpm_at_equal_products(spread):
     # Nystrom++ runs `degree` block steps, KPM ceil(degree / 2): KPM gets twice the vectors.
     op_n, op_k = Counting(A), Counting(A)
     nys = spectral_density(op_n, t, sigma=sigma, n_vectors=40, spectrum_bounds=(-0.05, 1.05), random_state=0)
-    kpm = spectral_density(op_k, t, sigma=sigma, n_vectors=80, method="kpm", spectrum_bounds=(-0.05, 1.05), random_state=0)
+    kpm = spectral_density(
+        op_k, t, sigma=sigma, n_vectors=80, method="kpm", spectrum_bounds=(-0.05, 1.05), random_state=0
+    )
     assert abs(op_n.count - op_k.count) <= 80
     l1_nys = np.trapezoid(np.abs(nys - exact), t)
     l1_kpm = np.trapezoid(np.abs(kpm - exact), t)
@@ -98,13 +102,21 @@ def test_array_api_strict_and_output_library():
     xps = pytest.importorskip("array_api_strict")
     A = planted(80, np.linspace(0, 1, 80))
     t = np.linspace(0, 1, 30)
-    ref = spectral_density(A, t, sigma=0.1, n_vectors=6, degree=30, spectrum_bounds=(-0.1, 1.1), random_state=0, backend="numpy")
-    got = spectral_density(xps.asarray(A), xps.asarray(t), sigma=0.1, n_vectors=6, degree=30, spectrum_bounds=(-0.1, 1.1), random_state=0)
+    ref = spectral_density(
+        A, t, sigma=0.1, n_vectors=6, degree=30, spectrum_bounds=(-0.1, 1.1), random_state=0, backend="numpy"
+    )
+    got = spectral_density(
+        xps.asarray(A), xps.asarray(t), sigma=0.1, n_vectors=6, degree=30, spectrum_bounds=(-0.1, 1.1), random_state=0
+    )
     assert type(got).__module__.startswith("array_api_strict")
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-9, atol=1e-12)
     for method in ("kpm", "slq"):
-        ref = spectral_density(A, t, sigma=0.1, n_vectors=6, method=method, spectrum_bounds=(-0.1, 1.1), random_state=0, backend="numpy")
-        got = spectral_density(xps.asarray(A), t, sigma=0.1, n_vectors=6, method=method, spectrum_bounds=(-0.1, 1.1), random_state=0)
+        ref = spectral_density(
+            A, t, sigma=0.1, n_vectors=6, method=method, spectrum_bounds=(-0.1, 1.1), random_state=0, backend="numpy"
+        )
+        got = spectral_density(
+            xps.asarray(A), t, sigma=0.1, n_vectors=6, method=method, spectrum_bounds=(-0.1, 1.1), random_state=0
+        )
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 

@@ -1,6 +1,7 @@
 # Hand-written stubs of the compiled Rust module (checked with `python -m mypy.stubtest lorainne._core`).
 # Arrays are NumPy float32/float64; the Python facade validates before calling.
-from typing import Any, Callable, final
+from collections.abc import Callable
+from typing import Any, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,10 +12,19 @@ def default_threads() -> int: ...
 
 # --- randomized linear algebra (rust/py/src/linalg.rs)
 def matmul(a: NDArray[np.floating], b: NDArray[np.floating], n_threads: int | None = None) -> NDArray[np.floating]: ...
-def householder_qr(a: NDArray[np.floating], block_size: int | None = None, n_threads: int | None = None) -> tuple[NDArray[np.floating], NDArray[np.floating]]: ...
-def cholesky_qr2(a: NDArray[np.floating], n_threads: int | None = None) -> tuple[NDArray[np.floating], NDArray[np.floating], int]: ...
+def householder_qr(
+    a: NDArray[np.floating], block_size: int | None = None, n_threads: int | None = None
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]: ...
+def cholesky_qr2(
+    a: NDArray[np.floating], n_threads: int | None = None
+) -> tuple[NDArray[np.floating], NDArray[np.floating], int]: ...
 def range_finder(
-    a: NDArray[np.floating], start: NDArray[np.floating], start_is_range: bool, n_power_iter: int, qr: str, n_threads: int | None = None
+    a: NDArray[np.floating],
+    start: NDArray[np.floating],
+    start_is_range: bool,
+    n_power_iter: int,
+    qr: str,
+    n_threads: int | None = None,
 ) -> NDArray[np.floating]: ...
 def randomized_svd(
     a: NDArray[np.floating],
@@ -28,7 +38,13 @@ def randomized_svd(
 
 # --- trace and spectral density (rust/py/src/trace.rs); moments and coefficients come back flat (f64)
 def trace_chebyshev(
-    a: NDArray[np.floating], x: NDArray[np.floating], center: float, half_width: float, n_steps: int, full: bool, n_threads: int | None = None
+    a: NDArray[np.floating],
+    x: NDArray[np.floating],
+    center: float,
+    half_width: float,
+    n_steps: int,
+    full: bool,
+    n_threads: int | None = None,
 ) -> NDArray[np.float64]: ...
 def trace_chebyshev_csr(
     indptr: NDArray[np.int64],
@@ -54,8 +70,11 @@ def trace_lanczos_csr(
     n_steps: int,
     n_threads: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+
 # --- tensor decompositions (rust/py/src/als.rs)
-def mttkrp(x: NDArray[np.floating], factors: list[NDArray[np.floating]], mode: int, n_threads: int | None = None) -> NDArray[np.floating]: ...
+def mttkrp(
+    x: NDArray[np.floating], factors: list[NDArray[np.floating]], mode: int, n_threads: int | None = None
+) -> NDArray[np.floating]: ...
 def cp_als(
     x: NDArray[np.floating],
     factors: list[NDArray[np.floating]],
@@ -88,7 +107,10 @@ def sparse_mttkrp(
     mode: int,
     n_threads: int | None = None,
 ) -> NDArray[np.floating]: ...
-def contract_edge(x: NDArray[np.floating], u: NDArray[np.floating], first: bool, n_threads: int | None = None) -> NDArray[np.floating]: ...
+def contract_edge(
+    x: NDArray[np.floating], u: NDArray[np.floating], first: bool, n_threads: int | None = None
+) -> NDArray[np.floating]: ...
+
 # --- entropic optimal transport (rust/py/src/ot.rs)
 def sinkhorn_log(
     x: NDArray[np.float64],
@@ -109,8 +131,12 @@ def sinkhorn_log(
 
 @final
 class HierarchicalKernel:
-    def __new__(cls, x: NDArray[np.float64], y: NDArray[np.float64], eps: float, tol: float, leaf_size: int, exact: bool = False) -> HierarchicalKernel: ...
-    def log_apply(self, log_v: NDArray[np.float64], transpose: bool = False, n_threads: int | None = None) -> NDArray[np.float64]: ...
+    def __new__(
+        cls, x: NDArray[np.float64], y: NDArray[np.float64], eps: float, tol: float, leaf_size: int, exact: bool = False
+    ) -> HierarchicalKernel: ...
+    def log_apply(
+        self, log_v: NDArray[np.float64], transpose: bool = False, n_threads: int | None = None
+    ) -> NDArray[np.float64]: ...
     def stats(self) -> dict[str, int]: ...
     def memory_bytes(self) -> int: ...
     def tree_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]: ...

@@ -1,14 +1,16 @@
 """The matrix as the randomized algorithms see it: products with blocks of vectors.
 
 ``as_operator`` wraps a dense array of any array-API library, a SciPy sparse matrix, a SciPy
-``LinearOperator`` or any object with ``shape`` and ``matmat`` (or ``matvec``) behind one small interface (``matmat``, ``rmatmat``, ``frobenius_norm``),
-so the xp reference never branches on the input's kind.
+``LinearOperator`` or any object with ``shape`` and ``matmat`` (or ``matvec``) behind one small
+interface (``matmat``, ``rmatmat``, ``frobenius_norm``), so the xp reference never branches on the
+input's kind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -40,7 +42,9 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
     if _is_duck_operator(A):
         return _duck_operator(A, name)
     if not hasattr(A, "shape") or not hasattr(A, "dtype"):
-        raise TypeError(f"{name} must be a 2-D array, a SciPy sparse matrix or a LinearOperator, got {type(A).__name__}")
+        raise TypeError(
+            f"{name} must be a 2-D array, a SciPy sparse matrix or a LinearOperator, got {type(A).__name__}"
+        )
     if isinstance(A, np.ndarray) and A.dtype.kind == "O":
         raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
     dense = as_float_array(A, name, ndim=2)
@@ -98,7 +102,9 @@ def _linear_operator(A: Any, name: str) -> MatrixOperator:
         try:
             return checked(A.rmatmat(X), "rmatmat")
         except (NotImplementedError, TypeError) as error:  # SciPy raises TypeError when rmatvec is None
-            raise ValueError(f"{name} is a LinearOperator without rmatvec/rmatmat; the range finder needs products with A^T") from error
+            raise ValueError(
+                f"{name} is a LinearOperator without rmatvec/rmatmat; the range finder needs products with A^T"
+            ) from error
 
     return MatrixOperator(
         shape=tuple(A.shape),
@@ -120,7 +126,8 @@ def _is_duck_operator(A: Any) -> bool:
 
 def _duck_operator(A: Any, name: str) -> MatrixOperator:
     """Any object with ``shape`` and ``matmat``/``matvec`` (and optionally ``rmatmat``/``rmatvec``
-    and ``dtype``): products run on NumPy blocks; a ``matvec``-only object is called column by column."""
+    and ``dtype``): products run on NumPy blocks; a ``matvec``-only object is called column by column.
+    """
     try:
         shape = tuple(int(s) for s in A.shape)
     except (TypeError, ValueError) as error:
@@ -138,7 +145,10 @@ def _duck_operator(A: Any, name: str) -> MatrixOperator:
         if declared.kind == "f" and declared.itemsize in (4, 8):
             dtype = declared
         elif declared.kind not in "iub":
-            raise TypeError(f"{name} has unsupported dtype {declared.name}: use float32 or float64 (integers are promoted to float64)")
+            raise TypeError(
+                f"{name} has unsupported dtype {declared.name}: use "
+                "float32 or float64 (integers are promoted to float64)"
+            )
     xp = array_namespace(np.empty(0))
 
     def blockwise(block_fn, vector_fn, what):
@@ -147,7 +157,9 @@ def _duck_operator(A: Any, name: str) -> MatrixOperator:
             if block_fn is not None:
                 result = np.asarray(block_fn(X), dtype=dtype)
             else:
-                result = np.stack([np.asarray(vector_fn(X[:, j]), dtype=dtype).reshape(-1) for j in range(X.shape[1])], axis=1)
+                result = np.stack(
+                    [np.asarray(vector_fn(X[:, j]), dtype=dtype).reshape(-1) for j in range(X.shape[1])], axis=1
+                )
             expected = (shape[0] if what == "matmat" else shape[1], X.shape[1])
             result = result.reshape(expected) if result.size == expected[0] * expected[1] else result
             if result.shape != expected:
@@ -167,4 +179,6 @@ def _duck_operator(A: Any, name: str) -> MatrixOperator:
         def rmatmat(X):
             raise ValueError(f"{name} has no rmatmat/rmatvec; this computation needs products with A^T")
 
-    return MatrixOperator(shape=shape, dtype=dtype, xp=xp, device="cpu", matmat=matmat, rmatmat=rmatmat, frobenius_norm=lambda: None)
+    return MatrixOperator(
+        shape=shape, dtype=dtype, xp=xp, device="cpu", matmat=matmat, rmatmat=rmatmat, frobenius_norm=lambda: None
+    )

@@ -29,7 +29,10 @@ class Progress:
         width = 24
         filled = int(width * self.done / self.total)
         elapsed = time.perf_counter() - self.start
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {elapsed:6.1f}s {what[:40]:<40}")
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{self.done}/{self.total} {elapsed:6.1f}s {what[:40]:<40}"
+        )
         self.stream.flush()
 
     def __exit__(self, *exc):

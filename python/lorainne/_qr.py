@@ -36,7 +36,8 @@ def _make_diagonal_nonnegative(xp, Q, R):
 
 def householder_qr_xp(A, block_size: int | None = None):
     """Reduced blocked Householder QR: panels factored column by column, the trailing matrix
-    updated by the compact-WY form I - V T V^T (three matmuls), Q formed the same way."""
+    updated by the compact-WY form I - V T V^T (three matmuls), Q formed the same way.
+    """
     xp = array_namespace(A)
     m, n = A.shape
     k = min(m, n)

@@ -17,7 +17,8 @@ def describe_dtype(dtype: Any) -> str:
 
 def float_dtype_of(x: Any, name: str):
     """The working float dtype of ``x``: float32/float64 kept, integers and bool promoted to
-    float64. Other dtypes raise ``TypeError`` naming the argument and the dtype."""
+    float64. Other dtypes raise ``TypeError`` naming the argument and the dtype.
+    """
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
@@ -27,18 +28,25 @@ def float_dtype_of(x: Any, name: str):
             return np.dtype(dtype)
         if kind in "iub":
             return np.dtype(np.float64)
-        raise TypeError(f"{name} has unsupported dtype {describe_dtype(dtype)}: use float32 or float64 (integers are promoted to float64)")
+        raise TypeError(
+            f"{name} has unsupported dtype {describe_dtype(dtype)}: "
+            "use float32 or float64 (integers are promoted to float64)"
+        )
     xp = array_namespace(x)
     if dtype == xp.float32 or dtype == xp.float64:
         return dtype
     if xp.isdtype(dtype, ("integral", "bool")):
         return xp.float64
-    raise TypeError(f"{name} has unsupported dtype {describe_dtype(dtype)}: use float32 or float64 (integers are promoted to float64)")
+    raise TypeError(
+        f"{name} has unsupported dtype {describe_dtype(dtype)}: "
+        "use float32 or float64 (integers are promoted to float64)"
+    )
 
 
 def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool = True):
     """Return ``x`` as a float32/float64 array of its own library (never modified in place:
-    promotion copies), after checking ``ndim``, emptiness and finiteness."""
+    promotion copies), after checking ``ndim``, emptiness and finiteness.
+    """
     dtype = float_dtype_of(x, name)
     xp = array_namespace(x)
     if ndim is not None and x.ndim != ndim:
@@ -93,4 +101,6 @@ def check_random_state(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         # Derive a Generator from the legacy state so the caller's stream advances.
         return np.random.default_rng(random_state.randint(0, 2**63 - 1, dtype=np.int64))
-    raise TypeError(f"random_state must be None, an int, a numpy Generator or RandomState, got {type(random_state).__name__}")
+    raise TypeError(
+        f"random_state must be None, an int, a numpy Generator or RandomState, got {type(random_state).__name__}"
+    )

@@ -61,20 +61,29 @@ def _residual_norm(A, U, S, Vt, block: int = 4096) -> float:
 
 
 def command_svd(args) -> int:
+    """Run ``lorainne svd``: randomized SVD of a matrix file, optionally saved as U, S, Vt."""
     from . import randomized_svd
 
     A = load_array(args.input, "matrix")
     with Progress(2, "svd", enabled=not args.quiet) as bar:
         start = time.perf_counter()
         U, S, Vt = randomized_svd(
-            A, args.rank, n_oversamples=args.oversamples, n_power_iter=args.power_iter, random_state=args.seed, n_threads=args.threads
+            A,
+            args.rank,
+            n_oversamples=args.oversamples,
+            n_power_iter=args.power_iter,
+            random_state=args.seed,
+            n_threads=args.threads,
         )
         seconds = time.perf_counter() - start
         bar.advance("factorized")
         norm = float(np.sqrt(A.multiply(A).sum())) if hasattr(A, "multiply") else float(np.linalg.norm(A))
         error = _residual_norm(A, U, S, Vt) / norm if norm > 0 else 0.0
         bar.advance("error measured")
-    print(f"randomized SVD of {A.shape[0]}x{A.shape[1]} {A.dtype} at rank {args.rank}: relative error {error:.4e}, {seconds:.3f} s")
+    print(
+        f"randomized SVD of {A.shape[0]}x{A.shape[1]} {A.dtype} at rank "
+        f"{args.rank}: relative error {error:.4e}, {seconds:.3f} s"
+    )
     if args.output:
         np.savez(args.output, U=U, S=S, Vt=Vt)
         print(f"wrote U {U.shape}, S {S.shape}, Vt {Vt.shape} to {args.output}")
@@ -82,22 +91,34 @@ def command_svd(args) -> int:
 
 
 def command_trace(args) -> int:
+    """Run ``lorainne trace``: a randomized trace (or tr f(A)) estimate with its error estimate."""
     from . import trace, trace_function
 
     A = load_array(args.input, "matrix")
     start = time.perf_counter()
     if args.function:
-        est = trace_function(A, args.function, n_vectors=args.vectors, degree=args.degree, method=args.function_method, random_state=args.seed)
+        est = trace_function(
+            A,
+            args.function,
+            n_vectors=args.vectors,
+            degree=args.degree,
+            method=args.function_method,
+            random_state=args.seed,
+        )
         what = f"tr {args.function}(A) by {args.function_method} ({args.vectors} vectors x {args.degree})"
     else:
         est = trace(A, args.matvecs, method=args.method, psd=True if args.psd else None, random_state=args.seed)
         what = f"tr(A) by {args.method}" + (" (psd)" if args.psd else "")
     seconds = time.perf_counter() - start
-    print(f"{what} of {A.shape[0]}x{A.shape[1]} {A.dtype}: {est.value:.10g} +- {est.error_estimate:.3g} ({est.n_matvec} products, {seconds:.3f} s)")
+    print(
+        f"{what} of {A.shape[0]}x{A.shape[1]} {A.dtype}: {est.value:.10g} +- "
+        f"{est.error_estimate:.3g} ({est.n_matvec} products, {seconds:.3f} s)"
+    )
     return 0
 
 
 def command_density(args) -> int:
+    """Run ``lorainne density``: the spectral density of a symmetric matrix, printed or written."""
     from . import spectral_density, spectrum_bounds
 
     A = load_array(args.input, "matrix")
@@ -107,13 +128,22 @@ def command_density(args) -> int:
         t = np.linspace(lo - 3 * args.sigma, hi + 3 * args.sigma, args.points)
         bar.advance("spectrum bounds")
         phi = spectral_density(
-            A, t, sigma=args.sigma, n_vectors=args.vectors, degree=args.degree, method=args.method, spectrum_bounds=(lo, hi),
-            random_state=args.seed, n_threads=args.threads,
+            A,
+            t,
+            sigma=args.sigma,
+            n_vectors=args.vectors,
+            degree=args.degree,
+            method=args.method,
+            spectrum_bounds=(lo, hi),
+            random_state=args.seed,
+            n_threads=args.threads,
         )
         seconds = time.perf_counter() - start
         bar.advance("density")
-    print(f"spectral density of {A.shape[0]}x{A.shape[1]} by {args.method}: spectrum in [{lo:.4g}, {hi:.4g}], "
-          f"integral {float(np.trapezoid(phi, t)):.4f}, {seconds:.3f} s")
+    print(
+        f"spectral density of {A.shape[0]}x{A.shape[1]} by {args.method}: spectrum in [{lo:.4g}, {hi:.4g}], "
+        f"integral {float(np.trapezoid(phi, t)):.4f}, {seconds:.3f} s"
+    )
     if args.output:
         out = Path(args.output)
         if out.suffix == ".png":
@@ -122,8 +152,10 @@ def command_density(args) -> int:
 
                 matplotlib.use("Agg")
                 import matplotlib.pyplot as plt
-            except ImportError:
-                raise SystemExit("lorainne density: a .png output needs matplotlib (pip install matplotlib); use .csv instead")
+            except ImportError as error:
+                raise SystemExit(
+                    "lorainne density: a .png output needs matplotlib (pip install matplotlib); use .csv instead"
+                ) from error
             fig, ax = plt.subplots(figsize=(7, 4))
             ax.plot(t, phi, lw=1.2)
             ax.set_xlabel("eigenvalue")
@@ -147,6 +179,7 @@ def _parse_ranks(text: str) -> list[int]:
 
 
 def command_cp(args) -> int:
+    """Run ``lorainne cp``: CP decomposition by ALS of a tensor file."""
     from . import cp
 
     X = load_array(args.input, "dense")
@@ -158,13 +191,23 @@ def command_cp(args) -> int:
 
         start = time.perf_counter()
         model = cp(
-            X, args.rank, init=args.init, n_iter_max=args.n_iter_max, tol=args.tol, nonnegative=args.nonnegative,
-            random_state=args.seed, n_threads=args.threads, callback=None if args.quiet else progress,
+            X,
+            args.rank,
+            init=args.init,
+            n_iter_max=args.n_iter_max,
+            tol=args.tol,
+            nonnegative=args.nonnegative,
+            random_state=args.seed,
+            n_threads=args.threads,
+            callback=None if args.quiet else progress,
         )
         seconds = time.perf_counter() - start
     shape = "x".join(str(s) for s in X.shape)
     status = "converged" if model.converged else "not converged"
-    print(f"CP of {shape} {X.dtype} at rank {args.rank}: relative error {model.errors[-1]:.4e} after {model.n_iter} sweeps ({status}), {seconds:.3f} s")
+    print(
+        f"CP of {shape} {X.dtype} at rank {args.rank}: relative error "
+        f"{model.errors[-1]:.4e} after {model.n_iter} sweeps ({status}), {seconds:.3f} s"
+    )
     if args.output:
         arrays = {"weights": model.weights, **{f"factor_{n}": f for n, f in enumerate(model.factors)}}
         np.savez(args.output, **arrays)
@@ -173,6 +216,7 @@ def command_cp(args) -> int:
 
 
 def command_tucker(args) -> int:
+    """Run ``lorainne tucker``: Tucker decomposition (HOOI or HOSVD) of a tensor file."""
     from . import tucker
 
     X = load_array(args.input, "dense")
@@ -184,11 +228,21 @@ def command_tucker(args) -> int:
             return False
 
         start = time.perf_counter()
-        model = tucker(X, ranks, method=args.method, n_iter_max=args.n_iter_max, tol=args.tol, random_state=args.seed,
-                       callback=None if args.quiet else progress)
+        model = tucker(
+            X,
+            ranks,
+            method=args.method,
+            n_iter_max=args.n_iter_max,
+            tol=args.tol,
+            random_state=args.seed,
+            callback=None if args.quiet else progress,
+        )
         seconds = time.perf_counter() - start
     shape = "x".join(str(s) for s in X.shape)
-    print(f"Tucker ({args.method}) of {shape} {X.dtype} at rank {model.rank}: relative error {model.errors[-1]:.4e} after {model.n_iter} sweeps, {seconds:.3f} s")
+    print(
+        f"Tucker ({args.method}) of {shape} {X.dtype} at rank {model.rank}: relative "
+        f"error {model.errors[-1]:.4e} after {model.n_iter} sweeps, {seconds:.3f} s"
+    )
     if args.output:
         np.savez(args.output, core=model.core, **{f"factor_{n}": f for n, f in enumerate(model.factors)})
         print(f"wrote core {model.core.shape} and {len(model.factors)} factors to {args.output}")
@@ -206,6 +260,7 @@ def _peak_rss_mb() -> float | None:
 
 
 def command_ot(args) -> int:
+    """Run ``lorainne ot``: entropic optimal transport between two point clouds."""
     from . import sinkhorn
 
     x = load_array(args.x, "dense")
@@ -220,7 +275,10 @@ def command_ot(args) -> int:
         seconds = time.perf_counter() - start
         bar.advance("solved")
     peak = _peak_rss_mb()
-    print(f"entropic OT between {x.shape[0]} and {y.shape[0]} points in {1 if x.ndim == 1 else x.shape[1]}-D, eps = {args.eps:g} ({args.method})")
+    print(
+        f"entropic OT between {x.shape[0]} and {y.shape[0]} points in "
+        f"{1 if x.ndim == 1 else x.shape[1]}-D, eps = {args.eps:g} ({args.method})"
+    )
     print(f"cost            {result.cost:.10g}")
     print(f"dual            {result.dual:.10g}")
     print(f"iterations      {result.n_iter} ({'converged' if result.converged else 'NOT converged'})")
@@ -229,12 +287,21 @@ def command_ot(args) -> int:
     if peak is not None:
         print(f"peak memory     {peak:.1f} MB (whole process)")
     if args.output:
-        np.savez(args.output, f=result.f, g=result.g, cost=result.cost, dual=result.dual, n_iter=result.n_iter, marginal_error=result.marginal_error)
+        np.savez(
+            args.output,
+            f=result.f,
+            g=result.g,
+            cost=result.cost,
+            dual=result.dual,
+            n_iter=result.n_iter,
+            marginal_error=result.marginal_error,
+        )
         print(f"wrote f {result.f.shape}, g {result.g.shape}, cost, dual to {args.output}")
     return 0 if result.converged else 1
 
 
 def command_demo(args) -> int:
+    """Run ``lorainne demo``: a tour of every capability on built-in synthetic data."""
     from ._demo import SECTIONS, format_table
 
     rng = np.random.default_rng(args.seed)
@@ -252,13 +319,18 @@ def _add_common_options(parser, *, seed: bool = False, threads: bool = False, qu
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     if threads:
-        parser.add_argument("--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)")
+        parser.add_argument(
+            "--threads", type=int, default=None, help="threads of the Rust kernels (default: all cores)"
+        )
     if quiet:
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lorainne", description="Low-rank approximations: randomized SVD, QR, and more.")
+    """The ``lorainne`` argument parser, one subcommand per capability."""
+    parser = argparse.ArgumentParser(
+        prog="lorainne", description="Low-rank approximations: randomized SVD, QR, and more."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run every capability on built-in synthetic data and print a table")
@@ -283,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--function", choices=NAMED_FUNCTIONS, help="estimate tr f(A) instead (symmetric A)")
     tr.add_argument("--function-method", default="slq", choices=FUNCTION_METHODS)
     tr.add_argument("--vectors", type=int, default=30, help="random vectors for --function (default 30)")
-    tr.add_argument("--degree", type=int, default=30, help="Lanczos steps / Chebyshev degree for --function (default 30)")
+    tr.add_argument(
+        "--degree", type=int, default=30, help="Lanczos steps / Chebyshev degree for --function (default 30)"
+    )
     _add_common_options(tr, seed=True)
     tr.set_defaults(run=command_trace)
 
@@ -291,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     density.add_argument("input", help="matrix file (.npy or .npz)")
     density.add_argument("--sigma", type=float, required=True, help="Gaussian smoothing width")
     density.add_argument("--vectors", type=int, default=40, help="random vectors (default 40)")
-    density.add_argument("--degree", type=int, default=None, help="Chebyshev degree / Lanczos steps (default: from sigma)")
+    density.add_argument(
+        "--degree", type=int, default=None, help="Chebyshev degree / Lanczos steps (default: from sigma)"
+    )
     density.add_argument("--method", default="nystrom++", choices=DENSITY_METHODS)
     density.add_argument("--points", type=int, default=500, help="grid points (default 500)")
     density.add_argument("-o", "--output", help="write the plot (.png, needs matplotlib) or the values (.csv)")
@@ -304,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("-o", "--output", help="write weights and factor_0..factor_{N-1} to this .npz file")
     cp.add_argument("--init", choices=CP_INITS, default="svd", help="start (default svd)")
     cp.add_argument("--n-iter-max", type=int, default=100, help="maximum sweeps (default 100)")
-    cp.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8; 0: run all sweeps)")
+    cp.add_argument(
+        "--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8; 0: run all sweeps)"
+    )
     cp.add_argument("--nonnegative", action="store_true", help="nonnegative factors (HALS)")
     _add_common_options(cp, seed=True, threads=True, quiet=True)
     cp.set_defaults(run=command_cp)
@@ -328,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ot.add_argument("x", help="source points X.npy, shape (n, d)")
     ot.add_argument("y", help="target points Y.npy, shape (m, d)")
-    ot.add_argument("--eps", type=float, required=True, help="entropic regularization (absolute, in squared-distance units)")
+    ot.add_argument(
+        "--eps", type=float, required=True, help="entropic regularization (absolute, in squared-distance units)"
+    )
     ot.add_argument("--a", help="source weights A.npy (n,), default uniform")
     ot.add_argument("--b", help="target weights B.npy (m,), default uniform")
     ot.add_argument("--method", choices=OT_METHODS, default="auto", help="kernel (default auto)")
@@ -341,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lorainne`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

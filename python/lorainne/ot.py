@@ -43,7 +43,8 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace, device
@@ -98,7 +99,9 @@ def _points(x, name: str):
     if x.ndim == 1:
         x = array_namespace(x).reshape(x, (x.shape[0], 1))
     if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of points (n, d) (or 1-D for points on a line), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be a 2-D array of points (n, d) (or 1-D for points on a line), got shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -390,7 +393,9 @@ def sinkhorn(
     x = _points(x, "x")
     y = _points(y, "y")
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same dimension d, got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must have the same dimension d, got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
+        )
     n, m = x.shape[0], y.shape[0]
     eps = _check_eps(eps)
     method = check_option(method, "method", METHODS)
@@ -419,7 +424,9 @@ def sinkhorn(
     if method == "auto":
         method = "dense" if (chosen != "rust" or n * m <= AUTO_DENSE_PAIRS) else "hierarchical"
     if method == "hierarchical" and chosen != "rust":
-        raise ValueError(f"method='hierarchical' needs the Rust backend (NumPy input); got backend {chosen!r}: use method='dense'")
+        raise ValueError(
+            f"method='hierarchical' needs the Rust backend (NumPy input); got backend {chosen!r}: use method='dense'"
+        )
 
     def hook(n_iter: int, e: float, err: float) -> bool:
         if verbose >= 2 and n_iter % 100 == 0:
@@ -433,17 +440,40 @@ def sinkhorn(
         xh = np.ascontiguousarray(x, dtype=np.float64)
         yh = np.ascontiguousarray(y, dtype=np.float64)
         out = core().sinkhorn_log(
-            xh, yh, a_host, b_host, eps, tol, n_iter_max, ratio, kernel_tol, method == "dense", DEFAULT_LEAF_SIZE, overrelaxation, n_threads, hook if needs_hook else None
+            xh,
+            yh,
+            a_host,
+            b_host,
+            eps,
+            tol,
+            n_iter_max,
+            ratio,
+            kernel_tol,
+            method == "dense",
+            DEFAULT_LEAF_SIZE,
+            overrelaxation,
+            n_threads,
+            hook if needs_hook else None,
         )
         f, g = out["f"].astype(x.dtype, copy=False), out["g"].astype(y.dtype, copy=False)
-        n_iter, err, converged, cost, dual = out["n_iter"], out["marginal_error"], out["converged"], out["cost"], out["dual"]
+        n_iter, err, converged, cost, dual = (
+            out["n_iter"],
+            out["marginal_error"],
+            out["converged"],
+            out["cost"],
+            out["dual"],
+        )
         logger.debug("sinkhorn blocks: %s, tree memory %d bytes", out["stats"], out["memory_bytes"])
     else:
-        f, g, n_iter, err, converged, cost, dual = _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, overrelaxation, hook)
+        f, g, n_iter, err, converged, cost, dual = _sinkhorn_xp(
+            x, y, a_host, b_host, eps, tol, n_iter_max, ratio, overrelaxation, hook
+        )
         xp = array_namespace(x)
         f, g = xp.astype(f, x.dtype), xp.astype(g, y.dtype)
     if verbose:
-        logger.info("sinkhorn (%s, %s): %d iterations, marginal error %.3e, cost %.6g", method, chosen, n_iter, err, cost)
+        logger.info(
+            "sinkhorn (%s, %s): %d iterations, marginal error %.3e, cost %.6g", method, chosen, n_iter, err, cost
+        )
     if not converged and n_iter >= n_iter_max:
         import warnings
 
@@ -495,11 +525,24 @@ class GaussianKernel:
     True
     """
 
-    def __init__(self, x, y, eps, *, method: str = "hierarchical", tol: float = 1e-6, leaf_size: int | None = None, n_threads: int | None = None):
+    def __init__(
+        self,
+        x,
+        y,
+        eps,
+        *,
+        method: str = "hierarchical",
+        tol: float = 1e-6,
+        leaf_size: int | None = None,
+        n_threads: int | None = None,
+    ):
         x = _points(x, "x")
         y = _points(y, "y")
         if x.shape[1] != y.shape[1]:
-            raise ValueError(f"x and y must have the same dimension d, got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}")
+            raise ValueError(
+                "x and y must have the same dimension d, got x of "
+                f"shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
+            )
         self.eps = _check_eps(eps)
         self.method = check_option(method, "method", KERNEL_METHODS)
         tol = check_tol(tol)
@@ -512,9 +555,16 @@ class GaussianKernel:
         self._rust = None
         if self.method == "hierarchical":
             if resolve(x, y) != "rust":
-                raise ValueError("method='hierarchical' needs NumPy input and the Rust core; use method='dense' for other array libraries")
+                raise ValueError(
+                    "method='hierarchical' needs NumPy input and the Rust "
+                    "core; use method='dense' for other array libraries"
+                )
             self._rust = core().HierarchicalKernel(
-                np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64), self.eps, self.tol, self.leaf_size
+                np.ascontiguousarray(x, dtype=np.float64),
+                np.ascontiguousarray(y, dtype=np.float64),
+                self.eps,
+                self.tol,
+                self.leaf_size,
             )
 
     def __repr__(self) -> str:
@@ -561,7 +611,10 @@ class GaussianKernel:
         if v.shape[0] != size:
             raise ValueError(f"{name} must have {size} entries, got shape {tuple(v.shape)}")
         if bool(xp.any(v < 0)):
-            raise ValueError(f"{name} must be nonnegative (use log_matvec with signs handled separately), got min {float(xp.min(v))!r}")
+            raise ValueError(
+                f"{name} must be nonnegative (use log_matvec with signs "
+                f"handled separately), got min {float(xp.min(v))!r}"
+            )
         return xp.exp(self._log_apply(_safe_log(xp, v), transpose, name))
 
     def matvec(self, v):
@@ -575,7 +628,8 @@ class GaussianKernel:
     def stats(self) -> dict:
         """Memory and block statistics: ``memory_bytes`` (held by the operator),
         ``dense_bytes`` (what the n x m kernel would take), tree sizes, and the block counts of
-        the last application (near/far/pruned blocks, dense entries, far-field terms, max order)."""
+        the last application (near/far/pruned blocks, dense entries, far-field terms, max order).
+        """
         n, m = self.shape
         info: dict[str, Any] = {"method": self.method, "shape": self.shape, "dense_bytes": 8 * n * m}
         if self._rust is None:

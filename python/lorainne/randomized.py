@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace, device
@@ -145,7 +146,9 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
     A = as_float_array(A, "A", ndim=2)
     m, n = A.shape
     if m < n:
-        raise ValueError(f"cholesky_qr2 needs a tall matrix (m >= n), got A of shape {tuple(A.shape)}; use householder_qr")
+        raise ValueError(
+            f"cholesky_qr2 needs a tall matrix (m >= n), got A of shape {tuple(A.shape)}; use householder_qr"
+        )
     n_threads = check_n_threads(n_threads)
     chosen = resolve(A, backend=backend)
     if chosen == "rust":
@@ -185,9 +188,14 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
     if tol is not None:
         floor = float(np.sqrt(np.finfo(numpy_dtype(op.dtype)).eps))
         if tol < floor:
-            raise ValueError(f"tol={tol} is below sqrt(machine epsilon) = {floor:.1e} for {op.dtype}: the error estimate cannot certify it")
+            raise ValueError(
+                f"tol={tol} is below sqrt(machine epsilon) = {floor:.1e} "
+                f"for {op.dtype}: the error estimate cannot certify it"
+            )
         if op.frobenius_norm() is None:
-            raise ValueError("tol needs ||A||_F, which a LinearOperator does not give: pass a dense or sparse A, or a fixed rank")
+            raise ValueError(
+                "tol needs ||A||_F, which a LinearOperator does not give: pass a dense or sparse A, or a fixed rank"
+            )
     n_threads = check_n_threads(n_threads)
     rng = check_random_state(random_state)
     if init is not None:
@@ -243,7 +251,8 @@ def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
 
 class _Products(NamedTuple):
     """The products the adaptive range finder needs: from the Rust kernels (dense NumPy A) or
-    from the xp reference (every other input). The loop itself is written once."""
+    from the xp reference (every other input). The loop itself is written once.
+    """
 
     matmat: Callable
     rmatmat: Callable
@@ -269,7 +278,8 @@ def _products(plan: _Plan) -> _Products:
 
 def _adaptive_range_finder(plan: _Plan):
     """Smallest basis with ||A - Q Q^T A||_F <= tol ||A||_F (blocked randQB, Martinsson and
-    Voronin 2016), at most ``rank`` columns. Returns (Q, B = Q^T A)."""
+    Voronin 2016), at most ``rank`` columns. Returns (Q, B = Q^T A).
+    """
     op, xp = plan.op, plan.op.xp
     products = _products(plan)
     m, n = op.shape
@@ -392,7 +402,14 @@ def range_finder(
         return _adaptive_range_finder(plan)[0]
     start, start_is_range = _start(plan)
     if plan.backend == "rust":
-        return core().range_finder(_as_host_contiguous(plan.op.dense), start, start_is_range, plan.n_power_iter, _rust_qr(plan.qr), plan.n_threads)
+        return core().range_finder(
+            _as_host_contiguous(plan.op.dense),
+            start,
+            start_is_range,
+            plan.n_power_iter,
+            _rust_qr(plan.qr),
+            plan.n_threads,
+        )
     return _range_finder_xp(plan, start, start_is_range)
 
 
@@ -460,7 +477,13 @@ def randomized_svd(
     elif plan.backend == "rust":
         start, start_is_range = _start(plan)
         U, S, Vt = core().randomized_svd(
-            _as_host_contiguous(plan.op.dense), start, start_is_range, plan.rank, plan.n_power_iter, _rust_qr(plan.qr), plan.n_threads
+            _as_host_contiguous(plan.op.dense),
+            start,
+            start_is_range,
+            plan.rank,
+            plan.n_power_iter,
+            _rust_qr(plan.qr),
+            plan.n_threads,
         )
         U, Vt = _flip_signs(xp, U, Vt)
         return SVDResult(U, S, Vt)

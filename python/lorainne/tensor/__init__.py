@@ -13,4 +13,17 @@ from ._structures import CPTensor, TuckerTensor, factor_match_score, fold, unfol
 from ._tucker import METHODS as TUCKER_METHODS
 from ._tucker import tucker
 
-__all__ = ["CP_INITS", "TUCKER_METHODS", "CPTensor", "NMFResult", "SparseTensor", "TuckerTensor", "cp", "factor_match_score", "fold", "nmf", "tucker", "unfold"]
+__all__ = [
+    "CP_INITS",
+    "TUCKER_METHODS",
+    "CPTensor",
+    "NMFResult",
+    "SparseTensor",
+    "TuckerTensor",
+    "cp",
+    "factor_match_score",
+    "fold",
+    "nmf",
+    "tucker",
+    "unfold",
+]

@@ -137,7 +137,8 @@ def svd_init(X, rank: int, rng, nonnegative: bool = False, n_threads: int | None
     columns, then the SVD of ``Q^T X_(n)`` through its small Gram matrix (one more pass). Two
     passes per mode instead of the 5 full products and the unfolded copy of a dense randomized
     SVD. Mode 0 is scaled by the singular values so the start has the tensor's scale; columns
-    beyond the rank of an unfolding are Gaussian."""
+    beyond the rank of an unfolding are Gaussian.
+    """
     xp = array_namespace(X)
     total = 1
     for s in X.shape:
@@ -168,7 +169,8 @@ def random_init(X, rank: int, rng, nonnegative: bool = False) -> list:
 
 def given_init(init, X, rank: int, nonnegative: bool) -> list:
     """A CPTensor or ``(weights, factors)`` start, checked against X and copied to its library,
-    device and dtype. X only needs ``shape``, ``ndim``, ``dtype``, a device and an array namespace."""
+    device and dtype. X only needs ``shape``, ``ndim``, ``dtype``, a device and an array namespace.
+    """
     weights, factors = _as_cp_pair(init, "init")
     xp = array_namespace(X)
     if len(factors) != X.ndim:
@@ -207,7 +209,8 @@ def initial_factors(
 
 class Run:
     """The outcome of one ALS run: factors (weights folded in), errors, the stop reason
-    ("max_iter", "converged", "stalled" or "callback")."""
+    ("max_iter", "converged", "stalled" or "callback").
+    """
 
     def __init__(self, factors, errors, status):
         self.factors, self.errors, self.status = factors, errors, status
@@ -272,7 +275,8 @@ def end_of_sweep(stop: StopRule, degenerate: bool, callback, verbose, factors, e
 
 def warn_unconverged(run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int) -> None:
     """The ConvergenceWarning of a stalled run, or of one that reached ``n_iter_max`` with
-    ``tol > 0``. ``stacklevel`` as ``warnings.warn`` would take it in the caller."""
+    ``tol > 0``. ``stacklevel`` as ``warnings.warn`` would take it in the caller.
+    """
     if run.status == "stalled":
         warnings.warn(
             f"{name}: stalled after {len(run.errors)} sweeps at relative error {run.final_error:.4g}: the model is "
@@ -296,7 +300,8 @@ def warn_unconverged(run: Run, tol: float, name: str, n_iter_max: int, stackleve
 
 def finish(run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int = 3) -> CPTensor:
     """Warn (``stacklevel`` as ``warnings.warn`` would take it here: 3 = the caller of the caller of
-    ``finish``, the user), then the normalized CPTensor."""
+    ``finish``, the user), then the normalized CPTensor.
+    """
     warn_unconverged(run, tol, name, n_iter_max, stacklevel=stacklevel)
     xp = array_namespace(run.factors[0])
     ones = xp.ones((run.factors[0].shape[1],), dtype=run.factors[0].dtype, device=device(run.factors[0]))

@@ -43,7 +43,8 @@ logger = logging.getLogger("lorainne")
 def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose, rust_sweep=None) -> Run:
     """The xp reference loop (every option). ``rust_sweep(data, factors) -> (factors, degenerate,
     error)`` replaces the sweep by the Rust one (the masked case on NumPy: EM imputation here,
-    the sweeps in Rust)."""
+    the sweeps in Rust).
+    """
     xp = array_namespace(X)
     stop = StopRule(tol, X.dtype)
     factors = list(factors)
@@ -87,7 +88,15 @@ def _rust_sweep(l2, l1, nonnegative, n_threads):
 
     def run(data, factors):
         factors, _, _, degenerate = core().cp_als(
-            np.ascontiguousarray(data), [np.ascontiguousarray(f) for f in factors], 1, -1.0, l2, n_threads, 1.0, nonnegative, l1
+            np.ascontiguousarray(data),
+            [np.ascontiguousarray(f) for f in factors],
+            1,
+            -1.0,
+            l2,
+            n_threads,
+            1.0,
+            nonnegative,
+            l1,
         )
         return list(factors), bool(degenerate)
 
@@ -96,7 +105,8 @@ def _rust_sweep(l2, l1, nonnegative, n_threads):
 
 def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, callback, verbose, n_threads) -> Run:
     """The Rust loop (dense NumPy: ALS, or HALS for nonnegative / l1). With a callback or
-    verbose logging the loop is driven from here one sweep at a time (same stopping rule)."""
+    verbose logging the loop is driven from here one sweep at a time (same stopping rule).
+    """
     X = np.ascontiguousarray(X)
     factors = [np.ascontiguousarray(f) for f in factors]
 
@@ -109,7 +119,9 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, call
     stop = StopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
-    norm_x_sq = float(np.dot(X.reshape(-1).astype(np.float64, copy=False), X.reshape(-1).astype(np.float64, copy=False)))
+    norm_x_sq = float(
+        np.dot(X.reshape(-1).astype(np.float64, copy=False), X.reshape(-1).astype(np.float64, copy=False))
+    )
     for _ in range(n_iter_max):
         factors, one, _, degenerate = kernel(X, factors, 1, -1.0, l2, n_threads, norm_x_sq)
         factors = list(factors)
@@ -245,8 +257,22 @@ def cp(
     if isinstance(X, SparseTensor):
         if mask is not None:
             raise ValueError("mask is not supported with a SparseTensor: its missing entries are zeros")
-        return cp_sparse(X, rank, init=init, n_iter_max=n_iter_max, tol=tol, nonnegative=nonnegative, l2=l2, l1=l1,
-                         n_init=n_init, rng=rng, backend=backend, n_threads=n_threads, verbose=verbose, callback=callback)
+        return cp_sparse(
+            X,
+            rank,
+            init=init,
+            n_iter_max=n_iter_max,
+            tol=tol,
+            nonnegative=nonnegative,
+            l2=l2,
+            l1=l1,
+            n_init=n_init,
+            rng=rng,
+            backend=backend,
+            n_threads=n_threads,
+            verbose=verbose,
+            callback=callback,
+        )
     X = check_tensor(X, "X")
     xp = array_namespace(X)
     mask = check_mask(mask, X, xp)
@@ -262,17 +288,54 @@ def cp(
         if n_iter_max == 0:
             run = Run(factors, [], "max_iter")
         elif chosen == "rust" and mask is not None:
-            run = als_xp(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, mask=mask,
-                         callback=callback, verbose=verbose, rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads))
+            run = als_xp(
+                X,
+                factors,
+                n_iter_max=n_iter_max,
+                tol=tol,
+                l2=l2,
+                l1=l1,
+                nonnegative=nonnegative,
+                mask=mask,
+                callback=callback,
+                verbose=verbose,
+                rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads),
+            )
         elif chosen == "rust":
-            run = als_rust(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, callback=callback,
-                           verbose=verbose, n_threads=n_threads)
+            run = als_rust(
+                X,
+                factors,
+                n_iter_max=n_iter_max,
+                tol=tol,
+                l2=l2,
+                l1=l1,
+                nonnegative=nonnegative,
+                callback=callback,
+                verbose=verbose,
+                n_threads=n_threads,
+            )
         else:
-            run = als_xp(X, factors, n_iter_max=n_iter_max, tol=tol, l2=l2, l1=l1, nonnegative=nonnegative, mask=mask,
-                         callback=callback, verbose=verbose)
+            run = als_xp(
+                X,
+                factors,
+                n_iter_max=n_iter_max,
+                tol=tol,
+                l2=l2,
+                l1=l1,
+                nonnegative=nonnegative,
+                mask=mask,
+                callback=callback,
+                verbose=verbose,
+            )
         if verbose and n_init > 1:
-            logger.info("cp: run %d of %d: %s after %d sweeps, error %.6g", attempt + 1, n_init, run.status, len(run.errors), run.final_error)
+            logger.info(
+                "cp: run %d of %d: %s after %d sweeps, error %.6g",
+                attempt + 1,
+                n_init,
+                run.status,
+                len(run.errors),
+                run.final_error,
+            )
         if best is None or run.final_error < best.final_error:
             best = run
     return finish(best, tol, "cp", n_iter_max)
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from array_api_compat import array_namespace, device
@@ -37,7 +37,8 @@ class NMFResult:
         return (self.W, self.H)[index]
 
     def __repr__(self) -> str:
-        return f"NMFResult(W={tuple(self.W.shape)}, H={tuple(self.H.shape)}, n_iter={self.n_iter}, converged={self.converged})"
+        shapes = f"W={tuple(self.W.shape)}, H={tuple(self.H.shape)}"
+        return f"NMFResult({shapes}, n_iter={self.n_iter}, converged={self.converged})"
 
 
 def _check_matrix(X):
@@ -190,21 +191,29 @@ def _initial(X, rank, init, rng, xp, like, sparse):
             W, Ht = xp.abs(U) * root[None, :], xp.abs(Vt.T) * root[None, :]
             if k < rank:
                 scale = math.sqrt(float(xp.sum(X) if not sparse else X.sum()) / (m * n * rank))
-                W = xp.concat([W, xp.asarray(rng.random((m, rank - k)).astype(dtype) * scale, device=device(like))], axis=1)
-                Ht = xp.concat([Ht, xp.asarray(rng.random((n, rank - k)).astype(dtype) * scale, device=device(like))], axis=1)
+                W = xp.concat(
+                    [W, xp.asarray(rng.random((m, rank - k)).astype(dtype) * scale, device=device(like))], axis=1
+                )
+                Ht = xp.concat(
+                    [Ht, xp.asarray(rng.random((n, rank - k)).astype(dtype) * scale, device=device(like))], axis=1
+                )
             return [W, Ht]
         if init == "random":
             total = float(X.sum()) if sparse else float(xp.sum(X))
             scale = math.sqrt(max(total, 0.0) / (m * n * rank))
-            return [xp.asarray(rng.random((m, rank)).astype(dtype) * scale, device=device(like)),
-                    xp.asarray(rng.random((n, rank)).astype(dtype) * scale, device=device(like))]
+            return [
+                xp.asarray(rng.random((m, rank)).astype(dtype) * scale, device=device(like)),
+                xp.asarray(rng.random((n, rank)).astype(dtype) * scale, device=device(like)),
+            ]
         raise ValueError(f"init must be 'svd', 'random' or a (W, H) pair, got {init!r}")
     try:
         W, H = init
     except (TypeError, ValueError):
         raise TypeError(f"init must be 'svd', 'random' or a (W, H) pair, got {type(init).__name__}") from None
     if tuple(W.shape) != (m, rank) or tuple(H.shape) != (rank, n):
-        raise ValueError(f"init (W, H) must have shapes ({m}, {rank}) and ({rank}, {n}), got {tuple(W.shape)} and {tuple(H.shape)}")
+        raise ValueError(
+            f"init (W, H) must have shapes ({m}, {rank}) and ({rank}, {n}), got {tuple(W.shape)} and {tuple(H.shape)}"
+        )
     W = xp.astype(xp.asarray(W, device=device(like)), like.dtype, copy=True)
     Ht = xp.astype(xp.asarray(H, device=device(like)).T, like.dtype, copy=True)
     if bool(xp.any(W < 0)) or bool(xp.any(Ht < 0)):

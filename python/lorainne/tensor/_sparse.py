@@ -93,7 +93,7 @@ class SparseTensor:
         self.shape = shape
 
     @classmethod
-    def from_dense(cls, X) -> "SparseTensor":
+    def from_dense(cls, X) -> SparseTensor:
         """The nonzero entries of a dense NumPy array."""
         X = np.asarray(X)
         coords = np.argwhere(X != 0)
@@ -139,11 +139,25 @@ def sparse_mttkrp_numpy(X: SparseTensor, factors, mode: int):
 
 
 def cp_sparse(
-    X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, l1, n_init, rng, backend, n_threads, verbose,
+    X: SparseTensor,
+    rank,
+    *,
+    init,
+    n_iter_max,
+    tol,
+    nonnegative,
+    l2,
+    l1,
+    n_init,
+    rng,
+    backend,
+    n_threads,
+    verbose,
     callback,
 ) -> CPTensor:
     """CP of a SparseTensor (the arguments checked by :func:`lorainne.cp`): the Rust sparse loop, or the
-    NumPy reference sweep with a sparse MTTKRP."""
+    NumPy reference sweep with a sparse MTTKRP.
+    """
     if X.ndim < 2:
         raise ValueError(f"X must have at least 2 modes, got shape {X.shape}")
     if nonnegative and np.any(X.values < 0):
@@ -170,12 +184,22 @@ def cp_sparse(
             grams = [f.T @ f for f in factors]
             for _ in range(n_iter_max):
                 if chosen == "rust":
-                    factors, one, _, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads, norm_x_sq, *extra)
+                    factors, one, _, degenerate = core().cp_als_sparse(
+                        X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads, norm_x_sq, *extra
+                    )
                     factors = list(factors)
                     errors.append(float(one[0]))
                 else:
-                    result = _xp.sweep(xp, None, factors, grams, l2=l2, l1=l1, nonnegative=nonnegative,
-                                       product=lambda fs, m: sparse_mttkrp_numpy(X, fs, m))
+                    result = _xp.sweep(
+                        xp,
+                        None,
+                        factors,
+                        grams,
+                        l2=l2,
+                        l1=l1,
+                        nonnegative=nonnegative,
+                        product=lambda fs, m: sparse_mttkrp_numpy(X, fs, m),
+                    )
                     degenerate = result.degenerate
                     errors.append(_xp.relative_error(norm_x_sq, result))
                     if l2 or l1:
@@ -210,7 +234,11 @@ def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: 
             f = rng.standard_normal((size, rank)).astype(X.dtype)
         else:
             others = [k for k in range(X.ndim - 1, -1, -1) if k != mode]  # Kolda-Bader column order
-            columns = np.ravel_multi_index(tuple(X.coords[:, others].T), tuple(X.shape[k] for k in others)) if X.nnz else np.zeros(0, np.int64)
+            columns = (
+                np.ravel_multi_index(tuple(X.coords[:, others].T), tuple(X.shape[k] for k in others))
+                if X.nnz
+                else np.zeros(0, np.int64)
+            )
             n_columns = math.prod(X.shape) // size
             matrix = scipy.sparse.csr_matrix((X.values, (X.coords[:, mode], columns)), shape=(size, n_columns))
             k = min(rank, size, n_columns)
@@ -230,7 +258,8 @@ def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: 
 def _gram_left_vectors(matrix, k: int, rng):
     """Leading left singular vectors/values of a sparse unfolding from its Gram matrix
     ``G = M M^T`` (I_n x I_n, a sparse product: no dense test matrix with a row per column of
-    the unfolding), by a randomized range finder on G with one power iteration."""
+    the unfolding), by a randomized range finder on G with one power iteration.
+    """
     gram = (matrix @ matrix.T).tocsr()
     size = gram.shape[0]
     width = min(k + 10, size)

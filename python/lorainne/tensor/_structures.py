@@ -15,7 +15,8 @@ Conventions (Kolda and Bader, "Tensor Decompositions and Applications", SIAM Rev
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -82,7 +83,8 @@ def fold(M, mode: int, shape: Sequence[int]):
 
 def khatri_rao(xp, matrices: Sequence[Any]):
     """Khatri-Rao product with the LAST matrix's row index varying fastest (C order), i.e. row
-    ``(i_0, ..., i_k)`` in C order of ``prod_j matrices[j][i_j, :]``. ``xp`` is the namespace."""
+    ``(i_0, ..., i_k)`` in C order of ``prod_j matrices[j][i_j, :]``. ``xp`` is the namespace.
+    """
     out = matrices[0]
     rank = out.shape[1]
     for m in matrices[1:]:
@@ -137,11 +139,17 @@ class CPTensor:
         rank = None
         for n, f in enumerate(factors):
             if not hasattr(f, "shape") or len(f.shape) != 2:
-                raise ValueError(f"factors[{n}] must be a 2-D array (I_n, rank), got {type(f).__name__} of shape {getattr(f, 'shape', None)}")
+                raise ValueError(
+                    f"factors[{n}] must be a 2-D array (I_n, rank), got "
+                    f"{type(f).__name__} of shape {getattr(f, 'shape', None)}"
+                )
             if rank is None:
                 rank = f.shape[1]
             elif f.shape[1] != rank:
-                raise ValueError(f"all factors must have the same number of columns: factors[0] has {rank}, factors[{n}] has {f.shape[1]}")
+                raise ValueError(
+                    "all factors must have the same number of columns: "
+                    f"factors[0] has {rank}, factors[{n}] has {f.shape[1]}"
+                )
         xp = array_namespace(factors[0])
         if weights is None:
             weights = xp.ones((rank,), dtype=factors[0].dtype)
@@ -191,9 +199,10 @@ class CPTensor:
         value = float(xp.sum(self.weights[:, None] * gram * self.weights[None, :]))
         return math.sqrt(max(value, 0.0))
 
-    def normalize(self) -> "CPTensor":
+    def normalize(self) -> CPTensor:
         """Columns of unit norm, the scales gathered in ``weights``, sorted by decreasing weight
-        (zero columns stay zero). A new CPTensor; the model is unchanged."""
+        (zero columns stay zero). A new CPTensor; the model is unchanged.
+        """
         xp = array_namespace(self.factors[0])
         weights = self.weights
         factors = []
@@ -279,7 +288,8 @@ def mode_product(X, M, mode: int):
     """``X x_mode M``: multiplies mode ``mode`` of ``X`` by the matrix ``M`` (J x I_mode).
 
     Reads ``X`` through reshapes (views of a C-ordered array, no transposed copy): one GEMM for
-    the first and last modes, a batched GEMM over the leading modes otherwise."""
+    the first and last modes, a batched GEMM over the leading modes otherwise.
+    """
     xp = array_namespace(X)
     shape = tuple(X.shape)
     left = 1
@@ -301,8 +311,10 @@ def multi_mode_product(X, matrices: Sequence[Any], transpose: bool = False, skip
     """``X x_0 M_0 x_1 ... `` (with ``M_k^T`` when ``transpose``), skipping mode ``skip``.
 
     The products that shrink the tensor most go first (the first one reads all of ``X``).
-    ``product(X, M, mode)`` replaces :func:`mode_product` (a faster kernel)."""
+    ``product(X, M, mode)`` replaces :func:`mode_product` (a faster kernel).
+    """
     product = mode_product if product is None else product
+
     def shrink(mode: int) -> float:  # size of the mode after the product / before
         return matrices[mode].shape[1 if transpose else 0] / X.shape[mode]
 
@@ -316,7 +328,8 @@ def multi_mode_product(X, matrices: Sequence[Any], transpose: bool = False, skip
 def edge_mode_product(X, M, mode: int, n_threads: int | None = None):
     """:func:`mode_product`, by the Rust edge contraction (``lorainne._core.contract_edge``) for
     the first and last modes of large C-ordered NumPy tensors (3x faster than a single-threaded
-    BLAS GEMM with so few columns), by :func:`mode_product` otherwise."""
+    BLAS GEMM with so few columns), by :func:`mode_product` otherwise.
+    """
     if (
         isinstance(X, np.ndarray)
         and isinstance(M, np.ndarray)
@@ -398,13 +411,13 @@ def factor_match_score(a, b, *, consider_weights: bool = False) -> float:
     wb, fb = _as_cp_pair(b, "b")
     if len(fa) != len(fb):
         raise ValueError(f"a has {len(fa)} modes and b has {len(fb)}")
-    for n, (x, y) in enumerate(zip(fa, fb)):
+    for n, (x, y) in enumerate(zip(fa, fb, strict=False)):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"mode {n} has size {x.shape[0]} in a and {y.shape[0]} in b")
     ra, rb = fa[0].shape[1], fb[0].shape[1]
     congruence = np.ones((ra, rb))
     norms_a, norms_b = np.abs(_to_numpy(wa)), np.abs(_to_numpy(wb))
-    for x, y in zip(fa, fb):
+    for x, y in zip(fa, fb, strict=False):
         x, y = _to_numpy(x).astype(np.float64), _to_numpy(y).astype(np.float64)
         nx, ny = np.linalg.norm(x, axis=0), np.linalg.norm(y, axis=0)
         norms_a, norms_b = norms_a * nx, norms_b * ny
@@ -415,7 +428,9 @@ def factor_match_score(a, b, *, consider_weights: bool = False) -> float:
     if consider_weights:
         biggest = np.maximum.outer(norms_a, norms_b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            penalty = np.where(biggest > 0, 1 - np.abs(np.subtract.outer(norms_a, norms_b)) / np.where(biggest > 0, biggest, 1.0), 1.0)
+            penalty = np.where(
+                biggest > 0, 1 - np.abs(np.subtract.outer(norms_a, norms_b)) / np.where(biggest > 0, biggest, 1.0), 1.0
+            )
         congruence *= penalty
     rows, cols = linear_sum_assignment(-congruence)
     return float(np.sum(congruence[rows, cols]) / max(ra, rb))

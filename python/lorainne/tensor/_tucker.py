@@ -1,12 +1,13 @@
 """Tucker decomposition: HOSVD and HOOI (orthonormal factors), nonnegative Tucker (HALS factor
-updates, multiplicative core updates), masked Tucker (EM imputation). xp reference only."""
+updates, multiplicative core updates), masked Tucker (EM imputation). xp reference only.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from array_api_compat import array_namespace, device
@@ -57,7 +58,8 @@ def _leading_left_vectors(xp, M, k: int, rng):
 
 def _hosvd_factors(xp, X, ranks, rng, rust=False, n_threads=None):
     """Exact truncated HOSVD for small tensors; for large ones the Khatri-Rao-sketched range
-    finder of :func:`lorainne.cp`'s SVD start (two passes over X per mode, no unfolded copy)."""
+    finder of :func:`lorainne.cp`'s SVD start (two passes over X per mode, no unfolded copy).
+    """
     factors = []
     for n, r in enumerate(ranks):
         if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 200_000:
@@ -94,7 +96,9 @@ def _end_of_sweep(core, factors, errors, stop: StopRule, callback, verbose):
     """Log, call back, test the stopping rule: the stop status, or None to go on."""
     if verbose:
         logger.info("tucker: sweep %d, relative error %.6g", len(errors), errors[-1])
-    if callback is not None and callback(TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]):
+    if callback is not None and callback(
+        TuckerTensor(core, list(factors), n_iter=len(errors), errors=errors), errors[-1]
+    ):
         return "callback"
     return stop(errors, False)
 
@@ -110,13 +114,19 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
         # Two-level dimension tree: one pass over X for the modes before the split, one after.
         for half in (range(split), range(split, last + 1)):
             others = [k for k in range(last + 1) if k not in half]
-            partial = multi_mode_product(data, [f if k in others else None for k, f in enumerate(factors)], transpose=True, product=product)
+            partial = multi_mode_product(
+                data, [f if k in others else None for k, f in enumerate(factors)], transpose=True, product=product
+            )
             for n in half:
-                Y = multi_mode_product(partial, [f if (k in half and k != n) else None for k, f in enumerate(factors)], transpose=True)
+                Y = multi_mode_product(
+                    partial, [f if (k in half and k != n) else None for k, f in enumerate(factors)], transpose=True
+                )
                 factors[n] = _leading_left_vectors(xp, unfold(Y, n), factors[n].shape[1], rng)
         core = mode_product(Y, factors[last].T, last)  # Y of the last mode: no extra pass over X
         if mask is None:
-            errors.append(math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
+            errors.append(
+                math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
+            )
         else:
             error, data = _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq)
             errors.append(error)
@@ -130,7 +140,8 @@ def _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, ma
 def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask=None, data=None):
     """HALS updates of each factor (the Tucker model is linear in it), then accelerated projected
     gradient steps (FISTA) on the core, whose problem is a small nonnegative least squares with
-    Hessian ``kron(U_n^T U_n)``."""
+    Hessian ``kron(U_n^T U_n)``.
+    """
     stop = StopRule(tol, X.dtype)
     tiny = 1e-12 if X.dtype == xp.float64 else 1e-7
     errors: list[float] = []
@@ -156,7 +167,9 @@ def _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose
         model_inner = float(xp.sum(core * numerator))
         model_sq = float(xp.sum(core * multi_mode_product(core, grams)))
         if mask is None:
-            errors.append(math.sqrt(max(norm_x_sq - 2 * model_inner + model_sq, 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0)
+            errors.append(
+                math.sqrt(max(norm_x_sq - 2 * model_inner + model_sq, 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
+            )
         else:
             error, data = _masked_error_and_imputation(xp, X, mask, core, factors, norm_x_sq)
             errors.append(error)
@@ -303,7 +316,7 @@ def tucker(
     if init == "svd":
         factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch, n_threads=n_threads)
     else:
-        factors = [xp.linalg.qr(gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks)]
+        factors = [xp.linalg.qr(gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks, strict=False)]
     if method == "hosvd":
         core = _core_of(X, factors, product)
         error = math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
@@ -315,5 +328,6 @@ def tucker(
     else:
         run, core = _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask, data, product)
     warn_unconverged(run, tol, "tucker", n_iter_max, stacklevel=2)
-    return TuckerTensor(core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
-
+    return TuckerTensor(
+        core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged"
+    )

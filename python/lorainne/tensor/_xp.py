@@ -55,7 +55,8 @@ def gram_hadamard(xp, grams, skip: int | None, like):
 def solve_gram(xp, V, M):
     """``M @ pinv(V)`` for a symmetric positive semidefinite ``V`` (eigenvalues below
     ``R * eps * max eigenvalue`` are dropped). Returns (solution, degenerate) where degenerate
-    means some eigenvalue was dropped (a rank-deficient model)."""
+    means some eigenvalue was dropped (a rank-deficient model).
+    """
     rank = V.shape[0]
     eps = xp.finfo(V.dtype).eps
     w, Q = xp.linalg.eigh(V)
@@ -70,7 +71,8 @@ def solve_gram(xp, V, M):
 def hals_columns(xp, A, M, V, l2: float, l1: float, nonnegative: bool):
     """One pass of column updates of ``A`` for ``min 1/2||X_(n) - A K^T||^2 + l2/2 ||A||^2 +
     l1 |A|_1`` (HALS / coordinate descent by columns), with ``M = X_(n) K`` and ``V = K^T K``.
-    Returns the new A (a column stays put where ``V[r, r] + l2 == 0``)."""
+    Returns the new A (a column stays put where ``V[r, r] + l2 == 0``).
+    """
     rank = A.shape[1]
     columns = [A[:, r] for r in range(rank)]
     for r in range(rank):
@@ -93,7 +95,9 @@ class SweepResult(NamedTuple):
     degenerate: bool
 
 
-def sweep(xp, X, factors: list, grams: list, *, l2: float = 0.0, l1: float = 0.0, nonnegative: bool = False, product=None) -> SweepResult:
+def sweep(
+    xp, X, factors: list, grams: list, *, l2: float = 0.0, l1: float = 0.0, nonnegative: bool = False, product=None
+) -> SweepResult:
     """One ALS (or HALS when ``nonnegative`` or ``l1``) sweep over modes 0..N-1, in place.
 
     ``grams[n]`` is kept equal to ``factors[n].T @ factors[n]``. ``product(factors, mode)`` is the
@@ -143,7 +147,8 @@ def balance(xp, factors: list, grams: list, l2: float, l1: float):
     """Rescale each component's columns so that the penalty is equal across modes (the model is
     unchanged): the penalty of component r is scale-invariant in the product of its column norms,
     and is smallest when all of them equal the N-th root of that product. Uses the l2 norms when
-    ``l2 > 0``, the l1 norms otherwise."""
+    ``l2 > 0``, the l1 norms otherwise.
+    """
     ndim = len(factors)
     use_l2 = l2 > 0
     norms = [xp.linalg.vector_norm(f, axis=0, ord=2 if use_l2 else 1) for f in factors]
@@ -153,7 +158,8 @@ def balance(xp, factors: list, grams: list, l2: float, l1: float):
     positive = product > 0
     target = product ** (1.0 / ndim)
     for mode in range(ndim):
-        scale = xp.where(positive, target / xp.where(positive, norms[mode], xp.ones_like(norms[mode])), xp.ones_like(target))
+        scale = xp.where(
+            positive, target / xp.where(positive, norms[mode], xp.ones_like(norms[mode])), xp.ones_like(target)
+        )
         factors[mode] = factors[mode] * scale[None, :]
         grams[mode] = grams[mode] * scale[:, None] * scale[None, :]
-

@@ -1,6 +1,7 @@
 """Bounds on the spectrum of a symmetric matrix from one Lanczos run: :func:`spectrum_bounds`, the
 interval the Chebyshev expansions of :func:`trace_function`, :func:`trace_parametric` and
-:func:`spectral_density` use when none is given."""
+:func:`spectral_density` use when none is given.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def _check_bounds(spectrum_bounds):
     try:
         lo, hi = (float(b) for b in spectrum_bounds)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"spectrum_bounds must be a pair (lower, upper) of numbers, got {spectrum_bounds!r}") from error
+        raise ValueError(
+            f"spectrum_bounds must be a pair (lower, upper) of numbers, got {spectrum_bounds!r}"
+        ) from error
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"spectrum_bounds must be finite with lower < upper, got {spectrum_bounds!r}")
     return lo, hi
@@ -36,7 +39,8 @@ def _estimate_bounds(
     """[lower, upper] enclosing the spectrum: one Lanczos run; the extreme Ritz values pushed out
     by their residual bounds |beta_k u_k| and by ``margin`` (relative, 1% by default). With
     ``positive`` (f = log, sqrt) the lower end stays at least half the smallest Ritz value when
-    that is positive."""
+    that is positive.
+    """
     n = rec.op.shape[0]
     k = min(n, n_steps)
     alpha, beta, length = rec.lanczos(_unit_rademacher(rec.op, rng, 1), k)

@@ -1,5 +1,6 @@
 """Small helpers shared by the trace estimators: the counted products, random test vectors, the
-float64 reductions, input checks and :class:`TraceEstimate`."""
+float64 reductions, input checks and :class:`TraceEstimate`.
+"""
 
 from __future__ import annotations
 

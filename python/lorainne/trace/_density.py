@@ -1,6 +1,7 @@
 """Spectral density: :func:`spectral_density` estimates the Gaussian-smoothed spectral density of a
 symmetric A by Chebyshev–Nyström++, the kernel polynomial method or stochastic Lanczos
-quadrature."""
+quadrature.
+"""
 
 from __future__ import annotations
 
@@ -101,7 +102,11 @@ def spectral_density(
     True
     """
     op = _square_operator(A)
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (math.isfinite(float(sigma)) and sigma > 0):
+    if (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, numbers.Real)
+        or not (math.isfinite(float(sigma)) and sigma > 0)
+    ):
         raise ValueError(f"sigma must be a positive number, got {sigma!r}")
     sigma = float(sigma)
     t_host, back = _check_grid(t)
@@ -133,7 +138,12 @@ def spectral_density(
             bounds = _estimate_bounds(rec, rng)
         if degree is None:
             degree = max(8, math.ceil(7 * (bounds[1] - bounds[0]) / (2 * sigma)) + 4)
-        phi = _parametric_core(rec, rng, g, t_host, n_vectors, degree, "hutchinson" if method == "kpm" else "nystrom++", bounds) / n
+        phi = (
+            _parametric_core(
+                rec, rng, g, t_host, n_vectors, degree, "hutchinson" if method == "kpm" else "nystrom++", bounds
+            )
+            / n
+        )
     if normalize:
         phi = np.maximum(phi, 0.0)
         area = float(np.trapezoid(phi, t_host)) if t_host.size > 1 else 0.0

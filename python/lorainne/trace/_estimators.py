@@ -56,7 +56,8 @@ def _hutchinson(products: _Products, op: MatrixOperator, rng, m: int) -> TraceEs
 
 def _orth(xp, Y):
     """Orthonormal basis of range(Y) (Householder QR of the array API; rank deficiency is fine:
-    Q stays orthonormal)."""
+    Q stays orthonormal).
+    """
     return xp.linalg.qr(Y)[0]
 
 
@@ -82,7 +83,8 @@ def _inverse_lower(xp, L):
 
 def _shifted_nystrom(xp, op: MatrixOperator, Omega, Y):
     """Stable Nystrom core of A + nu I: returns (B, Linv, nu) with A + nu I ~ B B^T,
-    B = Y_nu L^{-T}, Omega^T Y_nu = L L^T. Raises ValueError if A is clearly not PSD."""
+    B = Y_nu L^{-T}, Omega^T Y_nu = L L^T. Raises ValueError if A is clearly not PSD.
+    """
     Om, Y = _f64(xp, Omega), _f64(xp, Y)
     n = Om.shape[0]
     base = float(xp.linalg.vector_norm(Y))
@@ -100,7 +102,10 @@ def _shifted_nystrom(xp, op: MatrixOperator, Omega, Y):
             Linv = _inverse_lower(xp, L)
             return Ynu @ Linv.T, Linv, nu
         nu *= 100.0
-    raise ValueError("A does not look positive semidefinite (the Nystrom core has no Cholesky factor); use psd=False or method='xtrace'")
+    raise ValueError(
+        "A does not look positive semidefinite (the Nystrom core "
+        "has no Cholesky factor); use psd=False or method='xtrace'"
+    )
 
 
 def _nystrompp(products: _Products, op: MatrixOperator, rng, n_matvec: int) -> TraceEstimate:
@@ -129,7 +134,9 @@ def _regularized_upper(xp, R, eps: float):
     m = R.shape[0]
     diag = xp.linalg.diagonal(R)
     floor = max(float(xp.max(xp.abs(diag))), 1e-300) * eps * m
-    lifted = xp.where(xp.abs(diag) < floor, xp.where(diag < 0, -floor * xp.ones_like(diag), floor * xp.ones_like(diag)), diag)
+    lifted = xp.where(
+        xp.abs(diag) < floor, xp.where(diag < 0, -floor * xp.ones_like(diag), floor * xp.ones_like(diag)), diag
+    )
     eye = xp.eye(m, dtype=R.dtype, device=_device_of(R))
     return R + (lifted - diag)[None, :] * eye
 
@@ -141,7 +148,8 @@ def _combined_error(xp, estimates, tau) -> float:
     correlation and underestimates on fast-decaying spectra; the jackknife over the random
     vectors (``tau[j]``: the estimator without vector j) overestimates, as jackknife variances do.
     Their geometric mean tracks the true error closely on the standard test spectra (within
-    25%, covering the true error with two estimates in >= 94% of trials)."""
+    25%, covering the true error with two estimates in >= 94% of trials).
+    """
     naive = _std_error(xp, estimates)
     if tau is None:
         return naive
@@ -154,7 +162,8 @@ def _combined_error(xp, estimates, tau) -> float:
 
 class _Pairs:
     """2 x 2 algebra over all ordered pairs (i, j), i the summand and j the second vector left
-    out: Gamma = V_S^T V_S for S = {i, j}, from the m x m Gram matrix M = V^T V."""
+    out: Gamma = V_S^T V_S for S = {i, j}, from the m x m Gram matrix M = V^T V.
+    """
 
     def __init__(self, xp, M):
         d = xp.linalg.diagonal(M)
@@ -239,7 +248,8 @@ def _xtrace(products: _Products, op: MatrixOperator, rng, n_matvec: int) -> Trac
     estimator that uses span(A Omega_{-i}) for the low-rank part and omega_i for the residual,
     with the residual vector rescaled to the sphere of the complement (the "improved" variant).
     Leave-one-out by downdating one QR factorization: span(Y_{-i}) = Q (I - s_i s_i^T),
-    s_i = R^{-T} e_i / ||R^{-T} e_i||."""
+    s_i = R^{-T} e_i / ||R^{-T} e_i||.
+    """
     xp, n = op.xp, op.shape[0]
     m = n_matvec // 2
     Omega = _draw(op, rng, n, m, "gaussian")
@@ -277,7 +287,8 @@ def _xnystrace(products: _Products, op: MatrixOperator, rng, n_matvec: int) -> T
     Nystrom approximation from Omega_{-i}. With Omega^T (A + nu I) Omega = L L^T and B as in
     :func:`_shifted_nystrom`: A_(i) = B (I - s_i s_i^T) B^T with s_i = L^{-1} e_i normalized,
     and omega_i^T (A - A_(i)) omega_i = 1 / ||L^{-1} e_i||^2. The residual is rescaled by the
-    distance of omega_i to span(Omega_{-i}) (the "improved" variant)."""
+    distance of omega_i to span(Omega_{-i}) (the "improved" variant).
+    """
     xp, n = op.xp, op.shape[0]
     Omega = _draw(op, rng, n, n_matvec, "gaussian")
     B, Linv, nu = _shifted_nystrom(xp, op, Omega, products(Omega))
@@ -285,7 +296,9 @@ def _xnystrace(products: _Products, op: MatrixOperator, rng, n_matvec: int) -> T
     return TraceEstimate(float(xp.mean(estimates)), _combined_error(xp, estimates, tau), products.used)
 
 
-def trace(A, n_matvec: int, *, method: str = "auto", psd: bool | None = None, random_state=None, backend: str = "auto") -> TraceEstimate:
+def trace(
+    A, n_matvec: int, *, method: str = "auto", psd: bool | None = None, random_state=None, backend: str = "auto"
+) -> TraceEstimate:
     """Randomized estimate of tr(A) from at most ``n_matvec`` products with A.
 
     Methods (m = ``n_matvec``):

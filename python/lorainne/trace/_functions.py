@@ -1,10 +1,11 @@
 """Functions of a symmetric matrix: :func:`trace_function` estimates tr f(A) by stochastic Lanczos
-quadrature (SLQ) or a Chebyshev expansion, with optional regression control variates."""
+quadrature (SLQ) or a Chebyshev expansion, with optional regression control variates.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse.linalg
@@ -165,7 +166,9 @@ def _check_control_variates(control_variates, A, op: MatrixOperator, n_vectors: 
     if not isinstance(control_variates, (bool, np.bool_)):
         raise TypeError(f"control_variates must be None, True or False, got {control_variates!r}")
     if control_variates and not explicit:
-        raise ValueError("control_variates=True needs an explicit (dense or sparse) A: tr(A) and ||A||_F^2 must be computable")
+        raise ValueError(
+            "control_variates=True needs an explicit (dense or sparse) A: tr(A) and ||A||_F^2 must be computable"
+        )
     if control_variates and n_vectors < 4:
         raise ValueError(f"control_variates=True needs n_vectors >= 4, got {n_vectors}")
     return bool(control_variates)
@@ -200,7 +203,9 @@ def _slq_quadrature(rec: _Recurrences, rng, n_vectors: int, n_steps: int, fun, f
         used = weights > 0
         smallest = float(np.min(nodes[used]))
         if smallest <= 0 and f != "inv":
-            raise ValueError(f"f={f!r} needs a positive definite A: Lanczos found the eigenvalue estimate {smallest:.3e}")
+            raise ValueError(
+                f"f={f!r} needs a positive definite A: Lanczos found the eigenvalue estimate {smallest:.3e}"
+            )
     values = np.asarray(fun(nodes), dtype=np.float64)
     quadrature = np.sum(weights * np.where(weights > 0, values, 0.0), axis=1)
     powers = np.stack([np.sum(weights * nodes, axis=1), np.sum(weights * nodes**2, axis=1)], axis=0)

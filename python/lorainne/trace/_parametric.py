@@ -1,11 +1,12 @@
 """Parametric traces: :func:`trace_parametric` estimates tr f(t, A) for many values of a parameter
 t at the cost of one estimator: f(t, .) is expanded in Chebyshev polynomials of A and the random
-vectors are shared across t (Matti, He, Kressner and Lam 2025)."""
+vectors are shared across t (Matti, He, Kressner and Lam 2025).
+"""
 
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,7 +21,8 @@ PARAMETRIC_METHODS = ("nystrom++", "hutchinson", "nystrom")
 
 def _check_grid(t, name: str = "t"):
     """The parameter values as a 1-D float64 NumPy array, and a function returning results in
-    t's own array library."""
+    t's own array library.
+    """
     if isinstance(t, numbers.Real) and not isinstance(t, bool):
         t = [t]
     if isinstance(t, (list, tuple)) or isinstance(t, np.ndarray):
@@ -50,7 +52,8 @@ def _check_grid(t, name: str = "t"):
 
 def _square_coefficients(C: np.ndarray) -> np.ndarray:
     """Chebyshev coefficients of p(x)^2 for the rows of C (p = sum_k C_k T_k):
-    T_j T_k = (T_{j+k} + T_{|j-k|}) / 2."""
+    T_j T_k = (T_{j+k} + T_{|j-k|}) / 2.
+    """
     T, N = C.shape
     E = np.zeros((T, 2 * N - 1))
     for j in range(N):
@@ -61,9 +64,10 @@ def _square_coefficients(C: np.ndarray) -> np.ndarray:
 
 
 def _nystrom_traces(xp, C, moments, m: int, with_correction: bool, rcond: float):
-    """tr of the Nystrom approximation of B(t) = sum_k C[t, k] T_k(A_hat) from the sketch
+    """Tr of the Nystrom approximation of B(t) = sum_k C[t, k] T_k(A_hat) from the sketch
     Omega = X[:, :m] (and the Hutchinson correction with Psi = X[:, m:]), for all t at once.
-    ``moments[d] = X^T T_d X`` for d = 0 .. 2 deg."""
+    ``moments[d] = X^T T_d X`` for d = 0 .. 2 deg.
+    """
     N = C.shape[1]
     dev = _device_of(moments)
     Cx = xp.asarray(C, device=dev)
@@ -103,7 +107,9 @@ NYSTROM_RCOND = 1e-3
 NYSTROM_RCOND_GLOBAL = 1e-8
 
 
-def _parametric_core(rec: _Recurrences, rng, fun2, t_host, n_vectors: int, degree: int, method: str, bounds, rcond: float = NYSTROM_RCOND):
+def _parametric_core(
+    rec: _Recurrences, rng, fun2, t_host, n_vectors: int, degree: int, method: str, bounds, rcond: float = NYSTROM_RCOND
+):
     op = rec.op
     n = op.shape[0]
     lo, hi = bounds

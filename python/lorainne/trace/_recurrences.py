@@ -2,11 +2,12 @@
 and :func:`spectral_density`: the xp (array-API) reference over products with A, and
 :class:`_Recurrences`, which dispatches to the Rust kernels (GIL released) when A is an explicit
 NumPy matrix (dense or CSR). Also the Gauss quadrature of a Lanczos run and Chebyshev
-interpolation coefficients."""
+interpolation coefficients.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def _lanczos_xp(matmat, V0, n_steps: int, eps: float):
             alpha = alpha + coefficients[:, j, 0]
         beta = xp.linalg.vector_norm(w, axis=0)
         scale = xp.maximum(scale, xp.maximum(xp.abs(alpha), beta_prev))
-        alive = xp.astype(beta > eps ** 0.75 * scale, V0.dtype) * active
+        alive = xp.astype(beta > eps**0.75 * scale, V0.dtype) * active
         alphas.append(alpha * active)
         betas.append(beta * alive)
         safe = xp.where(alive > 0, beta, xp.ones_like(beta))
@@ -63,7 +64,8 @@ def _lanczos_xp(matmat, V0, n_steps: int, eps: float):
 
 def _gauss_quadrature(alpha, beta, length):
     """Nodes and weights of the Gauss quadrature of each Lanczos run: the eigenvalues of the
-    tridiagonal T and the squared first components of its eigenvectors (weights sum to 1)."""
+    tridiagonal T and the squared first components of its eigenvectors (weights sum to 1).
+    """
     s, k = alpha.shape
     nodes = np.zeros((s, k))
     weights = np.zeros((s, k))
@@ -111,7 +113,8 @@ def _chebyshev_moments_xp(matmat, X, center: float, half_width: float, n_steps: 
 
 class _Recurrences:
     """Lanczos and Chebyshev recurrences on A: in Rust when A is an explicit NumPy matrix
-    (dense or CSR), else the xp reference over ``op.matmat``."""
+    (dense or CSR), else the xp reference over ``op.matmat``.
+    """
 
     def __init__(self, A, op: MatrixOperator, backend: str, n_threads):
         explicit = (op.dense is not None and isinstance(op.dense, np.ndarray)) or is_scipy_sparse(A)
@@ -166,9 +169,12 @@ def _has_rust_trace() -> bool:
         return False
 
 
-def _chebyshev_coefficients(f_on_nodes: Callable[[np.ndarray], np.ndarray], degree: int, lo: float, hi: float) -> np.ndarray:
+def _chebyshev_coefficients(
+    f_on_nodes: Callable[[np.ndarray], np.ndarray], degree: int, lo: float, hi: float
+) -> np.ndarray:
     """Chebyshev interpolation coefficients of f on [lo, hi] (degree + 1 of them, on the last
-    axis), from f at the Chebyshev points of the first kind (a discrete cosine transform)."""
+    axis), from f at the Chebyshev points of the first kind (a discrete cosine transform).
+    """
     N = degree + 1
     j = np.arange(N)
     theta = np.pi * (j + 0.5) / N
