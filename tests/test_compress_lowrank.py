@@ -116,7 +116,7 @@ def test_fwsvd_and_asvd_reduce_their_weighted_errors(rng):
 
 
 def test_randomized_and_exact_solvers_agree(rng):
-    W = decaying(rng, 300, 200, decay=0.97)
+    W = decaying(rng, 300, 200, decay=0.92)
     X = activations(rng, 600, 200)
     stats = ActivationStats().update(X)
     for method in ("svd", "svd-llm"):
@@ -260,8 +260,9 @@ def test_allocate_ranks_end_to_end(rng):
     rounded = allocate_ranks(layers, 0.4, round_to=8)
     assert all(r % 8 == 0 for name, r in rounded.ranks.items() if name not in rounded.dense)
     assert rounded.n_params <= rounded.budget
-    full = allocate_ranks(layers, 1.0)  # everything fits: every layer stays dense
-    assert full.dense == frozenset(layers) and full.predicted_loss == 0.0
+    full = allocate_ranks(layers, 1.0)  # everything fits: full-rank layers stay dense
+    assert {"flat", "mid"} <= full.dense and full.predicted_loss == 0.0
+    assert "low" not in full.dense  # 0.5**k: its tail is below rounding, no parameter is spent on it
     absolute = allocate_ranks(list(layers.values()), 2000)
     assert absolute.n_params <= 2000 and set(absolute.ranks) == {0, 1, 2}
 

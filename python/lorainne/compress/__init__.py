@@ -9,13 +9,18 @@ Layout convention: a dense layer is ``y = W x`` with W of shape (out, in) (torch
 
 from ._allocate import RankAllocation, allocate_ranks
 from ._lowrank import LowRankFactors, low_rank
+from ._state_dict import CompressedStateDict, CompressionReport, LayerReport, compress_state_dict
 from ._stats import ActivationStats, load_stats, save_stats
 
 __all__ = [
     "ActivationStats",
+    "CompressedStateDict",
+    "CompressionReport",
+    "LayerReport",
     "LowRankFactors",
     "RankAllocation",
     "allocate_ranks",
+    "compress_state_dict",
     "load_stats",
     "low_rank",
     "save_stats",

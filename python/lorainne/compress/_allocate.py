@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import heapq
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -13,6 +14,8 @@ from array_api_compat import array_namespace
 from .._backend import to_host
 from .._validation import as_float_array, check_int, check_option
 from ._lowrank import METHODS, _check_alpha, weighting
+
+ZERO_GAIN = 1e-11  # squared singular values below this fraction of the largest count as zero
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,12 +87,14 @@ def weighted_spectrum(W, method: str, stats, fisher, alpha: float) -> np.ndarray
     xp = array_namespace(M)
     G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M
     values = to_host(xp.linalg.eigvalsh(G), np.float64)[::-1]
-    return np.clip(values, 0.0, None)
+    # Below rounding level of the Gram matrix's eigenvalues: zero (no parameter is spent on them).
+    return np.where(values > ZERO_GAIN * max(float(values[0]), 0.0), values, 0.0)
 
 
 def _layer_points(s2: np.ndarray, shape, round_to: int):
     """(cost, gain, rank, dense) of every choice of one layer: rank 0, each block below the
-    break-even rank, and "dense" (rank min(out, in))."""
+    break-even rank, and "dense" (rank min(out, in)).
+    """
     out, n_in = shape
     prefix = np.concatenate([[0.0], np.cumsum(s2)])
     points = [
@@ -119,14 +124,14 @@ def _upper_hull(points):
 def _greedy(points: dict, hulls: dict, budget: int, forced_dense: frozenset):
     """Greedy by gain per parameter over the segments of each layer's concave hull of
     (parameters, captured sigma^2) choices; a segment that does not fit is walked point by point.
-    Layers in ``forced_dense`` are dense from the start. Returns (position per layer, used, gain)."""
-    spectra = points
+    Layers in ``forced_dense`` are dense from the start. Returns (position per layer, used, gain).
+    """
     position = {name: (len(points[name]) - 1 if name in forced_dense else 0) for name in points}
     hull_step = {name: (len(hulls[name]) - 1 if name in forced_dense else 0) for name in points}
     used = sum(points[name][-1][0] for name in forced_dense)
     if used > budget:
         return None
-    order = {name: i for i, name in enumerate(spectra)}
+    order = {name: i for i, name in enumerate(points)}
     heap: list = []
 
     def push(name):
@@ -135,9 +140,11 @@ def _greedy(points: dict, hulls: dict, budget: int, forced_dense: frozenset):
         if k + 1 >= len(hull):
             return
         a, b = points[name][hull[k]], points[name][hull[k + 1]]
+        if b[1] <= a[1]:
+            return  # nothing left to gain
         heapq.heappush(heap, (-(b[1] - a[1]) / (b[0] - a[0]), order[name], name))
 
-    for name in spectra:
+    for name in points:
         push(name)
     while heap:
         _, _, name = heapq.heappop(heap)
@@ -151,7 +158,7 @@ def _greedy(points: dict, hulls: dict, budget: int, forced_dense: frozenset):
         # The segment does not fit: take the points inside it while they fit, then stop this layer.
         for j in range(position[name] + 1, target):
             extra = pts[j][0] - pts[position[name]][0]
-            if used + extra > budget:
+            if used + extra > budget or pts[j][1] <= pts[position[name]][1]:
                 break
             used += extra
             position[name] = j
@@ -161,7 +168,9 @@ def _greedy(points: dict, hulls: dict, budget: int, forced_dense: frozenset):
             ((pts[j][1] - pts[position[name]][1]) / (pts[j][0] - pts[position[name]][0]), name, j)
             for name, pts in points.items()
             for j in [position[name] + 1]
-            if j < len(pts) and used + pts[j][0] - pts[position[name]][0] <= budget
+            if j < len(pts)
+            and used + pts[j][0] - pts[position[name]][0] <= budget
+            and pts[j][1] > pts[position[name]][1]
         ]
         if not steps:
             break
@@ -174,7 +183,8 @@ def _greedy(points: dict, hulls: dict, budget: int, forced_dense: frozenset):
 def greedy_allocation(spectra: dict, shapes: dict, budget: int, round_to: int = 1):
     """The greedy of :func:`_greedy`, improved by local search over which layers stay dense
     (greedy alone can miss a "dense" jump that the budget would have allowed: a knapsack item
-    larger than the rest). Each round tries forcing one more layer dense and keeps the best."""
+    larger than the rest). Each round tries forcing one more layer dense and keeps the best.
+    """
     points = {name: _layer_points(spectra[name], shapes[name], round_to) for name in spectra}
     hulls = {name: _upper_hull(points[name]) for name in spectra}
     forced: frozenset = frozenset()

@@ -134,7 +134,8 @@ def check_covariance(covariance, n_in: int, name: str = "covariance"):
 
 def _whitening_factor(xp, C):
     """A square root of C: its Cholesky factor when C is well conditioned, else eigenvectors
-    scaled by the square roots of the floored eigenvalues. Returns (S or None, S^{-1} or None, exact)."""
+    scaled by the square roots of the floored eigenvalues. Returns (S or None, S^{-1} or None, exact).
+    """
     if float(xp.max(xp.linalg.diagonal(C))) <= 0:
         raise ValueError("covariance is zero: every input channel is dead, the data error is zero for any W")
     try:
