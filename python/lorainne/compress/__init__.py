@@ -9,11 +9,19 @@ Layout convention: a dense layer is ``y = W x`` with W of shape (out, in) (torch
 
 from ._allocate import RankAllocation, allocate_ranks
 from ._lowrank import LowRankFactors, low_rank
+from ._quant import BitAllocation, LQLoRAResult, QuantizedTensor, lq_lora, lq_lora_budget, nf4_dequantize, nf4_quantize
 from ._state_dict import CompressedStateDict, CompressionReport, LayerReport, compress_state_dict
 from ._stats import ActivationStats, load_stats, save_stats
 
 __all__ = [
     "ActivationStats",
+    "BitAllocation",
+    "LQLoRAResult",
+    "QuantizedTensor",
+    "lq_lora",
+    "lq_lora_budget",
+    "nf4_dequantize",
+    "nf4_quantize",
     "CompressedStateDict",
     "CompressionReport",
     "LayerReport",
