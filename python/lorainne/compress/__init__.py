@@ -8,6 +8,7 @@ Layout convention: a dense layer is ``y = W x`` with W of shape (out, in) (torch
 """
 
 from ._allocate import RankAllocation, allocate_ranks
+from ._conv import ConvFactorization, conv_cp, conv_tucker2, filter_cp
 from ._lowrank import LowRankFactors, low_rank
 from ._quant import BitAllocation, LQLoRAResult, QuantizedTensor, lq_lora, lq_lora_budget, nf4_dequantize, nf4_quantize
 from ._state_dict import CompressedStateDict, CompressionReport, LayerReport, compress_state_dict
@@ -16,6 +17,10 @@ from ._stats import ActivationStats, load_stats, save_stats
 __all__ = [
     "ActivationStats",
     "BitAllocation",
+    "ConvFactorization",
+    "conv_cp",
+    "conv_tucker2",
+    "filter_cp",
     "LQLoRAResult",
     "QuantizedTensor",
     "lq_lora",
