@@ -87,7 +87,7 @@ def _check_kernel(K):
     return to_host(K, np.float64)
 
 
-def conv_cp(K, rank: int, *, n_iter_max: int = 500, tol: float = 1e-10, random_state=None) -> ConvFactorization:
+def conv_cp(K, rank: int, *, n_iter_max: int = 500, tol: float = 1e-8, random_state=None) -> ConvFactorization:
     """CP factorization of a convolution (Lebedev et al. 2015): 1x1 -> kh x 1 depthwise -> 1 x kw
     depthwise -> 1x1, from ``K ~ sum_r w_r a_T[:, r] o a_S[:, r] o a_h[:, r] o a_w[:, r]`` by :func:`lorainne.cp`.
 
@@ -168,7 +168,7 @@ def conv_tucker2(K, ranks, *, n_iter_max: int = 100, random_state=None) -> ConvF
     return ConvFactorization("tucker2", kernels, [1, 1, 1], (T, S, kh, kw))
 
 
-def filter_cp(K, rank: int, *, n_iter_max: int = 500, tol: float = 1e-10, random_state=None) -> ConvFactorization:
+def filter_cp(K, rank: int, *, n_iter_max: int = 500, tol: float = 1e-8, random_state=None) -> ConvFactorization:
     """Per-filter CP (NORTON, Zniyed et al.): each filter ``K[t]`` (S, kh, kw) is a rank-R CP tensor.
 
     Pipeline: 1x1 (S -> T R) -> kh x 1 depthwise -> 1 x kw depthwise -> grouped 1x1 (T groups of
@@ -184,7 +184,8 @@ def filter_cp(K, rank: int, *, n_iter_max: int = 500, tol: float = 1e-10, random
     --------
     >>> import numpy as np
     >>> from lorainne.compress import filter_cp
-    >>> K = np.random.default_rng(0).standard_normal((4, 6, 3, 3))
+    >>> rng = np.random.default_rng(0)
+    >>> K = np.einsum("tsa,tia,tja->tsij", *(rng.standard_normal((4, n, 2)) for n in (6, 3, 3)))
     >>> f = filter_cp(K, 2, random_state=0)
     >>> f.n_params, f.groups
     (104, [1, 8, 8, 4])

@@ -43,7 +43,7 @@ class ActivationStats:
     >>> X = np.random.default_rng(0).standard_normal((1000, 8))
     >>> stats = ActivationStats()
     >>> for batch in np.split(X, 4):
-    ...     stats.update(batch)
+    ...     _ = stats.update(batch)
     >>> bool(np.allclose(stats.covariance, X.T @ X)), stats.n_samples
     (True, 1000)
     """
