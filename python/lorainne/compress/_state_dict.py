@@ -106,6 +106,7 @@ def compress_state_dict(
     solver: str = "auto",
     random_state=None,
     callback: Callable[[str], Any] | None = None,
+    n_threads: int | None = None,
 ) -> CompressedStateDict:
     """Compress the 2-D weights of a state dict under one parameter budget.
 
@@ -128,7 +129,7 @@ def compress_state_dict(
         fwsvd is not available here (it needs a Fisher per weight: use :func:`low_rank`).
     skip : None, callable name -> bool, or glob pattern(s)
         Candidates to leave alone (``"*embed*"``, ``["lm_head.weight"]``, ...).
-    transpose, round_to, solver, random_state
+    transpose, round_to, solver, random_state, n_threads
         As in :func:`allocate_ranks` and :func:`low_rank`.
     callback : callable, optional
         Called with each layer's name after it is done (the CLI draws its progress bar with it).
