@@ -48,7 +48,7 @@ def decaying_matrix(rng, m, n, power=0.6):
     return (rng.standard_normal((m, k)) * np.arange(1, k + 1) ** -power) @ rng.standard_normal((k, n)) / np.sqrt(n)
 
 
-def single_layer(n: int, samples: int, rank: int, rng):
+def single_layer(n: int, samples: int, rank: int, rng, power_iter: int):
     W = decaying_matrix(rng, n, n)
     scales = np.exp(rng.standard_normal(n))  # lognormal channel scales: a few outlier channels
     Z = rng.standard_normal((samples, n)) * scales
@@ -64,16 +64,34 @@ def single_layer(n: int, samples: int, rank: int, rng):
 
     t_exact, mem_exact, (_, loss_exact) = measured(exact)
     t_fast, mem_fast, f = measured(
-        lambda: low_rank(W, rank, method="svd-llm", covariance=C, solver="randomized", random_state=0, n_threads=1)
+        lambda: low_rank(
+            W,
+            rank,
+            method="svd-llm",
+            covariance=C,
+            solver="randomized",
+            n_power_iter=power_iter,
+            random_state=0,
+            n_threads=1,
+        )
     )
     t_plain, _, plain = measured(
-        lambda: low_rank(W, rank, method="svd", covariance=C, solver="randomized", random_state=0, n_threads=1)
+        lambda: low_rank(
+            W,
+            rank,
+            method="svd",
+            covariance=C,
+            solver="randomized",
+            n_power_iter=power_iter,
+            random_state=0,
+            n_threads=1,
+        )
     )
     problem = f"{n}x{n}, C from {samples} samples, rank {rank}"
     return [
         [
             problem,
-            "svd-llm, lorainne randomized (Rust)",
+            f"svd-llm, lorainne randomized (Rust, {power_iter} power iterations)",
             f"{t_fast:.2f}",
             f"{t_exact / t_fast:.1f}x",
             f"{f.data_error:.6g} ({f.data_error / loss_exact - 1:+.3%})",
@@ -144,6 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2048, help="single layer size (the issue names 4096)")
     parser.add_argument("--samples", type=int, default=20000)
+    parser.add_argument("--power-iter", type=int, default=4, help="power iterations of the randomized SVD (default 4)")
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument(
         "--stack-shape", default="512x2048", help="out x in of each stacked layer (the issue names 1024x4096)"
@@ -153,7 +172,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     out, n_in = (int(v) for v in args.stack_shape.split("x"))
     with threadpool_limits(1):
-        rows = single_layer(args.n, args.samples, args.n // 8, rng)
+        rows = single_layer(args.n, args.samples, args.n // 8, rng, args.power_iter)
         rows += stack(args.layers, out, n_in, rng)
     table = markdown_table(
         ["problem", "method", "seconds", "speed-up vs NumPy", "data / weight error", "peak MB (traced)"], rows
