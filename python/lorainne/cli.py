@@ -417,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("-o", "--output", help="write f, g, cost, dual to this .npz file")
     _add_common_options(ot, threads=True, quiet=True)
     ot.set_defaults(run=command_ot)
+    __import__("lorainne.compress._cli", fromlist=["add_parser"]).add_parser(sub)  # lorainne compress
     return parser
 
 
