@@ -16,9 +16,8 @@
 //! column j of (f, g) is b_j exp((g_j - G(f)_j)/eps), row i is a_i exp((f_i - F(g)_i)/eps).
 
 use crate::error::{Error, Result};
-use crate::hmatrix::{
-    log_apply, reserve_monomial_cache, Applied, KdTree, KernelOptions, KernelStats,
-};
+use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
+use super::tree::KdTree;
 
 #[derive(Debug, Clone)]
 pub struct SinkhornOptions {
