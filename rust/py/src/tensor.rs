@@ -320,7 +320,7 @@ fn contract_edge_typed<'py, T: Scalar + Element>(
             })?
         })
     })?;
-    let rows = if rank == 0 { 0 } else { out.len() / rank };
+    let rows = out.len().checked_div(rank).unwrap_or(0);
     let array = Array2::from_shape_vec((rows, rank), out)
         .map_err(|e| to_py(Error::invalid("u", e.to_string())))?;
     Ok(array.into_pyarray(py).into_any())

@@ -113,7 +113,12 @@ impl Ctx<'_> {
     }
 
     /// The cached monomial rows of node `id` of `tree` (filled on first use), if the cache serves `order`.
-    pub(super) fn cached<'t>(&self, tree: &'t KdTree, id: usize, order: usize) -> Option<&'t [f64]> {
+    pub(super) fn cached<'t>(
+        &self,
+        tree: &'t KdTree,
+        id: usize,
+        order: usize,
+    ) -> Option<&'t [f64]> {
         let cache_order = *tree.mono_order.get()?;
         if order > cache_order {
             return None;
@@ -165,7 +170,7 @@ impl Ctx<'_> {
             dvec[k] = ci[k] - cj[k];
         }
         let d2: f64 = dvec.iter().map(|v| v * v).sum();
-        let Some(shift) = self.start_far_block(i, j, order, &dvec, w) else {
+        let Some(shift) = self.start_far_block(i, j, order, dvec, w) else {
             return;
         };
         w.mom.clear();
