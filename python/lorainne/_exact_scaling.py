@@ -84,15 +84,18 @@ def max_abs(A: Any) -> float | None:
     return float(xp.max(xp.abs(A)))
 
 
-def rescaled(A: Any) -> tuple[Any, int]:
+def rescaled(A: Any, *, even: bool = False) -> tuple[Any, int]:
     """``(2**k A, k)`` for a dense array or SciPy sparse matrix whose entries are outside the safe
     band (see the module docstring), else ``(A, 0)``. The input is never modified: rescaling copies.
-    Operators (LinearOperator, objects with ``matmat``) are returned as given with k = 0.
+    Operators (LinearOperator, objects with ``matmat``) are returned as given with k = 0. With
+    ``even``, k is even (so that 2**(k/2), for square roots, is exact too).
     """
     largest = max_abs(A)
     if largest is None:
         return A, 0
     k = scale_exponent(largest, A.dtype)
+    if even and k % 2:
+        k += 1
     if k == 0:
         return A, 0
     if is_scipy_sparse(A):
