@@ -72,8 +72,10 @@ def max_abs(A: Any) -> float | None:
     operators, other dtypes and empty inputs (those are not rescaled).
     """
     if is_scipy_sparse(A):
-        if _float_kind(A.dtype) is None or A.nnz == 0:
+        if _float_kind(A.dtype) is None:
             return None
+        if A.nnz == 0:
+            return 0.0
         data = A.tocoo().data if not hasattr(A, "data") or A.format in ("dok", "lil") else A.data
         return float(np.max(np.abs(data))) if data.size else None
     if is_linear_operator(A) or not (isinstance(A, np.ndarray) or is_array_api_obj(A)):
@@ -102,4 +104,11 @@ def rescaled(A: Any, *, even: bool = False) -> tuple[Any, int]:
         scaled = A.tocsr(copy=True)
         scaled.data = times_power_of_two(scaled.data, k)
         return scaled, k
+    return times_power_of_two(A, k), k
+
+
+def rescaled_array(A: Any) -> tuple[Any, int]:
+    """``(2**k A, k)`` for a validated dense float array (k = 0, A itself, inside the safe band)."""
+    xp = array_namespace(A)
+    k = scale_exponent(float(xp.max(xp.abs(A))), A.dtype)
     return times_power_of_two(A, k), k

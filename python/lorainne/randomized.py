@@ -17,7 +17,7 @@ from array_api_compat import array_namespace, device
 
 from . import _qr
 from ._backend import core, numpy_dtype, resolve
-from ._exact_scaling import rescaled, scale_exponent, times_power_of_two
+from ._exact_scaling import rescaled, rescaled_array, times_power_of_two
 from ._operators import MatrixOperator, as_operator
 from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from ._warnings import ConvergenceWarning
@@ -58,7 +58,8 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     nonnegative diagonal, k = min(m, n). On NumPy input the Rust kernel (faer's blocked
     Householder QR) runs; on other arrays the xp reference factors panels column by column and
     updates the trailing matrix in compact-WY form (three matmuls per panel), so the GPU does the
-    bulk of the work in matmuls.
+    bulk of the work in matmuls. Entries beyond about 1e+-77 (float64) are handled exactly: 2**k A
+    is factored for a power of two and R scaled back (Q is the same).
 
     Parameters
     ----------
@@ -97,7 +98,7 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
         block_size = check_int(block_size, "block_size", low=1)
     n_threads = check_n_threads(n_threads)
     chosen = resolve(A, backend=backend)
-    A, k = _rescaled_dense(A)
+    A, k = rescaled_array(A)
     if chosen == "rust":
         Q, R = core().householder_qr(_as_host_contiguous(A), block_size, n_threads)
     else:
@@ -115,6 +116,8 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
     to the identity (so Q would not be orthonormal to working precision), a shifted CholeskyQR3
     (Fukaya et al. 2020; stable up to cond(A) ~ 1/u) is run, and Householder QR as a last resort
     (rank-deficient input). The path taken is logged at DEBUG level on the ``lorainne`` logger.
+    Entries beyond about 1e+-77 (float64) are handled exactly: 2**k A is factored for a power of
+    two and R scaled back (the Gram matrix would overflow or underflow otherwise).
 
     Parameters
     ----------
@@ -157,22 +160,13 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
         )
     n_threads = check_n_threads(n_threads)
     chosen = resolve(A, backend=backend)
-    A, k = _rescaled_dense(A)
+    A, k = rescaled_array(A)
     if chosen == "rust":
         Q, R, method = core().cholesky_qr2(_as_host_contiguous(A), n_threads)
     else:
         Q, R, method = _qr.cholesky_qr2_xp(A)
     logger.debug("cholesky_qr2 on %s: %s", tuple(A.shape), _qr.METHOD_NAMES[method])
     return Q, times_power_of_two(R, -k)
-
-
-def _rescaled_dense(A):
-    """A validated dense A times an exact power of two 2**k when its entries are beyond ~1e+-77
-    (float64; 1e+-9 in float32), so that Gram matrices and norms neither overflow nor underflow.
-    """
-    xp = array_namespace(A)
-    k = scale_exponent(float(xp.max(xp.abs(A))), A.dtype)
-    return times_power_of_two(A, k), k
 
 
 # --------------------------------------------------------------------------- range finder / SVD
