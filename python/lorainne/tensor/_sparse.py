@@ -160,13 +160,13 @@ def cp_sparse(X: SparseTensor, rank, *, init, n_iter_max, tol, nonnegative, l2, 
         errors: list[float] = []
         status = "max_iter"
         if chosen == "rust" and callback is None and not verbose and n_iter_max > 0:
-            factors, errs, code, _ = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads, None, *extra)
+            factors, errs, code, _ = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max=n_iter_max, tol=tol, l2_reg=l2, n_threads=n_threads, norm_x_sq=None, nonnegative=extra[0], l1_reg=extra[1])
             run = _Run(list(factors), [float(e) for e in errs], {0: "max_iter", 1: "converged", 2: "stalled"}[code])
         else:
             grams = [f.T @ f for f in factors]
             for _ in range(n_iter_max):
                 if chosen == "rust":
-                    factors, one, _, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads, norm_x_sq, *extra)
+                    factors, one, _, degenerate = core().cp_als_sparse(X.coords, X.values, list(X.shape), factors, n_iter_max=1, tol=-1.0, l2_reg=l2, n_threads=n_threads, norm_x_sq=norm_x_sq, nonnegative=extra[0], l1_reg=extra[1])
                     factors = list(factors)
                     errors.append(float(one[0]))
                 else:
