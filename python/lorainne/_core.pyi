@@ -1,7 +1,7 @@
 # Hand-written stubs of the compiled Rust module (checked with `python -m mypy.stubtest lorainne._core`).
 # Arrays are NumPy float32/float64; the Python facade validates before calling.
 from collections.abc import Callable
-from typing import Any, final
+from typing import final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -78,10 +78,11 @@ def mttkrp(
 def cp_als(
     x: NDArray[np.floating],
     factors: list[NDArray[np.floating]],
+    *,
+    n_threads: int | None = None,
     n_iter_max: int,
     tol: float,
     l2_reg: float,
-    n_threads: int | None = None,
     norm_x_sq: float | None = None,
     nonnegative: bool = False,
     l1_reg: float = 0.0,
@@ -91,10 +92,11 @@ def cp_als_sparse(
     values: NDArray[np.floating],
     shape: list[int],
     factors: list[NDArray[np.floating]],
+    *,
+    n_threads: int | None = None,
     n_iter_max: int,
     tol: float,
     l2_reg: float,
-    n_threads: int | None = None,
     norm_x_sq: float | None = None,
     nonnegative: bool = False,
     l1_reg: float = 0.0,
@@ -112,22 +114,60 @@ def contract_edge(
 ) -> NDArray[np.floating]: ...
 
 # --- entropic optimal transport (rust/py/src/ot.rs)
+@final
+class KernelStats:
+    @property
+    def near_blocks(self) -> int: ...
+    @property
+    def far_blocks(self) -> int: ...
+    @property
+    def pruned_blocks(self) -> int: ...
+    @property
+    def near_entries(self) -> int: ...
+    @property
+    def far_terms(self) -> int: ...
+    @property
+    def max_order(self) -> int: ...
+    def to_dict(self) -> dict[str, int]: ...
+
+@final
+class SinkhornResult:
+    @property
+    def f(self) -> NDArray[np.float64]: ...
+    @property
+    def g(self) -> NDArray[np.float64]: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def marginal_error(self) -> float: ...
+    @property
+    def converged(self) -> bool: ...
+    @property
+    def cost(self) -> float: ...
+    @property
+    def dual(self) -> float: ...
+    @property
+    def stats(self) -> KernelStats: ...
+    @property
+    def memory_bytes(self) -> int: ...
+
 def sinkhorn_log(
     x: NDArray[np.float64],
     y: NDArray[np.float64],
     a: NDArray[np.float64],
     b: NDArray[np.float64],
+    *,
+    n_threads: int | None = None,
+    callback: Callable[[int, float, float], bool] | None = None,
     eps: float,
     tol: float,
     n_iter_max: int,
-    eps_scaling: float | None,
     kernel_tol: float,
-    exact: bool,
     leaf_size: int,
+    eps_scaling: float | None = None,
+    exact: bool = False,
     relax: bool = True,
-    n_threads: int | None = None,
-    callback: Callable[[int, float, float], bool] | None = None,
-) -> dict[str, Any]: ...
+) -> SinkhornResult: ...
 
 @final
 class HierarchicalKernel:
@@ -137,6 +177,6 @@ class HierarchicalKernel:
     def log_apply(
         self, log_v: NDArray[np.float64], transpose: bool = False, n_threads: int | None = None
     ) -> NDArray[np.float64]: ...
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> KernelStats: ...
     def memory_bytes(self) -> int: ...
     def tree_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]: ...

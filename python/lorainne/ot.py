@@ -444,26 +444,20 @@ def sinkhorn(
             yh,
             a_host,
             b_host,
-            eps,
-            tol,
-            n_iter_max,
-            ratio,
-            kernel_tol,
-            method == "dense",
-            DEFAULT_LEAF_SIZE,
-            overrelaxation,
-            n_threads,
-            hook if needs_hook else None,
+            eps=eps,
+            tol=tol,
+            n_iter_max=n_iter_max,
+            eps_scaling=ratio,
+            kernel_tol=kernel_tol,
+            exact=method == "dense",
+            leaf_size=DEFAULT_LEAF_SIZE,
+            relax=overrelaxation,
+            n_threads=n_threads,
+            callback=hook if needs_hook else None,
         )
-        f, g = out["f"].astype(x.dtype, copy=False), out["g"].astype(y.dtype, copy=False)
-        n_iter, err, converged, cost, dual = (
-            out["n_iter"],
-            out["marginal_error"],
-            out["converged"],
-            out["cost"],
-            out["dual"],
-        )
-        logger.debug("sinkhorn blocks: %s, tree memory %d bytes", out["stats"], out["memory_bytes"])
+        f, g = out.f.astype(x.dtype, copy=False), out.g.astype(y.dtype, copy=False)
+        n_iter, err, converged, cost, dual = out.n_iter, out.marginal_error, out.converged, out.cost, out.dual
+        logger.debug("sinkhorn blocks: %s, tree memory %d bytes", out.stats, out.memory_bytes)
     else:
         f, g, n_iter, err, converged, cost, dual = _sinkhorn_xp(
             x, y, a_host, b_host, eps, tol, n_iter_max, ratio, overrelaxation, hook
@@ -638,5 +632,5 @@ class GaussianKernel:
         info["memory_bytes"] = int(self._rust.memory_bytes())
         (nx, lx), (ny, ly) = self._rust.tree_sizes()
         info.update({"x_tree_nodes": nx, "x_tree_leaves": lx, "y_tree_nodes": ny, "y_tree_leaves": ly})
-        info.update(self._rust.stats())
+        info.update(self._rust.stats().to_dict())
         return info

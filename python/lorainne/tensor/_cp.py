@@ -90,13 +90,13 @@ def _rust_sweep(l2, l1, nonnegative, n_threads):
         factors, _, _, degenerate = core().cp_als(
             np.ascontiguousarray(data),
             [np.ascontiguousarray(f) for f in factors],
-            1,
-            -1.0,
-            l2,
-            n_threads,
-            1.0,
-            nonnegative,
-            l1,
+            n_iter_max=1,
+            tol=-1.0,
+            l2_reg=l2,
+            n_threads=n_threads,
+            norm_x_sq=1.0,
+            nonnegative=nonnegative,
+            l1_reg=l1,
         )
         return list(factors), bool(degenerate)
 
@@ -111,7 +111,17 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, call
     factors = [np.ascontiguousarray(f) for f in factors]
 
     def kernel(X, factors, n_iter, tol, l2, n_threads, norm_x_sq=None):
-        return core().cp_als(X, factors, n_iter, tol, l2, n_threads, norm_x_sq, nonnegative, l1)
+        return core().cp_als(
+            X,
+            factors,
+            n_iter_max=n_iter,
+            tol=tol,
+            l2_reg=l2,
+            n_threads=n_threads,
+            norm_x_sq=norm_x_sq,
+            nonnegative=nonnegative,
+            l1_reg=l1,
+        )
 
     if callback is None and not verbose:
         factors, errors, status, _ = kernel(X, factors, n_iter_max, tol, l2, n_threads)

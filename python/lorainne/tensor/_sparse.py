@@ -177,7 +177,17 @@ def cp_sparse(
         status = "max_iter"
         if chosen == "rust" and callback is None and not verbose and n_iter_max > 0:
             factors, errs, code, _ = core().cp_als_sparse(
-                X.coords, X.values, list(X.shape), factors, n_iter_max, tol, l2, n_threads, None, *extra
+                X.coords,
+                X.values,
+                list(X.shape),
+                factors,
+                n_iter_max=n_iter_max,
+                tol=tol,
+                l2_reg=l2,
+                n_threads=n_threads,
+                norm_x_sq=None,
+                nonnegative=extra[0],
+                l1_reg=extra[1],
             )
             run = Run(list(factors), [float(e) for e in errs], RUST_STATUS[code])
         else:
@@ -185,7 +195,17 @@ def cp_sparse(
             for _ in range(n_iter_max):
                 if chosen == "rust":
                     factors, one, _, degenerate = core().cp_als_sparse(
-                        X.coords, X.values, list(X.shape), factors, 1, -1.0, l2, n_threads, norm_x_sq, *extra
+                        X.coords,
+                        X.values,
+                        list(X.shape),
+                        factors,
+                        n_iter_max=1,
+                        tol=-1.0,
+                        l2_reg=l2,
+                        n_threads=n_threads,
+                        norm_x_sq=norm_x_sq,
+                        nonnegative=extra[0],
+                        l1_reg=extra[1],
                     )
                     factors = list(factors)
                     errors.append(float(one[0]))

@@ -1,9 +1,12 @@
-//! Bindings of `lorainne_core::ot`: log-domain Sinkhorn and the
-//! hierarchical Gaussian kernel. Arrays are C-contiguous float64 (the Python facade converts).
+//! Bindings of `lorainne_core::ot`: log-domain Sinkhorn and the hierarchical Gaussian kernel.
+//! Arrays are C-contiguous float64 (the Python facade converts); the core builds the k-d trees
+//! (one permuted copy of the points) and maps values to and from tree order.
 
+use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
 use lorainne_core::ot::{
-    log_apply, sinkhorn, KdTree, KernelOptions, KernelStats, Progress, SinkhornOptions,
+    log_apply_in_order, sinkhorn, KdTree, KernelOptions, KernelStats as CoreStats, Progress,
+    SinkhornOptions,
 };
 use lorainne_core::{parallel, Error};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
@@ -11,81 +14,168 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-fn points(a: &PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<(Vec<f64>, usize)> {
-    let v = a.as_array();
-    let d = v.ncols();
+/// The points of a C-contiguous (n, d) array as a row-major slice, and d (no copy).
+fn points<'a>(a: &'a PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<(&'a [f64], usize)> {
+    let d = a.as_array().ncols();
     let slice = a
         .as_slice()
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))?;
-    Ok((slice.to_vec(), d))
+    Ok((slice, d))
 }
 
-fn stats_dict<'py>(py: Python<'py>, s: &KernelStats) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item("near_blocks", s.near_blocks)?;
-    dict.set_item("far_blocks", s.far_blocks)?;
-    dict.set_item("pruned_blocks", s.pruned_blocks)?;
-    dict.set_item("near_entries", s.near_entries)?;
-    dict.set_item("far_terms", s.far_terms)?;
-    dict.set_item("max_order", s.max_order)?;
-    Ok(dict)
-}
-
-/// sinkhorn_log(x, y, a, b, eps, tol, n_iter_max, eps_scaling, kernel_tol, exact, leaf_size,
-/// relax=True, n_threads=None, callback=None) -> dict with f, g, n_iter, marginal_error, converged, cost,
-/// dual, stats, memory_bytes. `callback(n_iter, eps, marginal_error) -> bool` (True stops) is
-/// called with the GIL re-acquired after each iteration.
-#[pyfunction]
-#[pyo3(signature = (x, y, a, b, eps, tol, n_iter_max, eps_scaling, kernel_tol, exact, leaf_size, relax=true, n_threads=None, callback=None))]
-#[allow(clippy::too_many_arguments)]
-fn sinkhorn_log<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    a: PyReadonlyArray1<'py, f64>,
-    b: PyReadonlyArray1<'py, f64>,
-    eps: f64,
-    tol: f64,
-    n_iter_max: usize,
-    eps_scaling: Option<f64>,
-    kernel_tol: f64,
-    exact: bool,
-    leaf_size: usize,
-    relax: bool,
-    n_threads: Option<usize>,
-    callback: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let (xv, d) = points(&x, "x")?;
-    let (yv, dy) = points(&y, "y")?;
+fn same_dimension(d: usize, dy: usize) -> PyResult<()> {
     if d != dy {
         return Err(to_py(Error::invalid(
             "y",
             format!("has {dy} columns, x has {d}"),
         )));
     }
+    Ok(())
+}
+
+/// Block counts and work of one kernel application.
+#[pyclass(module = "lorainne._core", name = "KernelStats", frozen, get_all)]
+#[derive(Clone)]
+struct PyKernelStats {
+    near_blocks: u64,
+    far_blocks: u64,
+    pruned_blocks: u64,
+    near_entries: u64,
+    far_terms: u64,
+    max_order: u64,
+}
+
+impl From<&CoreStats> for PyKernelStats {
+    fn from(s: &CoreStats) -> Self {
+        PyKernelStats {
+            near_blocks: s.near_blocks,
+            far_blocks: s.far_blocks,
+            pruned_blocks: s.pruned_blocks,
+            near_entries: s.near_entries,
+            far_terms: s.far_terms,
+            max_order: s.max_order,
+        }
+    }
+}
+
+#[pymethods]
+impl PyKernelStats {
+    /// The counts as a dict (field name -> value).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("near_blocks", self.near_blocks)?;
+        dict.set_item("far_blocks", self.far_blocks)?;
+        dict.set_item("pruned_blocks", self.pruned_blocks)?;
+        dict.set_item("near_entries", self.near_entries)?;
+        dict.set_item("far_terms", self.far_terms)?;
+        dict.set_item("max_order", self.max_order)?;
+        Ok(dict)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "KernelStats(near_blocks={}, far_blocks={}, pruned_blocks={}, near_entries={}, far_terms={}, max_order={})",
+            self.near_blocks,
+            self.far_blocks,
+            self.pruned_blocks,
+            self.near_entries,
+            self.far_terms,
+            self.max_order
+        )
+    }
+}
+
+/// The outcome of `sinkhorn_log`: potentials f, g (caller's point order), iterations, the
+/// marginal error of the returned potentials, primal cost and dual value, kernel statistics and
+/// the bytes held by the trees.
+#[pyclass(module = "lorainne._core", frozen, get_all)]
+struct SinkhornResult {
+    f: Py<PyArray1<f64>>,
+    g: Py<PyArray1<f64>>,
+    n_iter: usize,
+    marginal_error: f64,
+    converged: bool,
+    cost: f64,
+    dual: f64,
+    stats: Py<PyKernelStats>,
+    memory_bytes: usize,
+}
+
+/// The scalar settings of `sinkhorn_log`, passed by keyword.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct SinkhornArgs {
+    eps: f64,
+    tol: f64,
+    n_iter_max: usize,
+    kernel_tol: f64,
+    leaf_size: usize,
+    #[pyo3(default)]
+    eps_scaling: Option<f64>,
+    #[pyo3(default)]
+    exact: bool,
+    #[pyo3(default = true)]
+    relax: bool,
+}
+
+const SINKHORN_KEYS: [&str; 8] = [
+    "eps",
+    "tol",
+    "n_iter_max",
+    "kernel_tol",
+    "leaf_size",
+    "eps_scaling",
+    "exact",
+    "relax",
+];
+
+impl SinkhornArgs {
+    fn options(&self, parallel: bool) -> SinkhornOptions {
+        SinkhornOptions {
+            eps: self.eps,
+            tol: self.tol,
+            n_iter_max: self.n_iter_max,
+            eps_scaling: self.eps_scaling,
+            kernel_tol: self.kernel_tol,
+            exact: self.exact,
+            leaf_size: self.leaf_size,
+            parallel,
+            relax: self.relax,
+        }
+    }
+}
+
+/// sinkhorn_log(x, y, a, b, *, eps, tol, n_iter_max, kernel_tol, leaf_size, eps_scaling=None,
+/// exact=False, relax=True, n_threads=None, callback=None) -> SinkhornResult.
+/// `callback(n_iter, eps, marginal_error) -> bool` (True stops) is called with the GIL
+/// re-acquired after each iteration.
+#[pyfunction]
+#[pyo3(signature = (x, y, a, b, *, n_threads=None, callback=None, **options))]
+fn sinkhorn_log<'py>(
+    x: PyReadonlyArray2<'py, f64>,
+    y: PyReadonlyArray2<'py, f64>,
+    a: PyReadonlyArray1<'py, f64>,
+    b: PyReadonlyArray1<'py, f64>,
+    n_threads: Option<usize>,
+    callback: Option<Py<PyAny>>,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<SinkhornResult> {
+    let py = x.py();
+    let args: SinkhornArgs = kwargs(py, "sinkhorn_log", &SINKHORN_KEYS, options)?.extract()?;
+    let (xv, d) = points(&x, "x")?;
+    let (yv, dy) = points(&y, "y")?;
+    same_dimension(d, dy)?;
     let av = a
         .as_slice()
-        .map_err(|_| PyValueError::new_err("a must be contiguous"))?
-        .to_vec();
+        .map_err(|_| PyValueError::new_err("a must be contiguous"))?;
     let bv = b
         .as_slice()
-        .map_err(|_| PyValueError::new_err("b must be contiguous"))?
-        .to_vec();
+        .map_err(|_| PyValueError::new_err("b must be contiguous"))?;
     let mut callback_error: Option<PyErr> = None;
     let out = py.detach(|| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                let opts = SinkhornOptions {
-                    eps,
-                    tol,
-                    n_iter_max,
-                    eps_scaling,
-                    kernel_tol,
-                    exact,
-                    leaf_size,
-                    parallel: !matches!(par, faer::Par::Seq),
-                    relax,
-                };
+                let opts = args.options(!matches!(par, faer::Par::Seq));
                 let mut hook = |p: &Progress| -> bool {
                     match &callback {
                         None => false,
@@ -100,24 +190,24 @@ fn sinkhorn_log<'py>(
                         }),
                     }
                 };
-                sinkhorn(&xv, &yv, d, &av, &bv, &opts, &mut hook)
+                sinkhorn(xv, yv, d, av, bv, &opts, &mut hook)
             })?
         })
     })?;
     if let Some(e) = callback_error {
         return Err(e);
     }
-    let dict = PyDict::new(py);
-    dict.set_item("f", out.f.into_pyarray(py))?;
-    dict.set_item("g", out.g.into_pyarray(py))?;
-    dict.set_item("n_iter", out.n_iter)?;
-    dict.set_item("marginal_error", out.marginal_error)?;
-    dict.set_item("converged", out.converged)?;
-    dict.set_item("cost", out.cost)?;
-    dict.set_item("dual", out.dual)?;
-    dict.set_item("stats", stats_dict(py, &out.stats)?)?;
-    dict.set_item("memory_bytes", out.memory_bytes)?;
-    Ok(dict)
+    Ok(SinkhornResult {
+        f: out.f.into_pyarray(py).unbind(),
+        g: out.g.into_pyarray(py).unbind(),
+        n_iter: out.n_iter,
+        marginal_error: out.marginal_error,
+        converged: out.converged,
+        cost: out.cost,
+        dual: out.dual,
+        stats: Py::new(py, PyKernelStats::from(&out.stats))?,
+        memory_bytes: out.memory_bytes,
+    })
 }
 
 /// The Gibbs kernel exp(-|x_i - y_j|^2 / eps) on two k-d trees, applied in the log domain.
@@ -128,7 +218,7 @@ struct HierarchicalKernel {
     eps: f64,
     tol: f64,
     exact: bool,
-    last: std::sync::Mutex<KernelStats>,
+    last: std::sync::Mutex<CoreStats>,
 }
 
 #[pymethods]
@@ -146,12 +236,7 @@ impl HierarchicalKernel {
     ) -> PyResult<Self> {
         let (xv, d) = points(&x, "x")?;
         let (yv, dy) = points(&y, "y")?;
-        if d != dy {
-            return Err(to_py(Error::invalid(
-                "y",
-                format!("has {dy} columns, x has {d}"),
-            )));
-        }
+        same_dimension(d, dy)?;
         if !(eps > 0.0 && eps.is_finite()) {
             return Err(to_py(Error::invalid(
                 "eps",
@@ -161,8 +246,8 @@ impl HierarchicalKernel {
         let (tx, ty) = py.detach(|| {
             guarded(|| {
                 Ok((
-                    KdTree::build(&xv, d, leaf_size)?,
-                    KdTree::build(&yv, d, leaf_size)?,
+                    KdTree::build(xv, d, leaf_size)?,
+                    KdTree::build(yv, d, leaf_size)?,
                 ))
             })
         })?;
@@ -172,7 +257,7 @@ impl HierarchicalKernel {
             eps,
             tol,
             exact,
-            last: std::sync::Mutex::new(KernelStats::default()),
+            last: std::sync::Mutex::new(CoreStats::default()),
         })
     }
 
@@ -194,44 +279,27 @@ impl HierarchicalKernel {
         let lv = log_v
             .as_slice()
             .map_err(|_| PyValueError::new_err("log_v must be contiguous"))?;
-        if lv.len() != s.n {
-            return Err(to_py(Error::invalid(
-                "log_v",
-                format!("expected {} values, got {}", s.n, lv.len()),
-            )));
-        }
-        let h: Vec<f64> = s.perm.iter().map(|&p| lv[p]).collect();
         let (eps, tol, exact) = (self.eps, self.tol, self.exact);
-        let applied = py.detach(|| {
+        let (out, stats) = py.detach(|| {
             guarded(|| {
                 parallel::run(n_threads, |par| {
-                    log_apply(
-                        t,
-                        s,
-                        &h,
-                        &KernelOptions {
-                            eps,
-                            tol,
-                            exact,
-                            parallel: !matches!(par, faer::Par::Seq),
-                        },
-                        false,
-                    )
+                    let opts = KernelOptions {
+                        eps,
+                        tol,
+                        exact,
+                        parallel: !matches!(par, faer::Par::Seq),
+                    };
+                    log_apply_in_order(t, s, lv, &opts)
                 })?
             })
         })?;
-        let mut out = vec![0.0; t.n];
-        for (k, &p) in t.perm.iter().enumerate() {
-            out[p] = applied.log_sum[k];
-        }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = applied.stats;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         Ok(out.into_pyarray(py))
     }
 
     /// Block statistics of the last application.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        stats_dict(py, &s)
+    fn stats(&self) -> PyKernelStats {
+        PyKernelStats::from(&*self.last.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Bytes held by the two trees (points, permutations, boxes).
@@ -251,5 +319,7 @@ impl HierarchicalKernel {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sinkhorn_log, m)?)?;
     m.add_class::<HierarchicalKernel>()?;
+    m.add_class::<SinkhornResult>()?;
+    m.add_class::<PyKernelStats>()?;
     Ok(())
 }

@@ -32,7 +32,7 @@ fn householder_qr_typed<'py, T: Scalar + Element>(
     let (q, r) = py.detach(|| {
         guarded(|| parallel::run(n_threads, |par| core::householder_qr(a, block_size, par)))
     })?;
-    Ok((to_numpy(py, &q), to_numpy(py, &r)))
+    Ok((to_numpy(py, &q)?, to_numpy(py, &r)?))
 }
 
 /// householder_qr(a, block_size=None, n_threads=None) -> (Q, R), reduced, diag(R) >= 0.
@@ -58,7 +58,7 @@ fn cholesky_qr2_typed<'py, T: Scalar + Element>(
     let a = view(&a);
     let (q, r, method) =
         py.detach(|| guarded(|| parallel::run(n_threads, |par| core::cholesky_qr2(a, par))))?;
-    Ok((to_numpy(py, &q), to_numpy(py, &r), method as u8))
+    Ok((to_numpy(py, &q)?, to_numpy(py, &r)?, method as u8))
 }
 
 /// cholesky_qr2(a, n_threads=None) -> (Q, R, method) with method 0 = CholeskyQR2,
@@ -99,7 +99,7 @@ fn range_finder_typed<'py, T: Scalar + Element>(
             })?
         })
     })?;
-    Ok(to_numpy(py, &q))
+    to_numpy(py, &q)
 }
 
 /// range_finder(a, start, start_is_range, n_power_iter, qr, n_threads=None) -> Q.
@@ -131,7 +131,6 @@ fn range_finder<'py>(
 
 type SvdTriplet<'py, T> = (Matrix<'py, T>, Bound<'py, PyArray1<T>>, Matrix<'py, T>);
 
-#[allow(clippy::too_many_arguments)]
 fn randomized_svd_typed<'py, T: Scalar + Element>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, T>,
@@ -149,15 +148,13 @@ fn randomized_svd_typed<'py, T: Scalar + Element>(
             })?
         })
     })?;
-    Ok((to_numpy(py, &u), vec_to_numpy(py, s), to_numpy(py, &vt)))
+    Ok((to_numpy(py, &u)?, vec_to_numpy(py, s), to_numpy(py, &vt)?))
 }
 
 /// randomized_svd(a, start, start_is_range, rank, n_power_iter, qr, n_threads=None) -> (U, S, Vt).
 #[pyfunction]
 #[pyo3(signature = (a, start, start_is_range, rank, n_power_iter, qr, n_threads=None))]
-#[allow(clippy::too_many_arguments)]
 fn randomized_svd<'py>(
-    py: Python<'py>,
     a: &Bound<'py, PyAny>,
     start: &Bound<'py, PyAny>,
     start_is_range: bool,
@@ -166,6 +163,7 @@ fn randomized_svd<'py>(
     qr: &str,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let py = a.py();
     let iterations = PowerIterations {
         n_power_iter,
         orthonormalizer: orthonormalizer(qr)?,
@@ -206,7 +204,7 @@ fn matmul_typed<'py, T: Scalar + Element>(
             })
         })
     })?;
-    Ok(to_numpy(py, &c))
+    to_numpy(py, &c)
 }
 
 /// matmul(a, b, n_threads=None) -> a @ b with faer's GEMM (the benchmarks' measure of peak rate).

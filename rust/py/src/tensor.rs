@@ -2,6 +2,7 @@
 //! Arrays arrive validated by the Python facade (float32/float64, C-contiguous tensors); factors
 //! are copied into row-major buffers (they are small) and returned as new arrays.
 
+use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
 use lorainne_core::tensor::{self as core, AlsOptions, DenseTensor, SparseTensor};
 use lorainne_core::{parallel, Error, Scalar};
@@ -12,7 +13,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 /// Row-major copies of the factors (any strides in), and their common rank.
 fn factors_in<T: Element + Copy>(factors: &Bound<'_, PyList>) -> PyResult<(Vec<Vec<T>>, usize)> {
@@ -124,7 +125,6 @@ fn result_tuple<'py, T: Element>(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn cp_als_typed<'py, T: Scalar + Element>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, T>,
@@ -146,33 +146,62 @@ fn cp_als_typed<'py, T: Scalar + Element>(
     result_tuple(py, result, &shape, rank)
 }
 
-/// cp_als(x, factors, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None) -> (factors,
-/// errors, status, degenerate): status 0 = n_iter_max reached, 1 = converged, 2 = stalled;
-/// tol <= 0 runs all sweeps; norm_x_sq (||X||^2) saves a pass over X when given;
-/// nonnegative / l1_reg switch the updates to HALS columns.
+/// The settings of `cp_als` and `cp_als_sparse`, passed by keyword.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct AlsArgs {
+    n_iter_max: usize,
+    tol: f64,
+    l2_reg: f64,
+    #[pyo3(default)]
+    norm_x_sq: Option<f64>,
+    #[pyo3(default)]
+    nonnegative: bool,
+    #[pyo3(default)]
+    l1_reg: f64,
+}
+
+const ALS_KEYS: [&str; 6] = [
+    "n_iter_max",
+    "tol",
+    "l2_reg",
+    "norm_x_sq",
+    "nonnegative",
+    "l1_reg",
+];
+
+impl AlsArgs {
+    fn parse(
+        function: &str,
+        options: Option<&Bound<'_, PyDict>>,
+        py: Python<'_>,
+    ) -> PyResult<AlsOptions> {
+        let args: AlsArgs = kwargs(py, function, &ALS_KEYS, options)?.extract()?;
+        Ok(AlsOptions {
+            n_iter_max: args.n_iter_max,
+            tol: args.tol,
+            l2: args.l2_reg,
+            norm_x_sq: args.norm_x_sq,
+            nonnegative: args.nonnegative,
+            l1: args.l1_reg,
+        })
+    }
+}
+
+/// cp_als(x, factors, *, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None,
+/// nonnegative=False, l1_reg=0.0) -> (factors, errors, status, degenerate): status 0 =
+/// n_iter_max reached, 1 = converged, 2 = stalled; tol <= 0 runs all sweeps; norm_x_sq (||X||^2)
+/// saves a pass over X when given; nonnegative / l1_reg switch the updates to HALS columns.
 #[pyfunction]
-#[pyo3(signature = (x, factors, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None, nonnegative=false, l1_reg=0.0))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, factors, *, n_threads=None, **options))]
 fn cp_als<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     factors: &Bound<'py, PyList>,
-    n_iter_max: usize,
-    tol: f64,
-    l2_reg: f64,
     n_threads: Option<usize>,
-    norm_x_sq: Option<f64>,
-    nonnegative: bool,
-    l1_reg: f64,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let options = AlsOptions {
-        n_iter_max,
-        tol,
-        l2: l2_reg,
-        norm_x_sq,
-        nonnegative,
-        l1: l1_reg,
-    };
+    let options = AlsArgs::parse("cp_als", options, py)?;
     dispatch_float!(PyReadonlyArrayDyn, x, |T| cp_als_typed::<T>(
         py,
         x.extract()?,
@@ -182,7 +211,6 @@ fn cp_als<'py>(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn cp_als_sparse_typed<'py, T: Scalar + Element>(
     py: Python<'py>,
     coords: PyReadonlyArray2<'py, i64>,
@@ -210,33 +238,21 @@ fn cp_als_sparse_typed<'py, T: Scalar + Element>(
     result_tuple(py, result, &shape, rank)
 }
 
-/// cp_als_sparse(coords, values, shape, factors, n_iter_max, tol, l2_reg, n_threads=None):
-/// as cp_als on the COO tensor (coords (nnz, N) int64, values (nnz,)).
+/// cp_als_sparse(coords, values, shape, factors, *, n_iter_max, tol, l2_reg, n_threads=None,
+/// norm_x_sq=None, nonnegative=False, l1_reg=0.0): as cp_als on the COO tensor (coords (nnz, N)
+/// int64, values (nnz,)).
 #[pyfunction]
-#[pyo3(signature = (coords, values, shape, factors, n_iter_max, tol, l2_reg, n_threads=None, norm_x_sq=None, nonnegative=false, l1_reg=0.0))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (coords, values, shape, factors, *, n_threads=None, **options))]
 fn cp_als_sparse<'py>(
     py: Python<'py>,
     coords: PyReadonlyArray2<'py, i64>,
     values: &Bound<'py, PyAny>,
     shape: Vec<usize>,
     factors: &Bound<'py, PyList>,
-    n_iter_max: usize,
-    tol: f64,
-    l2_reg: f64,
     n_threads: Option<usize>,
-    norm_x_sq: Option<f64>,
-    nonnegative: bool,
-    l1_reg: f64,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let options = AlsOptions {
-        n_iter_max,
-        tol,
-        l2: l2_reg,
-        norm_x_sq,
-        nonnegative,
-        l1: l1_reg,
-    };
+    let options = AlsArgs::parse("cp_als_sparse", options, py)?;
     dispatch_float!(PyReadonlyArrayDyn, values, |T| cp_als_sparse_typed::<T>(
         py,
         coords,

@@ -6,6 +6,8 @@ pub mod kernel;
 pub mod sinkhorn;
 pub mod tree;
 
-pub use kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
+pub use kernel::{
+    log_apply, log_apply_in_order, reserve_monomial_cache, Applied, KernelOptions, KernelStats,
+};
 pub use sinkhorn::{sinkhorn, Progress, SinkhornOptions, SinkhornOutput};
 pub use tree::KdTree;

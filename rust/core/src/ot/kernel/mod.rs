@@ -270,6 +270,29 @@ pub fn log_apply(
     })
 }
 
+/// `log_apply` in the callers' point order: `h` per source point and the sums per target point,
+/// as given to `KdTree::build`; the permutations to and from tree order happen here.
+pub fn log_apply_in_order(
+    targets: &KdTree,
+    sources: &KdTree,
+    h: &[f64],
+    opts: &KernelOptions,
+) -> Result<(Vec<f64>, KernelStats)> {
+    if h.len() != sources.n {
+        return Err(Error::invalid(
+            "log_v",
+            format!("expected {} values, got {}", sources.n, h.len()),
+        ));
+    }
+    let in_tree_order: Vec<f64> = sources.perm.iter().map(|&p| h[p]).collect();
+    let applied = log_apply(targets, sources, &in_tree_order, opts, false)?;
+    let mut out = vec![0.0; targets.n];
+    for (&p, &v) in targets.perm.iter().zip(&applied.log_sum) {
+        out[p] = v;
+    }
+    Ok((out, applied.stats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::simd::{exp_fast, exp_fast_with};
