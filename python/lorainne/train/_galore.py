@@ -16,7 +16,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import numpy_dtype
-from .._validation import check_int, check_option, check_random_state
+from .._validation import check_int, check_n_threads, check_option, check_random_state
 from ..randomized import range_finder
 
 logger = logging.getLogger("lorainne")
@@ -116,6 +116,8 @@ class GaLoreProjector:
         does).
     random_state : None, int, numpy Generator or RandomState
         Seeds the sketches and the fallback basis.
+    n_threads : int, optional
+        Threads of the Rust range finder (NumPy gradients; default all cores).
 
     Attributes
     ----------
@@ -156,6 +158,7 @@ class GaLoreProjector:
         warm_start: bool = True,
         moments: str = "rotate",
         random_state=None,
+        n_threads: int | None = None,
     ):
         self.rank = check_int(rank, "rank", low=1)
         self.update_every = check_int(update_every, "update_every", low=1)
@@ -168,6 +171,7 @@ class GaLoreProjector:
         self.warm_start = warm_start
         self.moments = check_option(moments, "moments", MOMENTS)
         self._rng = check_random_state(random_state)
+        self.n_threads = check_n_threads(n_threads)
         self.basis = None
         self.side: str | None = None
         self.shape: tuple[int, int] | None = None
@@ -206,7 +210,13 @@ class GaLoreProjector:
             return U[:, :r]
         init = self.basis if (self.warm_start and self.basis is not None) else None
         Q = range_finder(
-            A, r, n_oversamples=self.n_oversamples, n_power_iter=self.n_power_iter, init=init, random_state=self._rng
+            A,
+            r,
+            n_oversamples=self.n_oversamples,
+            n_power_iter=self.n_power_iter,
+            init=init,
+            random_state=self._rng,
+            n_threads=self.n_threads,
         )
         if Q.shape[1] == r:
             return Q
