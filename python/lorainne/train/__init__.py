@@ -15,6 +15,7 @@ library (NumPy, CuPy, torch, ...) and results return in the same library.
 from ._adapters import LoRAInit, lora_init, lora_merge, nola_basis, nola_delta
 from ._dlrt import AugmentedLayer, LowRankLayer, dlrt_kl_step, dlrt_s_step, dlrt_step, dlrt_truncate
 from ._galore import GaLoreAdamState, GaLoreProjector, GradientWarning, galore_adam_state, galore_adam_step
+from ._tdlrt import TuckerLayer, tdlrt_step
 
 __all__ = [
     "AugmentedLayer",
@@ -23,6 +24,7 @@ __all__ = [
     "GradientWarning",
     "LoRAInit",
     "LowRankLayer",
+    "TuckerLayer",
     "dlrt_kl_step",
     "dlrt_s_step",
     "dlrt_step",
@@ -33,4 +35,5 @@ __all__ = [
     "lora_merge",
     "nola_basis",
     "nola_delta",
+    "tdlrt_step",
 ]
