@@ -212,7 +212,7 @@ def nola_basis(
     probe = xp.empty(0, dtype=dtype, device=device)
     chosen = resolve(probe, backend=backend, rust_kernel=_rust_has("philox_uniform"))
     if chosen == "rust":
-        flat = core().philox_uniform(seed, stream, size, numpy_dtype(dtype) == np.float64, n_threads)
+        flat = core().philox_uniform(seed, stream, size, dtype == xp.float64, n_threads)
     else:
         flat = _philox.uniform_xp(xp, seed, stream, size, dtype, device)
     return xp.reshape(flat, (k, *shape))

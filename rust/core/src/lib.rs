@@ -10,6 +10,7 @@ pub mod ot;
 pub mod parallel;
 pub mod scalar;
 pub mod trace;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use scalar::Scalar;
