@@ -24,7 +24,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .._validation import as_float_array, check_int
+from .._validation import as_float_array, check_int, check_n_threads
 from ..randomized import householder_qr
 from ._galore import check_positive_real
 
@@ -125,14 +125,23 @@ def _check_grad(grad, name, shape):
     return grad
 
 
-def _augment(xp, new, old):
+SMALL = 1 << 16  # below this many entries a QR runs on one thread: a pool costs more than it saves
+
+
+def qr_threads(Y, n_threads):
+    if n_threads is None and Y.shape[0] * Y.shape[1] <= SMALL:
+        return 1
+    return n_threads
+
+
+def _augment(xp, new, old, n_threads=None):
     """Orthonormal basis of span([new, old]) with at most min(rows, 2r) columns."""
     Y = xp.concat([new, old], axis=1)
-    Q, _ = householder_qr(Y)
+    Q, _ = householder_qr(Y, n_threads=qr_threads(Y, n_threads))
     return Q
 
 
-def dlrt_kl_step(layer: LowRankLayer, grad_K, grad_L, lr: float) -> AugmentedLayer:
+def dlrt_kl_step(layer: LowRankLayer, grad_K, grad_L, lr: float, *, n_threads: int | None = None) -> AugmentedLayer:
     """K-step and L-step, then augmentation of the bases by QR.
 
     Parameters
@@ -145,6 +154,9 @@ def dlrt_kl_step(layer: LowRankLayer, grad_K, grad_L, lr: float) -> AugmentedLay
         ``dL/dL`` at ``L = V S^T`` (with U fixed): ``G.T @ U``.
     lr : float
         Step size, finite and > 0.
+    n_threads : int, optional
+        Threads of the Rust Householder QR (NumPy input). Default: one thread for matrices of at
+        most 65536 entries, all cores above.
 
     Returns
     -------
@@ -171,8 +183,9 @@ def dlrt_kl_step(layer: LowRankLayer, grad_K, grad_L, lr: float) -> AugmentedLay
     xp = array_namespace(U)
     K = U @ S - lr * grad_K
     L = V @ S.T - lr * grad_L
-    Uh = _augment(xp, K, U)
-    Vh = _augment(xp, L, V)
+    n_threads = check_n_threads(n_threads)
+    Uh = _augment(xp, K, U, n_threads)
+    Vh = _augment(xp, L, V, n_threads)
     Sh = (Uh.T @ U) @ S @ (V.T @ Vh)
     return AugmentedLayer(Uh, Sh, Vh)
 
@@ -282,6 +295,7 @@ def dlrt_step(
     rank: int | None = None,
     max_rank: int | None = None,
     reevaluate: bool = False,
+    n_threads: int | None = None,
 ) -> LowRankLayer:
     """One rank-adaptive DLRT step (augmented BUG) for a loss given by its dense gradient.
 
@@ -302,6 +316,8 @@ def dlrt_step(
     tol, rank, max_rank
         Truncation, see :func:`dlrt_truncate` (exactly one of ``tol`` and ``rank``).
     reevaluate : bool, default False
+    n_threads : int, optional
+        See :func:`dlrt_kl_step`.
 
     Returns
     -------
@@ -324,7 +340,7 @@ def dlrt_step(
         raise TypeError(f"loss_grad must be a callable W -> dL/dW, got {type(loss_grad).__name__}")
     _check_truncation(tol, rank, max_rank)
     G = _check_grad(loss_grad(layer.to_dense()), "loss_grad(W)", layer.shape)
-    aug = dlrt_kl_step(layer, G @ layer.V, G.T @ layer.U, lr)
+    aug = dlrt_kl_step(layer, G @ layer.V, G.T @ layer.U, lr, n_threads=n_threads)
     if reevaluate:
         G = _check_grad(loss_grad(aug.U @ aug.S @ aug.V.T), "loss_grad(W)", layer.shape)
     aug = dlrt_s_step(aug, aug.U.T @ G @ aug.V, lr)

@@ -22,9 +22,9 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._validation import as_float_array, check_int
+from .._validation import as_float_array, check_int, check_n_threads
 from ..randomized import householder_qr
-from ._dlrt import keep_rank
+from ._dlrt import keep_rank, qr_threads
 from ._galore import check_positive_real
 
 
@@ -128,6 +128,7 @@ def tdlrt_step(
     *,
     rank=None,
     max_rank: int | None = None,
+    n_threads: int | None = None,
 ) -> TuckerLayer:
     """One rank-adaptive TDLRT step (Tucker augmented BUG) for a loss given by its dense gradient.
 
@@ -144,6 +145,8 @@ def tdlrt_step(
         Fixed per-mode ranks instead of ``tol``.
     max_rank : int, optional
         Cap on every mode's rank with ``tol``.
+    n_threads : int, optional
+        Threads of the Rust Householder QR (see :func:`dlrt_kl_step`).
 
     Returns
     -------
@@ -176,6 +179,7 @@ def tdlrt_step(
         rank = _check_ranks(rank, layer.shape)
     if max_rank is not None:
         max_rank = check_int(max_rank, "max_rank", low=1)
+    n_threads = check_n_threads(n_threads)
     C, factors = layer.core, layer.factors
     xp = array_namespace(C)
     G = as_float_array(loss_grad(layer.to_dense()), "loss_grad(W)")
@@ -185,14 +189,16 @@ def tdlrt_step(
     # 1. K-steps, mode by mode, all from the same W.
     augmented = []
     for i in range(d):
-        Q, R = householder_qr(unfold(xp, C, i).T)  # Mat_i(C)^T = Q R
+        Mt = unfold(xp, C, i).T
+        Q, R = householder_qr(Mt, n_threads=qr_threads(Mt, n_threads))  # Mat_i(C)^T = Q R
         K = factors[i] @ R.T
         H = G
         for j in range(d):
             if j != i:
                 H = mode_dot(xp, H, factors[j].T, j)
         K = K - lr * (unfold(xp, H, i) @ Q)
-        Uh, _ = householder_qr(xp.concat([K, factors[i]], axis=1))
+        Y = xp.concat([K, factors[i]], axis=1)
+        Uh, _ = householder_qr(Y, n_threads=qr_threads(Y, n_threads))
         augmented.append(Uh)
     # 2. Core Galerkin step on the augmented bases.
     core = C
