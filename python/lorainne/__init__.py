@@ -5,7 +5,7 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import compress
+from . import compress, train
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
@@ -43,5 +43,6 @@ __all__ = [
     "trace",
     "trace_function",
     "trace_parametric",
+    "train",
     "tucker",
 ]

@@ -9,6 +9,7 @@ pub mod randomized;
 pub mod scalar;
 pub mod tensor;
 pub mod trace;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use scalar::Scalar;

@@ -12,6 +12,7 @@ mod ot;
 mod randomized;
 mod tensor;
 mod trace;
+mod train;
 
 /// The number of threads a kernel uses when `n_threads` is None: every core.
 #[pyfunction]
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     trace::register(m)?;
     tensor::register(m)?;
     ot::register(m)?;
+    train::register(m)?;
     Ok(())
 }
