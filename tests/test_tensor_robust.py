@@ -248,3 +248,30 @@ def test_svd_start_of_a_huge_sparse_tensor_works_on_its_entries():
     model = cp(S, 3, n_iter_max=2, tol=0, random_state=0)
     assert model.shape == (10**6,) * 3 and np.all(np.isfinite(model.weights))
     assert model.errors[-1] < 1.0
+
+
+# ----------------------------------------------------------------------------- 9: the same bits for every n_threads
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cp_gives_the_same_bits_on_one_thread_and_many(rng, sparse):
+    # (60, 3, 50): the last mode's MTTKRP reduces over many prefixes (the path that depended on
+    # the thread count); a sparse tensor's MTTKRP sums each row in entry order.
+    X = planted(rng, (60, 3, 50), 4, noise=0.1)
+    data = SparseTensor.from_dense(X * (rng.random(X.shape) < 0.3)) if sparse else X
+    one = cp(data, 4, random_state=7, n_threads=1, tol=0, n_iter_max=15)
+    for threads in (2, 3):
+        many = cp(data, 4, random_state=7, n_threads=threads, tol=0, n_iter_max=15)
+        np.testing.assert_array_equal(many.weights, one.weights)
+        for a, b in zip(many.factors, one.factors, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert many.errors == one.errors
+
+
+def test_a_gram_matrix_that_cannot_be_allocated_is_a_memory_error_from_rust():
+    import lorainne
+
+    rank = 4 * 10**6  # Gram matrices of 1.6e13 entries: beyond any address space
+    factors = [np.ones((1, rank)), np.ones((1, rank))]
+    with pytest.raises(MemoryError, match="bytes"):
+        lorainne._core.cp_als(np.ones((1, 1)), factors, 1, 0.0, 0.0)

@@ -10,5 +10,5 @@ pub mod scalar;
 pub mod tensor;
 pub mod trace;
 
-pub use error::{Error, Result};
+pub use error::{check_alloc, try_filled, Error, Result};
 pub use scalar::Scalar;
