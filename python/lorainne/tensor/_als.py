@@ -3,7 +3,7 @@ NMF): argument checks, starts (SVD, random, a given CPTensor), the run state, th
 per-sweep reporting (verbose logging, callback) and the convergence warnings.
 
 Imported one way: ``_cp``, ``_sparse``, ``_tucker`` and ``_nmf`` import this module, which
-imports none of them (only ``_structures`` and ``_xp``).
+imports none of them (only ``_guard``, ``_structures`` and ``_xp``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .._backend import core, numpy_dtype
 from .._validation import as_float_array
 from .._warnings import ConvergenceWarning
 from . import _xp
+from ._guard import times_power_of_two
 from ._structures import CPTensor, _as_cp_pair, edge_mode_product, mode_product, unfold
 
 logger = logging.getLogger("lorainne")
@@ -266,6 +267,27 @@ def report(callback, verbose, factors, errors, xp) -> bool:
     return bool(callback(state, errors[-1]))
 
 
+def report_start(callback, factors, error: float) -> bool:
+    """The callback on the start (``n_iter == 0``), as tensorly's ``parafac``; True means stop."""
+    xp = array_namespace(factors[0])
+    ones = xp.ones((factors[0].shape[1],), dtype=factors[0].dtype, device=device(factors[0]))
+    return bool(callback(CPTensor(ones, list(factors), n_iter=0, errors=[]), error))
+
+
+def unscaled_callback(callback, exponent: int):
+    """The callback seeing the model at the caller's scale when the data was divided by
+    ``2**exponent`` (see ``_guard``).
+    """
+    if callback is None or exponent == 0:
+        return callback
+
+    def wrapped(state, error):
+        weights = times_power_of_two(state.weights, exponent)
+        return callback(CPTensor(weights, state.factors, n_iter=state.n_iter, errors=state.errors), error)
+
+    return wrapped
+
+
 def end_of_sweep(stop: StopRule, degenerate: bool, callback, verbose, factors, errors, xp) -> str | None:
     """After a CP-family sweep: report, then the stop status ("callback" first), or None to go on."""
     if report(callback, verbose, factors, errors, xp):
@@ -298,12 +320,61 @@ def warn_unconverged(run: Run, tol: float, name: str, n_iter_max: int, stackleve
         )
 
 
-def finish(run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int = 3) -> CPTensor:
+def finish(
+    run: Run, tol: float, name: str, n_iter_max: int, stacklevel: int = 3, *, normalize: bool = True, exponent: int = 0
+) -> CPTensor:
     """Warn (``stacklevel`` as ``warnings.warn`` would take it here: 3 = the caller of the caller of
-    ``finish``, the user), then the normalized CPTensor.
+    ``finish``, the user), then the CPTensor: normalized (unit columns, weights sorted) or, with
+    ``normalize=False``, the factors as the sweeps left them with unit weights. ``exponent``: the
+    data was divided by ``2**exponent`` (see ``_guard``); the model is multiplied back.
     """
     warn_unconverged(run, tol, name, n_iter_max, stacklevel=stacklevel)
     xp = array_namespace(run.factors[0])
     ones = xp.ones((run.factors[0].shape[1],), dtype=run.factors[0].dtype, device=device(run.factors[0]))
-    result = CPTensor(ones, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
-    return result.normalize()
+    factors = list(run.factors)
+    result = CPTensor(ones, factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged")
+    if normalize:
+        result = result.normalize()
+        result.weights = times_power_of_two(result.weights, exponent)
+    else:
+        result.factors[-1] = times_power_of_two(result.factors[-1], exponent)
+    return result
+
+
+def start_error(X, factors, norm_x_sq: float, product=None, mask=None) -> float:
+    """Relative error of the start (the error tensorly's ``parafac`` passes to its callback before
+    the first sweep): from the last mode's MTTKRP and the Gram matrices (no reconstruction), or on
+    the observed entries with a mask. ``product(factors, mode)`` replaces the dense MTTKRP.
+    """
+    xp = array_namespace(factors[0])
+    if mask is not None:
+        model = CPTensor(None, factors).to_tensor()
+        residual = float(xp.linalg.vector_norm(xp.where(mask, X - model, xp.zeros_like(X))))
+        return residual / math.sqrt(norm_x_sq) if norm_x_sq > 0 else residual
+    last = len(factors) - 1
+    M = _xp.mttkrp(xp, X, factors, last) if product is None else product(factors, last)
+    grams = [f.T @ f for f in factors]
+    V = _xp.gram_hadamard(xp, grams, last, factors[0])
+    result = _xp.SweepResult(float(xp.sum(M * factors[last])), float(xp.sum(V * grams[last])), False)
+    return _xp.relative_error(norm_x_sq, result)
+
+
+def check_fixed_modes(fixed_modes, ndim: int) -> tuple[int, ...]:
+    """The modes of tensorly's ``fixed_modes``: modes whose factor keeps its start. The last mode cannot be
+    fixed (the error formula and the placement of the weights need it updated).
+    """
+    if fixed_modes is None:
+        return ()
+    if isinstance(fixed_modes, (str, bytes)) or not hasattr(fixed_modes, "__iter__"):
+        raise TypeError(f"fixed_modes must be a sequence of mode indices, got {fixed_modes!r}")
+    modes = []
+    for m in fixed_modes:
+        if isinstance(m, (bool, np.bool_)) or not isinstance(m, numbers.Integral):
+            raise TypeError(f"fixed_modes must hold integers, got {fixed_modes!r}")
+        if not 0 <= int(m) < ndim - 1:
+            raise ValueError(
+                f"fixed_modes entries must be in [0, {ndim - 1}) (the last mode, {ndim - 1}, is always updated: "
+                f"move the mode to fix with np.moveaxis), got {fixed_modes!r}"
+            )
+        modes.append(int(m))
+    return tuple(sorted(set(modes)))

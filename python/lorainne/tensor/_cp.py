@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from .._backend import core, resolve
+from .._backend import core, numpy_dtype, resolve
 from .._validation import check_int, check_n_threads, check_random_state
 from . import _xp
 from ._als import (
@@ -23,6 +23,7 @@ from ._als import (
     Run,
     StopRule,
     check_callback,
+    check_fixed_modes,
     check_mask,
     check_nonnegative_real,
     check_tensor,
@@ -30,7 +31,11 @@ from ._als import (
     end_of_sweep,
     finish,
     initial_factors,
+    report_start,
+    start_error,
+    unscaled_callback,
 )
+from ._guard import check_cp_rank, scale_exponent, times_power_of_two
 from ._sparse import SparseTensor, cp_sparse
 from ._structures import CPTensor
 
@@ -40,10 +45,12 @@ logger = logging.getLogger("lorainne")
 # --------------------------------------------------------------------------- the ALS loop
 
 
-def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose, rust_sweep=None) -> Run:
+def als_xp(
+    X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, verbose, rust_sweep=None, fixed=()
+) -> Run:
     """The xp reference loop (every option). ``rust_sweep(data, factors) -> (factors, degenerate,
     error)`` replaces the sweep by the Rust one (the masked case on NumPy: EM imputation here,
-    the sweeps in Rust).
+    the sweeps in Rust). The modes in ``fixed`` keep their factors (no balancing of the penalties then).
     """
     xp = array_namespace(X)
     stop = StopRule(tol, X.dtype)
@@ -65,7 +72,7 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
             factors, degenerate = rust_sweep(data, factors)
             result = _xp.SweepResult(0.0, 0.0, degenerate)
         else:
-            result = _xp.sweep(xp, data, factors, grams, l2=l2, l1=l1, nonnegative=nonnegative)
+            result = _xp.sweep(xp, data, factors, grams, l2=l2, l1=l1, nonnegative=nonnegative, fixed=fixed)
         if mask is not None:
             model = CPTensor(None, factors).to_tensor()
             residual = xp.where(mask, X - model, xp.zeros_like(X))
@@ -74,7 +81,7 @@ def als_xp(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, mask, callback, 
             data = xp.where(mask, X, model)
         else:
             errors.append(_xp.relative_error(norm_x_sq, result))
-        if (l2 or l1) and rust_sweep is None:  # the Rust sweep balances itself
+        if (l2 or l1) and rust_sweep is None and not fixed:  # the Rust sweep balances itself
             _xp.balance(xp, factors, grams, l2, l1)
         state = end_of_sweep(stop, result.degenerate, callback, verbose, factors, errors, xp)
         if state is not None:
@@ -163,6 +170,9 @@ def cp(
     n_threads: int | None = None,
     verbose: int = 0,
     callback: Callable | None = None,
+    normalize_factors: bool = True,
+    fixed_modes=None,
+    callback_at_init: bool = False,
 ) -> CPTensor:
     """CP (CANDECOMP/PARAFAC) decomposition by alternating least squares.
 
@@ -183,19 +193,28 @@ def cp(
     ----------
     X : array of order N >= 2, or SparseTensor
         float32 or float64 (integers are promoted to float64); NumPy, CuPy, torch, ... Not modified.
+        Any finite scale: data whose largest magnitude is below ``2^-128`` or above ``2^128``
+        (float32: ``2^-16``, ``2^16``) is decomposed after an exact power-of-two rescaling and the
+        weights are scaled back, so ``cp(c * X)`` has the weights ``c`` times those of ``cp(X)``.
     rank : int
-        Number of components R >= 1 (may exceed a mode's size).
+        Number of components, ``1 <= R <= prod(shape)`` (may exceed a mode's size). A rank above
+        the number of entries of X is a ValueError (every tensor has CP rank at most
+        ``prod(shape) / max(shape)``: ranks up to ``prod(shape)`` are accepted, as tensorly accepts
+        them, but do not fit better); a rank whose factors cannot fit in memory (about
+        ``8 (4 sum(I_n) R + 4 N R^2)`` bytes in float64) is a MemoryError, raised before any
+        allocation.
     init : {"svd", "random"} or CPTensor, default "svd"
         "svd": the leading left singular vectors of each unfolding, by a randomized range finder
         with a Khatri-Rao-structured Gaussian sketch (two passes over X per mode, no unfolded
         copy; uses ``random_state``); columns beyond an unfolding's rank are Gaussian. "random": Gaussian
         factors. A CPTensor (or ``(weights, factors)``) is used as given (weights pulled into
-        the last factor).
+        the last factor, as tensorly does); it is copied, never modified.
     n_iter_max : int, default 100
         Maximum number of sweeps.
     tol : float, default 1e-8
         Stopping tolerance on the change of the relative error; 0 runs exactly ``n_iter_max``
-        sweeps.
+        sweeps. (tensorly's ``parafac`` also defaults to ``tol=1e-8`` on the change of its
+        relative reconstruction error; its ``non_negative_parafac`` uses 1e-8 as well.)
     nonnegative : bool, default False
         Nonnegative factors by HALS column updates. X must have no negative entries.
     l2_reg, l1_reg : float, default 0
@@ -221,11 +240,25 @@ def cp(
         Log each sweep's error at INFO level on the ``lorainne`` logger.
     callback : callable, optional
         ``callback(state: CPTensor, rel_error: float) -> bool`` after each sweep; True stops.
+    normalize_factors : bool, default True
+        True: unit-norm columns with the scales in ``weights``, sorted by decreasing weight.
+        False (tensorly's default): the factors as the last sweep left them, ``weights`` all ones,
+        components in their original order (fixed factors stay exactly as given).
+    fixed_modes : sequence of int, optional
+        As tensorly's: modes whose factors keep their start (a given CPTensor, or the SVD or
+        random start). The last mode is always updated (tensorly warns and updates it; here it
+        is a ValueError). Runs the xp reference sweeps (on NumPy, in NumPy); the penalties are
+        then not balanced across modes.
+    callback_at_init : bool, default False
+        Also call ``callback`` once on the start, before the first sweep (``state.n_iter == 0``),
+        with the start's relative error, as tensorly's ``parafac`` does. True returned then
+        stops before any sweep.
 
     Returns
     -------
     CPTensor
-        Unit-norm columns with the scales in ``weights`` (sorted decreasing), in X's array library
+        Unit-norm columns with the scales in ``weights`` (sorted decreasing; see
+        ``normalize_factors``), in X's array library
         and dtype; ``n_iter``, ``errors`` (one per sweep) and ``converged`` set. Warns
         :class:`lorainne.ConvergenceWarning` when ``n_iter_max`` is reached with ``tol > 0``, or
         when the run stalled (the model became rank-deficient, e.g. collapsed or zero columns
@@ -234,8 +267,12 @@ def cp(
     Raises
     ------
     ValueError
-        NaN/Inf in X, order < 2, empty X, rank < 1, an unknown init or backend, an init or mask
-        of the wrong shape, negative penalties or tol, negative entries with ``nonnegative=True``.
+        NaN/Inf in X, order < 2, empty X, rank < 1 or above ``prod(shape)``, an
+        unknown init or backend, an init or mask of the wrong shape, negative penalties or tol,
+        negative entries with ``nonnegative=True``, ``fixed_modes`` out of range or holding the
+        last mode.
+    MemoryError
+        A rank whose factors cannot fit in this machine's memory (checked before allocating).
     TypeError
         Complex, object or float16 dtypes; a non-boolean mask; a callback that is not callable.
 
@@ -263,6 +300,9 @@ def cp(
     callback = check_callback(callback)
     if not isinstance(nonnegative, (bool, np.bool_)):
         raise TypeError(f"nonnegative must be a bool, got {nonnegative!r}")
+    for flag, value in (("normalize_factors", normalize_factors), ("callback_at_init", callback_at_init)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{flag} must be a bool, got {value!r}")
     rng = check_random_state(random_state)
     if isinstance(X, SparseTensor):
         if mask is not None:
@@ -282,20 +322,39 @@ def cp(
             n_threads=n_threads,
             verbose=verbose,
             callback=callback,
+            normalize=bool(normalize_factors),
+            fixed=check_fixed_modes(fixed_modes, X.ndim),
+            callback_at_init=bool(callback_at_init),
         )
     X = check_tensor(X, "X")
     xp = array_namespace(X)
+    fixed = check_fixed_modes(fixed_modes, X.ndim)
+    check_cp_rank(rank, X.shape, np.dtype(numpy_dtype(X.dtype)).itemsize)
     mask = check_mask(mask, X, xp)
     if nonnegative and bool(xp.any(X < 0)):
         raise ValueError("X has negative entries, but nonnegative=True")
     chosen = resolve(X, backend=backend, rust_kernel=isinstance(X, np.ndarray))
+    if fixed and chosen == "rust":
+        chosen = "numpy"  # the Rust loop updates every mode
+    exponent = scale_exponent(float(xp.max(xp.abs(X))), X.dtype)
+    X = times_power_of_two(X, -exponent)
+    callback = unscaled_callback(callback, exponent)
 
     best: Run | None = None
     for attempt in range(n_init):
         start = init if attempt == 0 else "random"
         fill = X if mask is None else xp.where(mask, X, xp.zeros_like(X))
         factors = initial_factors(fill, rank, start, rng, nonnegative, n_threads, rust=chosen == "rust")
-        if n_iter_max == 0:
+        if not isinstance(start, str):
+            factors[-1] = times_power_of_two(factors[-1], -exponent)
+        if callback_at_init and callback is not None:
+            norm_x_sq = float(xp.linalg.vector_norm(fill)) ** 2
+            stop_now = report_start(callback, factors, start_error(fill, factors, norm_x_sq, mask=mask))
+        else:
+            stop_now = False
+        if stop_now:
+            run = Run(factors, [], "callback")
+        elif n_iter_max == 0:
             run = Run(factors, [], "max_iter")
         elif chosen == "rust" and mask is not None:
             run = als_xp(
@@ -336,6 +395,7 @@ def cp(
                 mask=mask,
                 callback=callback,
                 verbose=verbose,
+                fixed=fixed,
             )
         if verbose and n_init > 1:
             logger.info(
@@ -348,4 +408,4 @@ def cp(
             )
         if best is None or run.final_error < best.final_error:
             best = run
-    return finish(best, tol, "cp", n_iter_max)
+    return finish(best, tol, "cp", n_iter_max, normalize=bool(normalize_factors), exponent=exponent)

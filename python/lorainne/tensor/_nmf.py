@@ -98,7 +98,9 @@ def nmf(
         scaled to the data.
     n_iter_max : int, default 200
     tol : float, default 1e-8
-        0 runs exactly ``n_iter_max`` sweeps.
+        Stopping tolerance on the change of the relative error between two sweeps; 0 runs
+        exactly ``n_iter_max`` sweeps. (scikit-learn's ``NMF`` defaults to ``tol=1e-4``, measured
+        on the error relative to the first iteration's.)
     l2_reg, l1_reg : float, default 0
         Penalties ``l2_reg/2 (||W||^2 + ||H||^2) + l1_reg (|W|_1 + |H|_1)``, with the balancing
         step of :func:`cp` after each sweep.
@@ -114,12 +116,17 @@ def nmf(
     Returns
     -------
     NMFResult
-        ``(W, H)`` in X's array library (NumPy for sparse X) and dtype.
+        ``(W, H)`` in X's array library (NumPy for sparse X) and dtype; unpacks as ``W, H``. The
+        triple of scikit-learn's ``non_negative_factorization`` is ``result.W, result.H,
+        result.n_iter``. Warns :class:`lorainne.ConvergenceWarning` (``converged`` False) when all
+        ``n_iter_max`` sweeps ran with ``tol > 0``, even when the stopping test is met at the last
+        one or the error is already small (scikit-learn's rule).
 
     Raises
     ------
     ValueError
-        Negative entries, NaN/Inf, ndim != 2, rank < 1, bad penalties or tol.
+        Negative entries, NaN/Inf, ndim != 2, rank < 1, bad penalties or tol; an ``init`` pair of
+        the wrong shapes or with NaN, infinite or negative entries.
     TypeError
         Unsupported dtypes.
 
@@ -174,6 +181,9 @@ def nmf(
         if state is not None:
             status = state
             break
+    if status == "converged" and len(errors) == n_iter_max:
+        # As scikit-learn: a run that used every sweep warns, even when the error is already small.
+        status = "max_iter"
     warn_unconverged(Run(factors, errors, status), tol, "nmf", n_iter_max, stacklevel=2)
     return NMFResult(factors[0], factors[1].T, n_iter=len(errors), errors=errors, converged=status == "converged")
 
@@ -216,6 +226,9 @@ def _initial(X, rank, init, rng, xp, like, sparse):
         )
     W = xp.astype(xp.asarray(W, device=device(like)), like.dtype, copy=True)
     Ht = xp.astype(xp.asarray(H, device=device(like)).T, like.dtype, copy=True)
-    if bool(xp.any(W < 0)) or bool(xp.any(Ht < 0)):
-        raise ValueError("init (W, H) has negative entries")
+    for name, factor in (("W", W), ("H", Ht)):
+        if not bool(xp.all(xp.isfinite(factor))):
+            raise ValueError(f"init {name} contains NaN or infinity")
+        if bool(xp.any(factor < 0)):
+            raise ValueError(f"init {name} has negative entries: NMF needs a nonnegative start")
     return [W, Ht]

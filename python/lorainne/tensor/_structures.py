@@ -393,7 +393,12 @@ def factor_match_score(a, b, *, consider_weights: bool = False) -> float:
     Raises
     ------
     ValueError
-        Different numbers of modes or mode sizes.
+        Different numbers of modes or mode sizes; NaN or infinity in a factor or in the weights.
+
+    Notes
+    -----
+    The cosines are computed from columns first divided by their largest magnitude, so models
+    of any finite scale (factors of 1e-200 or 1e200) score as models of unit scale.
 
     Examples
     --------
@@ -416,24 +421,45 @@ def factor_match_score(a, b, *, consider_weights: bool = False) -> float:
             raise ValueError(f"mode {n} has size {x.shape[0]} in a and {y.shape[0]} in b")
     ra, rb = fa[0].shape[1], fb[0].shape[1]
     congruence = np.ones((ra, rb))
-    norms_a, norms_b = np.abs(_to_numpy(wa)), np.abs(_to_numpy(wb))
-    for x, y in zip(fa, fb, strict=False):
-        x, y = _to_numpy(x).astype(np.float64), _to_numpy(y).astype(np.float64)
-        nx, ny = np.linalg.norm(x, axis=0), np.linalg.norm(y, axis=0)
-        norms_a, norms_b = norms_a * nx, norms_b * ny
-        denominator = np.outer(nx, ny)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cosines = np.where(denominator > 0, np.abs(x.T @ y) / np.where(denominator > 0, denominator, 1.0), 0.0)
-        congruence *= cosines
+    # Log-norms of the rank-one components: factors of any finite scale (1e-200 or 1e200) neither
+    # underflow nor overflow.
+    log_a = _finite_numpy(wa, "a", "weights")
+    log_b = _finite_numpy(wb, "b", "weights")
+    with np.errstate(divide="ignore"):
+        log_a, log_b = np.log(np.abs(log_a)), np.log(np.abs(log_b))
+    for n, (x, y) in enumerate(zip(fa, fb, strict=False)):
+        x, log_nx = _unit_columns(_finite_numpy(x, "a", f"factor {n}"))
+        y, log_ny = _unit_columns(_finite_numpy(y, "b", f"factor {n}"))
+        log_a, log_b = log_a + log_nx, log_b + log_ny
+        congruence *= np.abs(x.T @ y)
     if consider_weights:
-        biggest = np.maximum.outer(norms_a, norms_b)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            penalty = np.where(
-                biggest > 0, 1 - np.abs(np.subtract.outer(norms_a, norms_b)) / np.where(biggest > 0, biggest, 1.0), 1.0
-            )
-        congruence *= penalty
+        # 1 - |w_a - w_b| / max(w_a, w_b) = min / max = exp(-|log w_a - log w_b|); 1 when both are 0.
+        both_zero = np.isneginf(log_a)[:, None] & np.isneginf(log_b)[None, :]
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(np.subtract.outer(log_a, log_b))
+        congruence *= np.where(both_zero, 1.0, np.exp(-np.where(np.isnan(gap), np.inf, gap)))
     rows, cols = linear_sum_assignment(-congruence)
     return float(np.sum(congruence[rows, cols]) / max(ra, rb))
+
+
+def _finite_numpy(x, name: str, what: str) -> np.ndarray:
+    x = _to_numpy(x).astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: {what} contains NaN or infinity")
+    return x
+
+
+def _unit_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns scaled to unit norm (zero columns stay zero) and the log of their norms, computed
+    after dividing each column by its largest magnitude (no underflow for tiny columns).
+    """
+    peak = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    safe = np.where(peak > 0, peak, 1.0)
+    scaled = x / safe[None, :]
+    norms = np.linalg.norm(scaled, axis=0)
+    with np.errstate(divide="ignore"):
+        log_norms = np.where(peak > 0, np.log(np.where(peak > 0, norms, 1.0)) + np.log(safe), -np.inf)
+    return scaled / np.where(norms > 0, norms, 1.0)[None, :], log_norms
 
 
 def _to_numpy(x) -> np.ndarray:

@@ -26,6 +26,7 @@ from ._als import (
     sketched_left_vectors,
     warn_unconverged,
 )
+from ._guard import scale_exponent, times_power_of_two
 from ._structures import TuckerTensor, edge_mode_product, mode_product, multi_mode_product, unfold
 
 logger = logging.getLogger("lorainne")
@@ -34,6 +35,8 @@ METHODS = ("hooi", "hosvd")
 
 
 def _check_ranks(rank, shape) -> tuple[int, ...]:
+    if rank is None:
+        return tuple(int(s) for s in shape)  # full multilinear rank, as tensorly's rank=None
     if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
         rank = check_int(rank, "rank", low=1)
         return tuple(min(rank, s) for s in shape)
@@ -46,13 +49,30 @@ def _check_ranks(rank, shape) -> tuple[int, ...]:
     return tuple(check_int(r, f"rank[{n}]", low=1, high=shape[n]) for n, r in enumerate(ranks))
 
 
+def complete_basis(xp, U, k: int, rng):
+    """``U``'s first ``k`` columns, completed to ``k`` orthonormal columns when it has fewer (as
+    tensorly's SVD completes an orthonormal basis): Gaussian columns orthogonalized against ``U``
+    (twice, for orthogonality to working precision) by a QR. Needs ``k <= U.shape[0]``.
+    """
+    have = U.shape[1]
+    if have >= k:
+        return U[:, :k]
+    extra = gaussian(xp, rng, (U.shape[0], k - have), U.dtype, U)
+    for _ in range(2):
+        extra = extra - U @ (U.T @ extra)
+        extra, _ = xp.linalg.qr(extra)
+    return xp.concat([U, extra], axis=1)
+
+
 def _leading_left_vectors(xp, M, k: int, rng):
-    """The k leading left singular vectors of M (exact SVD of small matrices, randomized otherwise)."""
+    """The k leading left singular vectors of M (exact SVD of small matrices, randomized otherwise),
+    completed to an orthonormal basis of k columns when M has fewer than k columns.
+    """
     from ..randomized import randomized_svd
 
     if min(M.shape) <= 2 * k + 10 or M.shape[0] * M.shape[1] <= 250_000:
         U, _, _ = xp.linalg.svd(M, full_matrices=False)
-        return U[:, :k]
+        return complete_basis(xp, U, k, rng)
     return randomized_svd(M, k, random_state=rng)[0]
 
 
@@ -63,9 +83,10 @@ def _hosvd_factors(xp, X, ranks, rng, rust=False, n_threads=None):
     factors = []
     for n, r in enumerate(ranks):
         if X.shape[n] * (math.prod(X.shape) // X.shape[n]) <= 200_000:
-            factors.append(xp.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :r])
+            U = xp.linalg.svd(unfold(X, n), full_matrices=False)[0]
         else:
-            factors.append(sketched_left_vectors(X, n, r, rng, rust=rust, n_threads=n_threads)[0])
+            U = sketched_left_vectors(X, n, r, rng, rust=rust, n_threads=n_threads)[0]
+        factors.append(complete_basis(xp, U, r, rng))
     return factors
 
 
@@ -204,7 +225,7 @@ def _core_fista(xp, core, target, grams, tiny, steps: int = 25):
 
 def tucker(
     X,
-    rank,
+    rank=None,
     *,
     method: str = "hooi",
     init="svd",
@@ -230,18 +251,28 @@ def tucker(
     Parameters
     ----------
     X : array of order N >= 2
-        float32 or float64 (integers are promoted); any array-API library. Not modified.
-    rank : int or sequence of N ints
-        Multilinear rank; an int is used for every mode (capped by the mode's size).
+        float32 or float64 (integers are promoted); any array-API library. Not modified. Any
+        finite scale: data whose largest magnitude is below ``2^-128`` or above ``2^128``
+        (float32: ``2^-16``, ``2^16``) is decomposed after an exact power-of-two rescaling and the
+        core is scaled back.
+    rank : int, sequence of N ints, or None
+        Multilinear rank; an int is used for every mode (capped by the mode's size). None: the
+        full rank ``X.shape`` (tensorly's ``rank=None``), or the ranks of ``init`` when given.
+        A rank above the product of the other ranks is kept: the factor's columns beyond the
+        rank of its unfolding complete an orthonormal basis, as tensorly's do.
     method : {"hooi", "hosvd"}, default "hooi"
-    init : {"svd", "random"}, default "svd"
+    init : {"svd", "random"}, TuckerTensor or (core, factors), default "svd"
         Start of HOOI / nonnegative Tucker: HOSVD (exact for small unfoldings, by the
         Khatri-Rao-sketched range finder of :func:`cp` for large ones), or random orthonormal
         factors. With ``nonnegative=True`` the "svd" start (absolute values of the HOSVD
-        factors) is often a poor one: "random" usually converges much faster.
+        factors) is often a poor one: "random" usually converges much faster. A TuckerTensor
+        or ``(core, factors)`` pair (tensorly's form) is copied and used as given: HOOI starts
+        from its factors, nonnegative Tucker from its core and factors (then nonnegative).
     n_iter_max : int, default 100
     tol : float, default 1e-8
-        0 runs exactly ``n_iter_max`` sweeps.
+        Stopping tolerance on the change of the relative error between two sweeps; 0 runs
+        exactly ``n_iter_max`` sweeps. (tensorly's ``tucker`` defaults to ``tol=1e-4``, on the
+        same quantity; its ``non_negative_tucker`` to 1e-4 as well.)
     nonnegative : bool, default False
         Nonnegative core and factors (HALS factor updates, multiplicative core updates); the
         factors are then not orthonormal. X must have no negative entries.
@@ -266,8 +297,9 @@ def tucker(
     Raises
     ------
     ValueError
-        NaN/Inf, order < 2, a rank outside [1, I_n], unknown method/init, mask of the wrong
-        shape, negative entries with ``nonnegative=True``.
+        NaN/Inf, order < 2, a rank outside [1, I_n], unknown method/init, an init of the wrong
+        shapes or with NaN/Inf (or negative entries with ``nonnegative=True``), mask of the
+        wrong shape, negative entries with ``nonnegative=True``.
     TypeError
         Unsupported dtypes.
 
@@ -285,10 +317,13 @@ def tucker(
     """
     X = check_tensor(X, "X")
     xp = array_namespace(X)
+    given = None if isinstance(init, str) else _as_tucker_pair(init)
+    if given is not None and rank is None:
+        rank = tuple(int(s) for s in given[0].shape)
     ranks = _check_ranks(rank, X.shape)
     method = check_option(method, "method", METHODS)
-    if not (isinstance(init, str) and init in ("svd", "random")):
-        raise ValueError(f"init must be 'svd' or 'random', got {init!r}")
+    if isinstance(init, str) and init not in ("svd", "random"):
+        raise ValueError(f"init must be 'svd', 'random' or a TuckerTensor, got {init!r}")
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_tol0(tol)
     n_threads = check_n_threads(n_threads)
@@ -300,6 +335,17 @@ def tucker(
         raise ValueError("X has negative entries, but nonnegative=True")
     if method == "hosvd" and (mask is not None or nonnegative):
         raise ValueError("method='hosvd' has no mask or nonnegative variant: use method='hooi'")
+    if method == "hosvd" and given is not None:
+        raise ValueError("method='hosvd' computes its factors from X: a given init needs method='hooi'")
+    exponent = scale_exponent(float(xp.max(xp.abs(X))), X.dtype)
+    X = times_power_of_two(X, -exponent)
+    if callback is not None and exponent:
+        user_callback = callback
+
+        def callback(state, error):
+            core = times_power_of_two(state.core, exponent)
+            return user_callback(TuckerTensor(core, state.factors, n_iter=state.n_iter, errors=state.errors), error)
+
     chosen = resolve(X, backend=backend, rust_kernel=False)
     rust_sketch = chosen == "numpy" and isinstance(X, np.ndarray) and backend == "auto"
     # Rust edge contractions on NumPy input
@@ -313,21 +359,64 @@ def tucker(
     else:
         norm_x_sq = float(xp.linalg.vector_norm(X)) ** 2
         data = X
-    if init == "svd":
+    given_core = None
+    if given is not None:
+        given_core, factors = _given_start(xp, X, given, ranks, nonnegative)
+        given_core = times_power_of_two(given_core, -exponent)
+    elif init == "svd":
         factors = _hosvd_factors(xp, data, ranks, rng, rust=rust_sketch, n_threads=n_threads)
     else:
         factors = [xp.linalg.qr(gaussian(xp, rng, (s, r), X.dtype, X))[0] for s, r in zip(X.shape, ranks, strict=False)]
     if method == "hosvd":
         core = _core_of(X, factors, product)
         error = math.sqrt(max(norm_x_sq - float(xp.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
+        core = times_power_of_two(core, exponent)
         return TuckerTensor(core, factors, n_iter=1, errors=[error], converged=True)
     if nonnegative:
         factors = [xp.abs(f) for f in factors]
-        core = xp.abs(_core_of(data, factors))
+        core = xp.abs(_core_of(data, factors)) if given_core is None else given_core
         run, core = _nonnegative_tucker(xp, X, factors, core, n_iter_max, tol, callback, verbose, norm_x_sq, mask, data)
     else:
         run, core = _hooi(xp, X, factors, n_iter_max, tol, rng, callback, verbose, norm_x_sq, mask, data, product)
     warn_unconverged(run, tol, "tucker", n_iter_max, stacklevel=2)
+    core = times_power_of_two(core, exponent)
     return TuckerTensor(
         core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged"
     )
+
+
+def _as_tucker_pair(init):
+    if isinstance(init, TuckerTensor):
+        return init.core, list(init.factors)
+    try:
+        core, factors = init
+        factors = list(factors)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"init must be 'svd', 'random', a TuckerTensor or a (core, factors) pair, got {type(init).__name__}"
+        ) from None
+    if not hasattr(core, "shape"):
+        raise TypeError(f"init core must be an array, got {type(core).__name__}")
+    return core, factors
+
+
+def _given_start(xp, X, given, ranks, nonnegative):
+    """A (core, factors) start checked against X and ``ranks``, copied to X's library, device and dtype."""
+    core, factors = given
+    if len(factors) != X.ndim or tuple(core.shape) != tuple(ranks):
+        raise ValueError(
+            f"init must have a core of shape {tuple(ranks)} and {X.ndim} factors, got a core of shape "
+            f"{tuple(core.shape)} and {len(factors)} factors"
+        )
+    out = []
+    for n, f in enumerate([core, *factors]):
+        name = "init core" if n == 0 else f"init factor {n - 1}"
+        if n and tuple(f.shape) != (X.shape[n - 1], ranks[n - 1]):
+            raise ValueError(f"{name} must have shape ({X.shape[n - 1]}, {ranks[n - 1]}), got {tuple(f.shape)}")
+        f = xp.astype(xp.asarray(f, device=device(X)), X.dtype, copy=True)  # never modify the caller's start
+        if not bool(xp.all(xp.isfinite(f))):
+            raise ValueError(f"{name} contains NaN or infinity")
+        if nonnegative and bool(xp.any(f < 0)):
+            raise ValueError(f"{name} has negative entries, but nonnegative=True")
+        out.append(f)
+    return out[0], out[1:]

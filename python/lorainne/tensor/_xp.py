@@ -96,19 +96,31 @@ class SweepResult(NamedTuple):
 
 
 def sweep(
-    xp, X, factors: list, grams: list, *, l2: float = 0.0, l1: float = 0.0, nonnegative: bool = False, product=None
+    xp,
+    X,
+    factors: list,
+    grams: list,
+    *,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    nonnegative: bool = False,
+    product=None,
+    fixed: tuple[int, ...] = (),
 ) -> SweepResult:
     """One ALS (or HALS when ``nonnegative`` or ``l1``) sweep over modes 0..N-1, in place.
 
     ``grams[n]`` is kept equal to ``factors[n].T @ factors[n]``. ``product(factors, mode)`` is the
     MTTKRP (default: :func:`mttkrp` of the dense ``X``). The fit terms come from the last
     mode's MTTKRP: ``<X, model> = sum(M_{N-1} * A_{N-1})`` and ``||model||^2 = sum(V * G_{N-1})``.
+    The modes in ``fixed`` (never the last) keep their factor.
     """
     degenerate = False
     ndim = len(factors)
     hals = nonnegative or l1 > 0
     M = V = None
     for mode in range(ndim):
+        if mode in fixed:
+            continue
         V = gram_hadamard(xp, grams, mode, factors[0])
         M = mttkrp(xp, X, factors, mode) if product is None else product(factors, mode)
         if hals:

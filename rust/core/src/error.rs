@@ -10,6 +10,9 @@ pub enum Error {
     NumericalBreakdown(String),
     /// The thread pool could not be built (maps to `RuntimeError`).
     ThreadPool(String),
+    /// An allocation sized by the input cannot succeed (maps to `MemoryError`): returned
+    /// instead of letting the allocator abort the process.
+    OutOfMemory { what: String, bytes: u128 },
 }
 
 impl Error {
@@ -27,6 +30,11 @@ impl fmt::Display for Error {
             Error::InvalidArgument { name, message } => write!(f, "{name}: {message}"),
             Error::NumericalBreakdown(message) => write!(f, "numerical breakdown: {message}"),
             Error::ThreadPool(message) => write!(f, "thread pool: {message}"),
+            Error::OutOfMemory { what, bytes } => write!(
+                f,
+                "{what} needs {bytes} bytes ({:.3} GiB), which cannot be allocated",
+                *bytes as f64 / (1u64 << 30) as f64
+            ),
         }
     }
 }
@@ -34,3 +42,47 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Checks that `count` values of `T` can be allocated (`None`: the count overflowed `usize`) by a
+/// `try_reserve` probe freed at once: where the size comes from the input (a rank, a shape),
+/// the caller gets `Error::OutOfMemory` naming the size instead of an aborted process.
+pub fn check_alloc<T>(count: Option<usize>, what: &str) -> Result<()> {
+    let bytes = count.map(|c| c as u128 * std::mem::size_of::<T>() as u128);
+    let fail = || Error::OutOfMemory {
+        what: what.to_string(),
+        bytes: bytes.unwrap_or(u128::MAX),
+    };
+    let count = count.ok_or_else(fail)?;
+    let mut probe: Vec<T> = Vec::new();
+    probe.try_reserve_exact(count).map_err(|_| fail())?;
+    Ok(())
+}
+
+/// A vector of `len` copies of `value`, or `Error::OutOfMemory` (see [`check_alloc`]).
+pub fn try_filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut out: Vec<T> = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+        what: what.to_string(),
+        bytes: len as u128 * std::mem::size_of::<T>() as u128,
+    })?;
+    out.resize(len, value);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impossible_allocations_are_errors() {
+        let huge = check_alloc::<f64>(Some(usize::MAX / 16), "test");
+        assert!(matches!(huge, Err(Error::OutOfMemory { .. })));
+        assert!(matches!(
+            check_alloc::<f64>(None, "test"),
+            Err(Error::OutOfMemory { .. })
+        ));
+        assert!(check_alloc::<f64>(Some(1000), "test").is_ok());
+        assert!(try_filled(usize::MAX / 16, 0.0f64, "test").is_err());
+        assert_eq!(try_filled(3, 1.0f64, "test").unwrap(), vec![1.0; 3]);
+    }
+}

@@ -11,5 +11,5 @@ pub mod tensor;
 pub mod trace;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{check_alloc, try_filled, Error, Result};
 pub use scalar::Scalar;

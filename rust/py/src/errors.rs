@@ -1,7 +1,7 @@
 //! Core errors and panics become Python exceptions; nothing unwinds into the interpreter.
 
 use lorainne_core::Error;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -11,6 +11,7 @@ pub fn to_py(error: Error) -> PyErr {
             PyValueError::new_err(error.to_string())
         }
         Error::ThreadPool(_) => PyRuntimeError::new_err(error.to_string()),
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(error.to_string()),
     }
 }
 

@@ -5,7 +5,7 @@
 use super::dense::{self, check_factors, DenseTensor};
 use super::gram::{dot_f64, gram, hadamard_except, solve_gram};
 use super::sparse::SparseTensor;
-use crate::error::{Error, Result};
+use crate::error::{check_alloc, Error, Result};
 use crate::scalar::Scalar;
 use faer::Par;
 
@@ -262,6 +262,14 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
         ));
     }
     let n = shape.len();
+    // The Gram matrices, their Hadamard products, the eigendecomposition's workspace and the
+    // new factors: sized by the rank, checked before they are allocated.
+    let work = rank
+        .checked_mul(rank)
+        .and_then(|r2| r2.checked_mul(n + 8))
+        .zip(shape.iter().try_fold(0usize, |a, &s| a.checked_add(s)))
+        .and_then(|(grams, rows)| rank.checked_mul(rows)?.checked_mul(4)?.checked_add(grams));
+    check_alloc::<T>(work, "cp_als (Gram matrices and work arrays of the rank)")?;
     let eps = 2.0 * T::UNIT_ROUNDOFF.to_f64();
     let floor = 3.0 * eps.sqrt();
     let norm_x_sq = options.norm_x_sq.unwrap_or_else(|| x.norm_sq());
@@ -354,6 +362,57 @@ mod tests {
         let out = cp_als(&t, factors, 2, AlsOptions::plain(10, 1e-8), Par::Seq).unwrap();
         assert_eq!(out.status, Status::Converged);
         assert!(*out.errors.last().unwrap() < 1e-7);
+    }
+
+    #[test]
+    fn a_rank_whose_arrays_cannot_fit_is_an_error_not_an_abort() {
+        let x = vec![1.0f64; 8];
+        let shape = [2, 2, 2];
+        let t = DenseTensor::new(&x, &shape).unwrap();
+        let rank = 1usize << 31; // Gram matrices of 2^62 entries
+        let factors = vec![Vec::new(), Vec::new(), Vec::new()];
+        // The factors are checked first (wrong lengths): build the error on the work arrays alone.
+        assert!(cp_als(&t, factors, rank, AlsOptions::plain(1, 0.0), Par::Seq).is_err());
+        let work = check_alloc::<f64>(rank.checked_mul(rank), "test");
+        assert!(matches!(work, Err(Error::OutOfMemory { .. })));
+    }
+
+    #[test]
+    fn the_same_bits_for_every_thread_count() {
+        let shape = [40usize, 3, 30];
+        let x: Vec<f64> = (0..3600)
+            .map(|i| (i * 7919 % 1009) as f64 / 504.5 - 1.0)
+            .collect();
+        let t = DenseTensor::new(&x, &shape).unwrap();
+        let rank = 4;
+        let start: Vec<Vec<f64>> = shape
+            .iter()
+            .map(|&d| {
+                (0..d * rank)
+                    .map(|i| ((i * 37 % 23) as f64).cos())
+                    .collect()
+            })
+            .collect();
+        let one = cp_als(&t, start.clone(), rank, AlsOptions::plain(5, 0.0), Par::Seq).unwrap();
+        for threads in [2, 3, 7] {
+            let many = cp_als(
+                &t,
+                start.clone(),
+                rank,
+                AlsOptions::plain(5, 0.0),
+                Par::rayon(threads),
+            )
+            .unwrap();
+            for (a, b) in one
+                .factors
+                .iter()
+                .flatten()
+                .zip(many.factors.iter().flatten())
+            {
+                assert_eq!(a.to_bits(), b.to_bits());
+            }
+            assert_eq!(one.errors, many.errors);
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! modes it still holds). A CP sweep uses them as a two-level dimension tree: one pass for the
 //! modes before the split, one for the modes after ([`sweep`]), instead of one pass per mode.
 
-use crate::error::{Error, Result};
+use crate::error::{check_alloc, Error, Result};
 use crate::scalar::Scalar;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -155,37 +155,48 @@ fn for_chunks<T: Send>(
     }
 }
 
-/// Sum over `n_tasks` of `work(task, acc)` into accumulators of `len` zeros, reduced.
-pub(crate) fn reduce_tasks<T: Scalar>(
+/// Sum over `n_tasks` of `work(task, acc)` (each into its own accumulator of `len` zeros),
+/// added up in task order: the same bits on one thread or many (the tasks do not depend on the
+/// thread count, and neither does the order of the additions).
+fn reduce_ordered<T: Scalar>(
     par: Par,
     n_tasks: usize,
     len: usize,
     work: impl Fn(usize, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
-    let add = |mut a: Vec<T>, b: Vec<T>| {
-        for (x, y) in a.iter_mut().zip(b) {
+    let mut total = vec![T::ZERO; len];
+    let mut add = |acc: &[T]| {
+        for (x, &y) in total.iter_mut().zip(acc) {
             *x += y;
         }
-        a
     };
     match par {
         Par::Seq => {
             let mut acc = vec![T::ZERO; len];
-            (0..n_tasks).for_each(|t| work(t, &mut acc));
-            acc
+            for t in 0..n_tasks {
+                acc.iter_mut().for_each(|v| *v = T::ZERO);
+                work(t, &mut acc);
+                add(&acc);
+            }
         }
-        _ => (0..n_tasks)
-            .into_par_iter()
-            .fold(
-                || vec![T::ZERO; len],
-                |mut acc, t| {
+        _ => {
+            let parts: Vec<Vec<T>> = (0..n_tasks)
+                .into_par_iter()
+                .map(|t| {
+                    let mut acc = vec![T::ZERO; len];
                     work(t, &mut acc);
                     acc
-                },
-            )
-            .reduce(|| vec![T::ZERO; len], add),
+                })
+                .collect();
+            parts.iter().for_each(|acc| add(acc));
+        }
     }
+    total
 }
+
+/// Tasks of the reductions and blocks of rows: fixed numbers, never the thread count, so that
+/// every kernel here gives the same bits for every `n_threads` (as the Sinkhorn loop does).
+const TASKS: usize = 16;
 
 /// P = X_s K_right: (L_s x rank) row-major, with K_right the Khatri-Rao product of
 /// `factors[s..]` (all N factors are passed). 1 <= s <= N-1.
@@ -205,13 +216,9 @@ pub fn contract_right<T: Scalar>(
     let f_last = factors[n - 1];
     let xm = MatRef::from_row_major_slice(x.data, lh, rh);
     let mut out = vec![T::ZERO; lh * rank];
-    let t = threads(par);
-    // Row blocks: enough for every thread, big enough for efficient GEMMs.
-    let block = if t == 1 {
-        lh.min(512)
-    } else {
-        lh.div_ceil(4 * t).clamp(16, 512)
-    };
+    // Row blocks: enough for 16 threads, big enough for efficient GEMMs; the same for every
+    // thread count (a GEMM's rounding may depend on its shape).
+    let block = lh.div_ceil(TASKS).clamp(16, 512);
     for_chunks(par, &mut out, block * rank, |b, chunk| {
         let r0 = b * block;
         let rows = chunk.len() / rank;
@@ -257,7 +264,6 @@ pub fn contract_left<T: Scalar>(
     let n_prefix = prod(prefix_dims);
     let f_inner = factors[s - 1];
     let xm = MatRef::from_row_major_slice(x.data, lh, rh);
-    let t = threads(par);
     // One prefix: rows I_{s-1} of X (columns c0..c0+cols) times its factor (scaled by the
     // prefix's row product), added into the column-major (cols x rank) block `acc`.
     let apply = |p: usize, c0: usize, acc: &mut [T], scaled: &mut Vec<T>, w: &mut Vec<T>| {
@@ -288,11 +294,11 @@ pub fn contract_left<T: Scalar>(
             }
         }
     };
-    // Many prefixes and a small result: split the prefixes and reduce private copies of Q.
-    if t > 1 && n_prefix >= 2 * t && rh * rank * t <= (1 << 22) {
-        let tasks = (4 * t).min(n_prefix);
-        let per = n_prefix.div_ceil(tasks);
-        let colmajor = reduce_tasks(par, tasks, rh * rank, |task, acc| {
+    // Many prefixes and a small result: split the prefixes into TASKS groups and add up their
+    // private copies of Q in order (on one thread as on many).
+    if n_prefix >= 2 * TASKS && rh * rank * TASKS <= (1 << 22) {
+        let per = n_prefix.div_ceil(TASKS);
+        let colmajor = reduce_ordered(par, TASKS, rh * rank, |task, acc| {
             let mut scaled = vec![T::ZERO; inner * rank];
             let mut w = vec![T::ONE; rank];
             for p in task * per..((task + 1) * per).min(n_prefix) {
@@ -305,11 +311,7 @@ pub fn contract_left<T: Scalar>(
     }
     // Otherwise split the columns of X (rows of Q): each block owns its rows of Q.
     let mut out = vec![T::ZERO; rh * rank];
-    let block = if t == 1 {
-        rh.min(2048)
-    } else {
-        rh.div_ceil(4 * t).clamp(64, 2048)
-    };
+    let block = rh.div_ceil(TASKS).clamp(64, 2048);
     for_chunks(par, &mut out, block * rank, |b, chunk| {
         let mut scaled = vec![T::ZERO; inner * rank];
         let mut w = vec![T::ONE; rank];
@@ -386,6 +388,15 @@ pub fn mttkrp<T: Scalar>(
     if mode >= n {
         return Err(Error::invalid("mode", format!("{mode} is not in 0..{n}")));
     }
+    let partial = if mode == n - 1 {
+        prod(&x.shape[..n - 1])
+    } else {
+        prod(&x.shape[..=mode])
+    };
+    check_alloc::<T>(
+        partial.checked_mul(rank),
+        "the MTTKRP's partial contraction",
+    )?;
     if mode == n - 1 {
         return Ok(contract_left(x, n - 1, factors, rank, par));
     }
@@ -422,6 +433,10 @@ pub fn contract_edge<T: Scalar>(
             ),
         ));
     }
+    check_alloc::<T>(
+        (x.data.len() / x.shape[edge]).checked_mul(rank),
+        "the edge contraction",
+    )?;
     let refs = vec![u; n]; // only the edge factor is read
     Ok(if first {
         contract_left(x, 1, &refs, rank, par)
@@ -456,6 +471,11 @@ pub fn sweep<T: Scalar>(
 ) -> Result<()> {
     let n = x.ndim();
     let s = split_point(x.shape);
+    let widest = prod(&x.shape[..s]).max(prod(&x.shape[s..]));
+    check_alloc::<T>(
+        widest.checked_mul(rank),
+        "the CP sweep's partial contractions",
+    )?;
     let left = {
         let refs: Vec<&[T]> = factors.iter().map(|f| f.as_slice()).collect();
         contract_right(x, s, &refs, rank, par)

@@ -1,10 +1,12 @@
-//! Sparse tensors in coordinate form and their MTTKRP (rayon over chunks of nonzeros, private
-//! accumulators reduced at the end: no atomics, no locks).
+//! Sparse tensors in coordinate form and their MTTKRP (rayon over ranges of output rows, each
+//! row summed over its entries in entry order: no atomics, no locks, the same bits for every
+//! thread count).
 
-use super::dense::{check_factors, reduce_tasks, threads};
-use crate::error::{Error, Result};
+use super::dense::{check_factors, threads};
+use crate::error::{check_alloc, try_filled, Error, Result};
 use crate::scalar::Scalar;
 use faer::Par;
+use rayon::prelude::*;
 
 /// A COO tensor: `coords` is (nnz x N) row-major, `values` (nnz).
 #[derive(Clone, Copy)]
@@ -56,51 +58,98 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
     }
 
     /// `M[i, :] = sum over entries with i_mode = i of v * prod_{k != mode} A_k[i_k, :]`.
+    ///
+    /// Each row of M is summed by one task over its entries in entry order (the entries are
+    /// grouped by their index in `mode` with a stable counting sort): the result is the same to
+    /// the last bit for every thread count, and no private copies of M are reduced.
     pub fn mttkrp(&self, factors: &[&[T]], mode: usize, rank: usize, par: Par) -> Result<Vec<T>> {
         check_factors(self.shape, factors, rank)?;
         let n = self.shape.len();
         if mode >= n {
             return Err(Error::invalid("mode", format!("{mode} is not in 0..{n}")));
         }
-        let nnz = self.nnz();
-        let t = threads(par);
-        let tasks = if t == 1 { 1 } else { (4 * t).min(nnz.max(1)) };
-        let per = nnz.div_ceil(tasks.max(1)).max(1);
         let rows = self.shape[mode];
-        macro_rules! fixed {
-            ($($r:literal)*) => {
-                match rank {
-                    $($r => return Ok(reduce_tasks(par, tasks, rows * rank, |task, acc| {
-                        self.accumulate_fixed::<$r>(factors, mode, task * per..((task + 1) * per).min(nnz), acc)
-                    })),)*
-                    _ => {}
-                }
+        check_alloc::<T>(rows.checked_mul(rank), "the sparse MTTKRP")?;
+        let (offsets, order) = self.group_by(mode)?;
+        let mut out = try_filled(rows * rank, T::ZERO, "the sparse MTTKRP")?;
+        // Row ranges of about nnz / tasks entries each (any split gives the same bits).
+        let t = threads(par);
+        let tasks = if t == 1 { 1 } else { 4 * t };
+        let nnz = self.nnz();
+        let mut pieces: Vec<(usize, &mut [T])> = Vec::with_capacity(tasks);
+        let mut rest: &mut [T] = &mut out;
+        let mut first = 0;
+        for k in 1..=tasks {
+            let end = if k == tasks {
+                rows
+            } else {
+                let target = nnz / tasks * k + nnz % tasks * k / tasks;
+                offsets.partition_point(|&o| o < target).clamp(first, rows)
             };
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut((end - first) * rank);
+            pieces.push((first, head));
+            rest = tail;
+            first = end;
         }
-        fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 24 32);
-        Ok(reduce_tasks(par, tasks, rows * rank, |task, acc| {
-            self.accumulate(
-                factors,
-                mode,
-                rank,
-                task * per..((task + 1) * per).min(nnz),
-                acc,
-            )
-        }))
+        let rows_of = |(first, piece): (usize, &mut [T])| {
+            let count = piece.len() / rank;
+            let entries = |i: usize| &order[offsets[i]..offsets[i + 1]];
+            macro_rules! fixed {
+                ($($r:literal)*) => {
+                    match rank {
+                        $($r => {
+                            for (local, row) in piece.chunks_exact_mut($r).enumerate() {
+                                self.row_fixed::<$r>(factors, mode, entries(first + local), row);
+                            }
+                            return;
+                        })*
+                        _ => {}
+                    }
+                };
+            }
+            fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 24 32);
+            let mut w = vec![T::ZERO; rank];
+            for local in 0..count {
+                let row = &mut piece[local * rank..(local + 1) * rank];
+                self.row(factors, mode, entries(first + local), row, &mut w);
+            }
+        };
+        match par {
+            Par::Seq => pieces.into_iter().for_each(rows_of),
+            _ => pieces.into_par_iter().for_each(rows_of),
+        }
+        Ok(out)
     }
 
-    /// The entries `range` of the MTTKRP of `mode`, added into `acc` (rows x rank).
-    fn accumulate(
-        &self,
-        factors: &[&[T]],
-        mode: usize,
-        rank: usize,
-        range: std::ops::Range<usize>,
-        acc: &mut [T],
-    ) {
+    /// `(offsets, order)`: the entries whose index in `mode` is `i` are
+    /// `order[offsets[i]..offsets[i + 1]]`, in increasing entry order (a stable counting sort).
+    fn group_by(&self, mode: usize) -> Result<(Vec<usize>, Vec<usize>)> {
         let n = self.shape.len();
-        let mut w = vec![T::ZERO; rank];
-        for e in range {
+        let rows = self.shape[mode];
+        let mut offsets = try_filled(rows + 1, 0usize, "the sparse MTTKRP's row offsets")?;
+        for idx in self.coords.chunks_exact(n) {
+            offsets[idx[mode] as usize + 1] += 1;
+        }
+        for i in 0..rows {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = try_filled(rows, 0usize, "the sparse MTTKRP's row offsets")?;
+        next.copy_from_slice(&offsets[..rows]);
+        let mut order = try_filled(self.nnz(), 0usize, "the sparse MTTKRP's entry order")?;
+        for (e, idx) in self.coords.chunks_exact(n).enumerate() {
+            let i = idx[mode] as usize;
+            order[next[i]] = e;
+            next[i] += 1;
+        }
+        Ok((offsets, order))
+    }
+
+    /// One row of the MTTKRP of `mode`: the sum over `entries` (in order) of
+    /// `v * prod_{k != mode} A_k[i_k, :]`, added into `out` (rank), `w` a scratch row.
+    fn row(&self, factors: &[&[T]], mode: usize, entries: &[usize], out: &mut [T], w: &mut [T]) {
+        let n = self.shape.len();
+        let rank = out.len();
+        for &e in entries {
             let idx = &self.coords[e * n..(e + 1) * n];
             let v = self.values[e];
             w.iter_mut().for_each(|x| *x = v);
@@ -112,23 +161,26 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
                     }
                 }
             }
-            let target = idx[mode] as usize;
-            for (o, &x) in acc[target * rank..(target + 1) * rank].iter_mut().zip(&w) {
+            for (o, &x) in out.iter_mut().zip(w.iter()) {
                 *o += x;
             }
         }
     }
 
-    /// As `accumulate` with the rank known at compile time (fixed-size rows: unrolled, vectorized).
-    fn accumulate_fixed<const R: usize>(
+    /// As `row` with the rank known at compile time (fixed-size rows: unrolled, vectorized).
+    fn row_fixed<const R: usize>(
         &self,
         factors: &[&[T]],
         mode: usize,
-        range: std::ops::Range<usize>,
-        acc: &mut [T],
+        entries: &[usize],
+        out: &mut [T],
     ) {
         let n = self.shape.len();
-        for e in range {
+        let mut sum = [T::ZERO; R];
+        if let Ok(current) = <&[T; R]>::try_from(&*out) {
+            sum = *current;
+        }
+        for &e in entries {
             let idx = &self.coords[e * n..(e + 1) * n];
             let mut w = [self.values[e]; R];
             for (k, &i) in idx.iter().enumerate() {
@@ -142,13 +194,11 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
                     }
                 }
             }
-            let start = idx[mode] as usize * R;
-            if let Some(Ok(out)) = acc.get_mut(start..start + R).map(<&mut [T; R]>::try_from) {
-                for (o, &x) in out.iter_mut().zip(&w) {
-                    *o += x;
-                }
+            for (o, &x) in sum.iter_mut().zip(&w) {
+                *o += x;
             }
         }
+        out.copy_from_slice(&sum);
     }
 }
 
@@ -185,5 +235,39 @@ mod tests {
             }
         }
         assert!(SparseTensor::new(&[0, 9, 0], &[1.0], &shape).is_err());
+    }
+
+    #[test]
+    fn the_same_bits_for_every_thread_count() {
+        let shape = [7usize, 5, 6];
+        let nnz = 150;
+        let coords: Vec<i64> = (0..nnz * 3)
+            .map(|i| ((i * 7919 + 13) % shape[i % 3]) as i64)
+            .collect();
+        let values: Vec<f64> = (0..nnz)
+            .map(|i| ((i * 104729) % 997) as f64 / 97.0 - 5.0)
+            .collect();
+        let s = SparseTensor::new(&coords, &values, &shape).unwrap();
+        for rank in [3usize, 17] {
+            let factors: Vec<Vec<f64>> = shape
+                .iter()
+                .map(|&d| {
+                    (0..d * rank)
+                        .map(|i| ((i * 31 % 17) as f64).sin())
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[f64]> = factors.iter().map(|f| f.as_slice()).collect();
+            for mode in 0..3 {
+                let one = s.mttkrp(&refs, mode, rank, Par::Seq).unwrap();
+                for t in [2, 3, 8] {
+                    let many = s.mttkrp(&refs, mode, rank, Par::rayon(t)).unwrap();
+                    assert!(one
+                        .iter()
+                        .zip(&many)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+            }
+        }
     }
 }
