@@ -10,7 +10,18 @@ from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
-from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
+from .tensor import (
+    CPTensor,
+    NMFResult,
+    Parafac2Tensor,
+    SparseTensor,
+    TuckerTensor,
+    cp,
+    factor_match_score,
+    nmf,
+    parafac2,
+    tucker,
+)
 from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
 
 try:  # one version, written in the Cargo workspace and read by maturin into the package metadata
@@ -23,6 +34,7 @@ __all__ = [
     "ConvergenceWarning",
     "GaussianKernel",
     "NMFResult",
+    "Parafac2Tensor",
     "SVDResult",
     "SinkhornResult",
     "SparseTensor",
@@ -35,6 +47,7 @@ __all__ = [
     "factor_match_score",
     "householder_qr",
     "nmf",
+    "parafac2",
     "randomized_svd",
     "range_finder",
     "sinkhorn",

@@ -8,6 +8,7 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 from ._als import INITS as CP_INITS
 from ._cp import cp
 from ._nmf import NMFResult, nmf
+from ._parafac2 import Parafac2Tensor, parafac2
 from ._sparse import SparseTensor
 from ._structures import CPTensor, TuckerTensor, factor_match_score, fold, unfold
 from ._tucker import METHODS as TUCKER_METHODS
@@ -18,12 +19,14 @@ __all__ = [
     "TUCKER_METHODS",
     "CPTensor",
     "NMFResult",
+    "Parafac2Tensor",
     "SparseTensor",
     "TuckerTensor",
     "cp",
     "factor_match_score",
     "fold",
     "nmf",
+    "parafac2",
     "tucker",
     "unfold",
 ]
