@@ -11,11 +11,13 @@ from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import (
+    CMTFResult,
     CPTensor,
     NMFResult,
     Parafac2Tensor,
     SparseTensor,
     TuckerTensor,
+    cmtf,
     cp,
     factor_match_score,
     nmf,
@@ -30,6 +32,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "CMTFResult",
     "CPTensor",
     "ConvergenceWarning",
     "GaussianKernel",
@@ -42,6 +45,7 @@ __all__ = [
     "TuckerTensor",
     "backends",
     "cholesky_qr2",
+    "cmtf",
     "compress",
     "cp",
     "factor_match_score",

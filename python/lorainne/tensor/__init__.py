@@ -6,6 +6,7 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 """
 
 from ._als import INITS as CP_INITS
+from ._cmtf import CMTFResult, cmtf
 from ._cp import cp
 from ._nmf import NMFResult, nmf
 from ._parafac2 import Parafac2Tensor, parafac2
@@ -17,11 +18,13 @@ from ._tucker import tucker
 __all__ = [
     "CP_INITS",
     "TUCKER_METHODS",
+    "CMTFResult",
     "CPTensor",
     "NMFResult",
     "Parafac2Tensor",
     "SparseTensor",
     "TuckerTensor",
+    "cmtf",
     "cp",
     "factor_match_score",
     "fold",
