@@ -8,6 +8,7 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 from ._als import INITS as CP_INITS
 from ._cmtf import CMTFResult, cmtf
 from ._cp import cp
+from ._jennrich import jennrich
 from ._nmf import NMFResult, nmf
 from ._parafac2 import Parafac2Tensor, parafac2
 from ._sparse import SparseTensor
@@ -28,6 +29,7 @@ __all__ = [
     "cp",
     "factor_match_score",
     "fold",
+    "jennrich",
     "nmf",
     "parafac2",
     "tucker",
