@@ -11,12 +11,14 @@ from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import (
+    BlockTermTensor,
     CMTFResult,
     CPTensor,
     NMFResult,
     Parafac2Tensor,
     SparseTensor,
     TuckerTensor,
+    block_term,
     cmtf,
     cp,
     factor_match_score,
@@ -32,6 +34,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "BlockTermTensor",
     "CMTFResult",
     "CPTensor",
     "ConvergenceWarning",
@@ -44,6 +47,7 @@ __all__ = [
     "TraceEstimate",
     "TuckerTensor",
     "backends",
+    "block_term",
     "cholesky_qr2",
     "cmtf",
     "compress",

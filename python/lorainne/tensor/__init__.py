@@ -6,6 +6,7 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 """
 
 from ._als import INITS as CP_INITS
+from ._block_term import BlockTermTensor, block_term
 from ._cmtf import CMTFResult, cmtf
 from ._cp import cp
 from ._jennrich import jennrich
@@ -17,6 +18,7 @@ from ._tucker import METHODS as TUCKER_METHODS
 from ._tucker import tucker
 
 __all__ = [
+    "BlockTermTensor",
     "CP_INITS",
     "TUCKER_METHODS",
     "CMTFResult",
@@ -25,6 +27,7 @@ __all__ = [
     "Parafac2Tensor",
     "SparseTensor",
     "TuckerTensor",
+    "block_term",
     "cmtf",
     "cp",
     "factor_match_score",
