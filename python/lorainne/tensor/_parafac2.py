@@ -112,8 +112,11 @@ def _projections(xp, X, rows, A, B, C):
     the real rows (padded rows of ``P_k`` are zeroed: they are nonzero only for a rank-deficient
     ``M_k``).
     """
-    W = (C[None, :, :] * A[:, None, :]) @ B.T  # (K, J, R)
-    U, _, Vh = xp.linalg.svd(X @ W, full_matrices=False)
+    K, top, J = X.shape
+    R = C.shape[1]
+    XC = xp.reshape(xp.reshape(X, (K * top, J)) @ C, (K, top, R))  # one GEMM over all slices
+    M = xp.reshape(xp.reshape(XC * A[:, None, :], (K * top, R)) @ B.T, (K, top, R))
+    U, _, Vh = xp.linalg.svd(M, full_matrices=False)
     return (U @ Vh) * rows
 
 
