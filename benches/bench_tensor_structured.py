@@ -14,10 +14,10 @@ import subprocess
 import warnings
 
 import numpy as np
-from _common import best_time, git_revision, machine, markdown_table
 from threadpoolctl import threadpool_limits
 
 import lorainne
+from _common import best_time, git_revision, machine, markdown_table
 
 
 def per_iteration(fn, short: int, long: int) -> float:
@@ -124,9 +124,11 @@ def main():
         [
             "# Structured tensor models: lorainne vs tensorly",
             "",
-            "- command: `PYTHONPATH=python python benches/bench_tensor_structured.py --out benches/RESULTS_tensor_structured.md`",
+            "- command: `PYTHONPATH=python python benches/bench_tensor_structured.py"
+            " --out benches/RESULTS_tensor_structured.md` (from the repository root)",
             f"- machine: {machine()}; CPU flags: {' '.join(flags.stdout.split())}",
-            f"- lorainne {lorainne.__version__} (git {git_revision()}), threads pinned to 1 (threadpoolctl; n_threads=1)",
+            f"- lorainne {lorainne.__version__} (git {git_revision()}),"
+            " threads pinned to 1 (threadpoolctl; n_threads=1)",
             "- time per iteration = (time of long run - time of short run) / difference: starts not counted;"
             " best of 3; same start, tol=0, the iterates coincide, so the errors after equal iterations agree",
             "",
