@@ -10,7 +10,22 @@ from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
-from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
+from .tensor import (
+    BlockTermTensor,
+    CMTFResult,
+    CPTensor,
+    NMFResult,
+    Parafac2Tensor,
+    SparseTensor,
+    TuckerTensor,
+    block_term,
+    cmtf,
+    cp,
+    factor_match_score,
+    nmf,
+    parafac2,
+    tucker,
+)
 from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
 
 try:  # one version, written in the Cargo workspace and read by maturin into the package metadata
@@ -19,22 +34,28 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "BlockTermTensor",
+    "CMTFResult",
     "CPTensor",
     "ConvergenceWarning",
     "GaussianKernel",
     "NMFResult",
+    "Parafac2Tensor",
     "SVDResult",
     "SinkhornResult",
     "SparseTensor",
     "TraceEstimate",
     "TuckerTensor",
     "backends",
+    "block_term",
     "cholesky_qr2",
+    "cmtf",
     "compress",
     "cp",
     "factor_match_score",
     "householder_qr",
     "nmf",
+    "parafac2",
     "randomized_svd",
     "range_finder",
     "sinkhorn",

@@ -6,24 +6,35 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 """
 
 from ._als import INITS as CP_INITS
+from ._block_term import BlockTermTensor, block_term
+from ._cmtf import CMTFResult, cmtf
 from ._cp import cp
+from ._jennrich import jennrich
 from ._nmf import NMFResult, nmf
+from ._parafac2 import Parafac2Tensor, parafac2
 from ._sparse import SparseTensor
 from ._structures import CPTensor, TuckerTensor, factor_match_score, fold, unfold
 from ._tucker import METHODS as TUCKER_METHODS
 from ._tucker import tucker
 
 __all__ = [
+    "BlockTermTensor",
     "CP_INITS",
     "TUCKER_METHODS",
+    "CMTFResult",
     "CPTensor",
     "NMFResult",
+    "Parafac2Tensor",
     "SparseTensor",
     "TuckerTensor",
+    "block_term",
+    "cmtf",
     "cp",
     "factor_match_score",
     "fold",
+    "jennrich",
     "nmf",
+    "parafac2",
     "tucker",
     "unfold",
 ]

@@ -1,0 +1,146 @@
+"""Structured tensor models vs tensorly: PARAFAC2 time per iteration, CMTF time per sweep.
+
+Same start for both libraries, fixed iterations (tol=0), one thread (threadpoolctl + n_threads=1).
+The iterates are the same (PARAFAC2 with tensorly's n_iter_parafac=1, linesearch=False; CMTF with
+tensorly's own "svd" start handed to lorainne), so the fits after equal iterations are compared.
+
+    PYTHONPATH=python python benches/bench_tensor_structured.py --out benches/RESULTS_tensor_structured.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import lorainne
+from _common import best_time, git_revision, machine, markdown_table
+
+
+def per_iteration(fn, short: int, long: int) -> float:
+    """(time of ``long`` iterations - time of ``short``) / (long - short): starts are not counted."""
+    times = {n: best_time(lambda n=n: fn(n), repeats=3)[0] for n in (short, long)}
+    return (times[long] - times[short]) / (long - short)
+
+
+def bench_parafac2(K, J, low, high, rank, short, long, rows):
+    import tensorly as tl
+    from tensorly.decomposition import parafac2 as tl_parafac2
+    from tensorly.parafac2_tensor import Parafac2Tensor
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(low, high + 1, K)
+    A, B, C = rng.uniform(0.5, 1.5, (K, rank)), rng.standard_normal((rank, rank)), rng.standard_normal((J, rank))
+    slices = []
+    for k, n in enumerate(sizes):
+        P = np.linalg.qr(rng.standard_normal((n, rank)))[0]
+        clean = P @ B @ np.diag(A[k]) @ C.T
+        slices.append(clean + 0.05 * np.linalg.norm(clean) / np.sqrt(clean.size) * rng.standard_normal(clean.shape))
+    start = [rng.uniform(0.5, 1.5, (K, rank)), rng.standard_normal((rank, rank)), rng.standard_normal((J, rank))]
+
+    def ours(n):
+        return lorainne.parafac2(slices, rank, init=(np.ones(rank), start), n_iter_max=n, tol=0, n_threads=1)
+
+    def theirs(n):
+        init = Parafac2Tensor((np.ones(rank), [f.copy() for f in start], [np.eye(s.shape[0], rank) for s in slices]))
+        return tl_parafac2(slices, rank, init=init, n_iter_max=n, tol=0, n_iter_parafac=1, linesearch=False)
+
+    t_ours = per_iteration(ours, short, long)
+    t_theirs = per_iteration(theirs, short, long)
+    a, b = ours(long), theirs(long)
+    norm = np.sqrt(sum((s**2).sum() for s in slices))
+    err_b = (
+        np.sqrt(
+            sum(((r - s) ** 2).sum() for r, s in zip(tl.parafac2_tensor.parafac2_to_slices(b), slices, strict=True))
+        )
+        / norm
+    )
+    name = f"PARAFAC2 {K} slices I_k in [{low}, {high}] x {J}, rank {rank}"
+    rows.append([name, "lorainne parafac2", f"{1e3 * t_ours:.1f}", "", f"err {a.errors[-1]:.5f} after {long}"])
+    rows.append(
+        [
+            name,
+            "tensorly parafac2",
+            f"{1e3 * t_theirs:.1f}",
+            f"{t_theirs / t_ours:.1f}x",
+            f"err {err_b:.5f} after {long}",
+        ]
+    )
+
+
+def bench_cmtf(n, m, rank, short, long, rows):
+    import tensorly as tl
+    from tensorly.decomposition import coupled_matrix_tensor_3d_factorization
+    from tensorly.decomposition._cp import initialize_cp
+
+    rng = np.random.default_rng(1)
+    A, B, C, V = (rng.standard_normal((s, rank)) for s in (n, n, n, m))
+    X = tl.cp_to_tensor((None, [A, B, C]))
+    X += 0.01 * np.linalg.norm(X) / np.sqrt(X.size) * rng.standard_normal(X.shape)
+    Y = A @ V.T + 0.01 * np.linalg.norm(A @ V.T) / np.sqrt(n * m) * rng.standard_normal((n, m))
+    tensor_start = initialize_cp(X, rank, init="svd")
+    coupled_start = initialize_cp(np.concatenate([tl.unfold(X, 0), Y], axis=1), rank, init="svd")
+    start = (np.ones(rank), [coupled_start.factors[0], tensor_start.factors[1], tensor_start.factors[2]])
+
+    def ours(k):
+        return lorainne.cmtf(X, Y, rank, init=start, n_iter_max=k, tol=0, n_threads=1)
+
+    def theirs(k):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return coupled_matrix_tensor_3d_factorization(X, Y, rank, init="svd", n_iter_max=k, tol=0)
+
+    t_ours = per_iteration(ours, short, long)
+    t_theirs = per_iteration(theirs, short, long)
+    a, b = ours(long), theirs(long)
+    err_b = np.sqrt(b[2][-1] / (np.sum(X**2) + np.sum(Y**2)))
+    name = f"CMTF {n}^3 + {n}x{m}, rank {rank}"
+    rows.append(
+        [name, "lorainne cmtf (Rust MTTKRP)", f"{1e3 * t_ours:.1f}", "", f"err {a.errors[-1]:.5f} after {long}"]
+    )
+    rows.append(
+        [name, "tensorly coupled_matrix_tensor_3d", f"{1e3 * t_theirs:.1f}", f"{t_theirs / t_ours:.1f}x",
+         f"err {err_b:.5f} after {long}"]
+    )  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out")
+    parser.add_argument("--quick", action="store_true", help="smaller CMTF (100^3 + 100x250)")
+    args = parser.parse_args()
+    rows: list[list[str]] = []
+    with threadpool_limits(1):
+        bench_parafac2(100, 100, 200, 600, 5, 2, 12, rows)
+        if args.quick:
+            bench_cmtf(100, 250, 10, 1, 3, rows)
+        else:
+            bench_cmtf(200, 500, 10, 1, 3, rows)
+    flags = subprocess.run("lscpu | grep -o 'avx512f\\|avx2' | sort -u", shell=True, capture_output=True, text=True)
+    text = "\n".join(
+        [
+            "# Structured tensor models: lorainne vs tensorly",
+            "",
+            "- command: `PYTHONPATH=python python benches/bench_tensor_structured.py"
+            " --out benches/RESULTS_tensor_structured.md` (from the repository root)",
+            f"- machine: {machine()}; CPU flags: {' '.join(flags.stdout.split())}",
+            f"- lorainne {lorainne.__version__} (git {git_revision()}),"
+            " threads pinned to 1 (threadpoolctl; n_threads=1)",
+            "- time per iteration = (time of long run - time of short run) / difference: starts not counted;"
+            " best of 3; same start, tol=0, the iterates coincide, so the errors after equal iterations agree",
+            "",
+            markdown_table(["problem", "library", "ms / iteration", "peer / ours", "accuracy"], rows),
+            "",
+        ]
+    )
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
