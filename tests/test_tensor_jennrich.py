@@ -4,7 +4,7 @@ import array_api_strict as xps
 import numpy as np
 import pytest
 
-from lorainne import CPTensor, cp, factor_match_score
+from lorainne import CPTensor, SparseTensor, cp, factor_match_score
 from lorainne.tensor import jennrich
 
 
@@ -67,3 +67,19 @@ def test_bad_input(rng):
         jennrich(bad, 2)
     with pytest.raises(TypeError, match="X"):
         jennrich([[1.0]], 1)
+
+
+def test_cp_init_jennrich(rng):
+    """cp(init="jennrich") starts at the algebraic solution: a noiseless tensor is fitted at once."""
+    X, true = planted(rng, (9, 8, 7), 4)
+    model = cp(X, 4, init="jennrich", random_state=0, tol=1e-12, n_iter_max=5)
+    assert model.errors[0] < 1e-8
+    assert factor_match_score(model, (None, true)) > 0.999
+
+
+def test_cp_init_jennrich_is_for_dense_tensors(rng):
+    X, _ = planted(rng, (4, 3, 3), 2)
+    coords = np.argwhere(X != 0)
+    sparse = SparseTensor(coords, X[tuple(coords.T)], shape=X.shape)
+    with pytest.raises(ValueError, match="init"):
+        cp(sparse, 2, init="jennrich")

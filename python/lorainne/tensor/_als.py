@@ -23,11 +23,13 @@ from .._validation import as_float_array
 from .._warnings import ConvergenceWarning
 from . import _xp
 from ._guard import times_power_of_two
+from ._jennrich import jennrich
 from ._structures import CPTensor, _as_cp_pair, edge_mode_product, mode_product, unfold
 
 logger = logging.getLogger("lorainne")
 
-INITS = ("svd", "random")
+INITS = ("svd", "random", "jennrich")
+SPARSE_INITS = ("svd", "random")  # Jennrich needs the dense tensor
 
 # Stop codes of the Rust loops (``cp_als``, ``cp_als_sparse``).
 RUST_STATUS = {0: "max_iter", 1: "converged", 2: "stalled"}
@@ -201,6 +203,8 @@ def initial_factors(
             raise ValueError(f"init must be one of {INITS} or a CPTensor, got {init!r}")
         if init == "svd":
             return svd_init(X, rank, rng, nonnegative, n_threads, rust)
+        if init == "jennrich":
+            return given_init(jennrich(X, rank, random_state=rng), X, rank, nonnegative)
         return random_init(X, rank, rng, nonnegative)
     return given_init(init, X, rank, nonnegative)
 

@@ -203,11 +203,13 @@ def cp(
         them, but do not fit better); a rank whose factors cannot fit in memory (about
         ``8 (4 sum(I_n) R + 4 N R^2)`` bytes in float64) is a MemoryError, raised before any
         allocation.
-    init : {"svd", "random"} or CPTensor, default "svd"
+    init : {"svd", "random", "jennrich"} or CPTensor, default "svd"
         "svd": the leading left singular vectors of each unfolding, by a randomized range finder
         with a Khatri-Rao-structured Gaussian sketch (two passes over X per mode, no unfolded
         copy; uses ``random_state``); columns beyond an unfolding's rank are Gaussian. "random": Gaussian
-        factors. A CPTensor (or ``(weights, factors)``) is used as given (weights pulled into
+        factors. "jennrich": the algebraic start by simultaneous diagonalization
+        (:func:`lorainne.tensor.jennrich`), exact on noiseless data when two modes have full column
+        rank; dense tensors only. A CPTensor (or ``(weights, factors)``) is used as given (weights pulled into
         the last factor, as tensorly does); it is copied, never modified.
     n_iter_max : int, default 100
         Maximum number of sweeps.

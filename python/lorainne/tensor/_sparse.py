@@ -11,8 +11,8 @@ from .._backend import core, resolve
 from .._validation import float_dtype_of
 from . import _xp
 from ._als import (
-    INITS,
     RUST_STATUS,
+    SPARSE_INITS,
     Run,
     StopRule,
     end_of_sweep,
@@ -300,8 +300,8 @@ def _sparse_initial_factors(X: SparseTensor, rank: int, init, rng, nonnegative: 
     """
     if not isinstance(init, str):
         return given_init(init, _ShapeOnly(X), rank, nonnegative)
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS} or a CPTensor, got {init!r}")
+    if init not in SPARSE_INITS:
+        raise ValueError(f"init must be one of {SPARSE_INITS} or a CPTensor for a SparseTensor, got {init!r}")
     factors = []
     for mode, size in enumerate(X.shape):
         if init == "random":
