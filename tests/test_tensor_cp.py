@@ -375,7 +375,17 @@ def test_rust_als_matches_xp(case):
         # Equal unless the Gram matrices are ill-conditioned (then both are valid LS solutions).
         if max(a.errors[-1], b.errors[-1]) > 0 and abs(a.errors[-1] - b.errors[-1]) < 1e-6:
             np.testing.assert_allclose(a.to_tensor(), b.to_tensor(), atol=1e-5 * scale)
-    assert a.errors[-1] == pytest.approx(b.errors[-1], abs=1e-2 if dtype == np.float32 else 1e-5)
+    if dtype == np.float64:
+        assert a.errors[-1] == pytest.approx(b.errors[-1], abs=1e-5)
+    else:
+        # float32: a rank above a mode's size makes the Gram matrices singular and the factors large;
+        # the error computed from norms and inner products then cancels (hypothesis found (3, 2, 1),
+        # rank 2: reported 0.0 vs 0.022 with true errors 0.0019 and 0.0009), so compare the true errors.
+        def true_error(model):
+            residual = X.astype(np.float64) - model.to_tensor().astype(np.float64)
+            return np.linalg.norm(residual) / np.linalg.norm(X.astype(np.float64))
+
+        assert true_error(a) == pytest.approx(true_error(b), abs=1e-2)
 
 
 # ----------------------------------------------------------------------------- array_api_strict (the portable path)
