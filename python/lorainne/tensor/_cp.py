@@ -16,7 +16,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import core, resolve
-from .._validation import check_int, check_n_threads, check_random_state
+from .._validation import check_int, check_n_threads, check_random_state, check_verbose
 from . import _xp
 from ._als import (
     RUST_STATUS,
@@ -249,7 +249,7 @@ def cp(
     l1 = check_nonnegative_real(l1_reg, "l1_reg")
     n_init = check_int(n_init, "n_init", low=1)
     n_threads = check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     callback = check_callback(callback)
     if not isinstance(nonnegative, (bool, np.bool_)):
         raise TypeError(f"nonnegative must be a bool, got {nonnegative!r}")

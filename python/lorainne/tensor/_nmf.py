@@ -9,7 +9,14 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import is_scipy_sparse, resolve
-from .._validation import as_float_array, check_int, check_n_threads, check_random_state, float_dtype_of
+from .._validation import (
+    as_float_array,
+    check_int,
+    check_n_threads,
+    check_random_state,
+    check_verbose,
+    float_dtype_of,
+)
 from . import _xp
 from ._als import Run, StopRule, check_callback, check_nonnegative_real, check_tol0, end_of_sweep, warn_unconverged
 
@@ -141,7 +148,7 @@ def nmf(
     l2 = check_nonnegative_real(l2_reg, "l2_reg")
     l1 = check_nonnegative_real(l1_reg, "l1_reg")
     check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     callback = check_callback(callback)
     rng = check_random_state(random_state)
     X = _check_matrix(X)

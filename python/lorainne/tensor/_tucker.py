@@ -13,7 +13,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import resolve
-from .._validation import check_int, check_n_threads, check_option, check_random_state
+from .._validation import check_int, check_n_threads, check_option, check_random_state, check_verbose
 from . import _xp
 from ._als import (
     Run,
@@ -292,7 +292,7 @@ def tucker(
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_tol0(tol)
     n_threads = check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     callback = check_callback(callback)
     rng = check_random_state(random_state)
     mask = check_mask(mask, X, xp)
