@@ -312,7 +312,7 @@ def sinkhorn(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable[[dict, float], bool] | None = None,
 ) -> SinkhornResult:
     """Entropic optimal transport between two point clouds by log-domain Sinkhorn iterations.
@@ -361,7 +361,7 @@ def sinkhorn(
         reference (float64 internally).
     n_threads : int, optional
         Threads of the Rust kernel (default: all cores). Results do not depend on it.
-    verbose : int
+    verbose : bool or int, default 0
         1: log a summary on the ``lorainne`` logger; 2: also every 100 iterations.
     callback : callable, optional
         ``callback(state, marginal_error) -> bool`` after every iteration with ``state`` a dict

@@ -151,7 +151,7 @@ def cp(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> CPTensor:
     """CP (CANDECOMP/PARAFAC) decomposition by alternating least squares.
@@ -207,7 +207,7 @@ def cp(
         libraries.
     n_threads : int, optional
         Threads of the Rust kernels (default: all cores).
-    verbose : int, default 0
+    verbose : bool or int, default 0
         Log each sweep's error at INFO level on the ``lorainne`` logger.
     callback : callable, optional
         ``callback(state: CPTensor, rel_error: float) -> bool`` after each sweep; True stops.

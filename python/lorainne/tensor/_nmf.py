@@ -84,7 +84,7 @@ def nmf(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> NMFResult:
     """Nonnegative matrix factorization ``X ~ W @ H`` by HALS (hierarchical ALS).
@@ -114,7 +114,7 @@ def nmf(
         HALS runs the xp reference (its products are BLAS or SciPy sparse products).
     n_threads : int, optional
         Accepted for symmetry (BLAS picks its threads).
-    verbose : int, default 0
+    verbose : bool or int, default 0
     callback : callable, optional
         ``callback(state, rel_error) -> bool`` with a CPTensor state; True stops.
 

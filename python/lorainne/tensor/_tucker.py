@@ -215,7 +215,7 @@ def tucker(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> TuckerTensor:
     """Tucker decomposition ``X ~ core x_0 U_0 x_1 U_1 ... x_{N-1} U_{N-1}``.
@@ -254,7 +254,7 @@ def tucker(
         sketch of the SVD start run in Rust.
     n_threads : int, optional
         Threads of the Rust contractions (default: all cores; BLAS picks its own threads).
-    verbose : int, default 0
+    verbose : bool or int, default 0
     callback : callable, optional
         ``callback(state: TuckerTensor, rel_error) -> bool``; True stops.
 
