@@ -46,10 +46,18 @@ def float_dtype_of(x: Any, name: str):
     )
 
 
-def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool = True):
+def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool = True, sparse_hint: str = ""):
     """Return ``x`` as a float32/float64 array of its own library (never modified in place:
     promotion copies), after checking ``ndim``, emptiness and finiteness.
+
+    A SciPy sparse matrix raises ``TypeError`` saying what to pass instead (``sparse_hint`` adds
+    the caller's own sparse alternative).
     """
+    if is_scipy_sparse(x):
+        raise TypeError(
+            f"{name} is a SciPy sparse {type(x).__name__}, which this function does not take: "
+            f"pass a dense array ({name}.toarray()){sparse_hint}"
+        )
     dtype = float_dtype_of(x, name)
     xp = array_namespace(x)
     if ndim is not None and x.ndim != ndim:

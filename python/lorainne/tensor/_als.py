@@ -42,7 +42,7 @@ def check_tensor(X, name: str = "X"):
         raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
     if len(X.shape) < 2:
         raise ValueError(f"{name} must have at least 2 modes, got an array of shape {tuple(X.shape)}")
-    return as_float_array(X, name)
+    return as_float_array(X, name, sparse_hint=", or a lorainne.SparseTensor of its nonzeros")
 
 
 def check_nonnegative_real(value: Any, name: str) -> float:
