@@ -38,6 +38,8 @@ def _check_ranks(rank, shape) -> tuple[int, ...]:
         rank = check_int(rank, "rank", low=1)
         return tuple(min(rank, s) for s in shape)
     try:
+        if isinstance(rank, (str, bytes)):
+            raise TypeError
         ranks = tuple(rank)
     except TypeError:
         raise TypeError(f"rank must be an int or a sequence of ints, got {rank!r}") from None
