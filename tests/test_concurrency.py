@@ -107,3 +107,59 @@ def test_fork_while_another_thread_is_inside_a_call():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "hung 0"
+
+
+LONG_CALLS = {
+    "sinkhorn dense": """
+        x, y = rng.random((1500, 2)), rng.random((1500, 2))
+        call = lambda: lorainne.sinkhorn(x, y, eps=1e-4, method="dense", tol=1e-300, n_iter_max=10**9)
+    """,
+    "sinkhorn hierarchical": """
+        x, y = rng.random((3000, 2)), rng.random((3000, 2))
+        call = lambda: lorainne.sinkhorn(x, y, eps=1e-3, method="hierarchical", tol=1e-300, n_iter_max=10**9)
+    """,
+    "cp dense": """
+        X = rng.random((60, 50, 40))
+        call = lambda: lorainne.cp(X, 5, n_iter_max=10**8, tol=0, init="random", random_state=0)
+    """,
+    "cp sparse": """
+        coords = np.stack([rng.integers(0, 300, 200_000) for _ in range(3)], axis=1)
+        X = lorainne.SparseTensor(coords, rng.random(200_000), (300, 300, 300))
+        call = lambda: lorainne.cp(X, 5, n_iter_max=10**8, tol=0, init="random", random_state=0)
+    """,
+    "randomized_svd": """
+        A = rng.random((600, 500))
+        call = lambda: lorainne.randomized_svd(A, 20, n_power_iter=10**8, random_state=0)
+    """,
+    "trace_function slq": """
+        B = rng.random((600, 600)); A = B @ B.T + np.eye(600)
+        call = lambda: lorainne.trace_function(A, "log", n_vectors=2000, degree=2000, random_state=0)
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_CALLS))
+def test_ctrl_c_interrupts_a_long_kernel(name):
+    # SIGINT 1 s into a call that would run for minutes: KeyboardInterrupt within 2 s of it.
+    result = _run(
+        f"""
+        import os, signal, threading, time
+        import numpy as np
+        import lorainne
+
+        rng = np.random.default_rng(0)
+        {textwrap.indent(textwrap.dedent(LONG_CALLS[name]), " " * 8).strip()}
+        sent = []
+        threading.Timer(1.0, lambda: (sent.append(time.monotonic()), os.kill(os.getpid(), signal.SIGINT))).start()
+        try:
+            call()
+            print("finished without an interrupt")
+        except KeyboardInterrupt:
+            print(f"interrupted after {{time.monotonic() - sent[0]:.3f}} s")
+        """,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    words = result.stdout.split()
+    assert words[:2] == ["interrupted", "after"], result.stdout
+    assert float(words[2]) < 2.0, result.stdout

@@ -10,6 +10,9 @@ pub enum Error {
     NumericalBreakdown(String),
     /// The thread pool could not be built (maps to `RuntimeError`).
     ThreadPool(String),
+    /// The caller raised the kernel's [`crate::interrupt::Interrupt`] (maps to the pending
+    /// `KeyboardInterrupt`); the kernel stopped between iterations and returned no result.
+    Interrupted,
 }
 
 impl Error {
@@ -27,6 +30,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument { name, message } => write!(f, "{name}: {message}"),
             Error::NumericalBreakdown(message) => write!(f, "numerical breakdown: {message}"),
             Error::ThreadPool(message) => write!(f, "thread pool: {message}"),
+            Error::Interrupted => write!(f, "interrupted"),
         }
     }
 }

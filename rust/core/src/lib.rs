@@ -3,6 +3,7 @@
 //! One module per capability area, mirroring `python/lorainne/`.
 
 pub mod error;
+pub mod interrupt;
 pub mod ot;
 pub mod parallel;
 pub mod randomized;
@@ -11,4 +12,5 @@ pub mod tensor;
 pub mod trace;
 
 pub use error::{Error, Result};
+pub use interrupt::Interrupt;
 pub use scalar::Scalar;

@@ -2,6 +2,7 @@
 //! hierarchical Gaussian kernel. Arrays are C-contiguous float64 (the Python facade converts).
 
 use crate::errors::{guarded, to_py};
+use crate::interrupt::interruptible;
 use lorainne_core::ot::{
     log_apply, sinkhorn, KdTree, KernelOptions, KernelStats, Progress, SinkhornOptions,
 };
@@ -72,7 +73,7 @@ fn sinkhorn_log<'py>(
         .map_err(|_| PyValueError::new_err("b must be contiguous"))?
         .to_vec();
     let mut callback_error: Option<PyErr> = None;
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
                 let opts = SinkhornOptions {
@@ -100,7 +101,7 @@ fn sinkhorn_log<'py>(
                         }),
                     }
                 };
-                sinkhorn(&xv, &yv, d, &av, &bv, &opts, &mut hook)
+                sinkhorn(&xv, &yv, d, &av, &bv, &opts, &mut hook, interrupt)
             })?
         })
     })?;

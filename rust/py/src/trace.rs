@@ -4,6 +4,7 @@
 
 use crate::convert::{vec_to_numpy, view};
 use crate::errors::guarded;
+use crate::interrupt::interruptible;
 use lorainne_core::trace::{self as core, CsrRef, Operator};
 use lorainne_core::{parallel, Scalar};
 use numpy::{Element, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
@@ -22,7 +23,7 @@ fn moments_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (a, x) = (view(&a), view(&x));
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
                 core::chebyshev_moments(
@@ -33,6 +34,7 @@ fn moments_typed<'py, T: Scalar + Element>(
                     n_steps,
                     full,
                     par,
+                    interrupt,
                 )
             })?
         })
@@ -83,7 +85,7 @@ fn moments_csr_typed<'py, T: Scalar + Element>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
     let x = view(&x);
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             let csr = CsrRef::new(ncols, indptr, indices, data)?;
             parallel::run(n_threads, |par| {
@@ -95,6 +97,7 @@ fn moments_csr_typed<'py, T: Scalar + Element>(
                     n_steps,
                     full,
                     par,
+                    interrupt,
                 )
             })?
         })
@@ -143,10 +146,10 @@ fn lanczos_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (a, v0) = (view(&a), view(&v0));
-    let (alpha, beta) = py.detach(|| {
+    let (alpha, beta) = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                core::lanczos(Operator::Dense(a), v0, n_steps, par)
+                core::lanczos(Operator::Dense(a), v0, n_steps, par, interrupt)
             })?
         })
     })?;
@@ -191,11 +194,11 @@ fn lanczos_csr_typed<'py, T: Scalar + Element>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
     let v0 = view(&v0);
-    let (alpha, beta) = py.detach(|| {
+    let (alpha, beta) = interruptible(py, |interrupt| {
         guarded(|| {
             let csr = CsrRef::new(ncols, indptr, indices, data)?;
             parallel::run(n_threads, |par| {
-                core::lanczos(Operator::Csr(csr), v0, n_steps, par)
+                core::lanczos(Operator::Csr(csr), v0, n_steps, par, interrupt)
             })?
         })
     })?;

@@ -6,6 +6,7 @@ use super::dense::{self, check_factors, DenseTensor};
 use super::gram::{dot_f64, gram, hadamard_except, solve_gram};
 use super::sparse::SparseTensor;
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::scalar::Scalar;
 use faer::Par;
 
@@ -236,13 +237,15 @@ fn balance<T: Scalar>(factors: &mut [Vec<T>], grams: &mut [Vec<T>], rank: usize,
     }
 }
 
-/// CP-ALS from the given row-major factors (I_n x rank each).
+/// CP-ALS from the given row-major factors (I_n x rank each). `interrupt` is checked before
+/// every sweep (`Error::Interrupted` once raised).
 pub fn cp_als<T: Scalar, S: SweepSource<T>>(
     x: &S,
     mut factors: Vec<Vec<T>>,
     rank: usize,
     options: AlsOptions,
     par: Par,
+    interrupt: &Interrupt,
 ) -> Result<AlsResult<T>> {
     let shape = x.shape().to_vec();
     {
@@ -281,6 +284,7 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
     };
     let hals = options.hals();
     for _ in 0..options.n_iter_max {
+        interrupt.check()?;
         degenerate = false;
         let (mut inner, mut model_sq) = (0.0, 0.0);
         let mut update = |mode: usize, m: Vec<T>, factors: &mut Vec<Vec<T>>| -> Result<()> {
@@ -344,6 +348,7 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interrupt::NEVER;
 
     #[test]
     fn exact_rank_two_matrix_is_fit() {
@@ -351,7 +356,15 @@ mod tests {
         let shape = [2, 2];
         let t = DenseTensor::new(&x, &shape).unwrap();
         let factors = vec![vec![1.0, 0.0, 0.0, 1.0], vec![1.0, 0.5, -0.3, 1.0]];
-        let out = cp_als(&t, factors, 2, AlsOptions::plain(10, 1e-8), Par::Seq).unwrap();
+        let out = cp_als(
+            &t,
+            factors,
+            2,
+            AlsOptions::plain(10, 1e-8),
+            Par::Seq,
+            &NEVER,
+        )
+        .unwrap();
         assert_eq!(out.status, Status::Converged);
         assert!(*out.errors.last().unwrap() < 1e-7);
     }
@@ -362,7 +375,7 @@ mod tests {
         let shape = [2, 3, 2];
         let t = DenseTensor::new(&x, &shape).unwrap();
         let factors = vec![vec![1.0; 2], vec![0.5; 3], vec![2.0; 2]];
-        let out = cp_als(&t, factors, 1, AlsOptions::plain(5, 1e-8), Par::Seq).unwrap();
+        let out = cp_als(&t, factors, 1, AlsOptions::plain(5, 1e-8), Par::Seq, &NEVER).unwrap();
         assert!(out.factors.iter().flatten().all(|v| *v == 0.0));
         assert_eq!(out.status, Status::Converged);
     }
