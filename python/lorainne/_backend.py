@@ -18,7 +18,13 @@ import importlib.util
 import sys
 from typing import Any
 
+import array_api_compat.numpy  # noqa: F401  (eager: see below)
 import numpy as np
+
+# ``array_api_compat.array_namespace`` imports its NumPy wrapper on first use. Done inside a call,
+# that import holds a module lock; a ``fork()`` from another thread at that moment leaves the child
+# waiting on a lock whose owner does not exist there. Importing it here keeps the hot path free of
+# imports (tests/test_concurrency.py checks that no public call imports a module).
 
 BACKENDS = ("auto", "rust", "numpy", "cupy", "xp")
 

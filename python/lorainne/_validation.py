@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -43,10 +46,18 @@ def float_dtype_of(x: Any, name: str):
     )
 
 
-def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool = True):
+def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool = True, sparse_hint: str = ""):
     """Return ``x`` as a float32/float64 array of its own library (never modified in place:
     promotion copies), after checking ``ndim``, emptiness and finiteness.
+
+    A SciPy sparse matrix raises ``TypeError`` saying what to pass instead (``sparse_hint`` adds
+    the caller's own sparse alternative).
     """
+    if is_scipy_sparse(x):
+        raise TypeError(
+            f"{name} is a SciPy sparse {type(x).__name__}, which this function does not take: "
+            f"pass a dense array ({name}.toarray()){sparse_hint}"
+        )
     dtype = float_dtype_of(x, name)
     xp = array_namespace(x)
     if ndim is not None and x.ndim != ndim:
@@ -61,7 +72,10 @@ def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool =
 
 
 def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    """An integer in ``[low, high]``: ``TypeError`` for anything that is not an integer (bools
+    included: ``True`` is not a count), ``ValueError`` for an integer out of range.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
@@ -70,30 +84,115 @@ def check_int(value: Any, name: str, *, low: int | None = None, high: int | None
     return value
 
 
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    what: str | None = None,
+) -> float:
+    """A finite real number in the interval given by ``low``/``high`` (closed unless ``*_open``).
+
+    The one rule of the package: ``TypeError`` when ``value`` is not a real number (a string,
+    None, a bool, a complex, an array), ``ValueError`` when it is one but outside the interval
+    or not finite. ``what`` replaces the generated description of the interval in the message.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    number = float(value)
+    below = low is not None and (number <= low if low_open else number < low)
+    above = high is not None and (number >= high if high_open else number > high)
+    if not np.isfinite(number) or below or above:
+        if what is None:
+            left = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+            right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+            what = f"a finite number in {left}, {right}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return number
+
+
 def check_option(value: Any, name: str, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {allowed}, got {value!r} of type {type(value).__name__}")
+    if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
 
 
+def check_verbose(verbose: Any) -> int:
+    """``verbose`` as an int level: ``False``/``True`` are 0/1 (as in tensorly, POT and
+    scikit-learn), integers >= 0 are levels (2 logs every sweep or every 100 iterations).
+    Every public function taking ``verbose`` uses this check.
+    """
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, numbers.Integral):
+        raise TypeError(f"verbose must be a bool or an integer >= 0, got {verbose!r}")
+    return check_int(verbose, "verbose", low=0)
+
+
+def available_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask where the OS has one)."""
+    counter = getattr(os, "process_cpu_count", None)  # Python >= 3.13
+    if counter is not None:
+        count = counter()
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count()
+    return max(1, count or 1)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside lorainne."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def check_n_threads(n_threads: Any) -> int | None:
+    """``None`` (all CPUs the process may use) or an integer >= 1.
+
+    A count above :func:`available_cpus` is capped at it with a ``UserWarning``: Rust kernels
+    keep one pool of worker threads per size, so more threads than CPUs only adds start-up time
+    and contention (1000 threads made a 60 x 40 problem take seconds) and a huge count would
+    exhaust the process's threads.
+    """
     if n_threads is None:
         return None
-    return check_int(n_threads, "n_threads", low=1)
+    n_threads = check_int(n_threads, "n_threads", low=1)
+    limit = available_cpus()
+    if n_threads > limit:
+        warnings.warn(
+            f"n_threads={n_threads} is more than the {limit} CPUs this process may use; using {limit}",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+        n_threads = limit
+    return n_threads
 
 
-def check_tol(tol: Any, name: str = "tol") -> float | None:
+def check_tol(tol: Any, name: str = "tol", *, allow_zero: bool = False) -> float | None:
+    """``None`` or a relative tolerance in (0, 1) (``[0, 1)`` with ``allow_zero``)."""
     if tol is None:
         return None
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 < float(tol) < 1):
-        raise ValueError(f"{name} must be a number in (0, 1), got {tol!r}")
-    return float(tol)
+    what = "a number in [0, 1) (0 runs exactly n_iter_max iterations)" if allow_zero else "a number in (0, 1)"
+    return check_real(tol, name, low=0.0, high=1.0, low_open=not allow_zero, high_open=True, what=what)
 
 
 def check_random_state(random_state: Any) -> np.random.Generator:
     """None, an int seed, a ``np.random.Generator`` or a ``np.random.RandomState``."""
     if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
-        if isinstance(random_state, numbers.Integral) and (isinstance(random_state, bool) or random_state < 0):
+        if isinstance(random_state, (bool, np.bool_)):
+            raise TypeError(
+                f"random_state must be None, an int, a numpy Generator or RandomState, got {random_state!r}"
+            )
+        if isinstance(random_state, numbers.Integral) and random_state < 0:
             raise ValueError(f"random_state must be a nonnegative integer seed, got {random_state!r}")
         return np.random.default_rng(random_state)
     if isinstance(random_state, np.random.Generator):

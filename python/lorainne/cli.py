@@ -6,8 +6,10 @@ Run ``lorainne COMMAND --help`` for each command's options.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +23,119 @@ from .trace import DENSITY_METHODS, FUNCTION_METHODS, NAMED_FUNCTIONS, TRACE_MET
 LOADABLE = ("matrix", "dense")
 
 
+class CommandError(SystemExit):
+    """A command's input or output cannot be used: the command prints ``message`` on one line
+    and exits with code 2 (as argparse does for a bad option), before computing anything.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 def load_array(path: str, kind: str = "matrix"):
     """The array stored in a .npy file, or in an .npz file (its first array).
 
     ``kind`` is what the command expects: ``"matrix"`` (a dense array, or a SciPy sparse matrix
     saved by ``scipy.sparse.save_npz``) or ``"dense"`` (a NumPy array: tensors, point clouds,
-    weights). A missing file, an unknown suffix, an empty .npz or a sparse matrix where a dense
-    array is expected ends the command with a message (SystemExit); the shape is checked by the
-    library function the command calls.
+    weights). A missing file, a directory, an unknown suffix, an empty, truncated or malformed
+    file, an empty .npz or a sparse matrix where a dense array is expected raise
+    :class:`CommandError` (a ``SystemExit`` with code 2) with a one-line message; the shape is
+    checked by the library function the command calls.
     """
     if kind not in LOADABLE:
         raise ValueError(f"kind must be one of {LOADABLE}, got {kind!r}")
     file = Path(path)
     if not file.exists():
-        raise SystemExit(f"lorainne: no such file: {path}")
-    if file.suffix == ".npy":
-        return np.load(file, allow_pickle=False)
-    if file.suffix != ".npz":
-        raise SystemExit(f"lorainne: {path}: expected a .npy or .npz file")
-    with np.load(file, allow_pickle=False) as data:
+        raise CommandError(f"no such file: {path}")
+    if file.is_dir():
+        raise CommandError(f"{path} is a directory, not a .npy or .npz file")
+    if file.suffix not in (".npy", ".npz"):
+        raise CommandError(f"{path}: expected a .npy or .npz file")
+    try:  # the file is opened here so that it is closed even when NumPy cannot parse it
+        with open(file, "rb") as stream:
+            if file.suffix == ".npy":
+                return np.load(stream, allow_pickle=False)
+            return _load_npz(stream, path, kind)
+    except CommandError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise CommandError(f"{path} is not a readable {file.suffix} file: {_one_line(error)}") from None
+
+
+def _load_npz(stream, path: str, kind: str):
+    loaded = np.load(stream, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):  # a .npy file named .npz
+        return loaded
+    with loaded as data:
         if "format" in data.files and "shape" in data.files:
             if kind != "matrix":
-                raise SystemExit(f"lorainne: {path} holds a sparse matrix; this command needs a dense array")
+                raise CommandError(
+                    f"{path} holds a sparse matrix; this command needs a dense array "
+                    "(save one with np.save, e.g. of matrix.toarray())"
+                )
             import scipy.sparse
 
-            return scipy.sparse.load_npz(file)
+            stream.seek(0)
+            return scipy.sparse.load_npz(stream)
         if not data.files:
-            raise SystemExit(f"lorainne: {path} holds no array")
+            raise CommandError(f"{path} holds no array")
         return data[data.files[0]]
+
+
+def check_output(path: str | None, inputs: list[str | None], suffixes: tuple[str, ...] = ()) -> Path | None:
+    """The output path of a command, checked before any computation: it must end in one of
+    ``suffixes`` (when given), its directory must exist and be writable, it must not be a
+    directory, and it must not be one of the ``inputs`` (a command never overwrites its input).
+    Raises :class:`CommandError` otherwise.
+    """
+    if path is None:
+        return None
+    out = Path(path)
+    if out.is_dir():
+        raise CommandError(f"-o {path} is a directory; give a file name")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise CommandError(f"-o {path}: the output file must end in {' or '.join(suffixes)}")
+    parent = out.parent
+    if not parent.is_dir():
+        raise CommandError(f"-o {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise CommandError(f"-o {path}: the directory {parent} is not writable")
+    for source in inputs:
+        if source is not None and (
+            Path(source).resolve() == out.resolve() or (out.exists() and os.path.samefile(source, out))
+        ):
+            raise CommandError(f"-o {path} is the input file {source}; choose another output name")
+    return out
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """``np.savez`` to ``path`` exactly (no suffix added), through a temporary file in the same
+    directory renamed into place: an interrupted write leaves no half-written output.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "xb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def check_positive(value: int, option: str) -> int:
+    """A count option that must be >= 1 (CommandError otherwise)."""
+    if value < 1:
+        raise CommandError(f"{option} must be >= 1, got {value}")
+    return value
 
 
 def _residual_norm(A, U, S, Vt, block: int = 4096) -> float:
@@ -65,6 +152,7 @@ def command_svd(args) -> int:
     """Run ``lorainne svd``: randomized SVD of a matrix file, optionally saved as U, S, Vt."""
     from . import randomized_svd
 
+    output = check_output(args.output, [args.input], (".npz",))
     A = load_array(args.input, "matrix")
     with Progress(2, "svd", enabled=not args.quiet) as bar:
         start = time.perf_counter()
@@ -85,9 +173,9 @@ def command_svd(args) -> int:
         f"randomized SVD of {A.shape[0]}x{A.shape[1]} {A.dtype} at rank "
         f"{args.rank}: relative error {error:.4e}, {seconds:.3f} s"
     )
-    if args.output:
-        np.savez(args.output, U=U, S=S, Vt=Vt)
-        print(f"wrote U {U.shape}, S {S.shape}, Vt {Vt.shape} to {args.output}")
+    if output is not None:
+        save_npz(output, U=U, S=S, Vt=Vt)
+        print(f"wrote U {U.shape}, S {S.shape}, Vt {Vt.shape} to {output}")
     return 0
 
 
@@ -122,6 +210,8 @@ def command_density(args) -> int:
     """Run ``lorainne density``: the spectral density of a symmetric matrix, printed or written."""
     from . import spectral_density, spectrum_bounds
 
+    out = check_output(args.output, [args.input])
+    plt = _pyplot() if out is not None and out.suffix.lower() == ".png" else None
     A = load_array(args.input, "matrix")
     with Progress(2, "density", enabled=not args.quiet) as bar:
         start = time.perf_counter()
@@ -145,18 +235,8 @@ def command_density(args) -> int:
         f"spectral density of {A.shape[0]}x{A.shape[1]} by {args.method}: spectrum in [{lo:.4g}, {hi:.4g}], "
         f"integral {float(np.trapezoid(phi, t)):.4f}, {seconds:.3f} s"
     )
-    if args.output:
-        out = Path(args.output)
-        if out.suffix == ".png":
-            try:
-                import matplotlib
-
-                matplotlib.use("Agg")
-                import matplotlib.pyplot as plt
-            except ImportError as error:
-                raise SystemExit(
-                    "lorainne density: a .png output needs matplotlib (pip install matplotlib); use .csv instead"
-                ) from error
+    if out is not None:
+        if plt is not None:
             fig, ax = plt.subplots(figsize=(7, 4))
             ax.plot(t, phi, lw=1.2)
             ax.set_xlabel("eigenvalue")
@@ -171,6 +251,18 @@ def command_density(args) -> int:
     return 0
 
 
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, or CommandError when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CommandError("a .png output needs matplotlib (pip install matplotlib); use .csv instead") from None
+    return plt
+
+
 def _parse_ranks(text: str) -> list[int]:
     try:
         ranks = [int(part) for part in text.split(",")]
@@ -183,6 +275,8 @@ def command_cp(args) -> int:
     """Run ``lorainne cp``: CP decomposition by ALS of a tensor file."""
     from . import cp
 
+    check_positive(args.n_iter_max, "--n-iter-max")
+    output = check_output(args.output, [args.input], (".npz",))
     X = load_array(args.input, "dense")
     with Progress(args.n_iter_max, "cp", enabled=not args.quiet) as bar:
 
@@ -209,10 +303,10 @@ def command_cp(args) -> int:
         f"CP of {shape} {X.dtype} at rank {args.rank}: relative error "
         f"{model.errors[-1]:.4e} after {model.n_iter} sweeps ({status}), {seconds:.3f} s"
     )
-    if args.output:
+    if output is not None:
         arrays = {"weights": model.weights, **{f"factor_{n}": f for n, f in enumerate(model.factors)}}
-        np.savez(args.output, **arrays)
-        print(f"wrote weights {model.weights.shape} and {len(model.factors)} factors to {args.output}")
+        save_npz(output, **arrays)
+        print(f"wrote weights {model.weights.shape} and {len(model.factors)} factors to {output}")
     return 0
 
 
@@ -220,6 +314,8 @@ def command_tucker(args) -> int:
     """Run ``lorainne tucker``: Tucker decomposition (HOOI or HOSVD) of a tensor file."""
     from . import tucker
 
+    check_positive(args.n_iter_max, "--n-iter-max")
+    output = check_output(args.output, [args.input], (".npz",))
     X = load_array(args.input, "dense")
     ranks = args.rank[0] if len(args.rank) == 1 else args.rank
     with Progress(args.n_iter_max, "tucker", enabled=not args.quiet) as bar:
@@ -244,9 +340,9 @@ def command_tucker(args) -> int:
         f"Tucker ({args.method}) of {shape} {X.dtype} at rank {model.rank}: relative "
         f"error {model.errors[-1]:.4e} after {model.n_iter} sweeps, {seconds:.3f} s"
     )
-    if args.output:
-        np.savez(args.output, core=model.core, **{f"factor_{n}": f for n, f in enumerate(model.factors)})
-        print(f"wrote core {model.core.shape} and {len(model.factors)} factors to {args.output}")
+    if output is not None:
+        save_npz(output, core=model.core, **{f"factor_{n}": f for n, f in enumerate(model.factors)})
+        print(f"wrote core {model.core.shape} and {len(model.factors)} factors to {output}")
     return 0
 
 
@@ -264,6 +360,8 @@ def command_ot(args) -> int:
     """Run ``lorainne ot``: entropic optimal transport between two point clouds."""
     from . import sinkhorn
 
+    check_positive(args.max_iter, "--max-iter")
+    output = check_output(args.output, [args.x, args.y, args.a, args.b], (".npz",))
     x = load_array(args.x, "dense")
     y = load_array(args.y, "dense")
     a = load_array(args.a, "dense") if args.a else None
@@ -287,9 +385,9 @@ def command_ot(args) -> int:
     print(f"time            {seconds:.3f} s")
     if peak is not None:
         print(f"peak memory     {peak:.1f} MB (whole process)")
-    if args.output:
-        np.savez(
-            args.output,
+    if output is not None:
+        save_npz(
+            output,
             f=result.f,
             g=result.g,
             cost=result.cost,
@@ -297,7 +395,7 @@ def command_ot(args) -> int:
             n_iter=result.n_iter,
             marginal_error=result.marginal_error,
         )
-        print(f"wrote f {result.f.shape}, g {result.g.shape}, cost, dual to {args.output}")
+        print(f"wrote f {result.f.shape}, g {result.g.shape}, cost, dual to {output}")
     return 0 if result.converged else 1
 
 
@@ -427,9 +525,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except CommandError as error:  # bad files or options: one line, exit code 2 (SystemExit)
+        print(f"lorainne {args.command}: {error.message}", file=sys.stderr)
+        raise
     except (ValueError, TypeError) as error:
-        print(f"lorainne {args.command}: {error}", file=sys.stderr)
+        print(f"lorainne {args.command}: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"lorainne {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,7 +50,16 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from ._backend import core, resolve, to_host
-from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
+from ._validation import (
+    as_float_array,
+    check_int,
+    check_n_threads,
+    check_option,
+    check_random_state,
+    check_real,
+    check_tol,
+    check_verbose,
+)
 from ._warnings import ConvergenceWarning
 
 logger = logging.getLogger("lorainne")
@@ -106,9 +115,7 @@ def _points(x, name: str):
 
 
 def _check_eps(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(float(eps)) or float(eps) <= 0:
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    return float(eps)
+    return check_real(eps, "eps", low=0.0, low_open=True, what="a positive finite number")
 
 
 def _weights(w, n: int, name: str, like):
@@ -133,9 +140,10 @@ def _check_eps_scaling(eps_scaling):
         return 0.5
     if eps_scaling is False:
         return None
-    if isinstance(eps_scaling, bool) or not isinstance(eps_scaling, numbers.Real) or not (0 < float(eps_scaling) < 1):
-        raise ValueError(f"eps_scaling must be None (automatic), False (off) or a ratio in (0, 1), got {eps_scaling!r}")
-    return float(eps_scaling)
+    what = "None (automatic), False (off) or a ratio in (0, 1)"
+    if isinstance(eps_scaling, (bool, np.bool_)) or not isinstance(eps_scaling, numbers.Real):
+        raise TypeError(f"eps_scaling must be {what}, got {eps_scaling!r}")
+    return check_real(eps_scaling, "eps_scaling", low=0.0, high=1.0, low_open=True, high_open=True, what=what)
 
 
 # --------------------------------------------------------------------------- xp reference
@@ -304,7 +312,7 @@ def sinkhorn(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable[[dict, float], bool] | None = None,
 ) -> SinkhornResult:
     """Entropic optimal transport between two point clouds by log-domain Sinkhorn iterations.
@@ -353,7 +361,7 @@ def sinkhorn(
         reference (float64 internally).
     n_threads : int, optional
         Threads of the Rust kernel (default: all cores). Results do not depend on it.
-    verbose : int
+    verbose : bool or int, default 0
         1: log a summary on the ``lorainne`` logger; 2: also every 100 iterations.
     callback : callable, optional
         ``callback(state, marginal_error) -> bool`` after every iteration with ``state`` a dict
@@ -411,7 +419,7 @@ def sinkhorn(
         kernel_tol = max(tol / 10.0, 1e-13)
     check_random_state(random_state)
     n_threads = check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     a_host = _weights(a, n, "a", x)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import core, numpy_dtype
-from .._validation import as_float_array
+from .._validation import as_float_array, check_real, check_tol
 from .._warnings import ConvergenceWarning
 from . import _xp
 from ._guard import times_power_of_two
@@ -46,24 +45,15 @@ def check_tensor(X, name: str = "X"):
         raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
     if len(X.shape) < 2:
         raise ValueError(f"{name} must have at least 2 modes, got an array of shape {tuple(X.shape)}")
-    return as_float_array(X, name)
+    return as_float_array(X, name, sparse_hint=", or a lorainne.SparseTensor of its nonzeros")
 
 
 def check_nonnegative_real(value: Any, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-        or float(value) < 0
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_real(value, name, low=0.0, what="a finite number >= 0")
 
 
 def check_tol0(tol: Any) -> float:
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= float(tol) < 1):
-        raise ValueError(f"tol must be a number in [0, 1) (0 runs exactly n_iter_max iterations), got {tol!r}")
-    return float(tol)
+    return check_tol(tol, allow_zero=True)
 
 
 def check_mask(mask, X, xp):

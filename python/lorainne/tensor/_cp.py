@@ -16,7 +16,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import core, numpy_dtype, resolve
-from .._validation import check_int, check_n_threads, check_random_state
+from .._validation import check_int, check_n_threads, check_random_state, check_verbose
 from . import _xp
 from ._als import (
     RUST_STATUS,
@@ -168,7 +168,7 @@ def cp(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
     normalize_factors: bool = True,
     fixed_modes=None,
@@ -238,7 +238,7 @@ def cp(
         libraries.
     n_threads : int, optional
         Threads of the Rust kernels (default: all cores).
-    verbose : int, default 0
+    verbose : bool or int, default 0
         Log each sweep's error at INFO level on the ``lorainne`` logger.
     callback : callable, optional
         ``callback(state: CPTensor, rel_error: float) -> bool`` after each sweep; True stops.
@@ -298,7 +298,7 @@ def cp(
     l1 = check_nonnegative_real(l1_reg, "l1_reg")
     n_init = check_int(n_init, "n_init", low=1)
     n_threads = check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     callback = check_callback(callback)
     if not isinstance(nonnegative, (bool, np.bool_)):
         raise TypeError(f"nonnegative must be a bool, got {nonnegative!r}")

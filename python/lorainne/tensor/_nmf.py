@@ -9,7 +9,14 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import is_scipy_sparse, resolve
-from .._validation import as_float_array, check_int, check_n_threads, check_random_state, float_dtype_of
+from .._validation import (
+    as_float_array,
+    check_int,
+    check_n_threads,
+    check_random_state,
+    check_verbose,
+    float_dtype_of,
+)
 from . import _xp
 from ._als import Run, StopRule, check_callback, check_nonnegative_real, check_tol0, end_of_sweep, warn_unconverged
 
@@ -77,7 +84,7 @@ def nmf(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> NMFResult:
     """Nonnegative matrix factorization ``X ~ W @ H`` by HALS (hierarchical ALS).
@@ -109,7 +116,7 @@ def nmf(
         HALS runs the xp reference (its products are BLAS or SciPy sparse products).
     n_threads : int, optional
         Accepted for symmetry (BLAS picks its threads).
-    verbose : int, default 0
+    verbose : bool or int, default 0
     callback : callable, optional
         ``callback(state, rel_error) -> bool`` with a CPTensor state; True stops.
 
@@ -148,7 +155,7 @@ def nmf(
     l2 = check_nonnegative_real(l2_reg, "l2_reg")
     l1 = check_nonnegative_real(l1_reg, "l1_reg")
     check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     callback = check_callback(callback)
     rng = check_random_state(random_state)
     X = _check_matrix(X)

@@ -13,7 +13,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import resolve
-from .._validation import check_int, check_n_threads, check_option, check_random_state
+from .._validation import check_int, check_n_threads, check_option, check_random_state, check_verbose
 from . import _xp
 from ._als import (
     Run,
@@ -41,6 +41,8 @@ def _check_ranks(rank, shape) -> tuple[int, ...]:
         rank = check_int(rank, "rank", low=1)
         return tuple(min(rank, s) for s in shape)
     try:
+        if isinstance(rank, (str, bytes)):
+            raise TypeError
         ranks = tuple(rank)
     except TypeError:
         raise TypeError(f"rank must be an int or a sequence of ints, got {rank!r}") from None
@@ -236,7 +238,7 @@ def tucker(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> TuckerTensor:
     """Tucker decomposition ``X ~ core x_0 U_0 x_1 U_1 ... x_{N-1} U_{N-1}``.
@@ -285,7 +287,7 @@ def tucker(
         sketch of the SVD start run in Rust.
     n_threads : int, optional
         Threads of the Rust contractions (default: all cores; BLAS picks its own threads).
-    verbose : int, default 0
+    verbose : bool or int, default 0
     callback : callable, optional
         ``callback(state: TuckerTensor, rel_error) -> bool``; True stops.
 
@@ -327,7 +329,7 @@ def tucker(
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_tol0(tol)
     n_threads = check_n_threads(n_threads)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     callback = check_callback(callback)
     rng = check_random_state(random_state)
     mask = check_mask(mask, X, xp)

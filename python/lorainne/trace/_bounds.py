@@ -22,12 +22,16 @@ BOUNDS_STEPS = 30
 def _check_bounds(spectrum_bounds):
     if spectrum_bounds is None:
         return None
+    message = f"spectrum_bounds must be a pair (lower, upper) of numbers, got {spectrum_bounds!r}"
+    if isinstance(spectrum_bounds, (str, bytes)) or not hasattr(spectrum_bounds, "__iter__"):
+        raise TypeError(message)
+    pair = list(spectrum_bounds)
+    if len(pair) != 2:
+        raise ValueError(message)
     try:
-        lo, hi = (float(b) for b in spectrum_bounds)
+        lo, hi = (float(b) for b in pair)
     except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"spectrum_bounds must be a pair (lower, upper) of numbers, got {spectrum_bounds!r}"
-        ) from error
+        raise TypeError(message) from error
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"spectrum_bounds must be finite with lower < upper, got {spectrum_bounds!r}")
     return lo, hi

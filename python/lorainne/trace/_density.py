@@ -6,11 +6,10 @@ quadrature.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .._validation import check_n_threads, check_option, check_random_state
+from .._validation import check_n_threads, check_option, check_random_state, check_real
 from ._bounds import _check_bounds, _estimate_bounds
 from ._common import _check_count, _check_symmetric, _square_operator, _unit_rademacher
 from ._parametric import _check_grid, _parametric_core
@@ -130,13 +129,7 @@ def spectral_density(
     True
     """
     op = _square_operator(A)
-    if (
-        isinstance(sigma, bool)
-        or not isinstance(sigma, numbers.Real)
-        or not (math.isfinite(float(sigma)) and sigma > 0)
-    ):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    sigma = float(sigma)
+    sigma = check_real(sigma, "sigma", low=0.0, low_open=True, what="a positive number")
     t_host, back = _check_grid(t)
     n_vectors = _check_count(n_vectors, "n_vectors")
     if degree is not None:

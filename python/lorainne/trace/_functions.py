@@ -28,7 +28,9 @@ def _named_function(f) -> Callable[[np.ndarray], np.ndarray]:
     if callable(f):
         return f
     table = {"log": np.log, "inv": lambda x: 1.0 / x, "exp": np.exp, "sqrt": np.sqrt}
-    if not isinstance(f, str) or f not in table:
+    if not isinstance(f, str):
+        raise TypeError(f"f must be one of {NAMED_FUNCTIONS} or a callable, got {f!r}")
+    if f not in table:
         raise ValueError(f"f must be one of {NAMED_FUNCTIONS} or a callable, got {f!r}")
     return table[f]
 

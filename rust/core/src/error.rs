@@ -13,6 +13,9 @@ pub enum Error {
     /// An allocation sized by the input cannot succeed (maps to `MemoryError`): returned
     /// instead of letting the allocator abort the process.
     OutOfMemory { what: String, bytes: u128 },
+    /// The caller raised the kernel's [`crate::interrupt::Interrupt`] (maps to the pending
+    /// `KeyboardInterrupt`); the kernel stopped between iterations and returned no result.
+    Interrupted,
 }
 
 impl Error {
@@ -35,6 +38,7 @@ impl fmt::Display for Error {
                 "{what} needs {bytes} bytes ({:.3} GiB), which cannot be allocated",
                 *bytes as f64 / (1u64 << 30) as f64
             ),
+            Error::Interrupted => write!(f, "interrupted"),
         }
     }
 }

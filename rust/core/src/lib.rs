@@ -3,6 +3,7 @@
 //! One module per capability area, mirroring `python/lorainne/`.
 
 pub mod error;
+pub mod interrupt;
 pub mod ot;
 pub mod parallel;
 pub mod randomized;
@@ -12,4 +13,5 @@ pub mod trace;
 pub mod train;
 
 pub use error::{check_alloc, try_filled, Error, Result};
+pub use interrupt::Interrupt;
 pub use scalar::Scalar;

@@ -1,7 +1,7 @@
 //! Core errors and panics become Python exceptions; nothing unwinds into the interpreter.
 
 use lorainne_core::Error;
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -12,6 +12,8 @@ pub fn to_py(error: Error) -> PyErr {
         }
         Error::ThreadPool(_) => PyRuntimeError::new_err(error.to_string()),
         Error::OutOfMemory { .. } => PyMemoryError::new_err(error.to_string()),
+        // normally replaced by the exception the signal handler raised (see interrupt.rs)
+        Error::Interrupted => PyKeyboardInterrupt::new_err(error.to_string()),
     }
 }
 

@@ -8,6 +8,7 @@ mod dispatch;
 
 mod convert;
 mod errors;
+mod interrupt;
 mod ot;
 mod randomized;
 mod tensor;

@@ -4,6 +4,7 @@
 
 use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
+use crate::interrupt::interruptible;
 use lorainne_core::ot::{
     log_apply_in_order, sinkhorn, KdTree, KernelOptions, KernelStats as CoreStats, Progress,
     SinkhornOptions,
@@ -172,7 +173,7 @@ fn sinkhorn_log<'py>(
         .as_slice()
         .map_err(|_| PyValueError::new_err("b must be contiguous"))?;
     let mut callback_error: Option<PyErr> = None;
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
                 let opts = args.options(!matches!(par, faer::Par::Seq));
@@ -190,7 +191,7 @@ fn sinkhorn_log<'py>(
                         }),
                     }
                 };
-                sinkhorn(xv, yv, d, av, bv, &opts, &mut hook)
+                sinkhorn(xv, yv, d, av, bv, &opts, &mut hook, interrupt)
             })?
         })
     })?;

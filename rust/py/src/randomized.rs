@@ -3,6 +3,7 @@
 
 use crate::convert::{to_numpy, vec_to_numpy, view};
 use crate::errors::guarded;
+use crate::interrupt::interruptible;
 use lorainne_core::randomized::{self as core, Orthonormalizer, PowerIterations};
 use lorainne_core::{parallel, Error, Scalar};
 use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
@@ -92,10 +93,10 @@ fn range_finder_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<Matrix<'py, T>> {
     let (a, start) = (view(&a), view(&start));
-    let q = py.detach(|| {
+    let q = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                core::range_finder(a, start, start_is_range, &iterations, par)
+                core::range_finder(a, start, start_is_range, &iterations, par, interrupt)
             })?
         })
     })?;
@@ -141,10 +142,10 @@ fn randomized_svd_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<SvdTriplet<'py, T>> {
     let (a, start) = (view(&a), view(&start));
-    let (u, s, vt) = py.detach(|| {
+    let (u, s, vt) = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                core::randomized_svd(a, start, start_is_range, rank, &iterations, par)
+                core::randomized_svd(a, start, start_is_range, rank, &iterations, par, interrupt)
             })?
         })
     })?;

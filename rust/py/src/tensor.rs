@@ -4,6 +4,7 @@
 
 use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
+use crate::interrupt::interruptible;
 use lorainne_core::tensor::{self as core, AlsOptions, DenseTensor, SparseTensor};
 use lorainne_core::{parallel, Error, Scalar};
 use numpy::ndarray::Array2;
@@ -135,11 +136,11 @@ fn cp_als_typed<'py, T: Scalar + Element>(
     let shape = x.as_array().shape().to_vec();
     let data = contiguous(&x)?;
     let (factors, rank) = factors_in::<T>(factors)?;
-    let result = py.detach(|| {
+    let result = interruptible(py, |interrupt| {
         guarded(|| {
             let t = DenseTensor::new(data, &shape)?;
             parallel::run(n_threads, |par| {
-                core::cp_als(&t, factors, rank, options, par)
+                core::cp_als(&t, factors, rank, options, par, interrupt)
             })?
         })
     })?;
@@ -227,11 +228,11 @@ fn cp_als_sparse_typed<'py, T: Scalar + Element>(
         .as_slice()
         .map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
     let (factors, rank) = factors_in::<T>(factors)?;
-    let result = py.detach(|| {
+    let result = interruptible(py, |interrupt| {
         guarded(|| {
             let t = SparseTensor::new(coords, values, &shape)?;
             parallel::run(n_threads, |par| {
-                core::cp_als(&t, factors, rank, options, par)
+                core::cp_als(&t, factors, rank, options, par, interrupt)
             })?
         })
     })?;

@@ -4,6 +4,7 @@
 
 use crate::convert::{vec_to_numpy, view};
 use crate::errors::guarded;
+use crate::interrupt::interruptible;
 use lorainne_core::trace::{self as core, CsrRef, Operator};
 use lorainne_core::{parallel, Scalar};
 use numpy::{Element, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
@@ -36,7 +37,7 @@ fn moments_typed<'py, T: Scalar + Element>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let py = a.py();
     let (a, x) = (view(&a), view(&x));
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
                 core::chebyshev_moments(
@@ -47,6 +48,7 @@ fn moments_typed<'py, T: Scalar + Element>(
                     cheb.n_steps,
                     cheb.full,
                     par,
+                    interrupt,
                 )
             })?
         })
@@ -95,7 +97,7 @@ fn moments_csr_typed<'py, T: Scalar + Element>(
     );
     let ncols = csr.ncols;
     let x = view(&x);
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             let csr = CsrRef::new(ncols, indptr, indices, data)?;
             parallel::run(n_threads, |par| {
@@ -107,6 +109,7 @@ fn moments_csr_typed<'py, T: Scalar + Element>(
                     cheb.n_steps,
                     cheb.full,
                     par,
+                    interrupt,
                 )
             })?
         })
@@ -177,10 +180,10 @@ fn lanczos_typed<'py, T: Scalar + Element>(
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (a, v0) = (view(&a), view(&v0));
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                core::lanczos(Operator::Dense(a), v0, n_steps, par)
+                core::lanczos(Operator::Dense(a), v0, n_steps, par, interrupt)
             })?
         })
     })?;
@@ -220,11 +223,11 @@ fn lanczos_csr_typed<'py, T: Scalar + Element>(
     );
     let ncols = csr.ncols;
     let v0 = view(&v0);
-    let out = py.detach(|| {
+    let out = interruptible(py, |interrupt| {
         guarded(|| {
             let csr = CsrRef::new(ncols, indptr, indices, data)?;
             parallel::run(n_threads, |par| {
-                core::lanczos(Operator::Csr(csr), v0, n_steps, par)
+                core::lanczos(Operator::Csr(csr), v0, n_steps, par, interrupt)
             })?
         })
     })?;

@@ -18,6 +18,7 @@
 use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
 use super::tree::KdTree;
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 
 #[derive(Debug, Clone)]
 pub struct SinkhornOptions {
@@ -230,7 +231,9 @@ impl Default for Relaxation {
 }
 
 /// Solves entropic OT between x (n x d) and y (m x d), row-major, with weights a, b.
-/// `callback` is called after every iteration; returning true stops the loop.
+/// `callback` is called after every iteration; returning true stops the loop. `interrupt` is
+/// checked before every iteration (`Error::Interrupted` once raised).
+#[allow(clippy::too_many_arguments)]
 pub fn sinkhorn(
     x: &[f64],
     y: &[f64],
@@ -239,6 +242,7 @@ pub fn sinkhorn(
     b: &[f64],
     opts: &SinkhornOptions,
     callback: &mut dyn FnMut(&Progress) -> bool,
+    interrupt: &Interrupt,
 ) -> Result<SinkhornOutput> {
     if d == 0 || x.is_empty() || y.is_empty() || x.len() % d != 0 || y.len() % d != 0 {
         return Err(Error::invalid(
@@ -326,6 +330,7 @@ pub fn sinkhorn(
         let mut stage_iter = 0usize;
         let mut relaxation = Relaxation::new();
         loop {
+            interrupt.check()?;
             let omega = if final_stage && opts.relax {
                 relaxation.omega()
             } else {
@@ -424,6 +429,7 @@ pub fn sinkhorn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interrupt::NEVER;
 
     #[test]
     fn hierarchical_matches_dense() {
@@ -450,9 +456,9 @@ mod tests {
             parallel: false,
             relax: true,
         };
-        let dense = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false).unwrap();
+        let dense = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
         opts.exact = false;
-        let hier = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false).unwrap();
+        let hier = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
         assert!(dense.converged && hier.converged);
         assert!(
             (dense.cost - hier.cost).abs() <= 1e-6 * dense.cost,

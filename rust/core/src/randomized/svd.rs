@@ -6,6 +6,7 @@
 
 use super::qr::{cholesky_qr2, householder_qr};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::scalar::Scalar;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
@@ -42,13 +43,14 @@ fn product<T: Scalar>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T
 ///
 /// `start` is either a test matrix Omega (n x l; the sketch is A Omega) or, when
 /// `start_is_range`, a starting basis (m x l) such as a previous Q (warm start), in which case
-/// at least one power iteration is run.
+/// at least one power iteration is run. `interrupt` is checked before every power iteration.
 pub fn range_finder<T: Scalar>(
     a: MatRef<'_, T>,
     start: MatRef<'_, T>,
     start_is_range: bool,
     iterations: &PowerIterations,
     par: Par,
+    interrupt: &Interrupt,
 ) -> Result<Mat<T>> {
     let (m, n) = a.shape();
     let expected = if start_is_range { m } else { n };
@@ -78,6 +80,7 @@ pub fn range_finder<T: Scalar>(
         )
     };
     for _ in 0..n_iter {
+        interrupt.check()?;
         let z = orthonormalize(product(a.transpose(), q.as_ref(), par).as_ref(), how, par);
         q = orthonormalize(product(a, z.as_ref(), par).as_ref(), how, par);
     }
@@ -132,14 +135,17 @@ pub fn randomized_svd<T: Scalar>(
     rank: usize,
     iterations: &PowerIterations,
     par: Par,
+    interrupt: &Interrupt,
 ) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
-    let q = range_finder(a, start, start_is_range, iterations, par)?;
+    let q = range_finder(a, start, start_is_range, iterations, par, interrupt)?;
+    interrupt.check()?;
     svd_from_basis(a, q.as_ref(), rank, par)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interrupt::NEVER;
 
     #[test]
     fn exact_low_rank_is_recovered() {
@@ -155,7 +161,7 @@ mod tests {
             orthonormalizer: Orthonormalizer::CholeskyQr2,
         };
         let (u, s, vt) =
-            randomized_svd(a.as_ref(), omega.as_ref(), false, k, &its, Par::Seq).unwrap();
+            randomized_svd(a.as_ref(), omega.as_ref(), false, k, &its, Par::Seq, &NEVER).unwrap();
         let us = Mat::<f64>::from_fn(m, k, |i, j| u[(i, j)] * s[j]);
         assert!((&us * &vt - &a).norm_l2() < 1e-10 * a.norm_l2());
         assert!(s.windows(2).all(|w| w[0] >= w[1]));
@@ -169,6 +175,6 @@ mod tests {
             n_power_iter: 1,
             orthonormalizer: Orthonormalizer::Householder,
         };
-        assert!(range_finder(a.as_ref(), omega.as_ref(), false, &its, Par::Seq).is_err());
+        assert!(range_finder(a.as_ref(), omega.as_ref(), false, &its, Par::Seq, &NEVER).is_err());
     }
 }

@@ -6,6 +6,7 @@ use super::dense::{self, check_factors, DenseTensor};
 use super::gram::{dot_f64, gram, hadamard_except, solve_gram};
 use super::sparse::SparseTensor;
 use crate::error::{check_alloc, Error, Result};
+use crate::interrupt::Interrupt;
 use crate::scalar::Scalar;
 use faer::Par;
 
@@ -236,13 +237,15 @@ fn balance<T: Scalar>(factors: &mut [Vec<T>], grams: &mut [Vec<T>], rank: usize,
     }
 }
 
-/// CP-ALS from the given row-major factors (I_n x rank each).
+/// CP-ALS from the given row-major factors (I_n x rank each). `interrupt` is checked before
+/// every sweep (`Error::Interrupted` once raised).
 pub fn cp_als<T: Scalar, S: SweepSource<T>>(
     x: &S,
     mut factors: Vec<Vec<T>>,
     rank: usize,
     options: AlsOptions,
     par: Par,
+    interrupt: &Interrupt,
 ) -> Result<AlsResult<T>> {
     let shape = x.shape().to_vec();
     {
@@ -289,6 +292,7 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
     };
     let hals = options.hals();
     for _ in 0..options.n_iter_max {
+        interrupt.check()?;
         degenerate = false;
         let (mut inner, mut model_sq) = (0.0, 0.0);
         let mut update = |mode: usize, m: Vec<T>, factors: &mut Vec<Vec<T>>| -> Result<()> {
@@ -352,6 +356,7 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interrupt::NEVER;
 
     #[test]
     fn exact_rank_two_matrix_is_fit() {
@@ -359,7 +364,15 @@ mod tests {
         let shape = [2, 2];
         let t = DenseTensor::new(&x, &shape).unwrap();
         let factors = vec![vec![1.0, 0.0, 0.0, 1.0], vec![1.0, 0.5, -0.3, 1.0]];
-        let out = cp_als(&t, factors, 2, AlsOptions::plain(10, 1e-8), Par::Seq).unwrap();
+        let out = cp_als(
+            &t,
+            factors,
+            2,
+            AlsOptions::plain(10, 1e-8),
+            Par::Seq,
+            &NEVER,
+        )
+        .unwrap();
         assert_eq!(out.status, Status::Converged);
         assert!(*out.errors.last().unwrap() < 1e-7);
     }
@@ -372,7 +385,15 @@ mod tests {
         let rank = 1usize << 31; // Gram matrices of 2^62 entries
         let factors = vec![Vec::new(), Vec::new(), Vec::new()];
         // The factors are checked first (wrong lengths): build the error on the work arrays alone.
-        assert!(cp_als(&t, factors, rank, AlsOptions::plain(1, 0.0), Par::Seq).is_err());
+        assert!(cp_als(
+            &t,
+            factors,
+            rank,
+            AlsOptions::plain(1, 0.0),
+            Par::Seq,
+            &NEVER
+        )
+        .is_err());
         let work = check_alloc::<f64>(rank.checked_mul(rank), "test");
         assert!(matches!(work, Err(Error::OutOfMemory { .. })));
     }
@@ -393,7 +414,15 @@ mod tests {
                     .collect()
             })
             .collect();
-        let one = cp_als(&t, start.clone(), rank, AlsOptions::plain(5, 0.0), Par::Seq).unwrap();
+        let one = cp_als(
+            &t,
+            start.clone(),
+            rank,
+            AlsOptions::plain(5, 0.0),
+            Par::Seq,
+            &NEVER,
+        )
+        .unwrap();
         for threads in [2, 3, 7] {
             let many = cp_als(
                 &t,
@@ -401,6 +430,7 @@ mod tests {
                 rank,
                 AlsOptions::plain(5, 0.0),
                 Par::rayon(threads),
+                &NEVER,
             )
             .unwrap();
             for (a, b) in one
@@ -421,7 +451,7 @@ mod tests {
         let shape = [2, 3, 2];
         let t = DenseTensor::new(&x, &shape).unwrap();
         let factors = vec![vec![1.0; 2], vec![0.5; 3], vec![2.0; 2]];
-        let out = cp_als(&t, factors, 1, AlsOptions::plain(5, 1e-8), Par::Seq).unwrap();
+        let out = cp_als(&t, factors, 1, AlsOptions::plain(5, 1e-8), Par::Seq, &NEVER).unwrap();
         assert!(out.factors.iter().flatten().all(|v| *v == 0.0));
         assert_eq!(out.status, Status::Converged);
     }

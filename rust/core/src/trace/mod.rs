@@ -8,6 +8,7 @@
 //! Rust and xp paths see the same numbers.
 
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::scalar::Scalar;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -212,7 +213,8 @@ fn gram<T: Scalar>(p: &[T], q: &[T], n: usize, s: usize, full: bool, par: Par) -
 /// Chebyshev moments mu_d = X^T T_d(A_hat) X, d = 0 ..= 2 n_steps, of A_hat = (A - center) /
 /// half_width, from `n_steps` block products (doubling: T_2k = 2 T_k^2 - T_0,
 /// T_2k+1 = 2 T_k+1 T_k - T_1). Returns (2 n_steps + 1) blocks of s x s (row-major) when `full`,
-/// else of s diagonal entries, concatenated; f64.
+/// else of s diagonal entries, concatenated; f64. `interrupt` is checked before every step.
+#[allow(clippy::too_many_arguments)]
 pub fn chebyshev_moments<T: Scalar>(
     op: Operator<'_, T>,
     x: MatRef<'_, T>,
@@ -221,6 +223,7 @@ pub fn chebyshev_moments<T: Scalar>(
     n_steps: usize,
     full: bool,
     par: Par,
+    interrupt: &Interrupt,
 ) -> Result<Vec<f64>> {
     let (n, s) = check_block(&op, x, "x")?;
     if !(half_width.is_finite() && half_width > 0.0 && center.is_finite()) {
@@ -250,6 +253,7 @@ pub fn chebyshev_moments<T: Scalar>(
     moments[..block].copy_from_slice(&m0);
     moments[block..2 * block].copy_from_slice(&m1);
     for k in 1..=n_steps {
+        interrupt.check()?;
         let g = gram(&cur, &cur, n, s, full, par);
         for (i, out) in moments[2 * k * block..(2 * k + 1) * block]
             .iter_mut()
@@ -281,12 +285,13 @@ pub fn chebyshev_moments<T: Scalar>(
 /// block product per step), each fully reorthogonalized (twice) against its own basis.
 /// Returns (alpha, beta), each s x n_steps row-major, f64; beta[r][j] couples steps j and j + 1.
 /// A run whose Krylov space is exhausted (beta below eps^(3/4) times the largest coefficient)
-/// stops: its later alpha and beta are zero.
+/// stops: its later alpha and beta are zero. `interrupt` is checked before every step.
 pub fn lanczos<T: Scalar>(
     op: Operator<'_, T>,
     v0: MatRef<'_, T>,
     n_steps: usize,
     par: Par,
+    interrupt: &Interrupt,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, s) = check_block(&op, v0, "v0")?;
     if n_steps == 0 {
@@ -321,6 +326,7 @@ pub fn lanczos<T: Scalar>(
         })
         .collect();
     for j in 0..n_steps {
+        interrupt.check()?;
         op.apply_columns(&v, &mut w, s, par);
         let step = |((run, vcol), wcol): ((&mut Run<T>, &mut [T]), &[T])| {
             let vr: Vec<T> = vcol.to_vec();
@@ -404,6 +410,7 @@ fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interrupt::NEVER;
     use faer::Mat;
 
     fn tridiagonal(n: usize) -> Mat<f64> {
@@ -446,6 +453,7 @@ mod tests {
             3,
             true,
             Par::Seq,
+            &NEVER,
         )
         .unwrap();
         let (indptr, indices, data) = as_csr(&a);
@@ -458,6 +466,7 @@ mod tests {
             3,
             true,
             Par::Seq,
+            &NEVER,
         )
         .unwrap();
         // direct: T_d(A_hat) X
@@ -498,6 +507,7 @@ mod tests {
             3,
             false,
             Par::Seq,
+            &NEVER,
         )
         .unwrap();
         for d in 0..=6 {
@@ -522,14 +532,22 @@ mod tests {
             }
         });
         let v0 = Mat::<f64>::from_fn(n, 2, |_, _| 1.0 / (n as f64).sqrt());
-        let (alpha, beta) = lanczos(Operator::Dense(a.as_ref()), v0.as_ref(), 4, Par::Seq).unwrap();
+        let (alpha, beta) = lanczos(
+            Operator::Dense(a.as_ref()),
+            v0.as_ref(),
+            4,
+            Par::Seq,
+            &NEVER,
+        )
+        .unwrap();
         assert!((alpha[0] - 2.0).abs() < 1e-12); // v^T A v
         assert!((beta[0] - 1.0).abs() < 1e-12);
         assert_eq!(beta[1], 0.0); // two distinct eigenvalues: the Krylov space has dimension 2
         assert_eq!(alpha[2], 0.0);
         let (indptr, indices, data) = as_csr(&a);
         let csr = CsrRef::new(n, &indptr, &indices, &data).unwrap();
-        let (alpha2, beta2) = lanczos(Operator::Csr(csr), v0.as_ref(), 4, Par::Seq).unwrap();
+        let (alpha2, beta2) =
+            lanczos(Operator::Csr(csr), v0.as_ref(), 4, Par::Seq, &NEVER).unwrap();
         assert_eq!(alpha.len(), alpha2.len());
         for (x, y) in alpha.iter().zip(&alpha2).chain(beta.iter().zip(&beta2)) {
             assert!((x - y).abs() < 1e-12);
@@ -547,7 +565,8 @@ mod tests {
             1.0,
             2,
             true,
-            Par::Seq
+            Par::Seq,
+            &NEVER,
         )
         .is_err());
         let sq = Mat::<f64>::zeros(3, 3);
@@ -558,10 +577,18 @@ mod tests {
             0.0,
             2,
             true,
-            Par::Seq
+            Par::Seq,
+            &NEVER,
         )
         .is_err());
-        assert!(lanczos(Operator::Dense(sq.as_ref()), x.as_ref(), 0, Par::Seq).is_err());
+        assert!(lanczos(
+            Operator::Dense(sq.as_ref()),
+            x.as_ref(),
+            0,
+            Par::Seq,
+            &NEVER
+        )
+        .is_err());
         assert!(CsrRef::<f64>::new(3, &[0, 2, 1, 3], &[0, 1, 2], &[1.0, 1.0, 1.0]).is_err());
         assert!(CsrRef::<f64>::new(2, &[0, 1], &[5], &[1.0]).is_err());
     }
