@@ -6,8 +6,14 @@ Conventions (used everywhere in this module):
 * ``eps`` is absolute (in the units of ``C``), not relative to ``max C``;
 * the plan is ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` with potentials ``f``, ``g``;
 * ``cost = sum_ij P_ij C_ij``, ``dual = a . f + b . g``;
-* ``marginal_error = |P 1 - a|_1 + |P^T 1 - b|_1`` at the returned potentials; ``tol`` bounds it;
-* uniform weights (``1/n``, ``1/m``) when ``a`` or ``b`` is None.
+* ``marginal_error = |P 1 - a|_1 + |P^T 1 - b|_1`` at the returned potentials; ``tol`` bounds it
+  relative to the total mass: ``marginal_error <= tol * sum(a)``;
+* uniform weights (``1/n``, ``1/m``) when ``a`` or ``b`` is None or empty (POT's ``a = []``).
+
+Every problem is solved on unit masses and, when the points span more than 2**32 or less than
+2**-32, on points scaled by a power of two 2**k with eps scaled by 4**k. Both are exact (the plan
+and C / eps do not change), so data at any scale float64 can hold gives the rescaled answer:
+``sinkhorn(2**k x, 2**k y, eps=4**k eps)`` returns ``4**k`` times the cost and the potentials.
 
 Two kernels do the work. ``method="dense"`` evaluates every entry (log-sum-exp over all pairs,
 O(n m) time per iteration; the Rust path stores nothing of size n x m, the xp path forms C).
@@ -49,7 +55,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from ._backend import core, resolve, to_host
+from ._backend import core, numpy_dtype, resolve, to_host
 from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from ._warnings import ConvergenceWarning
 
@@ -60,6 +66,8 @@ KERNEL_METHODS = ("hierarchical", "dense")
 #: ``method="auto"`` uses the dense kernel up to this many pairs n * m, the hierarchical one beyond.
 AUTO_DENSE_PAIRS = 100_000
 DEFAULT_LEAF_SIZE = 32
+#: ``GaussianKernel.log_matvec`` shifts ``log_v`` by its maximum when that exceeds this in magnitude.
+LOG_SHIFT_FROM = 1e3
 
 
 class SinkhornResult(NamedTuple):
@@ -67,19 +75,22 @@ class SinkhornResult(NamedTuple):
 
     Attributes
     ----------
-    cost : float
-        Transport cost ``sum_ij P_ij C_ij`` of the entropic plan.
-    dual : float
-        ``a . f + b . g``.
+    cost : NumPy floating scalar
+        Transport cost ``sum_ij P_ij C_ij`` of the entropic plan, in the floating dtype of the
+        input points (``np.float32`` for float32 points; ``np.float64``, a ``float``, otherwise),
+        computed in float64.
+    dual : NumPy floating scalar
+        ``a . f + b . g``, same dtype as ``cost``.
     f, g : arrays of shape (n,), (m,)
         Potentials; the plan is ``P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps)``. In the input's
         array library and floating dtype.
     n_iter : int
         Sinkhorn iterations (one f-update and one g-update each), all eps-scaling stages included.
     marginal_error : float
-        L1 error of both marginals of the plan at the returned potentials.
+        L1 error of both marginals of the plan at the returned potentials (in the units of the
+        weights).
     converged : bool
-        Whether ``marginal_error <= tol`` was reached.
+        Whether ``marginal_error <= tol * sum(a)`` was reached.
     """
 
     cost: float
@@ -94,8 +105,18 @@ class SinkhornResult(NamedTuple):
 # --------------------------------------------------------------------------- validation
 
 
+def _from_sequence(v, name: str):
+    """A Python list or tuple (POT users pass them) as a NumPy array; other inputs unchanged."""
+    if not isinstance(v, (list, tuple)):
+        return v
+    try:
+        return np.asarray(v)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must be an array or a list of numbers of one shape, got {v!r:.80}") from err
+
+
 def _points(x, name: str):
-    x = as_float_array(x, name)
+    x = as_float_array(_from_sequence(x, name), name)
     if x.ndim == 1:
         x = array_namespace(x).reshape(x, (x.shape[0], 1))
     if x.ndim != 2:
@@ -111,9 +132,12 @@ def _check_eps(eps) -> float:
     return float(eps)
 
 
-def _weights(w, n: int, name: str, like):
-    """Host float64 weights (validated), or uniform ones."""
-    if w is None:
+def _weights(w, n: int, name: str):
+    """Host float64 weights (validated), or uniform ones for None or an empty array or list
+    (POT's convention: ``a = []`` is uniform).
+    """
+    w = _from_sequence(w, name)
+    if w is None or (getattr(w, "ndim", None) == 1 and w.shape[0] == 0):
         return np.full(n, 1.0 / n)
     w = as_float_array(w, name, finite=False)
     if w.ndim != 1 or w.shape[0] != n:
@@ -136,6 +160,53 @@ def _check_eps_scaling(eps_scaling):
     if isinstance(eps_scaling, bool) or not isinstance(eps_scaling, numbers.Real) or not (0 < float(eps_scaling) < 1):
         raise ValueError(f"eps_scaling must be None (automatic), False (off) or a ratio in (0, 1), got {eps_scaling!r}")
     return float(eps_scaling)
+
+
+# --------------------------------------------------------------------------- exact rescaling
+
+#: Spreads within [2**-SCALE_FREE, 2**SCALE_FREE] are solved as given (nothing over- or underflows).
+SCALE_FREE = 32
+
+
+def _scale_exponent(x, y, eps: float, *, with_cost: bool = True) -> int:
+    """The power of two ``k`` with which the problem is solved: points times ``2**k``, eps times
+    ``4**k`` (exact: C / eps, the plan and the marginal errors do not change; potentials, cost and
+    dual scale by ``4**k``). ``k`` brings the spread of the points (the largest side of their joint
+    bounding box) into [0.5, 1), as long as eps times ``4**k`` stays within [2**-1000, 2**1000];
+    ``k = 0`` when the spread is already moderate. Raises ValueError when squared distances / eps
+    (or, ``with_cost``, the squared distances themselves) exceed the float64 range.
+    """
+    xp = array_namespace(x)
+    x64, y64 = xp.astype(x, xp.float64), xp.astype(y, xp.float64)
+    hi = xp.maximum(xp.max(x64, axis=0), xp.max(y64, axis=0))
+    lo = xp.minimum(xp.min(x64, axis=0), xp.min(y64, axis=0))
+    half_spread = float(xp.max(hi / 2 - lo / 2))  # halves first: hi - lo may overflow
+    e = math.frexp(eps)[1]
+    k_min, k_max = -((1000 + e) // 2), (1000 - e) // 2
+    k = -math.frexp(half_spread)[1] - 1 if half_spread > 0.0 else 0
+    log2_diam2 = 2.0 * (math.log2(half_spread) + 1.0) + math.log2(x.shape[1]) if half_spread > 0.0 else -math.inf
+    if with_cost and log2_diam2 > 1020.0:
+        raise ValueError(
+            f"x and y span {2.0 * half_spread:.3g} (per coordinate): their squared distances, the cost and the "
+            "potentials exceed the float64 range; rescale the points (and eps by the square of that factor)"
+        )
+    if log2_diam2 - math.log2(eps) > 1000.0:
+        raise ValueError(
+            f"eps = {eps!r} is too small for points spread over {2.0 * half_spread:.3g} (per coordinate): "
+            "squared distances / eps reach 2**1000 and exceed the float64 range; raise eps"
+        )
+    if abs(k) <= SCALE_FREE and k_min <= 0 <= k_max:
+        return 0
+    return min(max(k, k_min), k_max)
+
+
+def _times_pow2(v, k: int):
+    """``v * 2**k`` exactly for an array (in steps whose factors are representable floats)."""
+    while k:
+        step = max(-1000, min(1000, k))
+        v = v * 2.0**step
+        k -= step
+    return v
 
 
 # --------------------------------------------------------------------------- xp reference
@@ -218,12 +289,14 @@ def _schedule(diam2: float, eps: float, ratio: float | None) -> list[float]:
     return stages
 
 
-def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook):
-    """The dense log-domain reference on any array-API library (float64 internally)."""
+def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook, k=0):
+    """The dense log-domain reference on any array-API library (float64 internally), on the
+    points times ``2**k`` (``eps`` is the scaled one).
+    """
     xp = array_namespace(x)
     dev = device(x)
-    x = xp.astype(x, xp.float64)
-    y = xp.astype(y, xp.float64)
+    x = _times_pow2(xp.astype(x, xp.float64), k)
+    y = _times_pow2(xp.astype(y, xp.float64), k)
     a = xp.asarray(a_host, device=dev)
     b = xp.asarray(b_host, device=dev)
     la, lb = _safe_log(xp, a), _safe_log(xp, b)
@@ -320,8 +393,12 @@ def sinkhorn(
         Source points (1-D arrays are points on a line). Integers are promoted to float64.
     y : array of shape (m, d)
         Target points, same d.
-    a, b : arrays of shape (n,), (m,), optional
-        Nonnegative weights with equal sums (balanced OT). Default: uniform, 1/n and 1/m.
+    a, b : arrays or lists of shape (n,), (m,), optional
+        Nonnegative weights with equal sums (balanced OT; relative difference <= 1e-6). Default
+        (None or empty, POT's ``[]``): uniform, 1/n and 1/m. Weights need not sum to 1: the problem
+        is solved on ``a / sum(a)``, ``b / sum(b)`` and the plan scaled back by ``sum(a)`` (the
+        minimizer for weights of that mass, as in POT), so weights summing to 1e-298 or 1e200 give
+        the same relative accuracy as normalized ones.
     eps : float
         Entropic regularization, > 0, absolute (same units as squared distances).
     method : {"auto", "dense", "hierarchical"}
@@ -330,7 +407,8 @@ def sinkhorn(
         ``kernel_tol``, O(n + m) memory; ``"auto"``: dense up to n*m = 1e5 pairs (and on non-NumPy
         arrays), hierarchical beyond (measured faster from n = m = 1000 on).
     tol : float
-        Stop when ``marginal_error <= tol``.
+        Stop when ``marginal_error <= tol * sum(a)``: relative to the total mass (absolute for
+        normalized weights).
     n_iter_max : int
         Cap on the total number of iterations (all eps stages). When the cap (or the callback)
         stops the loop inside an eps-scaling stage, the potentials are projected onto the final
@@ -363,15 +441,17 @@ def sinkhorn(
     Returns
     -------
     SinkhornResult
-        ``(cost, dual, f, g, n_iter, marginal_error, converged)``.
+        ``(cost, dual, f, g, n_iter, marginal_error, converged)``; ``cost`` and ``dual`` in the
+        points' floating dtype.
 
     Raises
     ------
     ValueError
         eps <= 0, dimension mismatch, NaN/Inf, negative weights, weight sums that differ, empty
-        inputs, ``method="hierarchical"`` on non-NumPy input.
+        points, ``method="hierarchical"`` on non-NumPy input, ragged lists; points whose squared
+        distances (or squared distances / eps) exceed the float64 range.
     TypeError
-        Complex, object or float16 dtypes.
+        Complex, object, string or float16 dtypes.
 
     Warns
     -----
@@ -414,8 +494,8 @@ def sinkhorn(
     verbose = check_int(verbose, "verbose", low=0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    a_host = _weights(a, n, "a", x)
-    b_host = _weights(b, m, "b", y)
+    a_host = _weights(a, n, "a")
+    b_host = _weights(b, m, "b")
     sa, sb = float(a_host.sum()), float(b_host.sum())
     if abs(sa - sb) > 1e-6 * max(sa, sb):
         raise ValueError(f"a and b must have equal sums (balanced OT), got sum(a) = {sa!r} and sum(b) = {sb!r}")
@@ -427,8 +507,17 @@ def sinkhorn(
         raise ValueError(
             f"method='hierarchical' needs the Rust backend (NumPy input); got backend {chosen!r}: use method='dense'"
         )
+    # solved on unit masses and unit spread (both exact for masses and scales that are powers of
+    # two): tol is relative to the mass, and no scale of the data over- or underflows
+    if sa != 1.0:
+        a_host = a_host / sa
+    if sb != 1.0:
+        b_host = b_host / sb
+    k = _scale_exponent(x, y, eps)
+    eps_k = math.ldexp(eps, 2 * k)
 
     def hook(n_iter: int, e: float, err: float) -> bool:
+        e, err = math.ldexp(e, -2 * k), err * sa
         if verbose >= 2 and n_iter % 100 == 0:
             logger.info("sinkhorn: iteration %d, eps %.3g, marginal error %.3e", n_iter, e, err)
         if callback is not None:
@@ -437,14 +526,14 @@ def sinkhorn(
 
     needs_hook = callback is not None or verbose >= 2
     if chosen == "rust":
-        xh = np.ascontiguousarray(x, dtype=np.float64)
-        yh = np.ascontiguousarray(y, dtype=np.float64)
+        xh = _times_pow2(np.ascontiguousarray(x, dtype=np.float64), k)
+        yh = _times_pow2(np.ascontiguousarray(y, dtype=np.float64), k)
         out = core().sinkhorn_log(
             xh,
             yh,
             a_host,
             b_host,
-            eps,
+            eps_k,
             tol,
             n_iter_max,
             ratio,
@@ -455,7 +544,7 @@ def sinkhorn(
             n_threads,
             hook if needs_hook else None,
         )
-        f, g = out["f"].astype(x.dtype, copy=False), out["g"].astype(y.dtype, copy=False)
+        f, g = out["f"], out["g"]
         n_iter, err, converged, cost, dual = (
             out["n_iter"],
             out["marginal_error"],
@@ -466,10 +555,20 @@ def sinkhorn(
         logger.debug("sinkhorn blocks: %s, tree memory %d bytes", out["stats"], out["memory_bytes"])
     else:
         f, g, n_iter, err, converged, cost, dual = _sinkhorn_xp(
-            x, y, a_host, b_host, eps, tol, n_iter_max, ratio, overrelaxation, hook
+            x, y, a_host, b_host, eps_k, tol, n_iter_max, ratio, overrelaxation, hook, k
         )
-        xp = array_namespace(x)
-        f, g = xp.astype(f, x.dtype), xp.astype(g, y.dtype)
+    # back to the caller's scale and masses (P = sum(a) P_normalized: f lower by eps log sum(b))
+    xp = array_namespace(x)
+    f, g = _times_pow2(f, -2 * k), _times_pow2(g, -2 * k)
+    cost, dual = math.ldexp(float(cost), -2 * k), math.ldexp(float(dual), -2 * k)
+    if sa != 1.0 or sb != 1.0:
+        f = f - eps * math.log(sb)
+        fx, gx = array_namespace(f), array_namespace(g)
+        dual = sa * float(fx.sum(fx.asarray(a_host, device=device(f)) * f)) + sb * float(
+            gx.sum(gx.asarray(b_host, device=device(g)) * g)
+        )
+        cost, err = sa * cost, sa * err
+    f, g = xp.astype(f, x.dtype), xp.astype(g, y.dtype)
     if verbose:
         logger.info(
             "sinkhorn (%s, %s): %d iterations, marginal error %.3e, cost %.6g", method, chosen, n_iter, err, cost
@@ -477,13 +576,15 @@ def sinkhorn(
     if not converged and n_iter >= n_iter_max:
         import warnings
 
+        bound = f"tol={tol:g}" if sa == 1.0 else f"tol * sum(a) = {tol * sa:.3e}"
         warnings.warn(
-            f"sinkhorn stopped after n_iter_max={n_iter_max} iterations with marginal error {err:.3e} > tol={tol:g}; "
+            f"sinkhorn stopped after n_iter_max={n_iter_max} iterations with marginal error {err:.3e} > {bound}; "
             "raise n_iter_max, eps or tol",
             ConvergenceWarning,
             stacklevel=2,
         )
-    return SinkhornResult(float(cost), float(dual), f, g, int(n_iter), float(err), bool(converged))
+    scalar = np.result_type(numpy_dtype(x.dtype), numpy_dtype(y.dtype)).type
+    return SinkhornResult(scalar(cost), scalar(dual), f, g, int(n_iter), float(err), bool(converged))
 
 
 class GaussianKernel:
@@ -551,6 +652,9 @@ class GaussianKernel:
         self.n_threads = check_n_threads(n_threads)
         self.shape = (x.shape[0], y.shape[0])
         self.dtype = x.dtype
+        # the kernel of points times 2**k with eps times 4**k is the same (exact): unit spread
+        k = _scale_exponent(x, y, self.eps, with_cost=False)
+        self._k, self._eps_k = k, math.ldexp(self.eps, 2 * k)
         self._x, self._y = x, y
         self._rust = None
         if self.method == "hierarchical":
@@ -560,9 +664,9 @@ class GaussianKernel:
                     "core; use method='dense' for other array libraries"
                 )
             self._rust = core().HierarchicalKernel(
-                np.ascontiguousarray(x, dtype=np.float64),
-                np.ascontiguousarray(y, dtype=np.float64),
-                self.eps,
+                _times_pow2(np.ascontiguousarray(x, dtype=np.float64), k),
+                _times_pow2(np.ascontiguousarray(y, dtype=np.float64), k),
+                self._eps_k,
                 self.tol,
                 self.leaf_size,
             )
@@ -582,19 +686,24 @@ class GaussianKernel:
     def _log_apply(self, log_v, transpose: bool, name: str):
         size = self.shape[0] if transpose else self.shape[1]
         log_v = self._check_log(log_v, size, name)
-        if self._rust is not None:
-            out = self._rust.log_apply(np.ascontiguousarray(log_v, dtype=np.float64), transpose, self.n_threads)
-            return out.astype(log_v.dtype, copy=False)
         xp = array_namespace(log_v)
-        x = xp.astype(self._x, xp.float64)
-        y = xp.astype(self._y, xp.float64)
+        # log sum_j exp(log_v_j - C_ij/eps) = top + the same of log_v - top: the kernel sees log_v <= 0
+        # (its bounds lose everything to rounding at |log_v| ~ 1e20), added back at the end
+        top = float(xp.max(log_v))
+        top = top if (math.isfinite(top) and abs(top) > LOG_SHIFT_FROM) else 0.0
+        if self._rust is not None:
+            lv = np.ascontiguousarray(log_v, dtype=np.float64)
+            out = self._rust.log_apply(lv - top if top else lv, transpose, self.n_threads)
+            return (out + top if top else out).astype(log_v.dtype, copy=False)
+        x = _times_pow2(xp.astype(self._x, xp.float64), self._k)
+        y = _times_pow2(xp.astype(self._y, xp.float64), self._k)
         C = _sq_dists(xp, x, y)
-        lv = xp.astype(log_v, xp.float64)
+        lv = xp.astype(log_v, xp.float64) - top
         if transpose:
-            out = _lse(xp, lv[:, None] - C / self.eps, axis=0)
+            out = _lse(xp, lv[:, None] - C / self._eps_k, axis=0)
         else:
-            out = _lse(xp, lv[None, :] - C / self.eps, axis=1)
-        return xp.astype(out, log_v.dtype)
+            out = _lse(xp, lv[None, :] - C / self._eps_k, axis=1)
+        return xp.astype(out + top, log_v.dtype)
 
     def log_matvec(self, log_v):
         """``log sum_j exp(log_v_j - C_ij / eps)`` for each i; absolute error <= tol. -inf allowed."""
