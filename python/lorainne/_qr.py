@@ -1,7 +1,7 @@
 """xp reference of the QR factorizations (array API only: runs on NumPy, CuPy, torch, ...).
 
 Both return R with a nonnegative diagonal, so the factorization is unique for full-rank input and
-equals the Rust kernels' (``rust/core/src/linalg/qr.rs``) up to rounding.
+equals the Rust kernels' (``rust/core/src/randomized/qr.rs``) up to rounding.
 """
 
 from __future__ import annotations

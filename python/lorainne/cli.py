@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import Progress
+from .compress import _cli as compress_cli  # each area may keep its subcommand beside its code
 from .ot import METHODS as OT_METHODS
 from .tensor import CP_INITS, TUCKER_METHODS
 from .trace import DENSITY_METHODS, FUNCTION_METHODS, NAMED_FUNCTIONS, TRACE_METHODS
@@ -417,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("-o", "--output", help="write f, g, cost, dual to this .npz file")
     _add_common_options(ot, threads=True, quiet=True)
     ot.set_defaults(run=command_ot)
+    compress_cli.add_parser(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """xp (array-API) reference of the ALS-family kernels: MTTKRP, Gram solves, ALS and HALS sweeps.
 
 No ``np.`` calls here: this module runs unchanged on NumPy, CuPy, torch and ``array_api_strict``.
-The Rust kernels (``rust/core/src/als/``) are checked against it.
+The Rust kernels (``rust/core/src/tensor/``) are checked against it.
 """
 
 from __future__ import annotations

@@ -18,6 +18,28 @@ from ._recurrences import _gauss_quadrature, _Recurrences
 
 DENSITY_METHODS = ("nystrom++", "kpm", "slq")
 
+# The automatic Chebyshev degree is at most max(DENSITY_MIN_DEGREE_CAP, DENSITY_DEGREE_PER_ROW * n)
+# for an n x n matrix: beyond that a sigma is below what the expansion should resolve on a matrix
+# of that size (and the dense algebra would grow as degree^2: 86.8 GiB for sigma = 1e-4 on 80 x 80).
+DENSITY_DEGREE_PER_ROW = 4
+DENSITY_MIN_DEGREE_CAP = 64
+
+
+def _chebyshev_degree(sigma: float, bounds, n: int) -> int:
+    """The automatic degree resolving sigma on ``bounds``; ValueError when it exceeds the cap."""
+    width = bounds[1] - bounds[0]
+    needed = max(8, math.ceil(7 * width / (2 * sigma)) + 4)
+    cap = max(DENSITY_MIN_DEGREE_CAP, DENSITY_DEGREE_PER_ROW * n)
+    if needed > cap:
+        resolution = 7 * width / (2 * (cap - 4))
+        raise ValueError(
+            f"sigma={sigma!r} is below the resolution {resolution:.3g} of the automatic Chebyshev degree on "
+            f"the spectrum interval [{bounds[0]:.4g}, {bounds[1]:.4g}]: resolving it needs degree {needed}, "
+            f"above the cap {cap} = max({DENSITY_MIN_DEGREE_CAP}, {DENSITY_DEGREE_PER_ROW} n) for n = {n}. "
+            f"Pass sigma >= {resolution:.3g}, method='slq' (exact Ritz values), or an explicit degree"
+        )
+    return needed
+
 
 def _gaussian_kernel(sigma: float):
     scale = 1.0 / (sigma * math.sqrt(2 * math.pi))
@@ -64,7 +86,8 @@ def spectral_density(
     n_vectors : int
     degree : int, optional
         Chebyshev degree (kpm, nystrom++) or Lanczos steps (slq). Default: enough to resolve
-        sigma: 7 (upper - lower) / (2 sigma) + 4 for Chebyshev; (upper - lower) / (2 sigma),
+        sigma: 7 (upper - lower) / (2 sigma) + 4 for Chebyshev, at most max(64, 4 n) for an
+        n x n matrix (a smaller sigma raises ValueError, see Raises); (upper - lower) / (2 sigma),
         between 20 and 200 (and at most n), Lanczos steps for SLQ (60 without spectrum_bounds).
     method : {"nystrom++", "kpm", "slq"}
     spectrum_bounds : (lower, upper), optional
@@ -83,7 +106,12 @@ def spectral_density(
     Raises
     ------
     ValueError
-        sigma <= 0 or not finite, and as :func:`trace_parametric`.
+        sigma <= 0 or not finite, and as :func:`trace_parametric`. For the Chebyshev methods
+        without ``degree``: a sigma below the resolution of the capped automatic degree,
+        7 (upper - lower) / (2 (max(64, 4 n) - 4)) (a ValueError rather than a warning: the
+        truncated expansion of a too-narrow Gaussian oscillates and goes negative, so there is
+        no useful result to return). The message gives the smallest sigma that works; SLQ or an
+        explicit ``degree`` are the alternatives.
 
     Examples
     --------
@@ -137,7 +165,7 @@ def spectral_density(
         if bounds is None:
             bounds = _estimate_bounds(rec, rng)
         if degree is None:
-            degree = max(8, math.ceil(7 * (bounds[1] - bounds[0]) / (2 * sigma)) + 4)
+            degree = _chebyshev_degree(sigma, bounds, n)
         phi = (
             _parametric_core(
                 rec, rng, g, t_host, n_vectors, degree, "hutchinson" if method == "kpm" else "nystrom++", bounds

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .._exact_scaling import max_abs, rescaled, scalar_times_power_of_two
 from .._operators import MatrixOperator
 from .._validation import check_option, check_random_state
 from ._common import (
@@ -253,7 +254,10 @@ def _xtrace(products: _Products, op: MatrixOperator, rng, n_matvec: int) -> Trac
     xp, n = op.xp, op.shape[0]
     m = n_matvec // 2
     Omega = _draw(op, rng, n, m, "gaussian")
-    Q, R = xp.linalg.qr(products(Omega))
+    Y = products(Omega)
+    if not bool(xp.any(Y != 0)):  # A Omega = 0 for Gaussian Omega: A = 0 (with probability 1)
+        return TraceEstimate(0.0, 0.0, products.used)
+    Q, R = xp.linalg.qr(Y)
     Z = products(Q)
     estimates, tau = _xtrace_from(xp, n, Omega, Q, R, Z, _eps(op))
     return TraceEstimate(float(xp.mean(estimates)), _combined_error(xp, estimates, tau), products.used)
@@ -338,13 +342,22 @@ def trace(
     TraceEstimate
         ``(value, error_estimate, n_matvec)``: ``error_estimate`` is the estimated standard
         error (jackknife-like spread of the leave-one-out estimates for XTrace / XNysTrace, the
-        sample standard error of the Hutchinson part otherwise).
+        sample standard error of the Hutchinson part otherwise). An explicit zero matrix gives
+        ``(0.0, 0.0, 0)``.
+
+    Notes
+    -----
+    Dense and sparse matrices with entries beyond about 1e+-77 (float64) are handled exactly:
+    the estimate is computed for 2**k A (k chosen so that the largest entry is about 1; same
+    random vectors, same arithmetic up to the power of two) and scaled back, so
+    ``trace(A * 1e-300)`` is ``trace(A)`` times 1e-300. Operators are used as given.
 
     Raises
     ------
     ValueError
         Non-square or empty A, NaN/Inf in A, ``n_matvec < 1``, unknown method or backend,
-        ``"nystrom++"``/``"xnystrace"`` on a matrix that is clearly not PSD.
+        ``"nystrom++"``/``"xnystrace"`` on a matrix that is clearly not PSD, a non-finite
+        estimate (an operator with entries too large for its products).
     TypeError
         Complex, object or float16 dtypes; an object that is not an array or an operator.
 
@@ -361,6 +374,7 @@ def trace(
     >>> float(trace(A, 60, method="xtrace", random_state=0)) - 5.0 < 1e-3
     True
     """
+    A, scale = rescaled(A)
     op = _square_operator(A)
     n_matvec = _check_count(n_matvec, "n_matvec")
     method = check_option(method, "method", TRACE_METHODS)
@@ -368,6 +382,24 @@ def trace(
         raise TypeError(f"psd must be None, True or False, got {psd!r}")
     rng = check_random_state(random_state)
     _backend_for(A, op, backend, rust_kernel=False)
+    if max_abs(A) == 0.0:  # an explicit zero matrix: exactly 0, no product needed
+        return TraceEstimate(0.0, 0.0, 0)
+    estimate = _estimate(A, op, n_matvec, method, psd, rng)
+    if not (math.isfinite(estimate.value) and not math.isnan(estimate.error_estimate)):
+        raise ValueError(
+            f"trace: method {method!r} gave a non-finite estimate ({estimate.value!r}, error "
+            f"{estimate.error_estimate!r}); an operator A is used as given (explicit matrices are rescaled): "
+            "scale an operator with entries beyond ~1e+-150 before the call"
+        )
+    return TraceEstimate(
+        scalar_times_power_of_two(estimate.value, -scale),
+        scalar_times_power_of_two(estimate.error_estimate, -scale),
+        estimate.n_matvec,
+    )
+
+
+def _estimate(A, op: MatrixOperator, n_matvec: int, method: str, psd, rng) -> TraceEstimate:
+    """tr(A) by ``method`` (A already validated and, if needed, rescaled)."""
     if method == "auto":
         method = "xnystrace" if psd else "xtrace"
     products = _Products(op, n_matvec)

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse.linalg
 
 from .._backend import is_scipy_sparse, to_host
+from .._exact_scaling import rescaled, scalar_times_power_of_two
 from .._operators import MatrixOperator
 from .._validation import check_n_threads, check_option, check_random_state
 from ._bounds import _check_bounds, _estimate_bounds
@@ -103,8 +104,19 @@ def trace_function(
     ------
     ValueError
         Non-square, nonsymmetric (explicit matrices) or empty A, NaN/Inf, n_vectors or degree
-        < 1, unknown f or method, bad spectrum_bounds, f("log") of a matrix with a nonpositive
-        Ritz value.
+        < 1, unknown f or method, bad spectrum_bounds, f "log" or "sqrt" of a matrix with a
+        nonpositive Ritz value (SLQ) or spectrum interval reaching 0 (Chebyshev), f "inv" of a
+        matrix with a zero Ritz value (SLQ) or an interval containing 0 (Chebyshev): a zero
+        or indefinite matrix.
+
+    Notes
+    -----
+    Scale: for f = "log", "sqrt" and "inv", dense and sparse matrices with entries beyond about
+    1e+-77 (float64) are handled exactly: tr f(2**k A) is estimated (k chosen so that the largest
+    entry is about 1, even for sqrt; ``spectrum_bounds`` scaled with it) and tr f(A) recovered
+    (tr log A = tr log(2**k A) - n k log 2, tr sqrt A = 2**(-k/2) tr sqrt(2**k A),
+    tr A^-1 = 2**k tr (2**k A)^-1). For "exp" and callables there is no such identity: A is used
+    as given (its products stay accurate to about 1e+-150 in float64), as are operators.
 
     Examples
     --------
@@ -118,17 +130,68 @@ def trace_function(
     >>> bool(abs(est.value - exact) / exact < 0.01), est.n_matvec
     (True, 600)
     """
-    op = _square_operator(A)
     fun = _named_function(f)
+    # tr f(2^k A) is known from tr f(A) for these: solve the rescaled problem when A's entries
+    # are beyond ~1e+-77 (exp and callables have no such identity: A is used as given).
+    scale = 0
+    if isinstance(f, str) and f in SCALE_EQUIVARIANT:
+        A, scale = rescaled(A, even=f == "sqrt")
+    op = _square_operator(A)
     n_vectors = _check_count(n_vectors, "n_vectors")
     degree = _check_count(degree, "degree")
     method = check_option(method, "method", FUNCTION_METHODS)
     if damping not in (None, "jackson"):
         raise ValueError(f"damping must be None or 'jackson', got {damping!r}")
     bounds = _check_bounds(spectrum_bounds)
+    if bounds is not None and scale:
+        bounds = tuple(scalar_times_power_of_two(b, scale) for b in bounds)
     n_threads = check_n_threads(n_threads)
     rng = check_random_state(random_state)
     _check_symmetric(op, A)
+    estimate = _trace_function_core(
+        A, op, f, fun, n_vectors, degree, method, bounds, damping, control_variates, rng, backend, n_threads, scale
+    )
+    return _unscale(estimate, f, scale, op.shape[0])
+
+
+SCALE_EQUIVARIANT = ("log", "sqrt", "inv")
+
+
+def _unscale(estimate: TraceEstimate, f, k: int, n: int) -> TraceEstimate:
+    """The estimate of tr f(A) from that of tr f(2^k A): log shifts by n k log 2, sqrt scales by 2^(-k/2),
+    inv by 2^k.
+    """
+    if k == 0:
+        return estimate
+    value, error = estimate.value, estimate.error_estimate
+    if f == "log":
+        value = value - n * k * math.log(2.0)
+    else:
+        power = -k // 2 if f == "sqrt" else k
+        value, error = scalar_times_power_of_two(value, power), scalar_times_power_of_two(error, power)
+    return TraceEstimate(value, error, estimate.n_matvec)
+
+
+def _check_chebyshev_domain(f, lo: float, hi: float, estimated: bool, k: int) -> None:
+    """Check the interval: log and sqrt need a positive interval, inv one without 0 (the Chebyshev interpolant of f is
+    evaluated on the whole interval): the same error SLQ raises on a nonpositive Ritz value.
+    """
+    lo_a, hi_a = scalar_times_power_of_two(lo, -k), scalar_times_power_of_two(hi, -k)
+    where = (
+        f"the estimated spectrum bounds are [{lo_a:.3e}, {hi_a:.3e}]"
+        if estimated
+        else f"spectrum_bounds=({lo_a!r}, {hi_a!r})"
+    )
+    if f in ("log", "sqrt") and lo <= 0:
+        raise ValueError(f"f={f!r} needs a positive definite A: {where}")
+    if f == "inv" and lo <= 0 <= hi:
+        raise ValueError(f"f='inv' needs a nonsingular A (0 outside the spectrum interval): {where}")
+
+
+def _trace_function_core(
+    A, op, f, fun, n_vectors, degree, method, bounds, damping, control_variates, rng, backend, n_threads, k
+) -> TraceEstimate:
+    """trace_function on validated (and possibly rescaled, by 2^k) arguments."""
     rec = _Recurrences(A, op, backend, n_threads)
     n = op.shape[0]
     use_cv = _check_control_variates(control_variates, A, op, n_vectors)
@@ -136,9 +199,12 @@ def trace_function(
         samples, powers = _slq_quadrature(rec, rng, n_vectors, min(degree, n), fun, f)
         samples, powers = n * samples, n * powers
     else:
-        if bounds is None:
+        estimated = bounds is None
+        if estimated:
             bounds = _estimate_bounds(rec, rng, positive=f in ("log", "sqrt"))
         lo, hi = bounds
+        if isinstance(f, str):
+            _check_chebyshev_domain(f, lo, hi, estimated, k)
         coefficients = _chebyshev_coefficients(fun, degree, lo, hi)
         if damping == "jackson":
             coefficients = coefficients * _jackson(degree)
@@ -206,6 +272,8 @@ def _slq_quadrature(rec: _Recurrences, rng, n_vectors: int, n_steps: int, fun, f
             raise ValueError(
                 f"f={f!r} needs a positive definite A: Lanczos found the eigenvalue estimate {smallest:.3e}"
             )
+        if f == "inv" and bool(np.any(nodes[used] == 0)):
+            raise ValueError("f='inv' needs a nonsingular A: Lanczos found the eigenvalue estimate 0")
     values = np.asarray(fun(nodes), dtype=np.float64)
     quadrature = np.sum(weights * np.where(weights > 0, values, 0.0), axis=1)
     powers = np.stack([np.sum(weights * nodes, axis=1), np.sum(weights * nodes**2, axis=1)], axis=0)

@@ -63,10 +63,34 @@ def _square_coefficients(C: np.ndarray) -> np.ndarray:
     return E
 
 
-def _nystrom_traces(xp, C, moments, m: int, with_correction: bool, rcond: float):
+def _check_sketch_psd(lam, t_values, method: str) -> None:
+    """ValueError when a sketch Omega^T B(t) Omega is clearly indefinite or negative (an
+    eigenvalue below -NYSTROM_PSD_TOLERANCE times the largest magnitude): f(t, .) is negative on
+    the spectrum, and the Nystrom approximation of B(t) would drop it (a 100% error).
+    """
+    lam = to_host(lam, np.float64)
+    top = np.max(np.abs(lam), axis=1)
+    bad = np.flatnonzero((top > 0) & (-np.min(lam, axis=1) > NYSTROM_PSD_TOLERANCE * top))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(
+            f"f must satisfy f(t, x) >= 0 on the spectrum of A for method={method!r} (f(t, A) positive "
+            f"semidefinite, and so must its Chebyshev interpolant): at t={float(t_values[j])!r} the sketch "
+            "of f(t, A) has the eigenvalue "
+            f"{float(np.min(lam[j])):.3e} (largest magnitude {float(top[j]):.3e}); use method='hutchinson'"
+        )
+
+
+# A sketch eigenvalue below -NYSTROM_PSD_TOLERANCE times the largest magnitude means f(t, .) < 0 on
+# the spectrum (the Chebyshev interpolant of an f >= 0 undershoots by far less: Gibbs is ~9%).
+NYSTROM_PSD_TOLERANCE = 0.25
+
+
+def _nystrom_traces(xp, C, moments, m: int, with_correction: bool, rcond: float, check=None):
     """Tr of the Nystrom approximation of B(t) = sum_k C[t, k] T_k(A_hat) from the sketch
     Omega = X[:, :m] (and the Hutchinson correction with Psi = X[:, m:]), for all t at once.
-    ``moments[d] = X^T T_d X`` for d = 0 .. 2 deg.
+    ``moments[d] = X^T T_d X`` for d = 0 .. 2 deg. ``check``: (t values, method) to raise
+    ValueError where B(t) is clearly not PSD.
     """
     N = C.shape[1]
     dev = _device_of(moments)
@@ -78,6 +102,8 @@ def _nystrom_traces(xp, C, moments, m: int, with_correction: bool, rcond: float)
     K2 = xp.reshape(Ex @ MOO, (C.shape[0], m, m))  # Omega^T B^2 Omega
     K1 = (K1 + xp.matrix_transpose(K1)) / 2
     lam, U = xp.linalg.eigh(K1)
+    if check is not None:
+        _check_sketch_psd(lam, *check)
     top = xp.max(xp.abs(lam), axis=1, keepdims=True)
     # Relative to each t, and to the largest over all t: where B(t) is (numerically) zero its
     # sketch is rounding noise, which must not be inverted.
@@ -108,7 +134,16 @@ NYSTROM_RCOND_GLOBAL = 1e-8
 
 
 def _parametric_core(
-    rec: _Recurrences, rng, fun2, t_host, n_vectors: int, degree: int, method: str, bounds, rcond: float = NYSTROM_RCOND
+    rec: _Recurrences,
+    rng,
+    fun2,
+    t_host,
+    n_vectors: int,
+    degree: int,
+    method: str,
+    bounds,
+    rcond: float = NYSTROM_RCOND,
+    check_psd: bool = False,
 ):
     op = rec.op
     n = op.shape[0]
@@ -127,7 +162,8 @@ def _parametric_core(
     from array_api_compat import array_namespace
 
     xp = array_namespace(moments)
-    values = _nystrom_traces(xp, C, moments, m, method == "nystrom++" and n_vectors - m >= 1, rcond)
+    check = (t_host, method) if check_psd else None
+    values = _nystrom_traces(xp, C, moments, m, method == "nystrom++" and n_vectors - m >= 1, rcond, check)
     return to_host(values, np.float64)
 
 
@@ -183,7 +219,10 @@ def trace_parametric(
     Raises
     ------
     ValueError
-        As :func:`trace_function`; an empty, non-1-D or non-finite t.
+        As :func:`trace_function`; an empty, non-1-D or non-finite t; for ``"nystrom++"`` and
+        ``"nystrom"``, an f with f(t, .) clearly negative on the spectrum (the sketch of
+        f(t, A) has an eigenvalue below -0.25 times its largest magnitude; the Nystrom
+        approximation would drop the negative part: a 100% error). Use ``"hutchinson"`` there.
     TypeError
         f not callable.
 
@@ -216,4 +255,4 @@ def trace_parametric(
     rec = _Recurrences(A, op, backend, n_threads)
     if bounds is None:
         bounds = _estimate_bounds(rec, rng)
-    return back(_parametric_core(rec, rng, f, t_host, n_vectors, degree, method, bounds))
+    return back(_parametric_core(rec, rng, f, t_host, n_vectors, degree, method, bounds, check_psd=True))

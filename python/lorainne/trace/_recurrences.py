@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.fft
 
 from .._backend import core, is_scipy_sparse, numpy_dtype, to_host
 from .._operators import MatrixOperator
@@ -180,7 +181,8 @@ def _chebyshev_coefficients(
     theta = np.pi * (j + 0.5) / N
     x = np.cos(theta)
     values = np.asarray(f_on_nodes((hi - lo) / 2 * x + (hi + lo) / 2), dtype=np.float64)
-    cosines = np.cos(np.outer(theta, np.arange(N)))  # (nodes, k)
-    c = (2.0 / N) * values @ cosines
+    # c_k = (2 / N) sum_j f(x_j) cos(k theta_j): SciPy's DCT-II is 2 sum_j v_j cos(k theta_j), in
+    # O(N log N) time and O(N) memory per row (no N x N matrix of cosines).
+    c = scipy.fft.dct(values, type=2, axis=-1) / N
     c[..., 0] /= 2
     return c

@@ -2,13 +2,12 @@
 //!
 //! One module per capability area, mirroring `python/lorainne/`.
 
-pub mod als;
 pub mod error;
-pub mod hmatrix;
-pub mod linalg;
 pub mod ot;
 pub mod parallel;
+pub mod randomized;
 pub mod scalar;
+pub mod tensor;
 pub mod trace;
 
 pub use error::{Error, Result};

@@ -6,11 +6,11 @@ use pyo3::prelude::*;
 #[macro_use]
 mod dispatch;
 
-mod als;
 mod convert;
 mod errors;
-mod linalg;
 mod ot;
+mod randomized;
+mod tensor;
 mod trace;
 
 /// The number of threads a kernel uses when `n_threads` is None: every core.
@@ -23,9 +23,9 @@ fn default_threads() -> usize {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
-    linalg::register(m)?;
+    randomized::register(m)?;
     trace::register(m)?;
-    als::register(m)?;
+    tensor::register(m)?;
     ot::register(m)?;
     Ok(())
 }

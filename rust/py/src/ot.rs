@@ -1,9 +1,10 @@
-//! Bindings of `lorainne_core::ot` and `lorainne_core::hmatrix`: log-domain Sinkhorn and the
+//! Bindings of `lorainne_core::ot`: log-domain Sinkhorn and the
 //! hierarchical Gaussian kernel. Arrays are C-contiguous float64 (the Python facade converts).
 
 use crate::errors::{guarded, to_py};
-use lorainne_core::hmatrix::{log_apply, KdTree, KernelOptions, KernelStats};
-use lorainne_core::ot::{sinkhorn, Progress, SinkhornOptions};
+use lorainne_core::ot::{
+    log_apply, sinkhorn, KdTree, KernelOptions, KernelStats, Progress, SinkhornOptions,
+};
 use lorainne_core::{parallel, Error};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;

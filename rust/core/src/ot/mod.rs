@@ -1,5 +1,11 @@
-//! Entropic optimal transport: the log-domain Sinkhorn loop on hierarchical (or dense) kernels.
+//! Entropic optimal transport: the log-domain Sinkhorn loop on hierarchical (or dense) Gaussian
+//! kernels. The hierarchical (k-d tree) kernel has near-field dense blocks, far-field expansions
+//! with entrywise relative accuracy and pruning with a rigorous bound; see `kernel` for the scheme.
 
+pub mod kernel;
 pub mod sinkhorn;
+pub mod tree;
 
+pub use kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
 pub use sinkhorn::{sinkhorn, Progress, SinkhornOptions, SinkhornOutput};
+pub use tree::KdTree;

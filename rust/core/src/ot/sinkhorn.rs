@@ -15,10 +15,9 @@
 //! exact, so the error is the L1 sum of both, each read off the updates computed anyway:
 //! column j of (f, g) is b_j exp((g_j - G(f)_j)/eps), row i is a_i exp((f_i - F(g)_i)/eps).
 
+use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
+use super::tree::KdTree;
 use crate::error::{Error, Result};
-use crate::hmatrix::{
-    log_apply, reserve_monomial_cache, Applied, KdTree, KernelOptions, KernelStats,
-};
 
 #[derive(Debug, Clone)]
 pub struct SinkhornOptions {
@@ -232,7 +231,6 @@ impl Default for Relaxation {
 
 /// Solves entropic OT between x (n x d) and y (m x d), row-major, with weights a, b.
 /// `callback` is called after every iteration; returning true stops the loop.
-#[allow(clippy::too_many_arguments)]
 pub fn sinkhorn(
     x: &[f64],
     y: &[f64],

@@ -1,9 +1,7 @@
 //! Randomized linear algebra: QR factorizations and the randomized range finder / SVD.
 
 pub mod qr;
-pub mod randomized;
+pub mod svd;
 
 pub use qr::{cholesky_qr2, householder_qr, QrMethod};
-pub use randomized::{
-    randomized_svd, range_finder, svd_from_basis, Orthonormalizer, PowerIterations,
-};
+pub use svd::{randomized_svd, range_finder, svd_from_basis, Orthonormalizer, PowerIterations};

@@ -54,17 +54,19 @@ impl AlsOptions {
 /// column r becomes `S(m_r - A v_r + a_r v_rr) / (v_rr + l2)` (S: projection on the
 /// nonnegative orthant after subtracting l1, or soft thresholding), using the columns already
 /// updated. The same arithmetic as the xp reference.
-#[allow(clippy::too_many_arguments)]
 pub fn hals_columns<T: Scalar>(
     a: &mut [T],
     m: &[T],
     v: &[T],
     rows: usize,
     rank: usize,
-    l2: T,
-    l1: T,
-    nonnegative: bool,
+    penalty: HalsPenalty<T>,
 ) {
+    let HalsPenalty {
+        l2,
+        l1,
+        nonnegative,
+    } = penalty;
     for r in 0..rank {
         let vrr = v[r * rank + r];
         let denominator = vrr + l2;
@@ -98,6 +100,14 @@ pub fn hals_columns<T: Scalar>(
             a[i * rank + r] = numerator / denominator;
         }
     }
+}
+
+/// The penalties of a HALS column update: ridge `l2`, lasso `l1`, and the nonnegativity constraint.
+#[derive(Debug, Clone, Copy)]
+pub struct HalsPenalty<T> {
+    pub l2: T,
+    pub l1: T,
+    pub nonnegative: bool,
 }
 
 pub struct AlsResult<T> {
@@ -264,7 +274,11 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
     let mut status = Status::MaxIter;
     let mut degenerate = false;
     let l2 = T::from_f64(options.l2);
-    let l1 = T::from_f64(options.l1);
+    let penalty = HalsPenalty {
+        l2,
+        l1: T::from_f64(options.l1),
+        nonnegative: options.nonnegative,
+    };
     let hals = options.hals();
     for _ in 0..options.n_iter_max {
         degenerate = false;
@@ -273,16 +287,7 @@ pub fn cp_als<T: Scalar, S: SweepSource<T>>(
             let v = hadamard_except(&grams, Some(mode), rank);
             let f = if hals {
                 let mut f = std::mem::take(&mut factors[mode]);
-                hals_columns(
-                    &mut f,
-                    &m,
-                    &v,
-                    shape[mode],
-                    rank,
-                    l2,
-                    l1,
-                    options.nonnegative,
-                );
+                hals_columns(&mut f, &m, &v, shape[mode], rank, penalty);
                 if !v.iter().any(|&x| x > T::ZERO) {
                     degenerate = true;
                 }

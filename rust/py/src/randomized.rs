@@ -1,9 +1,9 @@
-//! Bindings of `lorainne_core::linalg`: QR factorizations, range finder, randomized SVD.
+//! Bindings of `lorainne_core::randomized`: QR factorizations, range finder, randomized SVD.
 //! Each function takes float32 or float64 arrays (the Python facade has validated them).
 
 use crate::convert::{to_numpy, vec_to_numpy, view};
 use crate::errors::guarded;
-use lorainne_core::linalg::{self as core, Orthonormalizer, PowerIterations};
+use lorainne_core::randomized::{self as core, Orthonormalizer, PowerIterations};
 use lorainne_core::{parallel, Error, Scalar};
 use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
 use pyo3::prelude::*;

@@ -1,9 +1,9 @@
-//! Bindings of `lorainne_core::als`: dense and sparse MTTKRP and the CP-ALS loop.
+//! Bindings of `lorainne_core::tensor`: dense and sparse MTTKRP and the CP-ALS loop.
 //! Arrays arrive validated by the Python facade (float32/float64, C-contiguous tensors); factors
 //! are copied into row-major buffers (they are small) and returned as new arrays.
 
 use crate::errors::{guarded, to_py};
-use lorainne_core::als::{self as core, AlsOptions, DenseTensor, SparseTensor};
+use lorainne_core::tensor::{self as core, AlsOptions, DenseTensor, SparseTensor};
 use lorainne_core::{parallel, Error, Scalar};
 use numpy::ndarray::Array2;
 use numpy::{
@@ -320,7 +320,7 @@ fn contract_edge_typed<'py, T: Scalar + Element>(
             })?
         })
     })?;
-    let rows = if rank == 0 { 0 } else { out.len() / rank };
+    let rows = out.len().checked_div(rank).unwrap_or(0);
     let array = Array2::from_shape_vec((rows, rank), out)
         .map_err(|e| to_py(Error::invalid("u", e.to_string())))?;
     Ok(array.into_pyarray(py).into_any())

@@ -155,7 +155,7 @@ impl<'a, T: Scalar> SparseTensor<'a, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::als::dense::{mttkrp, DenseTensor};
+    use crate::tensor::dense::{mttkrp, DenseTensor};
 
     #[test]
     fn sparse_equals_dense() {

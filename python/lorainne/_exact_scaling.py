@@ -1,0 +1,114 @@
+"""Exact power-of-two rescaling of inputs whose entries are too large or too small.
+
+The randomized algorithms, the QR factorizations and the trace estimators form squares, Gram
+matrices and norms of their input: with float64 entries beyond about 1e+-150 those overflow or
+underflow (float32: 1e+-19) and the answer is silently wrong. A problem that is scale-equivariant
+(SVD, QR, tr(A), tr log(A), ...) is solved instead on ``2**k A``, with ``k`` chosen so that the
+largest entry is in [0.5, 1); the result is scaled back. Multiplying by a power of two is exact
+(no rounding) unless an entry leaves the normal range, so nothing is lost.
+
+Only inputs whose largest magnitude lies outside ``[2**-band, 2**band]`` are rescaled (band =
+256 in float64, 32 in float32): ordinary inputs are used as given, without a copy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj
+
+from ._backend import is_linear_operator, is_scipy_sparse, numpy_dtype
+
+
+def _float_kind(dtype: Any) -> np.dtype | None:
+    """The NumPy float32/float64 dtype of ``dtype``, or None for any other dtype."""
+    try:
+        host = numpy_dtype(dtype)
+    except TypeError:
+        return None
+    return host if host.kind == "f" and host.itemsize in (4, 8) else None
+
+
+def scale_exponent(max_abs: float, dtype: Any) -> int:
+    """The k such that ``max_abs * 2**k`` lies in [0.5, 1), or 0 when no rescaling is needed.
+
+    No rescaling: ``max_abs`` inside [2**-band, 2**band] (band = maxexp / 4: 256 in float64, 32 in
+    float32), zero, NaN or infinite (validation rejects the last two later).
+    """
+    host = _float_kind(dtype)
+    if host is None or not (max_abs > 0 and math.isfinite(max_abs)):
+        return 0
+    exponent = math.frexp(max_abs)[1]
+    band = np.finfo(host).maxexp // 4
+    return 0 if -band <= exponent <= band else -exponent
+
+
+def times_power_of_two(x: Any, k: int):
+    """``x * 2**k`` for an array of any array-API library, exactly (in steps whose factors are
+    representable in x's dtype). ``k == 0`` returns ``x`` itself.
+    """
+    if k == 0:
+        return x
+    step = np.finfo(numpy_dtype(x.dtype)).maxexp - 2
+    while k:
+        s = max(-step, min(step, k))
+        x = x * (2.0**s)
+        k -= s
+    return x
+
+
+def scalar_times_power_of_two(value: float, k: int) -> float:
+    """``value * 2**k`` for a Python float (inf when the true value overflows)."""
+    if k == 0:
+        return float(value)
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.ldexp(np.float64(value), k))
+
+
+def max_abs(A: Any) -> float | None:
+    """The largest |entry| of a float32/float64 dense array or SciPy sparse matrix; None for
+    operators, other dtypes and empty inputs (those are not rescaled).
+    """
+    if is_scipy_sparse(A):
+        if _float_kind(A.dtype) is None:
+            return None
+        if A.nnz == 0:
+            return 0.0
+        data = A.tocoo().data if not hasattr(A, "data") or A.format in ("dok", "lil") else A.data
+        return float(np.max(np.abs(data))) if data.size else None
+    if is_linear_operator(A) or not (isinstance(A, np.ndarray) or is_array_api_obj(A)):
+        return None
+    if _float_kind(A.dtype) is None or math.prod(A.shape) == 0:
+        return None
+    xp = array_namespace(A)
+    return float(xp.max(xp.abs(A)))
+
+
+def rescaled(A: Any, *, even: bool = False) -> tuple[Any, int]:
+    """``(2**k A, k)`` for a dense array or SciPy sparse matrix whose entries are outside the safe
+    band (see the module docstring), else ``(A, 0)``. The input is never modified: rescaling copies.
+    Operators (LinearOperator, objects with ``matmat``) are returned as given with k = 0. With
+    ``even``, k is even (so that 2**(k/2), for square roots, is exact too).
+    """
+    largest = max_abs(A)
+    if largest is None:
+        return A, 0
+    k = scale_exponent(largest, A.dtype)
+    if even and k % 2:
+        k += 1
+    if k == 0:
+        return A, 0
+    if is_scipy_sparse(A):
+        scaled = A.tocsr(copy=True)
+        scaled.data = times_power_of_two(scaled.data, k)
+        return scaled, k
+    return times_power_of_two(A, k), k
+
+
+def rescaled_array(A: Any) -> tuple[Any, int]:
+    """``(2**k A, k)`` for a validated dense float array (k = 0, A itself, inside the safe band)."""
+    xp = array_namespace(A)
+    k = scale_exponent(float(xp.max(xp.abs(A))), A.dtype)
+    return times_power_of_two(A, k), k
