@@ -129,3 +129,53 @@ def test_unnormalized_weights_match_pot(rng):
     res = sinkhorn(x, y, a, b, eps=0.05, tol=1e-10)
     P = ot.sinkhorn(a, b, ot.dist(x, y), 0.05, method="sinkhorn_log", stopThr=1e-13, numItermax=100000)
     assert abs(res.cost - (P * ot.dist(x, y)).sum()) <= 1e-8 * res.cost
+
+
+# --------------------------------------------------------------------------- item 2: stalled eps-scaling
+
+
+@pytest.mark.parametrize("backend", ["rust", "numpy"])
+def test_eps_scaling_on_a_10_point_grid_is_not_slower_than_none(backend):
+    # each scaling stage stopped at 1e-2, leaving an error the final eps removed in 19,342 iterations
+    x = np.arange(10.0)[:, None]
+    plain = sinkhorn(x, x, eps=0.1, tol=1e-9, n_iter_max=100_000, eps_scaling=False, backend=backend)
+    res = sinkhorn(x, x, eps=0.1, tol=1e-9, n_iter_max=100_000, backend=backend)
+    assert plain.n_iter == 1 and res.converged
+    assert res.n_iter <= 2 * plain.n_iter + 5
+    assert abs(res.cost - plain.cost) <= 1e-9 * max(plain.cost, 1e-300) + 1e-12
+
+
+@pytest.mark.parametrize("backend", ["rust", "numpy"])
+@pytest.mark.parametrize(("n", "eps"), [(100, 0.2), (100, 1e-5 * 99**2)])
+def test_eps_scaling_on_a_100_point_grid_is_at_most_twice_none(backend, n, eps):
+    # stalls found on today's code: (100, 0.2) > 5,000 iterations with scaling (2,164 without);
+    # (100, 0.098) stuck at 3e-4 after 30,000 (1 without). The stalled final stage races the plain run.
+    x = np.arange(float(n))[:, None]
+    plain = sinkhorn(x, x, eps=eps, tol=1e-8, n_iter_max=20_000, eps_scaling=False, backend=backend)
+    res = sinkhorn(x, x, eps=eps, tol=1e-8, n_iter_max=20_000, backend=backend)
+    assert plain.converged and res.converged
+    assert res.n_iter <= 2 * plain.n_iter + 100, (res.n_iter, plain.n_iter)
+    assert abs(res.cost - plain.cost) <= 1e-6 * plain.cost
+
+
+def test_rust_and_xp_agree_through_a_race(rng):
+    x = np.arange(50.0)[:, None]
+    ref = sinkhorn(x, x, eps=0.2, tol=1e-8, n_iter_max=20_000, backend="numpy")
+    res = sinkhorn(x, x, eps=0.2, tol=1e-8, n_iter_max=20_000, backend="rust")
+    assert res.n_iter == ref.n_iter and res.n_iter > 1000  # the race ran
+    np.testing.assert_allclose(res.f, ref.f, rtol=0, atol=1e-9)
+    # stopped by n_iter_max during the race: the better of the two measured pairs, the same on both
+    a = np.exp(-((np.arange(100.0) - 20) ** 2) / 50)
+    g = np.arange(100.0)[:, None] / 99
+    outs = []
+    for backend in ("rust", "numpy"):
+        with pytest.warns(lorainne_warning(), match="n_iter_max"):
+            outs.append(sinkhorn(g, g, a / a.sum(), a / a.sum(), eps=1e-5, tol=1e-8, n_iter_max=600, backend=backend))
+    assert outs[0].n_iter == outs[1].n_iter == 600
+    assert abs(outs[0].marginal_error - outs[1].marginal_error) <= 1e-3 * outs[1].marginal_error
+
+
+def lorainne_warning():
+    from lorainne import ConvergenceWarning
+
+    return ConvergenceWarning
