@@ -246,7 +246,10 @@ def test_dtypes_and_result_type(rng):
     assert isinstance(res, SinkhornResult)
     assert res.f.dtype == np.float32 and res.g.dtype == np.float32
     r64 = sinkhorn(x.astype(np.float64), y.astype(np.float64), eps=0.05)
-    assert abs(res.cost - r64.cost) <= 1e-12 * r64.cost  # computed in float64 internally
+    # computed in float64 internally, returned in the input's dtype (issue 16, item 6): the float32
+    # cost is the float64 one rounded once
+    assert type(res.cost) is np.float32 and type(r64.cost) is np.float64
+    assert res.cost == np.float32(r64.cost) and abs(float(res.cost) - r64.cost) <= 1e-7 * r64.cost
     xi = rng.integers(0, 10, (40, 3))
     yi = rng.integers(0, 10, (30, 3))
     ri = sinkhorn(xi, yi, eps=5.0)

@@ -14,6 +14,11 @@
 //! theta is measured on the first plain iterations of the stage. With omega != 1 neither marginal is
 //! exact, so the error is the L1 sum of both, each read off the updates computed anyway:
 //! column j of (f, g) is b_j exp((g_j - G(f)_j)/eps), row i is a_i exp((f_i - F(g)_i)/eps).
+//!
+//! A schedule is never much worse than none: the plain run at eps (no scaling) makes its first
+//! iteration before the schedule (and is returned at once if that meets tol), and when the final
+//! stage stalls (`Stall`) the two `Chain`s race, one iteration each in turn, the first to reach
+//! tol winning (on n_iter_max, the better measured pair of the two).
 
 use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
 use super::tree::KdTree;
@@ -141,7 +146,8 @@ fn marginal_error(side: &Side, pot: &[f64], plain: &[f64], eps: f64) -> f64 {
         .zip(pot.iter().zip(plain))
         .map(|(&w, (&u, &v))| {
             if w > 0.0 {
-                w * (((u - v) / eps).exp() - 1.0).abs()
+                // exponent capped as in the xp reference: a huge error stays finite (and large)
+                w * (((u - v) / eps).min(700.0).exp() - 1.0).abs()
             } else {
                 0.0
             }
@@ -230,6 +236,197 @@ impl Default for Relaxation {
     }
 }
 
+/// Whether the final eps stage has stalled, read off its error history (the same rule as `_Stall`
+/// in python/lorainne/ot/_xp.py). From the stage's `AFTER`-th iteration on (time for the
+/// over-relaxation to settle), the linear rate r over each of the last two windows of `WINDOW`
+/// iterations predicts log(tol / err) / log(r) more iterations (infinitely many for r >= 1); when
+/// both predict more than `FACTOR` times the stage's iterations so far (and more than `FLOOR`),
+/// the stage has stalled. Once true, it stays true.
+#[derive(Debug, Clone)]
+pub struct Stall {
+    tol: f64,
+    errors: Vec<f64>,
+    stalled: bool,
+}
+
+impl Stall {
+    const WINDOW: usize = 20;
+    const AFTER: usize = 50;
+    const FACTOR: f64 = 10.0;
+    const FLOOR: f64 = 1000.0;
+
+    pub fn new(tol: f64) -> Stall {
+        Stall {
+            tol,
+            errors: Vec::new(),
+            stalled: false,
+        }
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Records the error of the stage's latest iteration; returns whether the stage has stalled.
+    pub fn observe(&mut self, err: f64) -> bool {
+        if self.stalled {
+            return true;
+        }
+        self.errors.push(err);
+        let (e, w, k) = (&self.errors, Self::WINDOW, self.errors.len());
+        if k < Self::AFTER {
+            return false;
+        }
+        let bound = (Self::FACTOR * k as f64).max(Self::FLOOR);
+        for (new, old) in [(e[k - 1], e[k - 1 - w]), (e[k - 1 - w], e[k - 1 - 2 * w])] {
+            let r = (new / old).powf(1.0 / w as f64);
+            if r < 1.0 && (self.tol / new).ln() / r.ln() <= bound {
+                return false;
+            }
+        }
+        self.stalled = true;
+        true
+    }
+}
+
+/// One sequence of Sinkhorn iterations at one eps, from a given g (f = F(g) first); the same as
+/// `_Chain` in python/lorainne/ot/_xp.py. `step` runs one iteration and measures the error of the pair
+/// (f, g) it leaves; `advance` then moves f on (over-relaxed when `relax`) and records the error.
+struct Chain {
+    eps: f64,
+    relax: bool,
+    f: Vec<f64>,
+    g: Vec<f64>,
+    /// The f of the last measured pair (f_step, g), kept only when `keep_step` (a race).
+    f_step: Option<Vec<f64>>,
+    f_plain: Vec<f64>,
+    omega: f64,
+    err: f64,
+    iters: usize,
+    relaxation: Relaxation,
+}
+
+/// The two sides and the options every chain works with.
+struct Problem<'a> {
+    xs: &'a Side,
+    ys: &'a Side,
+}
+
+impl Chain {
+    fn new(
+        p: &Problem<'_>,
+        g: Vec<f64>,
+        opts: &SinkhornOptions,
+        eps: f64,
+        relax: bool,
+        stats: &mut KernelStats,
+    ) -> Result<Chain> {
+        let f = update(p.xs, p.ys, &g, opts, eps, stats)?;
+        Ok(Chain {
+            eps,
+            relax,
+            f,
+            g,
+            f_step: None,
+            f_plain: Vec::new(),
+            omega: 1.0,
+            err: f64::INFINITY,
+            iters: 0,
+            relaxation: Relaxation::new(),
+        })
+    }
+
+    fn step(
+        &mut self,
+        p: &Problem<'_>,
+        opts: &SinkhornOptions,
+        stats: &mut KernelStats,
+    ) -> Result<f64> {
+        let eps = self.eps;
+        let omega = if self.relax {
+            self.relaxation.omega()
+        } else {
+            1.0
+        };
+        let g_plain = update(p.ys, p.xs, &self.f, opts, eps, stats)?;
+        relax(&mut self.g, &g_plain, omega);
+        // the column error of (f, g) (exactly 0 in a plain iteration)
+        let col_err = if omega == 1.0 {
+            0.0
+        } else {
+            marginal_error(p.ys, &self.g, &g_plain, eps)
+        };
+        self.f_plain = update(p.xs, p.ys, &self.g, opts, eps, stats)?;
+        self.err = marginal_error(p.xs, &self.f, &self.f_plain, eps) + col_err;
+        self.omega = omega;
+        self.iters += 1;
+        Ok(self.err)
+    }
+
+    fn advance(&mut self, keep_step: bool) {
+        if keep_step {
+            self.f_step = Some(self.f.clone());
+        }
+        relax(&mut self.f, &self.f_plain, self.omega);
+        self.relaxation.observe(self.err);
+    }
+
+    /// The measured pair (f, g) whose error is `err`, and the error.
+    fn into_pair(self, advanced: bool) -> (Vec<f64>, Vec<f64>, f64) {
+        let f = match (advanced, self.f_step) {
+            (true, Some(f)) => f,
+            _ => self.f,
+        };
+        (f, self.g, self.err)
+    }
+}
+
+/// What an iteration of a chain leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Run,
+    /// The stage's tolerance is reached.
+    Done,
+    /// The callback or n_iter_max stops the loop.
+    Stop,
+}
+
+/// One iteration of `ch`, counted, reported to the callback and checked against `stage_tol` and
+/// `n_iter_max`.
+fn run(
+    ch: &mut Chain,
+    p: &Problem<'_>,
+    opts: &SinkhornOptions,
+    stage_tol: f64,
+    n_iter: &mut usize,
+    stats: &mut KernelStats,
+    callback: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<Outcome> {
+    let err = ch.step(p, opts, stats)?;
+    *n_iter += 1;
+    if !err.is_finite() {
+        return Err(Error::NumericalBreakdown(format!(
+            "marginal error became {err} at iteration {} (eps = {:e})",
+            *n_iter, ch.eps
+        )));
+    }
+    // (f, g) is the pair whose error is `err`: every exit returns it
+    if callback(&Progress {
+        n_iter: *n_iter,
+        eps: ch.eps,
+        marginal_error: err,
+    }) {
+        return Ok(Outcome::Stop);
+    }
+    if err <= stage_tol {
+        return Ok(Outcome::Done);
+    }
+    if *n_iter >= opts.n_iter_max {
+        return Ok(Outcome::Stop);
+    }
+    Ok(Outcome::Run)
+}
+
 /// Solves entropic OT between x (n x d) and y (m x d), row-major, with weights a, b.
 /// `callback` is called after every iteration; returning true stops the loop. `interrupt` is
 /// checked before every iteration (`Error::Interrupted` once raised).
@@ -284,6 +481,12 @@ pub fn sinkhorn(
             let hi = xs.tree.hi(0)[k].max(ys.tree.hi(0)[k]);
             diam2 += (hi - lo) * (hi - lo);
         }
+        if !diam2.is_finite() {
+            return Err(Error::invalid(
+                "x",
+                format!("the squared diameter of x and y is {diam2}: rescale the points"),
+            ));
+        }
         let mut e = diam2;
         while e > opts.eps {
             schedule.push(e);
@@ -296,15 +499,44 @@ pub fn sinkhorn(
     reserve_monomial_cache(&xs.tree, opts.kernel_tol);
     reserve_monomial_cache(&ys.tree, opts.kernel_tol);
     let mut stats = KernelStats::default();
-    let mut g = vec![0.0; m];
-    let mut f = vec![0.0; n];
+    let p = Problem { xs: &xs, ys: &ys };
+    // a stage before the last only warm-starts the next one (to marginal error 1e-2): its kernel
+    // needs no more than that / 10 (measured: early stages 1.3x faster at n = 1e5)
+    let loose = SinkhornOptions {
+        kernel_tol: opts.kernel_tol.max(opts.tol.max(1e-2) / 10.0),
+        ..opts.clone()
+    };
     let mut n_iter = 0usize;
-    let mut err = f64::INFINITY;
     let mut converged = false;
-    let mut last_eps = f64::NAN;
     let last = schedule.len() - 1;
-    'stages: for (stage, &eps) in schedule.iter().enumerate() {
-        if n_iter >= opts.n_iter_max {
+    let mut state = Outcome::Run;
+    // with a schedule, the plain run at eps (what eps_scaling = None does) makes its first
+    // iteration now, and races the final stage if that stalls (see `Stall`)
+    let mut plain = if last > 0 {
+        Some(Chain::new(
+            &p,
+            vec![0.0; m],
+            opts,
+            opts.eps,
+            opts.relax,
+            &mut stats,
+        )?)
+    } else {
+        None
+    };
+    // which chain's measured pair is returned, and whether that chain has advanced past it
+    let mut pick_plain = true;
+    let mut pick_advanced = false;
+    if let Some(pc) = plain.as_mut() {
+        state = run(pc, &p, opts, opts.tol, &mut n_iter, &mut stats, callback)?;
+        converged = state == Outcome::Done;
+        if state == Outcome::Run {
+            pc.advance(true);
+        }
+    }
+    let mut warm: Option<Chain> = None;
+    for (stage, &eps) in schedule.iter().enumerate() {
+        if state != Outcome::Run || n_iter >= opts.n_iter_max {
             break;
         }
         let final_stage = stage == last;
@@ -313,69 +545,85 @@ pub fn sinkhorn(
         } else {
             opts.tol.max(1e-2)
         };
-        // a stage before the last only warm-starts the next one (to marginal error 1e-2): its
-        // kernel needs no more than stage_tol / 10 (measured: early stages 1.3x faster at n = 1e5)
-        let loose;
-        let stage_opts = if final_stage {
-            opts
-        } else {
-            loose = SinkhornOptions {
-                kernel_tol: opts.kernel_tol.max(stage_tol / 10.0),
-                ..opts.clone()
-            };
-            &loose
-        };
-        f = update(&xs, &ys, &g, stage_opts, eps, &mut stats)?; // warm start from the previous stage's g
-        last_eps = eps;
-        let mut stage_iter = 0usize;
-        let mut relaxation = Relaxation::new();
-        loop {
+        let stage_opts = if final_stage { opts } else { &loose };
+        let g = warm.take().map_or_else(|| vec![0.0; m], |c| c.g);
+        // warm start from the previous stage's g
+        let mut chain = Chain::new(
+            &p,
+            g,
+            stage_opts,
+            eps,
+            final_stage && opts.relax,
+            &mut stats,
+        )?;
+        let mut stall = (final_stage && plain.is_some()).then(|| Stall::new(opts.tol));
+        let keep = stall.is_some();
+        (pick_plain, pick_advanced) = (false, false);
+        while state == Outcome::Run {
             interrupt.check()?;
-            let omega = if final_stage && opts.relax {
-                relaxation.omega()
+            if let (Some(pc), true) = (plain.as_mut(), stall.as_ref().is_some_and(Stall::stalled)) {
+                state = run(pc, &p, opts, stage_tol, &mut n_iter, &mut stats, callback)?;
+                if state == Outcome::Run {
+                    pc.advance(true);
+                } else {
+                    // plain stopped or converged; on a stop, the better measured pair of the two
+                    let warm_better = state == Outcome::Stop && chain.err < pc.err;
+                    (pick_plain, pick_advanced) = (!warm_better, warm_better);
+                    break;
+                }
+                state = run(
+                    &mut chain,
+                    &p,
+                    stage_opts,
+                    stage_tol,
+                    &mut n_iter,
+                    &mut stats,
+                    callback,
+                )?;
+                if state == Outcome::Stop && pc.err < chain.err {
+                    (pick_plain, pick_advanced) = (true, true);
+                }
             } else {
-                1.0
-            };
-            let g_plain = update(&ys, &xs, &f, stage_opts, eps, &mut stats)?;
-            relax(&mut g, &g_plain, omega);
-            // the column error of (f, g) (exactly 0 in a plain iteration)
-            let col_err = if omega == 1.0 {
-                0.0
-            } else {
-                marginal_error(&ys, &g, &g_plain, eps)
-            };
-            let f_plain = update(&xs, &ys, &g, stage_opts, eps, &mut stats)?;
-            err = marginal_error(&xs, &f, &f_plain, eps) + col_err;
-            n_iter += 1;
-            stage_iter += 1;
-            if !err.is_finite() {
-                return Err(Error::NumericalBreakdown(format!(
-                    "marginal error became {err} at iteration {n_iter} (eps = {eps})"
-                )));
+                state = run(
+                    &mut chain,
+                    &p,
+                    stage_opts,
+                    stage_tol,
+                    &mut n_iter,
+                    &mut stats,
+                    callback,
+                )?;
             }
-            // (f, g) is the pair whose error is `err`: every exit below returns it
-            if callback(&Progress {
-                n_iter,
-                eps,
-                marginal_error: err,
-            }) {
-                break 'stages;
-            }
-            if err <= stage_tol {
-                converged = final_stage;
+            if state != Outcome::Run {
                 break;
             }
-            if n_iter >= opts.n_iter_max {
-                break 'stages;
-            }
-            if !final_stage && stage_iter >= 50 {
+            chain.advance(keep);
+            if !final_stage && chain.iters >= 50 {
                 break;
             }
-            relax(&mut f, &f_plain, omega);
-            relaxation.observe(err);
+            if let Some(st) = stall.as_mut() {
+                st.observe(chain.err);
+            }
         }
+        if state == Outcome::Done {
+            converged = final_stage;
+            state = if final_stage {
+                Outcome::Stop
+            } else {
+                Outcome::Run
+            };
+        }
+        warm = Some(chain);
     }
-    if last_eps != opts.eps {
+    let picked = if pick_plain { plain } else { warm };
+    let Some(chain) = picked else {
+        return Err(Error::NumericalBreakdown(
+            "no Sinkhorn iteration ran".to_string(),
+        ));
+    };
+    let chain_eps = chain.eps;
+    let (mut f, mut g, mut err) = chain.into_pair(pick_advanced);
+    if chain_eps != opts.eps {
         // stopped inside an eps-scaling stage: project onto the final eps so that the potentials,
         // cost and error all refer to it (not counted as an iteration)
         let eps = opts.eps;
@@ -468,6 +716,45 @@ mod tests {
         );
         assert!((dense.dual - hier.dual).abs() <= 1e-6 * dense.cost.abs());
         assert!(dense.n_iter.abs_diff(hier.n_iter) <= 1 + dense.n_iter / 10);
+    }
+
+    #[test]
+    fn eps_scaling_on_a_grid_is_at_most_about_twice_no_scaling() {
+        // x = y = a grid: the scaled stages left an error the final eps removed very slowly
+        for (n, eps, tol) in [(10usize, 0.1, 1e-9), (50, 0.2, 1e-8)] {
+            let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let w = vec![1.0 / n as f64; n];
+            let mut opts = SinkhornOptions {
+                eps,
+                tol,
+                n_iter_max: 20_000,
+                eps_scaling: None,
+                kernel_tol: tol / 10.0,
+                exact: true,
+                leaf_size: 16,
+                parallel: false,
+                relax: true,
+            };
+            let plain = sinkhorn(&x, &x, 1, &w, &w, &opts, &mut |_| false, &NEVER).unwrap();
+            opts.eps_scaling = Some(0.5);
+            let scaled = sinkhorn(&x, &x, 1, &w, &w, &opts, &mut |_| false, &NEVER).unwrap();
+            assert!(plain.converged && scaled.converged);
+            assert!(
+                scaled.n_iter <= 2 * plain.n_iter + 100,
+                "{} vs {}",
+                scaled.n_iter,
+                plain.n_iter
+            );
+        }
+    }
+
+    #[test]
+    fn stall_fires_on_a_flat_error_not_on_a_linear_decrease() {
+        let mut flat = Stall::new(1e-8);
+        let fired = (0..60).any(|_| flat.observe(1e-3));
+        assert!(fired && flat.stalled());
+        let mut linear = Stall::new(1e-8);
+        assert!(!(0..300).any(|k| linear.observe(0.95f64.powi(k))));
     }
 
     #[test]

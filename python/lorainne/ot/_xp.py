@@ -1,0 +1,267 @@
+"""The dense log-domain Sinkhorn reference on any array-API library (NumPy, CuPy, torch, ...).
+
+The iteration rules (eps schedule, over-relaxation, stall detection and the race against the plain
+run) are the same as those of rust/core/src/ot/sinkhorn.rs; the tests check the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from ._scale import _times_pow2
+
+
+def _sq_dists(xp, x, y):
+    """C_ij = |x_i - y_j|^2 (x, y centred on a common point first to limit cancellation)."""
+    centre = (xp.sum(x, axis=0) + xp.sum(y, axis=0)) / (x.shape[0] + y.shape[0])
+    x = x - centre
+    y = y - centre
+    C = xp.sum(x * x, axis=1)[:, None] + xp.sum(y * y, axis=1)[None, :] - 2.0 * (x @ y.T)
+    return xp.where(C > 0, C, xp.zeros_like(C))
+
+
+def _safe_log(xp, w):
+    positive = w > 0
+    return xp.where(positive, xp.log(xp.where(positive, w, xp.ones_like(w))), xp.full_like(w, -xp.inf))
+
+
+def _lse(xp, Z, axis: int):
+    m = xp.max(Z, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    s = xp.sum(xp.exp(Z - m), axis=axis, keepdims=True)
+    return xp.squeeze(m + xp.log(s), axis=axis)
+
+
+def _marginal_error(xp, w, pot, plain, eps):
+    """L1 error of one marginal of the plan: sum_i w_i |exp((pot_i - plain_i)/eps) - 1|."""
+    expo = (pot - plain) / eps
+    expo = xp.where(expo < 700.0, expo, xp.full_like(expo, 700.0))
+    return float(xp.sum(w * xp.abs(xp.exp(expo) - 1.0)))
+
+
+class _Relaxation:
+    """The over-relaxation factor omega from the final stage's error history.
+
+    The same rule as ``Relaxation`` in rust/core/src/ot/sinkhorn.rs: once two windows of
+    ``WINDOW`` iterations show the same linear rate r, theta (the plain rate) is r for omega = 1,
+    or from the SOR relation (r + omega - 1)^2 = r omega^2 theta when omega > 1 converges slower
+    than omega - 1; omega becomes 2 / (1 + sqrt(1 - theta)) (capped) if that is larger.
+    """
+
+    WINDOW, AGREE, OMEGA_MAX, HISTORY_MAX = 3, 0.02, 1.9, 200
+
+    def __init__(self):
+        self.errors: list[float] = []
+        self.omega = 1.0
+
+    def observe(self, err: float) -> None:
+        if len(self.errors) >= self.HISTORY_MAX:
+            return
+        self.errors.append(err)
+        e, w = self.errors, self.WINDOW
+        k = len(e)
+        if k < 2 * w + 2:
+            return
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            r1 = (e[k - 1] / e[k - 1 - w]) ** (1.0 / w)
+            r2 = (e[k - 1 - w] / e[k - 1 - 2 * w]) ** (1.0 / w)
+        if not (math.isfinite(r1) and math.isfinite(r2) and r1 < 1.0 and abs(r1 - r2) <= self.AGREE):
+            return
+        r, om = max(r1, r2), self.omega
+        if om > 1.0 and r <= 1.1 * (om - 1.0) + 0.02:
+            return
+        theta = min((r + om - 1.0) ** 2 / (r * om * om), 1.0)
+        omega = min(2.0 / (1.0 + math.sqrt(1.0 - theta)), self.OMEGA_MAX)
+        if omega > om + 0.01:
+            self.omega = omega
+            self.errors = []
+
+
+class _Stall:
+    """Whether the final eps stage has stalled, read off its error history.
+
+    The same rule as ``Stall`` in rust/core/src/ot/sinkhorn.rs: from the stage's ``AFTER``-th
+    iteration on (time for the over-relaxation to settle), the linear rate r over each of the last
+    two windows of ``WINDOW`` iterations predicts ``log(tol / err) / log(r)`` more iterations
+    (infinitely many for r >= 1); when both predict more than ``FACTOR`` times the stage's
+    iterations so far (and more than ``FLOOR``), the stage has stalled. Once true, it stays true.
+    """
+
+    WINDOW, AFTER, FACTOR, FLOOR = 20, 50, 10, 1000
+
+    def __init__(self, tol: float):
+        self.tol = tol
+        self.errors: list[float] = []
+        self.stalled = False
+
+    def observe(self, err: float) -> bool:
+        if self.stalled:
+            return True
+        self.errors.append(err)
+        e, w, k = self.errors, self.WINDOW, len(self.errors)
+        if k < self.AFTER:
+            return False
+        bound = max(self.FACTOR * k, self.FLOOR)
+        for new, old in ((e[k - 1], e[k - 1 - w]), (e[k - 1 - w], e[k - 1 - 2 * w])):
+            r = (new / old) ** (1.0 / w)
+            if r < 1.0 and math.log(self.tol / new) / math.log(r) <= bound:
+                return False
+        self.stalled = True
+        return True
+
+
+def _schedule(diam2: float, eps: float, ratio: float | None) -> list[float]:
+    """eps-scaling stages from the squared diameter down to eps (eps alone without scaling)."""
+    stages = []
+    if ratio is not None and math.isfinite(diam2):
+        e = diam2
+        while e > eps:
+            stages.append(e)
+            e *= ratio
+    stages.append(eps)
+    return stages
+
+
+class _Chain:
+    """One sequence of Sinkhorn iterations at one eps, from a given g (f = F(g) first).
+
+    ``step`` runs one iteration and measures the error of the pair ``(f, g)`` it leaves (the pair
+    a stop returns); ``advance`` then moves f on, over-relaxed with the factor ``relaxation`` reads
+    when ``relax``, and records the error. The same as ``Chain`` in rust/core/src/ot/sinkhorn.rs.
+    """
+
+    def __init__(self, ops, e: float, g, relax: bool):
+        self.ops, self.e, self.relax = ops, e, relax
+        self.g = g
+        self.f = ops.update_f(g, e)
+        self.relaxation = _Relaxation()
+        self.err = math.inf
+        self.iters = 0
+
+    def step(self) -> float:
+        ops, e = self.ops, self.e
+        omega = self.relaxation.omega if self.relax else 1.0
+        g_plain = ops.update_g(self.f, e)
+        self.g = g_plain if omega == 1.0 else self.g + omega * (g_plain - self.g)
+        col_err = 0.0 if omega == 1.0 else ops.marginal_error_b(self.g, g_plain, e)
+        self.f_plain = ops.update_f(self.g, e)
+        self.omega = omega
+        self.err = ops.marginal_error_a(self.f, self.f_plain, e) + col_err
+        self.f_step = self.f  # (f_step, g) is the pair whose error is err
+        self.iters += 1
+        return self.err
+
+    def advance(self) -> None:
+        omega = self.omega
+        self.f = self.f_plain if omega == 1.0 else self.f + omega * (self.f_plain - self.f)
+        self.relaxation.observe(self.err)
+
+
+class _DenseOps:
+    """The dense log-domain updates and marginal errors of the xp reference."""
+
+    def __init__(self, xp, C, a, b):
+        self.xp, self.C, self.a, self.b = xp, C, a, b
+        self.la, self.lb = _safe_log(xp, a), _safe_log(xp, b)
+
+    def update_f(self, g, e):
+        return -e * _lse(self.xp, self.lb[None, :] + (g[None, :] - self.C) / e, axis=1)
+
+    def update_g(self, f, e):
+        return -e * _lse(self.xp, self.la[:, None] + (f[:, None] - self.C) / e, axis=0)
+
+    def marginal_error_a(self, f, f_plain, e):
+        return _marginal_error(self.xp, self.a, f, f_plain, e)
+
+    def marginal_error_b(self, g, g_plain, e):
+        return _marginal_error(self.xp, self.b, g, g_plain, e)
+
+
+def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook, k=0):
+    """The dense log-domain reference on any array-API library (float64 internally), on the
+    points times ``2**k`` (``eps`` is the scaled one).
+
+    Iterations: eps-scaling stages (each to marginal error 1e-2 or 50 iterations) warm-start the
+    final stage. With a schedule, the plain run at eps (the one ``eps_scaling=False`` does) makes
+    its first iteration before the schedule starts, and is raced against the final stage when that
+    stalls (see ``_Stall``), one iteration each in turn: the first to reach ``tol`` is returned,
+    so a schedule costs at most about twice the plain run's iterations plus those before the stall.
+    """
+    xp = array_namespace(x)
+    dev = device(x)
+    x = _times_pow2(xp.astype(x, xp.float64), k)
+    y = _times_pow2(xp.astype(y, xp.float64), k)
+    a = xp.asarray(a_host, device=dev)
+    b = xp.asarray(b_host, device=dev)
+    C = _sq_dists(xp, x, y)
+    ops = _DenseOps(xp, C, a, b)
+    lo = xp.minimum(xp.min(x, axis=0), xp.min(y, axis=0))
+    hi = xp.maximum(xp.max(x, axis=0), xp.max(y, axis=0))
+    diam2 = float(xp.sum((hi - lo) ** 2))
+    stages = _schedule(diam2, eps, ratio)
+    zeros = xp.zeros(C.shape[1], dtype=xp.float64, device=dev)
+
+    n_iter, converged = 0, False
+    plain = _Chain(ops, eps, zeros, relax) if len(stages) > 1 else None
+    chain = plain  # the chain whose (f, g) is returned
+    state = "run"
+
+    def run(ch, stage_tol):
+        """One iteration of ``ch``: 'stop' (hook or n_iter_max), 'done' (reached stage_tol) or 'run'."""
+        nonlocal n_iter
+        err = ch.step()
+        n_iter += 1
+        if not math.isfinite(err):
+            raise ValueError(f"numerical breakdown: marginal error became {err} at iteration {n_iter} (eps = {ch.e})")
+        if hook(n_iter, ch.e, err) or n_iter >= n_iter_max and err > stage_tol:
+            return "stop"
+        if err <= stage_tol:
+            return "done"
+        return "run"
+
+    if plain is not None:  # the plain run's first iteration
+        state = run(plain, tol)
+        converged = state == "done"
+        if state == "run":
+            plain.advance()
+    g = zeros
+    for s, e in enumerate(stages):
+        if state != "run" or n_iter >= n_iter_max:
+            break
+        final = s == len(stages) - 1
+        stage_tol = tol if final else max(tol, 1e-2)
+        chain = _Chain(ops, e, g, final and relax)  # warm start from the previous stage's g
+        stall = _Stall(tol) if (final and plain is not None) else None
+        result = chain
+        while state == "run":
+            racing = stall is not None and stall.stalled
+            for ch in (plain, chain) if racing else (chain,):
+                state = run(ch, stage_tol)
+                if state != "run":
+                    result = ch
+                    other = chain if ch is plain else plain
+                    if state == "stop" and racing and other.err < ch.err:  # the better measured pair
+                        result = other
+                    break
+                ch.advance()
+            if state == "run" and not final and chain.iters >= 50:
+                break
+            if state == "run" and stall is not None:
+                stall.observe(chain.err)
+        if state == "done":
+            converged = final
+            state = "stop" if final else "run"
+        chain = result
+        g = chain.g
+    f, g, err = chain.f_step, chain.g, chain.err
+    if chain.e != eps:  # stopped inside a scaling stage: project onto the final eps
+        f = ops.update_f(g, eps)
+        g = ops.update_g(f, eps)
+        err = ops.marginal_error_a(f, ops.update_f(g, eps), eps)
+    P = xp.exp(ops.la[:, None] + ops.lb[None, :] + (f[:, None] + g[None, :] - C) / eps)
+    cost = float(xp.sum(P * C))
+    dual = float(xp.sum(a * f) + xp.sum(b * g))
+    return f, g, n_iter, err, converged, cost, dual
