@@ -168,3 +168,47 @@ def tree_sum(parts: list[Any]):
             paired.append(parts[-1])
         parts = paired
     return parts[0]
+
+
+class _Linalg:
+    """``array_api_compat``'s Dask ``linalg`` with ``cholesky`` returning the LOWER factor, as the
+    array API specifies (array_api_compat 1.16 with Dask 2026.8 returns Dask's default, the upper one).
+    """
+
+    def __init__(self, linalg):
+        self._linalg = linalg
+
+    def __getattr__(self, name):
+        return getattr(self._linalg, name)
+
+    def cholesky(self, x, /, *, upper: bool = False):
+        return _da().linalg.cholesky(x, lower=not upper)
+
+
+class _Namespace:
+    """The Dask array namespace of ``array_api_compat`` with the fix of :class:`_Linalg`."""
+
+    def __init__(self, xp):
+        self._xp = xp
+        self.linalg = _Linalg(xp.linalg)
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+
+def namespace(x):
+    """The array namespace lorainne's xp paths use for the Dask array ``x``."""
+    from array_api_compat import array_namespace
+
+    return _Namespace(array_namespace(x))
+
+
+def persisted(product):
+    """``product`` whose (n x k) results are persisted on the workers, so that the estimators'
+    later steps (several small ``.compute()`` calls) never recompute the products with A.
+    """
+
+    def apply(X):
+        return product(X).persist()
+
+    return apply
