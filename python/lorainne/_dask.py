@@ -148,7 +148,7 @@ def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto
     on the client, so ``U = Q W`` and ``Vt = (Q2 Z)^T`` stay lazy Dask arrays; ``S`` is NumPy.
     Signs follow ``randomized._flip_signs`` (computed from 2 rank pivots on the client).
     """
-    Q2, R2 = (tsqr(B.T) if qr == "householder" else cholesky_qr2(B.T)[:2])
+    Q2, R2 = tsqr(B.T) if qr == "householder" else cholesky_qr2(B.T)[:2]
     W, S, Zt = np.linalg.svd(R2.T, full_matrices=False)
     W, S, Z = W[:, :rank], S[:rank], Zt[:rank, :].T
     U = Q @ W

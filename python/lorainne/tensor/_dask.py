@@ -23,7 +23,7 @@ from ._als import Run, StopRule, end_of_sweep, gaussian, given_init, random_init
 def _block_mttkrp(block, *, factors, mode: int, block_info=None):
     """The partial MTTKRP of one chunk, shaped (1, ..., I_block, ..., 1, R) for the reduction."""
     location = block_info[0]["array-location"]
-    slices = [f[a:b] for f, (a, b) in zip(factors, location)]
+    slices = [f[a:b] for f, (a, b) in zip(factors, location, strict=True)]
     partial = _xp.mttkrp(np, np.asarray(block), slices, mode)
     shape = [1] * block.ndim + [partial.shape[1]]
     shape[mode] = partial.shape[0]
