@@ -268,3 +268,20 @@ def test_trace_dask_equals_in_memory_for_the_same_vectors():
 
 def test_public_names_unchanged():
     assert "dask" in lorainne._backend.BACKENDS
+
+
+# --------------------------------------------------------------------------- Sinkhorn
+
+
+def test_sinkhorn_dask_point_clouds_equal_in_memory():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((120, 2)), rng.standard_normal((90, 2)) + 1.0
+    X, Y = da.from_array(x, chunks=(40, 2)), da.from_array(y, chunks=(30, 2))
+    ref = lorainne.sinkhorn(x, y, eps=1.0, eps_scaling=False, backend="numpy")
+    with dask.config.set(scheduler="threads"):
+        got = lorainne.sinkhorn(X, Y, eps=1.0, eps_scaling=False)
+    assert isinstance(got.f, da.Array) and isinstance(got.g, da.Array)
+    assert got.converged and got.n_iter == ref.n_iter
+    assert got.cost == pytest.approx(ref.cost, rel=1e-12)
+    np.testing.assert_allclose(got.f.compute(), np.asarray(ref.f), atol=1e-10)
+    np.testing.assert_allclose(got.g.compute(), np.asarray(ref.g), atol=1e-10)

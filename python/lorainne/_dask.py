@@ -212,3 +212,12 @@ def persisted(product):
         return product(X).persist()
 
     return apply
+
+
+def persist_if_dask(x):
+    """``x.persist()`` for a Dask array (its blocks stay on the workers), ``x`` itself otherwise: an
+    iterative xp loop calls it on its state so that each step's graph does not hold all earlier steps.
+    """
+    from ._backend import is_dask_array
+
+    return x.persist() if is_dask_array(x) else x

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace, device
 
+from . import _dask
 from ._backend import core, resolve, to_host
 from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from ._warnings import ConvergenceWarning
@@ -232,11 +233,13 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook)
     hi = xp.maximum(xp.max(x, axis=0), xp.max(y, axis=0))
     diam2 = float(xp.sum((hi - lo) ** 2))
 
+    settle = _dask.persist_if_dask  # Dask: potentials persisted on the workers, C recomputed in blocks
+
     def update_f(g, e):
-        return -e * _lse(xp, lb[None, :] + (g[None, :] - C) / e, axis=1)
+        return settle(-e * _lse(xp, lb[None, :] + (g[None, :] - C) / e, axis=1))
 
     def update_g(f, e):
-        return -e * _lse(xp, la[:, None] + (f[:, None] - C) / e, axis=0)
+        return settle(-e * _lse(xp, la[:, None] + (f[:, None] - C) / e, axis=0))
 
     stages = _schedule(diam2, eps, ratio)
     g = xp.zeros(C.shape[1], dtype=xp.float64, device=dev)
