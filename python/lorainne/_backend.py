@@ -6,8 +6,9 @@ arguments and its ``backend=`` keyword:
 * ``"auto"``: a CuPy array runs the xp path on the GPU (``"cupy"``); a NumPy array (or a
   SciPy sparse matrix / ``LinearOperator``) runs the Rust kernel where the function has one
   (``"rust"``) and the xp path on NumPy otherwise (``"numpy"``); any other array-API array
-  (torch, ``array_api_strict``, ...) runs the xp path (``"xp"``).
-* ``"rust" | "numpy" | "cupy" | "xp"`` force one; forcing one the input cannot run on raises
+  (torch, ``array_api_strict``, ...) runs the xp path (``"xp"``); a ``dask.array.Array`` runs the
+  xp path on Dask's namespace (``"dask"``: lazy results, small pieces on the client).
+* ``"rust" | "numpy" | "cupy" | "xp" | "dask"`` force one; forcing one the input cannot run on raises
   ``ValueError`` saying why.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 # waiting on a lock whose owner does not exist there. Importing it here keeps the hot path free of
 # imports (tests/test_concurrency.py checks that no public call imports a module).
 
-BACKENDS = ("auto", "rust", "numpy", "cupy", "xp")
+BACKENDS = ("auto", "rust", "numpy", "cupy", "xp", "dask")
 
 try:  # the compiled core is optional at import time so that a broken build still explains itself
     from . import _core
@@ -48,6 +49,12 @@ def is_cupy_array(x: Any) -> bool:
     # Checked without importing CuPy: importing it initializes CUDA, which is slow and may fail.
     cupy = sys.modules.get("cupy")
     return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def is_dask_array(x: Any) -> bool:
+    # Checked without importing Dask (slow to import): a Dask array exists only if dask.array is loaded.
+    array = sys.modules.get("dask.array")
+    return array is not None and isinstance(x, array.Array)
 
 
 def is_scipy_sparse(x: Any) -> bool:
@@ -94,7 +101,7 @@ def resolve(*arrays: Any, backend: str = "auto", rust_kernel: bool = True) -> st
     ----------
     *arrays
         The call's array arguments (None entries are ignored).
-    backend : {"auto", "rust", "numpy", "cupy", "xp"}
+    backend : {"auto", "rust", "numpy", "cupy", "xp", "dask"}
         The user's choice.
     rust_kernel : bool
         Whether the function has a Rust kernel for these inputs.
@@ -102,7 +109,8 @@ def resolve(*arrays: Any, backend: str = "auto", rust_kernel: bool = True) -> st
     Returns
     -------
     str
-        One of ``"rust"``, ``"numpy"``, ``"cupy"``, ``"xp"``.
+        One of ``"rust"``, ``"numpy"``, ``"cupy"``, ``"xp"``, ``"dask"`` (any Dask array input, with
+        ``backend`` "auto", "xp" or "dask": the xp path on Dask's namespace).
 
     Examples
     --------
@@ -118,6 +126,10 @@ def resolve(*arrays: Any, backend: str = "auto", rust_kernel: bool = True) -> st
     present = [a for a in arrays if a is not None]
     all_host = all(is_host_input(a) for a in present)
     any_cupy = any(is_cupy_array(a) for a in present)
+    if any(is_dask_array(a) for a in present) and backend in ("auto", "xp", "dask"):
+        return "dask"
+    if backend == "dask":
+        raise ValueError("backend='dask' needs dask.array inputs; wrap the data with dask.array.from_array first")
     if backend == "auto":
         if any_cupy:
             return "cupy"

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ._backend import is_linear_operator, is_scipy_sparse
+from . import _dask
+from ._backend import is_dask_array, is_linear_operator, is_scipy_sparse
 from ._validation import as_float_array, float_dtype_of
 
 
@@ -51,13 +52,16 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
     xp = array_namespace(dense)
     from array_api_compat import device
 
+    matmat, rmatmat = (lambda X: dense @ X), (lambda X: dense.T @ X)
+    if is_dask_array(dense):  # products persisted on the workers; the namespace's cholesky fixed
+        xp, matmat, rmatmat = _dask.namespace(dense), _dask.persisted(matmat), _dask.persisted(rmatmat)
     return MatrixOperator(
         shape=tuple(dense.shape),
         dtype=dense.dtype,
         xp=xp,
         device=device(dense),
-        matmat=lambda X: dense @ X,
-        rmatmat=lambda X: dense.T @ X,
+        matmat=matmat,
+        rmatmat=rmatmat,
         frobenius_norm=lambda: float(xp.linalg.vector_norm(dense)),
         dense=dense,
     )

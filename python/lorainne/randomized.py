@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from . import _qr
+from . import _dask, _qr
 from ._backend import core, numpy_dtype, resolve
 from ._exact_scaling import rescaled, rescaled_array, times_power_of_two
 from ._operators import MatrixOperator, as_operator
@@ -266,6 +266,8 @@ def _start(plan: _Plan):
 
 
 def _orthonormalize(plan: _Plan, Y):
+    if plan.backend == "dask":  # Gram matrices reduced on the workers, k x k on the client; basis persisted
+        return _dask.orthonormalize(Y, plan.qr)
     if plan.qr == "householder":
         return _qr.householder_qr_xp(Y)[0]
     return _qr.cholesky_qr2_xp(Y)[0]
@@ -587,6 +589,9 @@ def randomized_svd(
     else:
         Q = _range_finder_xp(plan, *_start(plan))
         B = plan.op.rmatmat(Q).T
+    if plan.backend == "dask":  # U and Vt lazy, S on the client
+        U, S, Vt = _dask.svd_from_projection(Q, B, rank, convention, plan.qr)
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
     U, Vt = _flip_signs(xp, Q @ Ub[:, :rank], Vt[:rank, :], convention)
     return SVDResult(U, times_power_of_two(S[:rank], -plan.scale), Vt)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 from array_api_compat import array_namespace, device
 
+from .._dask import persist_if_dask
 from ._scale import _times_pow2
 
 
@@ -167,11 +168,12 @@ class _DenseOps:
         self.xp, self.C, self.a, self.b = xp, C, a, b
         self.la, self.lb = _safe_log(xp, a), _safe_log(xp, b)
 
+    # Dask: the potentials are persisted on the workers after each update, C recomputed in blocks
     def update_f(self, g, e):
-        return -e * _lse(self.xp, self.lb[None, :] + (g[None, :] - self.C) / e, axis=1)
+        return persist_if_dask(-e * _lse(self.xp, self.lb[None, :] + (g[None, :] - self.C) / e, axis=1))
 
     def update_g(self, f, e):
-        return -e * _lse(self.xp, self.la[:, None] + (f[:, None] - self.C) / e, axis=0)
+        return persist_if_dask(-e * _lse(self.xp, self.la[:, None] + (f[:, None] - self.C) / e, axis=0))
 
     def marginal_error_a(self, f, f_plain, e):
         return _marginal_error(self.xp, self.a, f, f_plain, e)

@@ -17,7 +17,7 @@ from array_api_compat import array_namespace, device
 
 from .._backend import core, numpy_dtype, resolve
 from .._validation import check_int, check_n_threads, check_random_state, check_verbose
-from . import _xp
+from . import _dask, _xp
 from ._als import (
     RUST_STATUS,
     Run,
@@ -336,6 +336,8 @@ def cp(
     if nonnegative and bool(xp.any(X < 0)):
         raise ValueError("X has negative entries, but nonnegative=True")
     chosen = resolve(X, backend=backend, rust_kernel=isinstance(X, np.ndarray))
+    if chosen == "dask" and mask is not None:
+        raise ValueError("mask is not supported on a Dask tensor: fill the missing entries, or compute X first")
     if fixed and chosen == "rust":
         chosen = "numpy"  # the Rust loop updates every mode
     exponent = scale_exponent(float(xp.max(xp.abs(X))), X.dtype)
@@ -346,7 +348,10 @@ def cp(
     for attempt in range(n_init):
         start = init if attempt == 0 else "random"
         fill = X if mask is None else xp.where(mask, X, xp.zeros_like(X))
-        factors = initial_factors(fill, rank, start, rng, nonnegative, n_threads, rust=chosen == "rust")
+        if chosen == "dask":  # NumPy factors on the client; MTTKRP per chunk on the workers
+            factors = _dask.initial_factors(fill, rank, start, rng, nonnegative)
+        else:
+            factors = initial_factors(fill, rank, start, rng, nonnegative, n_threads, rust=chosen == "rust")
         if not isinstance(start, str):
             factors[-1] = times_power_of_two(factors[-1], -exponent)
         if callback_at_init and callback is not None:
@@ -371,6 +376,19 @@ def cp(
                 callback=callback,
                 verbose=verbose,
                 rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads),
+            )
+        elif chosen == "dask":
+            run = _dask.als(
+                X,
+                factors,
+                n_iter_max=n_iter_max,
+                tol=tol,
+                l2=l2,
+                l1=l1,
+                nonnegative=nonnegative,
+                callback=callback,
+                verbose=verbose,
+                fixed=fixed,
             )
         elif chosen == "rust":
             run = als_rust(
