@@ -60,11 +60,12 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import core, numpy_dtype, resolve
+from .._exact_scaling import times_power_of_two
 from .._validation import check_int, check_n_threads, check_option, check_random_state, check_tol, check_verbose
 from .._warnings import ConvergenceWarning
 from ._checks import _check_eps, _check_eps_scaling, _points, _weights
 from ._kernel import DEFAULT_LEAF_SIZE, KERNEL_METHODS, GaussianKernel
-from ._scale import _scale_exponent, _times_pow2
+from ._scale import _scale_exponent
 from ._xp import _sinkhorn_xp
 
 __all__ = [
@@ -283,8 +284,8 @@ def sinkhorn(
 
     needs_hook = callback is not None or verbose >= 2
     if chosen == "rust":
-        xh = _times_pow2(np.ascontiguousarray(x, dtype=np.float64), k)
-        yh = _times_pow2(np.ascontiguousarray(y, dtype=np.float64), k)
+        xh = times_power_of_two(np.ascontiguousarray(x, dtype=np.float64), k)
+        yh = times_power_of_two(np.ascontiguousarray(y, dtype=np.float64), k)
         out = core().sinkhorn_log(
             xh,
             yh,
@@ -310,7 +311,7 @@ def sinkhorn(
         )
     # back to the caller's scale and masses (P = sum(a) P_normalized: f lower by eps log sum(b))
     xp = array_namespace(x)
-    f, g = _times_pow2(f, -2 * k), _times_pow2(g, -2 * k)
+    f, g = times_power_of_two(f, -2 * k), times_power_of_two(g, -2 * k)
     cost, dual = math.ldexp(float(cost), -2 * k), math.ldexp(float(dual), -2 * k)
     if sa != 1.0 or sb != 1.0:
         f = f - eps * math.log(sb)

@@ -9,9 +9,10 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .._backend import core, resolve
+from .._exact_scaling import times_power_of_two
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_tol
 from ._checks import _check_eps, _points
-from ._scale import _scale_exponent, _times_pow2
+from ._scale import _scale_exponent
 from ._xp import _lse, _safe_log, _sq_dists
 
 KERNEL_METHODS = ("hierarchical", "dense")
@@ -97,8 +98,8 @@ class GaussianKernel:
                     "core; use method='dense' for other array libraries"
                 )
             self._rust = core().HierarchicalKernel(
-                _times_pow2(np.ascontiguousarray(x, dtype=np.float64), k),
-                _times_pow2(np.ascontiguousarray(y, dtype=np.float64), k),
+                times_power_of_two(np.ascontiguousarray(x, dtype=np.float64), k),
+                times_power_of_two(np.ascontiguousarray(y, dtype=np.float64), k),
                 self._eps_k,
                 self.tol,
                 self.leaf_size,
@@ -128,8 +129,8 @@ class GaussianKernel:
             lv = np.ascontiguousarray(log_v, dtype=np.float64)
             out = self._rust.log_apply(lv - top if top else lv, transpose, self.n_threads)
             return (out + top if top else out).astype(log_v.dtype, copy=False)
-        x = _times_pow2(xp.astype(self._x, xp.float64), self._k)
-        y = _times_pow2(xp.astype(self._y, xp.float64), self._k)
+        x = times_power_of_two(xp.astype(self._x, xp.float64), self._k)
+        y = times_power_of_two(xp.astype(self._y, xp.float64), self._k)
         C = _sq_dists(xp, x, y)
         lv = xp.astype(log_v, xp.float64) - top
         if transpose:

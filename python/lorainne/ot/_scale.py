@@ -40,12 +40,3 @@ def _scale_exponent(x, y, eps: float, *, with_cost: bool = True) -> int:
     if abs(k) <= SCALE_FREE and k_min <= 0 <= k_max:
         return 0
     return min(max(k, k_min), k_max)
-
-
-def _times_pow2(v, k: int):
-    """``v * 2**k`` exactly for an array (in steps whose factors are representable floats)."""
-    while k:
-        step = max(-1000, min(1000, k))
-        v = v * 2.0**step
-        k -= step
-    return v

@@ -12,7 +12,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._dask import persist_if_dask
-from ._scale import _times_pow2
+from .._exact_scaling import times_power_of_two
 
 
 def _sq_dists(xp, x, y):
@@ -194,8 +194,8 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook,
     """
     xp = array_namespace(x)
     dev = device(x)
-    x = _times_pow2(xp.astype(x, xp.float64), k)
-    y = _times_pow2(xp.astype(y, xp.float64), k)
+    x = times_power_of_two(xp.astype(x, xp.float64), k)
+    y = times_power_of_two(xp.astype(y, xp.float64), k)
     a = xp.asarray(a_host, device=dev)
     b = xp.asarray(b_host, device=dev)
     C = _sq_dists(xp, x, y)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from .._backend import numpy_dtype
+from .._exact_scaling import times_power_of_two  # noqa: F401  (the solvers import it from here)
 
 
 def scale_exponent(peak: float, dtype) -> int:
@@ -29,16 +30,6 @@ def scale_exponent(peak: float, dtype) -> int:
     limit = np.finfo(numpy_dtype(dtype)).maxexp // 8
     exponent = math.frexp(peak)[1]
     return exponent if abs(exponent) > limit else 0
-
-
-def times_power_of_two(x, exponent: int):
-    """``x * 2**exponent``, exact: two steps of half the exponent each, so that neither factor
-    overflows a Python float nor is subnormal in float32.
-    """
-    if exponent == 0:
-        return x
-    half = exponent // 2
-    return (x * (2.0**half)) * (2.0 ** (exponent - half))
 
 
 def physical_memory() -> int | None:

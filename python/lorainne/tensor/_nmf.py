@@ -19,6 +19,7 @@ from .._validation import (
 )
 from . import _xp
 from ._als import Run, StopRule, check_callback, check_nonnegative_real, check_tol0, end_of_sweep, warn_unconverged
+from ._guard import scale_exponent, times_power_of_two
 
 
 class NMFResult:
@@ -161,6 +162,25 @@ def nmf(
     X = _check_matrix(X)
     sparse = is_scipy_sparse(X)
     resolve(X, backend=backend, rust_kernel=False)
+    if rank > X.shape[0] * X.shape[1]:
+        raise ValueError(f"rank must be at most the number of entries of X ({X.shape[0] * X.shape[1]}), got {rank}")
+    # Data whose squares under- or overflow is decomposed as X / 2^e (exact) and W, H scaled back by
+    # 2^(e/2) each (e even). Only the unregularized problem is scale-equivariant, and a given start
+    # is used as given: those are left alone.
+    exponent = 0
+    if not (l1 or l2) and isinstance(init, str):
+        if sparse:
+            peak = float(X.data.max()) if X.nnz else 0.0  # X is nonnegative
+        else:
+            peak = float(array_namespace(X).max(X))
+        exponent = scale_exponent(peak, X.dtype)
+        exponent += exponent % 2
+    if exponent:
+        if sparse:
+            X = X.copy()
+            X.data = times_power_of_two(X.data, -exponent)
+        else:
+            X = times_power_of_two(X, -exponent)
     if sparse:
         xp = array_namespace(np.empty(0))
         transposed = X.T.tocsr()
@@ -192,7 +212,8 @@ def nmf(
         # As scikit-learn: a run that used every sweep warns, even when the error is already small.
         status = "max_iter"
     warn_unconverged(Run(factors, errors, status), tol, "nmf", n_iter_max, stacklevel=2)
-    return NMFResult(factors[0], factors[1].T, n_iter=len(errors), errors=errors, converged=status == "converged")
+    W, H = (times_power_of_two(f, exponent // 2) for f in (factors[0], factors[1].T))
+    return NMFResult(W, H, n_iter=len(errors), errors=errors, converged=status == "converged")
 
 
 def _initial(X, rank, init, rng, xp, like, sparse):

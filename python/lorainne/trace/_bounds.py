@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from .._exact_scaling import rescaled, scalar_times_power_of_two
 from .._validation import check_int, check_n_threads, check_random_state
 from ._common import _check_symmetric, _square_operator, _unit_rademacher
 from ._recurrences import _Recurrences
@@ -122,6 +123,7 @@ def spectrum_bounds(
     >>> bool(-1.1 < lower and upper < 2.1)
     True
     """
+    A, scale = rescaled(A)  # entries beyond ~1e+-77: bounds of 2^k A (exact), scaled back
     op = _square_operator(A)
     n_steps = check_int(n_steps, "n_steps", low=1)
     if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, numbers.Real):
@@ -133,4 +135,4 @@ def spectrum_bounds(
     _check_symmetric(op, A)
     rec = _Recurrences(A, op, backend, n_threads)
     lower, upper = _estimate_bounds(rec, rng, n_steps, margin=float(margin))
-    return float(lower), float(upper)
+    return scalar_times_power_of_two(lower, -scale), scalar_times_power_of_two(upper, -scale)
