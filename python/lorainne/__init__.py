@@ -5,9 +5,10 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import compress
+from . import completion, compress, moments, spiked
 from ._backend import backends
 from ._warnings import ConvergenceWarning
+from .completion import CompletionResult, complete, sense
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
@@ -20,6 +21,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 
 __all__ = [
     "CPTensor",
+    "CompletionResult",
     "ConvergenceWarning",
     "GaussianKernel",
     "NMFResult",
@@ -30,16 +32,21 @@ __all__ = [
     "TuckerTensor",
     "backends",
     "cholesky_qr2",
+    "complete",
+    "completion",
     "compress",
     "cp",
     "factor_match_score",
     "householder_qr",
+    "moments",
     "nmf",
     "randomized_svd",
     "range_finder",
+    "sense",
     "sinkhorn",
     "spectral_density",
     "spectrum_bounds",
+    "spiked",
     "trace",
     "trace_function",
     "trace_parametric",
