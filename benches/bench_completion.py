@@ -7,7 +7,9 @@ Time to a relative error of 1e-4 on the full matrix (||UV^T - M||_F / ||M||_F, c
 sample of 200,000 entries for large shapes), 1 and 2 threads; accuracy beside each time. Writes
 benches/RESULTS_completion.md. fancyimpute runs only when the dense m x n matrix is small enough
 (<= 2e7 entries); it imports cvxpy/cvxopt at package level, which its SoftImpute and IterativeSVD do
-not use, so they are stubbed out for the import (neither is installed here).
+not use, so they are stubbed out for the import (neither is installed here), and it calls scikit-learn's
+`check_array(force_all_finite=...)`, renamed `ensure_all_finite` in current scikit-learn: a two-line shim
+maps it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def rel_error(pred_fn, probe):
     return float(np.linalg.norm(pred_fn(sr, sc) - truth) / np.linalg.norm(truth))
 
 
-def numpy_als(S, k, probe, target, max_iter=50, seed=0):
-    """Plain exact ALS: random start, each row's k x k normal equations by np.linalg.solve."""
+def numpy_als(S, k, probe, target, max_iter=50, seed=12345):
+    """Plain exact ALS: random start (a seed other than the planted factors'), each row's k x k
+    normal equations by np.linalg.solve."""
     rng = np.random.default_rng(seed)
     m, n = S.shape
     csr, csc = S.tocsr(), S.tocsc()
@@ -97,6 +100,18 @@ def fancy_runs(S, k, probe, max_iters=100):
         from fancyimpute import IterativeSVD, SoftImpute
     except ImportError as e:  # pragma: no cover
         return [("fancyimpute", f"not importable: {e}", None, None)]
+    import fancyimpute.iterative_svd as fisvd
+    import fancyimpute.soft_impute as fsoft
+    import fancyimpute.solver as fsolver
+
+    for module in (fsolver, fsoft, fisvd):  # scikit-learn >= 1.6 renamed force_all_finite
+        original = getattr(module, "check_array", None)
+        if original is not None and "ensure_all_finite" in original.__code__.co_varnames:
+
+            def check_array(X, force_all_finite=True, _original=original, **kw):
+                return _original(X, ensure_all_finite=force_all_finite, **kw)
+
+            module.check_array = check_array
     X = np.full(S.shape, np.nan)
     coo = S.tocoo()
     X[coo.row, coo.col] = coo.data
@@ -112,6 +127,43 @@ def fancy_runs(S, k, probe, max_iters=100):
     return out
 
 
+def scaling_in_rank(m=3000, n=1500, frac=0.08, ranks=(5, 10, 20, 40), n_iter=4):
+    """Seconds per iteration (median of ``n_iter``) at fixed |Omega| as the rank grows, 1 thread,
+    and the log-log slope of time against k for each solver (CG: O(|Omega| k) per CG step)."""
+    out = {}
+    for k in ranks:
+        S, _, _, _ = planted(m, n, k, frac, seed=k)
+        for solver in ("cg", "exact"):
+            stamps = []
+
+            def cb(state, _, stamps=stamps):
+                stamps.append(time.perf_counter())
+                return False
+
+            res = complete(S, k, solver=solver, n_iter_max=n_iter + 1, tol=0.0, callback=cb, random_state=0,
+                           n_threads=1)  # fmt: skip
+            out[(solver, k)] = (float(np.median(np.diff(stamps))), res.cg_iterations / (res.n_iter * (m + n)))
+    slopes = {}
+    for solver in ("cg", "exact"):
+        t = [out[(solver, k)][0] for k in ranks]
+        slopes[solver] = float(np.polyfit(np.log(ranks), np.log(t), 1)[0])
+    return S.nnz, out, slopes
+
+
+def scaling_lines(nnz, out, slopes):
+    lines = [
+        "",
+        f"## Time per iteration against the rank at fixed |Omega| ({nnz} entries of 3000 x 1500, 1 thread)",
+        "",
+        "| k | CG s/iter | mean CG steps per row solve | exact s/iter |",
+        "|---|---|---|---|",
+    ]
+    for k in (5, 10, 20, 40):
+        lines.append(f"| {k} | {out[('cg', k)][0]:.3f} | {out[('cg', k)][1]:.2f} | {out[('exact', k)][0]:.3f} |")
+    lines += ["", f"log-log slope of time against k: CG {slopes['cg']:.2f}, exact {slopes['exact']:.2f}."]
+    return lines
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--m", type=int, default=20000)
@@ -120,8 +172,16 @@ def main():
     p.add_argument("--frac", type=float, default=0.02)
     p.add_argument("--target", type=float, default=1e-4)
     p.add_argument("--skip-numpy", action="store_true")
+    p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--scaling-only", action="store_true", help="append only the rank-scaling table to --out")
     p.add_argument("--out", default="benches/RESULTS_completion.md")
     a = p.parse_args()
+    if a.scaling_only:
+        with threadpool_limits(1):
+            nnz, out, slopes = scaling_in_rank()
+        with open(a.out, "a") as f:
+            f.write("\n".join(scaling_lines(nnz, out, slopes)) + "\n")
+        return
     S, probe, _, _ = planted(a.m, a.n, a.rank, a.frac)
     rows = []
     with threadpool_limits(1):
@@ -156,6 +216,10 @@ def main():
     for name, th, dt, err, it in rows:
         ratio = f"{base / dt:.1f}x" if base and isinstance(dt, float) else "-"
         lines.append(f"| {name} | {th} | {dt:.2f} | {err:.2e} | {it} | {ratio} |")
+    if not a.skip_scaling:
+        with threadpool_limits(1):
+            nnz, out, slopes = scaling_in_rank()
+        lines += scaling_lines(nnz, out, slopes)
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
