@@ -90,10 +90,12 @@ def sense(
     start still converges near the low-rank one: the implicit regularization proved by Li, Ma and
     Zhang ("Algorithmic regularization in over-parameterized matrix sensing and neural networks
     with quadratic activations", COLT 2018) for Gaussian measurements satisfying the restricted
-    isometry property, m of order d r^2 up to logarithms, after O(log(1/alpha) / step) steps, with an error
-    that shrinks with alpha (polynomially; see the paper for the exact bound and its logarithms). Directions outside the signal start at size
-    alpha and grow far slower than the signal, so a smaller ``alpha`` gives a smaller error for a
-    few more steps (measured at d = 30, r = 2, m = 600: error about 0.05 alpha). With ``rank`` given, ``U`` is d x rank from ``alpha`` times a random orthonormal
+    isometry property, m of order d r^2 up to logarithms, after O(log(1/alpha) / step) steps,
+    with an error that shrinks with alpha (polynomially; see the paper for the exact bound).
+    Directions outside the signal start at size alpha and grow far slower than the signal, so a
+    smaller ``alpha`` gives a smaller error for a few more steps (measured at d = 30, r = 2,
+    m = 600: error about 0.05 alpha). With ``rank`` given, ``U`` is d x rank from ``alpha`` times
+    a random orthonormal
     basis (the usual Burer-Monteiro factorization).
 
     Parameters
