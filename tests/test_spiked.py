@@ -73,3 +73,17 @@ def test_symmetric_simulation():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_alignment_curve_and_plot():
+    from lorainne.spiked import alignment_curve, plot_alignment
+
+    c = alignment_curve([1.0, 2.5], n=30, n_repeats=2, random_state=0)
+    assert np.isnan(c.predicted[0]) and abs(c.empirical[1] - c.predicted[1]) < 0.05
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    ax = plot_alignment(c)
+    assert len(ax.lines) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
