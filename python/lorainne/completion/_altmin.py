@@ -234,6 +234,7 @@ def complete(
             lam = np.maximum(lam, 0.0)
         else:
             lam, q = np.zeros(0), np.zeros((0, 0))
+        x = np.ascontiguousarray(x, dtype=np.float64)
         args = (indptr, indices, data, factor, x, reg, reg_under, solver, rank, tol_cg, np.ascontiguousarray(q), lam)
         if use_rust:
             return core.completion_solve_rows(*args, n_threads=n_threads)
