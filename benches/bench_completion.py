@@ -31,7 +31,7 @@ def planted(m, n, k, frac, seed=0):
     rng = np.random.default_rng(seed)
     U, V = rng.standard_normal((m, k)), rng.standard_normal((n, k))
     nnz = int(frac * m * n)
-    lin = np.unique(rng.integers(0, m * n, size=int(nnz * 1.02)))[:nnz]
+    lin = rng.permutation(np.unique(rng.integers(0, m * n, size=int(nnz * 1.03))))[:nnz]  # unbiased: no sorted cut
     rows, cols = lin // n, lin % n
     vals = np.einsum("ij,ij->i", U[rows], V[cols])
     sr, sc = rng.integers(0, m, 200_000), rng.integers(0, n, 200_000)
