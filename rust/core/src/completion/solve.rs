@@ -85,9 +85,25 @@ fn cholesky_solve(l: &[f64], k: usize, b: &mut [f64]) {
     }
 }
 
+/// Dot product with eight independent accumulators: a plain `sum()` is one serial dependency
+/// chain (floating-point addition is not reassociated), which the compiler cannot vectorize.
 #[inline]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// `out = (sum_j F_j F_j^T + reg I) v` over the columns `cols` of one row.
@@ -154,8 +170,8 @@ fn solve_one(
                 let f = &factor[j as usize * k..(j as usize + 1) * k];
                 for a in 0..k {
                     let fa = f[a];
-                    for b in 0..=a {
-                        g[a * k + b] += fa * f[b];
+                    for (gb, fb) in g[a * k..a * k + a + 1].iter_mut().zip(&f[..=a]) {
+                        *gb += fa * fb;
                     }
                 }
             }
