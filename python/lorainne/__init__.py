@@ -5,9 +5,10 @@ Rust kernels on the CPU, CuPy on the GPU, one array-API reference implementation
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import compress, train
+from . import completion, compress, moments, spiked, train
 from ._backend import backends
 from ._warnings import ConvergenceWarning
+from .completion import CompletionResult, complete, sense
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
 from .tensor import (
@@ -37,6 +38,7 @@ __all__ = [
     "BlockTermTensor",
     "CMTFResult",
     "CPTensor",
+    "CompletionResult",
     "ConvergenceWarning",
     "GaussianKernel",
     "NMFResult",
@@ -50,17 +52,22 @@ __all__ = [
     "block_term",
     "cholesky_qr2",
     "cmtf",
+    "complete",
+    "completion",
     "compress",
     "cp",
     "factor_match_score",
     "householder_qr",
+    "moments",
     "nmf",
     "parafac2",
     "randomized_svd",
     "range_finder",
+    "sense",
     "sinkhorn",
     "spectral_density",
     "spectrum_bounds",
+    "spiked",
     "trace",
     "trace_function",
     "trace_parametric",

@@ -185,3 +185,28 @@ class HierarchicalKernel:
 def philox_uniform(
     seed: int, stream: int, size: int, double: bool, n_threads: int | None = None
 ) -> NDArray[np.floating]: ...
+
+# --- matrix completion (rust/py/src/completion.rs)
+def completion_solve_rows(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    factor: NDArray[np.float64],
+    x0: NDArray[np.float64],
+    reg: float,
+    reg_under: float,
+    solver: str,
+    cg_max_iter: int,
+    cg_tol: float,
+    q: NDArray[np.float64],
+    lam: NDArray[np.float64],
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float64], int, int, int]: ...
+def completion_observed_error(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    u: NDArray[np.float64],
+    v: NDArray[np.float64],
+    n_threads: int | None = None,
+) -> float: ...

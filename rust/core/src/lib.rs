@@ -2,6 +2,7 @@
 //!
 //! One module per capability area, mirroring `python/lorainne/`.
 
+pub mod completion;
 pub mod error;
 pub mod interrupt;
 pub mod ot;

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 #[macro_use]
 mod dispatch;
 
+mod completion;
 mod convert;
 mod errors;
 mod interrupt;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     randomized::register(m)?;
+    completion::register(m)?;
     trace::register(m)?;
     tensor::register(m)?;
     ot::register(m)?;

@@ -1,0 +1,116 @@
+//! Bindings of `lorainne_core::completion`: the per-row regressions of an alternating-minimization
+//! half-step over a CSR matrix of observed entries (float64). The Python facade has validated the
+//! arguments; the GIL is released around every kernel.
+
+use crate::errors::guarded;
+use lorainne_core::completion::{self as core, RowSolver};
+use lorainne_core::parallel;
+use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+fn contiguous<'a>(a: &'a PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<&'a [f64]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
+/// completion_solve_rows(indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter,
+/// cg_tol, q, lam, n_threads=None) -> (x, cg_iterations, underdetermined, empty).
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter, cg_tol, q, lam, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn completion_solve_rows<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: PyReadonlyArray1<'py, f64>,
+    factor: PyReadonlyArray2<'py, f64>,
+    x0: PyReadonlyArray2<'py, f64>,
+    reg: f64,
+    reg_under: f64,
+    solver: &str,
+    cg_max_iter: usize,
+    cg_tol: f64,
+    q: PyReadonlyArray2<'py, f64>,
+    lam: PyReadonlyArray1<'py, f64>,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, usize, usize, usize)> {
+    let solver = match solver {
+        "exact" => RowSolver::Exact,
+        "cg" => RowSolver::Cg {
+            max_iter: cg_max_iter,
+            tol: cg_tol,
+        },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "solver must be 'cg' or 'exact', got {other:?}"
+            )))
+        }
+    };
+    let (m, k) = (x0.shape()[0], x0.shape()[1]);
+    if factor.shape()[1] != k {
+        return Err(PyValueError::new_err(
+            "factor and x0 must have the same number of columns",
+        ));
+    }
+    let n = factor.shape()[0];
+    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let (factor, q, lam) = (
+        contiguous(&factor, "factor")?,
+        q.as_slice()?,
+        lam.as_slice()?,
+    );
+    let mut x = contiguous(&x0, "x0")?.to_vec();
+    let stats = py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |_| {
+                core::solve_rows(
+                    indptr, indices, data, factor, n, k, &mut x, reg, reg_under, solver, q, lam,
+                )
+            })?
+        })
+    })?;
+    let out = numpy::ndarray::Array2::from_shape_vec((m, k), x)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((
+        numpy::IntoPyArray::into_pyarray(out, py),
+        stats.cg_iterations,
+        stats.underdetermined,
+        stats.empty,
+    ))
+}
+
+/// completion_observed_error(indptr, indices, data, u, v, n_threads=None) -> sum of squared residuals.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, u, v, n_threads=None))]
+fn completion_observed_error<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: PyReadonlyArray1<'py, f64>,
+    u: PyReadonlyArray2<'py, f64>,
+    v: PyReadonlyArray2<'py, f64>,
+    n_threads: Option<usize>,
+) -> PyResult<f64> {
+    let (k, n) = (u.shape()[1], v.shape()[0]);
+    if v.shape()[1] != k {
+        return Err(PyValueError::new_err(
+            "u and v must have the same number of columns",
+        ));
+    }
+    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let (u, v) = (contiguous(&u, "u")?, contiguous(&v, "v")?);
+    py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |_| {
+                core::observed_sq_error(indptr, indices, data, u, v, n, k)
+            })?
+        })
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(completion_solve_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(completion_observed_error, m)?)?;
+    Ok(())
+}
