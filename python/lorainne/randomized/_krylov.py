@@ -35,6 +35,7 @@ class BlockKrylov:
         self.Z_blocks: list = []  # Z_j = A^T Q_j (n, b_j)
         self.AZ_blocks: list = []  # A Z_j (m, b_j), before deflation
         self.passes = 1
+        self._cached = None
         self._next = start  # the next block to orthonormalize into the basis (A Omega at first)
 
     @property
@@ -42,7 +43,21 @@ class BlockKrylov:
         return sum(int(Q.shape[1]) for Q in self.Q_blocks)
 
     def _basis(self):
-        return self.xp.concat(self.Q_blocks, axis=1)
+        if self._cached is None or self._cached.shape[1] != self.size:
+            self._cached = self.xp.concat(self.Q_blocks, axis=1)
+        return self._cached
+
+    def projected_svd(self):
+        """SVD of B = Q^T A = Z^T: Z = Q_z R_z (CholeskyQR2 with fallbacks, n x L), then the SVD of
+        the small L x L matrix R_z^T = U_B S W^T, so Vt = W^T Q_z^T (cheaper than the SVD of the
+        L x n matrix B itself, and as accurate: Q_z is orthonormal to working precision).
+        """
+        xp = self.xp
+        Zs = xp.concat(self.Z_blocks, axis=1)
+        Qz = self.products.orthonormalize(Zs)
+        Rz = self.products.matmul(Qz.T, Zs)  # = R_z up to rounding; also right for a fallback's Q
+        Ub, S, Wt = xp.linalg.svd(Rz.T, full_matrices=False)
+        return Zs, Ub, S, self.products.matmul(Wt, Qz.T)
 
     def _deflate(self, Y):
         if not self.Q_blocks:
@@ -91,8 +106,7 @@ class BlockKrylov:
         sqrt(||A v_i - s_i u_i||^2 + ||A^T u_i - s_i v_i||^2) computed from stored products.
         """
         xp, mm = self.xp, self.products.matmul
-        Zs = xp.concat(self.Z_blocks, axis=1)  # B^T = A^T Q
-        Ub, S, Vt = xp.linalg.svd(Zs.T, full_matrices=False)
+        Zs, Ub, S, Vt = self.projected_svd()  # Zs = B^T = A^T Q
         k = min(k, int(S.shape[0]))
         Ub, S, Vt = Ub[:, :k], S[:k], Vt[:k, :]
         U = mm(self._basis(), Ub)
@@ -118,5 +132,5 @@ def block_krylov_svd(products: _Products, xp: Any, shape, dtype, start, rank: in
     for j in range(depth + 1):
         if not krylov.extend(last=j == depth):
             break
-    Ub, S, Vt = xp.linalg.svd(xp.concat(krylov.Z_blocks, axis=1).T, full_matrices=False)
+    _, Ub, S, Vt = krylov.projected_svd()
     return products.matmul(krylov._basis(), Ub[:, :rank]), S[:rank], Vt[:rank, :]
