@@ -9,9 +9,9 @@ from . import compress
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
-from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
+from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder, svd_certified
 from .tensor import CPTensor, NMFResult, SparseTensor, TuckerTensor, cp, factor_match_score, nmf, tucker
-from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
+from .trace import TraceEstimate, diagonal, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
 
 try:  # one version, written in the Cargo workspace and read by maturin into the package metadata
     __version__ = version("lorainne")
@@ -32,6 +32,7 @@ __all__ = [
     "cholesky_qr2",
     "compress",
     "cp",
+    "diagonal",
     "factor_match_score",
     "householder_qr",
     "nmf",
@@ -40,6 +41,7 @@ __all__ = [
     "sinkhorn",
     "spectral_density",
     "spectrum_bounds",
+    "svd_certified",
     "trace",
     "trace_function",
     "trace_parametric",
