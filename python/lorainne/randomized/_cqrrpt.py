@@ -10,8 +10,8 @@ Mahoney and Luszczek 2023; RandLAPACK's CQRRPT driver) for tall matrices.
    sketch's R is a preconditioner), so one CholeskyQR step ``M^T M = R_c^T R_c``, ``Q = M R_c^{-1}``
    is stable; ``R = R_c R_sk[:k, :]``.
 
-All of the work on the m x n matrix is one sparse product and three BLAS-3 calls (TRSM, SYRK,
-TRSM), against the BLAS-2-bound column pivoting of ``scipy.linalg.qr(pivoting=True)``.
+All of the work on the m x n matrix is one sparse product and three BLAS-3 calls (TRMM, SYRK,
+TRMM), against the BLAS-2-bound column pivoting of ``scipy.linalg.qr(pivoting=True)``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.linalg.lapack
 import scipy.sparse
 
@@ -133,14 +134,17 @@ def cqrrpt(A, *, sketch_factor: float = 1.25, rank_tol: float | None = None, ran
         return CQRRPTResult(np.zeros((m, 0), A.dtype), np.zeros((0, n), A.dtype), pivots, 0)
     R11 = R_sk[:k, :k]
     A_k = A[:, pivots[:k]]
-    # Multiplying by the triangular inverses (LAPACK trtri, k x k) turns both TRSMs on the tall
-    # matrix into GEMMs, which BLAS runs several times faster on an m x k operand.
-    M = A_k @ _upper_inverse(R11)  # A_k R11^{-1}: well conditioned, since S embeds range(A_k)
-    G = M.T @ M
+    # The triangular inverses (LAPACK trtri, k x k) turn the two solves on the tall matrix into
+    # triangular multiplies (BLAS trmm, in place on the transposed, Fortran-ordered views) and the
+    # Gram matrix is one syrk: 3 m k^2 flops in BLAS-3 kernels for the whole orthonormalization.
+    trmm, syrk = scipy.linalg.blas.get_blas_funcs(("trmm", "syrk"), (A_k,))
+    Mt = trmm(1.0, _upper_inverse(R11), A_k.T, side=0, lower=0, trans_a=1, overwrite_b=1)  # (A_k R11^-1)^T
+    G = syrk(1.0, Mt, trans=0, lower=0)  # upper triangle of M^T M
+    G = np.triu(G) + np.triu(G, 1).T
     try:
         R_c = scipy.linalg.cholesky(G, lower=False, check_finite=False)
-        Q = M @ _upper_inverse(R_c)
+        Q = trmm(1.0, _upper_inverse(R_c), Mt, side=0, lower=0, trans_a=1, overwrite_b=1).T
     except np.linalg.LinAlgError:  # a sketch that failed to embed (probability ~0): Householder instead
-        Q, R_c = np.linalg.qr(M)
+        Q, R_c = np.linalg.qr(Mt.T)
     R = R_c @ R_sk[:k, :]
     return CQRRPTResult(np.ascontiguousarray(Q, dtype=A.dtype), R.astype(A.dtype, copy=False), pivots, k)
