@@ -27,7 +27,12 @@ SVD_METHODS = ("subspace", "block_krylov")
 
 
 def auto_krylov_depth(rank: int, shape: tuple[int, int]) -> int:
-    """The depth ``n_power_iter="auto"`` gives ``method="block_krylov"``: 3 (2 * 3 + 2 = 8 passes)."""
+    """The depth ``n_power_iter="auto"`` gives ``method="block_krylov"``: 3 (2 * 3 + 2 = 8 passes).
+
+    Depth 2 already reached ||A - U S Vt||_2 <= 1.01 s_{k+1} on every matrix of
+    ``benches/RESULTS_randomized.md`` (s_i = i^-0.5 and i^-1, sample images, digits; k = 50), where
+    subspace iteration needed 3 to 8 power iterations; 3 keeps a margin for flatter spectra.
+    """
     return 3
 
 
