@@ -149,6 +149,132 @@ def bench_qr(shapes, dtypes, repeats: int):
     return rows
 
 
+def equal_accuracy_matrices(quick: bool):
+    """(name, A, exact singular values) with slowly decaying spectra and two real data matrices."""
+    from sklearn.datasets import load_digits, load_sample_images
+
+    rng = np.random.default_rng(3)
+    m, n = (800, 400) if quick else (2000, 1000)
+    out = []
+    for decay in (0.5, 1.0):
+        U, _ = np.linalg.qr(rng.standard_normal((m, n)))
+        V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        s = (1.0 + np.arange(n)) ** -decay
+        out.append((f"planted {m}x{n}, s_i = i^-{decay:g}", np.ascontiguousarray((U * s) @ V.T), s))
+    images = load_sample_images().images  # two 427 x 640 x 3 photographs
+    X = np.concatenate([img.reshape(img.shape[0], -1) for img in images], axis=0).astype(np.float64) / 255.0
+    if quick:
+        X = X[:, ::4]
+    X = np.ascontiguousarray(X)
+    out.append((f"sample images {X.shape[0]}x{X.shape[1]} (pixel rows)", X, np.linalg.svd(X, compute_uv=False)))
+    D = np.ascontiguousarray(load_digits().data.astype(np.float64))
+    out.append((f"digits {D.shape[0]}x{D.shape[1]}", D, np.linalg.svd(D, compute_uv=False)))
+    return out
+
+
+def bench_equal_accuracy(quick: bool, repeats: int, target: float = 1.01):
+    """Passes and time to reach ||A - U S Vt||_2 <= target * s_{k+1} (rank k = 50; 10 on digits,
+    whose 64 columns leave no room for a 60-column block at depth >= 1)."""
+    from sklearn.utils.extmath import randomized_svd as sk_rsvd
+
+    contenders = {
+        "lorainne block_krylov": lambda A, k, q: lorainne.randomized_svd(
+            A, k, n_power_iter=q, method="block_krylov", random_state=0, n_threads=1
+        ),
+        "lorainne subspace": lambda A, k, q: lorainne.randomized_svd(
+            A, k, n_power_iter=q, method="subspace", random_state=0, n_threads=1
+        ),
+        "scikit-learn randomized_svd": lambda A, k, q: sk_rsvd(A, k, n_oversamples=10, n_iter=q, random_state=0),
+    }
+    rows = []
+    for name, A, s in equal_accuracy_matrices(quick):
+        k = 10 if A.shape[1] < 100 else RANK
+        optimal = s[k]
+        results = {}
+        for label, run in contenders.items():
+            for q in range(0, 30):
+                U, S, Vt = run(A, k, q)
+                ratio = np.linalg.norm(A - (U * S) @ Vt, 2) / optimal
+                if ratio <= target:
+                    break
+            seconds, _ = best_time(lambda: run(A, k, q), repeats)
+            results[label] = (q, 2 * q + 2, seconds, ratio)
+        base_passes, base_time = results["lorainne subspace"][1:3]
+        for label, (q, passes, seconds, ratio) in results.items():
+            rows.append(
+                [
+                    name,
+                    str(k),
+                    label,
+                    str(q),
+                    str(passes),
+                    f"{passes / base_passes:.2f}",
+                    f"{seconds:.3f}",
+                    f"{seconds / base_time:.2f}",
+                    f"{seconds / results['lorainne block_krylov'][2]:.2f}",
+                    f"{ratio:.4f}",
+                ]
+            )
+    return rows
+
+
+def bench_cqrrpt(quick: bool, repeats: int):
+    """CQRRPT against LAPACK's QR with column pivoting (scipy.linalg.qr(pivoting=True))."""
+    from lorainne.randomized import cqrrpt
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for m, n in [(20000, 100)] if quick else [(20000, 100), (100000, 100), (50000, 300)]:
+        A = rng.standard_normal((m, n)) * np.logspace(0, -8, n)
+        t_lapack, (Q2, R2, p2) = best_time(
+            lambda: scipy.linalg.qr(A, mode="economic", pivoting=True, check_finite=False), repeats
+        )
+        t_ours, (Q1, R1, p1, k) = best_time(lambda: cqrrpt(A, random_state=0), repeats)
+        runs = (("scipy.linalg.qr(pivoting=True)", t_lapack, Q2, R2, p2), ("cqrrpt", t_ours, Q1, R1, p1))
+        for name, t, Q, R, p in runs:
+            resid = np.linalg.norm(A[:, p] - Q @ R) / np.linalg.norm(A)
+            orth = np.linalg.norm(Q.T @ Q - np.eye(Q.shape[1]))
+            rows.append([f"{m}x{n}", name, f"{t * 1e3:.1f}", f"{t_lapack / t:.2f}", f"{resid:.1e}", f"{orth:.1e}"])
+    return rows
+
+
+def equal_accuracy_report(quick: bool, repeats: int) -> str:
+    with threadpool_limits(1):
+        rows = bench_equal_accuracy(quick, repeats)
+        cqrrpt_rows = bench_cqrrpt(quick, repeats)
+    command = "python benches/bench_randomized.py --equal-accuracy" + (" --quick" if quick else "")
+    return "\n\n".join(
+        [
+            "## Equal accuracy: block Krylov vs subspace iteration vs scikit-learn (1 thread)",
+            f"Machine: {machine()}. Commit {git_revision()}. Command: `{command}`.",
+            "Each method's depth q (power iterations for subspace and scikit-learn, Krylov depth for "
+            "block Krylov; 2 q + 2 passes over A each) is the smallest reaching ||A - U S Vt||_2 <= "
+            "1.01 s_{k+1}; blocks of k + 10 columns. `passes ratio` and `time ratio` are relative to "
+            "lorainne subspace; `time / krylov` is relative to block Krylov (above 1: slower). "
+            f"Best of {repeats} runs.",
+            markdown_table(
+                [
+                    "matrix",
+                    "k",
+                    "method",
+                    "q",
+                    "passes",
+                    "passes ratio",
+                    "time (s)",
+                    "time ratio",
+                    "time / krylov",
+                    "error/optimal (2-norm)",
+                ],
+                rows,
+            ),
+            "## CQRRPT vs QR with column pivoting (1 thread)",
+            "`speedup` = scipy.linalg.qr(pivoting=True)'s time / this time (above 1: faster than LAPACK). "
+            "Columns graded from 1 to 1e-8.",
+            markdown_table(["shape", "method", "time (ms)", "speedup", "||AP-QR||/||A||", "||QtQ-I||_F"], cqrrpt_rows),
+        ]
+    )
+
+
 PEAK: dict[str, float] = {}
 
 
@@ -169,7 +295,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--no-full-svd", action="store_true", help="skip scipy.linalg.svd (slow)")
     parser.add_argument("--output", help="write the markdown report here")
+    parser.add_argument("--equal-accuracy", action="store_true", help="only the equal-accuracy table")
     args = parser.parse_args()
+    if args.equal_accuracy:
+        report = equal_accuracy_report(args.quick, repeats=1 if args.quick else 3)
+        print(report)
+        if args.output:
+            Path(args.output).write_text(report + "\n")
+        return
     svd_shapes = [(800, 800), (4000, 400)] if args.quick else [(4000, 4000), (20000, 2000)]
     qr_shapes = [(4000, 100)] if args.quick else [(20000, 100), (20000, 60)]
     dtypes = [np.float64, np.float32]

@@ -10,7 +10,7 @@ from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .completion import CompletionResult, complete, sense
 from .ot import GaussianKernel, SinkhornResult, sinkhorn
-from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder
+from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder, svd_certified
 from .tensor import (
     BlockTermTensor,
     CMTFResult,
@@ -27,7 +27,7 @@ from .tensor import (
     parafac2,
     tucker,
 )
-from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
+from .trace import TraceEstimate, diagonal, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
 
 try:  # one version, written in the Cargo workspace and read by maturin into the package metadata
     __version__ = version("lorainne")
@@ -56,6 +56,7 @@ __all__ = [
     "completion",
     "compress",
     "cp",
+    "diagonal",
     "factor_match_score",
     "householder_qr",
     "moments",
@@ -68,6 +69,7 @@ __all__ = [
     "spectral_density",
     "spectrum_bounds",
     "spiked",
+    "svd_certified",
     "trace",
     "trace_function",
     "trace_parametric",

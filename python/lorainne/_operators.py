@@ -184,5 +184,11 @@ def _duck_operator(A: Any, name: str) -> MatrixOperator:
             raise ValueError(f"{name} has no rmatmat/rmatvec; this computation needs products with A^T")
 
     return MatrixOperator(
-        shape=shape, dtype=dtype, xp=xp, device="cpu", matmat=matmat, rmatmat=rmatmat, frobenius_norm=lambda: None
+        shape=shape, dtype=dtype, xp=xp, device="cpu", matmat=matmat, rmatmat=rmatmat, frobenius_norm=_declared_norm(A)
     )
+
+
+def _declared_norm(A: Any) -> Callable[[], float | None]:
+    """An operator may declare its ||A||_F with a ``frobenius_norm()`` method (implicit centering)."""
+    declared = getattr(A, "frobenius_norm", None)
+    return (lambda: float(declared())) if callable(declared) else (lambda: None)

@@ -1,4 +1,4 @@
-"""Randomized linear algebra: QR factorizations, the randomized range finder and randomized SVD.
+"""QR factorizations and the randomized range finder (subspace iteration, adaptive randQB).
 
 Every function validates at the boundary, picks a backend from its input
 (:func:`lorainne._backend.resolve`) and runs either the Rust kernel (NumPy input) or the xp
@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
 
-from . import _dask, _qr
-from ._backend import core, numpy_dtype, resolve
-from ._exact_scaling import rescaled, rescaled_array, times_power_of_two
-from ._operators import MatrixOperator, as_operator
-from ._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
-from ._warnings import ConvergenceWarning
+from .. import _dask, _qr
+from .._backend import core, numpy_dtype, resolve
+from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
+from .._operators import MatrixOperator, as_operator
+from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
+from .._warnings import ConvergenceWarning
 
 logger = logging.getLogger("lorainne")
 
@@ -476,122 +476,3 @@ def range_finder(
 
 def _rust_qr(qr: str) -> str:
     return "householder" if qr == "householder" else "cholesky"
-
-
-def _check_flip_sign(flip_sign) -> str | None:
-    """The convention "vt", "u" or None (no flip); True is scikit-learn's flip_sign=True ("u")."""
-    if isinstance(flip_sign, (bool, np.bool_)):
-        return "u" if flip_sign else None
-    if not isinstance(flip_sign, str):
-        raise TypeError(f"flip_sign must be 'vt', 'u', True or False, got {flip_sign!r}")
-    return check_option(flip_sign, "flip_sign", FLIP_SIGNS)
-
-
-def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
-    """Make the largest-magnitude entry of each row of Vt ("vt") or of each column of U ("u",
-    scikit-learn's ``svd_flip`` with ``u_based_decision=True``) positive; None leaves the signs.
-    """
-    if convention is None:
-        return U, Vt
-    basis = Vt if convention == "vt" else U.T
-    k, n = basis.shape
-    where = xp.argmax(xp.abs(basis), axis=1) + xp.arange(k, device=device(basis)) * n
-    pivots = xp.take(xp.reshape(basis, (-1,)), where)
-    one = xp.ones_like(pivots)
-    signs = xp.where(pivots < 0, -one, one)
-    return U * signs[None, :], Vt * signs[:, None]
-
-
-def randomized_svd(
-    A,
-    rank: int,
-    *,
-    n_oversamples: int = 10,
-    n_power_iter: int | str = "auto",
-    flip_sign: bool | str = "vt",
-    qr: str = "auto",
-    init=None,
-    tol: float | None = None,
-    random_state=None,
-    backend: str = "auto",
-    n_threads: int | None = None,
-) -> SVDResult:
-    """Truncated SVD by the randomized range finder (Halko, Martinsson and Tropp 2011).
-
-    Computes Q = :func:`range_finder` (A), then the SVD of the small matrix Q^T A.
-    Arguments are those of :func:`range_finder` (``size`` excepted); with ``tol`` the returned
-    rank is the smallest meeting ||A - U diag(S) Vt||_F <= tol ||A||_F (at most ``rank``).
-
-    ``n_power_iter="auto"`` (the default) is scikit-learn's rule: 7 power iterations when
-    rank < 0.1 min(m, n), else 4 (2 from a warm start ``init``); see :func:`range_finder` for
-    the measurements behind it. Pass an int for a fixed number (the default was 2 before).
-
-    Entries beyond about 1e+-77 (float64) are handled exactly: the SVD of 2**k A is computed for
-    a power of two 2**k and S is scaled back, so ``randomized_svd(A * 1e-300, r)`` gives the
-    singular values of ``randomized_svd(A, r)`` times 1e-300 (U and Vt unchanged).
-
-    Parameters
-    ----------
-    flip_sign : {"vt", "u", True, False}, default "vt"
-        The sign convention (singular vectors are unique up to sign):
-
-        * ``"vt"`` (default): the largest-magnitude entry of each row of Vt is positive.
-        * ``"u"`` or ``True``: the largest-magnitude entry of each column of U is positive,
-          scikit-learn's ``randomized_svd(..., flip_sign=True)`` (``svd_flip`` with
-          ``u_based_decision=True``).
-        * ``False``: no flip; the signs are those the computation produced (they depend on the
-          seed and the backend).
-
-        Other arguments: see :func:`range_finder`.
-
-    Returns
-    -------
-    SVDResult
-        ``(U, S, Vt)`` with U (m, rank), S (rank,), Vt (rank, n), in the input's array library,
-        device and dtype. Unpacks as a 3-tuple.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`range_finder`; a ``flip_sign`` other than "vt", "u", True or False.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from lorainne import randomized_svd
-    >>> rng = np.random.default_rng(0)
-    >>> A = rng.standard_normal((500, 5)) @ rng.standard_normal((5, 400))
-    >>> U, S, Vt = randomized_svd(A, 5, random_state=0)
-    >>> U.shape, S.shape, Vt.shape
-    ((500, 5), (5,), (5, 400))
-    >>> bool(np.allclose(U * S @ Vt, A))
-    True
-    """
-    convention = _check_flip_sign(flip_sign)
-    plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
-    xp = plan.op.xp
-    if plan.tol is not None:
-        Q, B = _adaptive_range_finder(plan)
-        rank = Q.shape[1]
-    elif plan.backend == "rust":
-        start, start_is_range = _start(plan)
-        U, S, Vt = core().randomized_svd(
-            _as_host_contiguous(plan.op.dense),
-            start,
-            start_is_range,
-            plan.rank,
-            plan.n_power_iter,
-            _rust_qr(plan.qr),
-            plan.n_threads,
-        )
-        U, Vt = _flip_signs(xp, U, Vt, convention)
-        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
-    else:
-        Q = _range_finder_xp(plan, *_start(plan))
-        B = plan.op.rmatmat(Q).T
-    if plan.backend == "dask":  # U and Vt lazy, S on the client
-        U, S, Vt = _dask.svd_from_projection(Q, B, rank, convention, plan.qr)
-        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
-    Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
-    U, Vt = _flip_signs(xp, Q @ Ub[:, :rank], Vt[:rank, :], convention)
-    return SVDResult(U, times_power_of_two(S[:rank], -plan.scale), Vt)

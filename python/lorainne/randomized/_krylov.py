@@ -1,0 +1,136 @@
+"""Block Krylov subspace (Musco and Musco 2015) for the randomized SVD, with Rayleigh-Ritz.
+
+The Krylov space ``span{A Omega, (A A^T) A Omega, ..., (A A^T)^q A Omega}`` is built one block
+at a time and re-orthonormalized by blocks (each new block is projected off the basis twice, then
+orthonormalized by CholeskyQR2 with its fallbacks), so rounding never collapses it the way the
+plain power sequence would. Every product is kept for the Rayleigh-Ritz step:
+
+* ``Z_j = A^T Q_j`` is both the seed of the next block (``A Z_j``) and the rows ``Q_j^T A`` of the
+  projected matrix ``B = Q^T A``, so Rayleigh-Ritz costs no extra pass over A;
+* ``A Z_j`` (before deflation) gives ``A V = [A Z_0, ..., A Z_j] U_B diag(S)^-1`` for free, hence
+  the residual norms of every Ritz triplet without another pass.
+
+Depth q (q + 1 blocks) costs 2 q + 2 passes over A, as q power iterations of subspace iteration
+do, but keeps every block instead of the last one only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._backend import numpy_dtype
+from ._range_finder import _Products
+
+
+class BlockKrylov:
+    """The growing block Krylov basis of one matrix (xp arrays, any backend via ``products``)."""
+
+    def __init__(self, products: _Products, xp: Any, shape: tuple[int, int], dtype: Any, start):
+        self.products, self.xp, self.shape, self.dtype = products, xp, shape, dtype
+        self.eps = float(np.finfo(numpy_dtype(dtype)).eps)
+        self.Q_blocks: list = []  # orthonormal blocks Q_j (m, b_j)
+        self.Z_blocks: list = []  # Z_j = A^T Q_j (n, b_j)
+        self.AZ_blocks: list = []  # A Z_j (m, b_j), before deflation
+        self.passes = 1
+        self._cached = None
+        self._next = start  # the next block to orthonormalize into the basis (A Omega at first)
+
+    @property
+    def size(self) -> int:
+        return sum(int(Q.shape[1]) for Q in self.Q_blocks)
+
+    def _basis(self):
+        if self._cached is None or self._cached.shape[1] != self.size:
+            self._cached = self.xp.concat(self.Q_blocks, axis=1)
+        return self._cached
+
+    def projected_svd(self):
+        """SVD of B = Q^T A = Z^T: Z = Q_z R_z (CholeskyQR2 with fallbacks, n x L), then the SVD of
+        the small L x L matrix R_z^T = U_B S W^T, so Vt = W^T Q_z^T (cheaper than the SVD of the
+        L x n matrix B itself, and as accurate: Q_z is orthonormal to working precision).
+        """
+        xp = self.xp
+        Zs = xp.concat(self.Z_blocks, axis=1)
+        Qz = self.products.orthonormalize(Zs)
+        Rz = self.products.matmul(Qz.T, Zs)  # = R_z up to rounding; also right for a fallback's Q
+        Ub, S, Wt = xp.linalg.svd(Rz.T, full_matrices=False)
+        return Zs, Ub, S, self.products.matmul(Wt, Qz.T)
+
+    def _deflate(self, Y):
+        if not self.Q_blocks:
+            return Y
+        Q, mm = self._basis(), self.products.matmul
+        for _ in range(2):  # twice is enough (Giraud, Langou and Rozloznik 2005)
+            Y = Y - mm(Q, mm(Q.T, Y))
+        return Y
+
+    def _add_block(self) -> bool:
+        """Orthonormalize the pending block into the basis; False when the basis is full."""
+        m, n = self.shape
+        room = min(m, n) - self.size
+        if room <= 0 or self._next is None:
+            return False
+        Y = self._next[:, :room] if self._next.shape[1] > room else self._next
+        Qb = self.products.orthonormalize(self._deflate(Y))
+        if self.Q_blocks:
+            # A rank-deficient block (exhausted Krylov space) is completed by Householder QR with
+            # arbitrary directions: project them off the basis and orthonormalize once more.
+            overlap = float(self.xp.max(self.xp.abs(self.products.matmul(self._basis().T, Qb))))
+            if overlap > math.sqrt(self.eps):
+                Qb = self.products.orthonormalize(self._deflate(Qb))
+        self.Q_blocks.append(Qb)
+        self._next = None
+        return True
+
+    def extend(self, *, last: bool = False) -> bool:
+        """One more block: Q_j from the pending product, then Z_j = A^T Q_j and (unless ``last``)
+        A Z_j: 2 passes (1 when last). False (nothing done) when the basis spans min(m, n) columns.
+        """
+        if not self._add_block():
+            return False
+        Z = self.products.rmatmat(self.Q_blocks[-1])
+        self.Z_blocks.append(Z)
+        self.passes += 1
+        if not last:
+            AZ = self.products.matmat(Z)
+            self.AZ_blocks.append(AZ)
+            self.passes += 1
+            self._next = AZ
+        return True
+
+    def rayleigh_ritz(self, k: int):
+        """Top-k Ritz triplets of the current basis: (U, S, Vt, residuals) with residuals[i] =
+        sqrt(||A v_i - s_i u_i||^2 + ||A^T u_i - s_i v_i||^2) computed from stored products.
+        """
+        xp, mm = self.xp, self.products.matmul
+        Zs, Ub, S, Vt = self.projected_svd()  # Zs = B^T = A^T Q
+        k = min(k, int(S.shape[0]))
+        Ub, S, Vt = Ub[:, :k], S[:k], Vt[:k, :]
+        U = mm(self._basis(), Ub)
+        # A^T u_i - s_i v_i: A^T Q Ub = B^T Ub = V S exactly up to rounding; computed all the same.
+        right = mm(Zs, Ub) - Vt.T * S[None, :]
+        # A v_i = A B^T Ub_i / s_i = [A Z] Ub_i / s_i.
+        AZ = xp.concat(self.AZ_blocks, axis=1)
+        tiny = float(S[0]) * self.eps if k else 0.0
+        safe = xp.where(S > tiny, S, xp.ones_like(S))
+        left = mm(AZ, Ub) / safe[None, :] - U * S[None, :]
+        left = xp.where((S > tiny)[None, :], left, xp.zeros_like(left))
+        residuals = xp.sqrt(xp.sum(left * left, axis=0) + xp.sum(right * right, axis=0))
+        return U, S, Vt, residuals
+
+    def ritz_values(self):
+        """All singular values of B = Q^T A (nonincreasing)."""
+        return self.xp.linalg.svdvals(self.xp.concat(self.Z_blocks, axis=1))
+
+
+def block_krylov_svd(products: _Products, xp: Any, shape, dtype, start, rank: int, depth: int):
+    """Block Krylov SVD of depth ``depth`` (depth + 1 blocks, 2 depth + 2 passes): (U, S, Vt)."""
+    krylov = BlockKrylov(products, xp, shape, dtype, start)
+    for j in range(depth + 1):
+        if not krylov.extend(last=j == depth):
+            break
+    _, Ub, S, Vt = krylov.projected_svd()
+    return products.matmul(krylov._basis(), Ub[:, :rank]), S[:rank], Vt[:rank, :]

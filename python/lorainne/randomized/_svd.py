@@ -1,0 +1,190 @@
+"""The randomized SVD: subspace iteration (Halko, Martinsson and Tropp 2011) or block Krylov
+(Musco and Musco 2015), then the SVD of the small projected matrix (Rayleigh-Ritz).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import device
+
+from .. import _dask
+from .._backend import core
+from .._exact_scaling import times_power_of_two
+from .._validation import check_option
+from ._krylov import block_krylov_svd
+from ._range_finder import (
+    FLIP_SIGNS,
+    SVDResult,
+    _adaptive_range_finder,
+    _as_host_contiguous,
+    _plan,
+    _products,
+    _range_finder_xp,
+    _rust_qr,
+    _start,
+)
+
+SVD_METHODS = ("subspace", "block_krylov")
+
+
+def auto_krylov_depth(rank: int, shape: tuple[int, int]) -> int:
+    """The depth ``n_power_iter="auto"`` gives ``method="block_krylov"``: 3 (2 * 3 + 2 = 8 passes).
+
+    Depth 2 already reached ||A - U S Vt||_2 <= 1.01 s_{k+1} on every matrix of
+    ``benches/RESULTS_randomized.md`` (s_i = i^-0.5 and i^-1, sample images, digits; k = 50), where
+    subspace iteration needed 3 to 8 power iterations; 3 keeps a margin for flatter spectra.
+    """
+    return 3
+
+
+def _check_flip_sign(flip_sign) -> str | None:
+    """The convention "vt", "u" or None (no flip); True is scikit-learn's flip_sign=True ("u")."""
+    if isinstance(flip_sign, (bool, np.bool_)):
+        return "u" if flip_sign else None
+    if not isinstance(flip_sign, str):
+        raise TypeError(f"flip_sign must be 'vt', 'u', True or False, got {flip_sign!r}")
+    return check_option(flip_sign, "flip_sign", FLIP_SIGNS)
+
+
+def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
+    """Make the largest-magnitude entry of each row of Vt ("vt") or of each column of U ("u",
+    scikit-learn's ``svd_flip`` with ``u_based_decision=True``) positive; None leaves the signs.
+    """
+    if convention is None:
+        return U, Vt
+    basis = Vt if convention == "vt" else U.T
+    k, n = basis.shape
+    where = xp.argmax(xp.abs(basis), axis=1) + xp.arange(k, device=device(basis)) * n
+    pivots = xp.take(xp.reshape(basis, (-1,)), where)
+    one = xp.ones_like(pivots)
+    signs = xp.where(pivots < 0, -one, one)
+    return U * signs[None, :], Vt * signs[:, None]
+
+
+def randomized_svd(
+    A,
+    rank: int,
+    *,
+    n_oversamples: int = 10,
+    n_power_iter: int | str = "auto",
+    flip_sign: bool | str = "vt",
+    qr: str = "auto",
+    init=None,
+    tol: float | None = None,
+    method: str = "subspace",
+    random_state=None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+) -> SVDResult:
+    """Truncated SVD by the randomized range finder (Halko, Martinsson and Tropp 2011) or by
+    block Krylov iteration (Musco and Musco 2015).
+
+    Computes Q = :func:`range_finder` (A), then the SVD of the small matrix Q^T A.
+    Arguments are those of :func:`range_finder` (``size`` excepted); with ``tol`` the returned
+    rank is the smallest meeting ||A - U diag(S) Vt||_F <= tol ||A||_F (at most ``rank``).
+
+    ``n_power_iter="auto"`` (the default) is scikit-learn's rule: 7 power iterations when
+    rank < 0.1 min(m, n), else 4 (2 from a warm start ``init``); see :func:`range_finder` for
+    the measurements behind it. Pass an int for a fixed number (the default was 2 before).
+
+    Entries beyond about 1e+-77 (float64) are handled exactly: the SVD of 2**k A is computed for
+    a power of two 2**k and S is scaled back, so ``randomized_svd(A * 1e-300, r)`` gives the
+    singular values of ``randomized_svd(A, r)`` times 1e-300 (U and Vt unchanged).
+
+    With ``method="block_krylov"`` the basis is the whole block Krylov space
+    ``[A Omega, (A A^T) A Omega, ..., (A A^T)^q A Omega]`` (q = ``n_power_iter``, blocks of
+    rank + n_oversamples columns, re-orthonormalized block by block) instead of its last block,
+    and the SVD is the Rayleigh-Ritz projection on it. Both methods make 2 q + 2 passes over A;
+    on slowly decaying spectra block Krylov reaches a given accuracy with fewer of them
+    (``benches/RESULTS_randomized.md``). It runs on every backend (the products use the Rust
+    matmul and CholeskyQR2 kernels on NumPy input). For a rank or accuracy certified by residual
+    norms and an a-posteriori error bound, see :func:`lorainne.randomized.svd_certified`.
+
+    Parameters
+    ----------
+    method : {"subspace", "block_krylov"}, default "subspace"
+        Subspace (power) iteration, or block Krylov. ``n_power_iter="auto"`` is the depth
+        :func:`auto_krylov_depth` for block Krylov. ``tol`` needs ``"subspace"``.
+    flip_sign : {"vt", "u", True, False}, default "vt"
+        The sign convention (singular vectors are unique up to sign):
+
+        * ``"vt"`` (default): the largest-magnitude entry of each row of Vt is positive.
+        * ``"u"`` or ``True``: the largest-magnitude entry of each column of U is positive,
+          scikit-learn's ``randomized_svd(..., flip_sign=True)`` (``svd_flip`` with
+          ``u_based_decision=True``).
+        * ``False``: no flip; the signs are those the computation produced (they depend on the
+          seed and the backend).
+
+        Other arguments: see :func:`range_finder`.
+
+    Returns
+    -------
+    SVDResult
+        ``(U, S, Vt)`` with U (m, rank), S (rank,), Vt (rank, n), in the input's array library,
+        device and dtype. Unpacks as a 3-tuple.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`range_finder`; a ``flip_sign`` other than "vt", "u", True or False.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lorainne import randomized_svd
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((500, 5)) @ rng.standard_normal((5, 400))
+    >>> U, S, Vt = randomized_svd(A, 5, random_state=0)
+    >>> U.shape, S.shape, Vt.shape
+    ((500, 5), (5,), (5, 400))
+    >>> bool(np.allclose(U * S @ Vt, A))
+    True
+    """
+    convention = _check_flip_sign(flip_sign)
+    method = check_option(method, "method", SVD_METHODS)
+    if method == "block_krylov":
+        if tol is not None:
+            raise ValueError(
+                f"tol={tol!r} needs method='subspace'; for block Krylov to a tolerance use svd_certified(A, tol=...)"
+            )
+        if isinstance(n_power_iter, str):
+            check_option(n_power_iter, "n_power_iter", ("auto",))
+            auto = True
+            n_power_iter = 0
+        else:
+            auto = False
+    plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
+    xp = plan.op.xp
+    if method == "block_krylov":
+        depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
+        start, start_is_range = _start(plan)
+        if not start_is_range:
+            start = _products(plan).matmat(start)
+        U, S, Vt = block_krylov_svd(_products(plan), xp, plan.op.shape, plan.op.dtype, start, plan.rank, depth)
+        U, Vt = _flip_signs(xp, U, Vt, convention)
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
+    if plan.tol is not None:
+        Q, B = _adaptive_range_finder(plan)
+        rank = Q.shape[1]
+    elif plan.backend == "rust":
+        start, start_is_range = _start(plan)
+        U, S, Vt = core().randomized_svd(
+            _as_host_contiguous(plan.op.dense),
+            start,
+            start_is_range,
+            plan.rank,
+            plan.n_power_iter,
+            _rust_qr(plan.qr),
+            plan.n_threads,
+        )
+        U, Vt = _flip_signs(xp, U, Vt, convention)
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
+    else:
+        Q = _range_finder_xp(plan, *_start(plan))
+        B = plan.op.rmatmat(Q).T
+    if plan.backend == "dask":  # U and Vt lazy, S on the client
+        U, S, Vt = _dask.svd_from_projection(Q, B, rank, convention, plan.qr)
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
+    Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
+    U, Vt = _flip_signs(xp, Q @ Ub[:, :rank], Vt[:rank, :], convention)
+    return SVDResult(U, times_power_of_two(S[:rank], -plan.scale), Vt)
