@@ -13,6 +13,7 @@ from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd,
 from .tensor import (
     BlockTermTensor,
     CMTFResult,
+    ConfacTensor,
     CPTensor,
     NMFResult,
     Parafac2Tensor,
@@ -20,8 +21,10 @@ from .tensor import (
     TuckerTensor,
     block_term,
     cmtf,
+    confac,
     cp,
     factor_match_score,
+    max_principal_angle,
     nmf,
     parafac2,
     tucker,
@@ -34,6 +37,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "ConfacTensor",
+    "confac",
+    "max_principal_angle",
     "BlockTermTensor",
     "CMTFResult",
     "CPTensor",

@@ -8,6 +8,7 @@ Unfolding convention: Kolda-Bader (see :func:`unfold`); factors are listed in mo
 from ._als import INITS as CP_INITS
 from ._block_term import BlockTermTensor, block_term
 from ._cmtf import CMTFResult, cmtf
+from ._confac import ConfacTensor, confac, max_principal_angle
 from ._cp import cp
 from ._jennrich import jennrich
 from ._nmf import NMFResult, nmf
@@ -18,6 +19,9 @@ from ._tucker import METHODS as TUCKER_METHODS
 from ._tucker import tucker
 
 __all__ = [
+    "ConfacTensor",
+    "confac",
+    "max_principal_angle",
     "BlockTermTensor",
     "CP_INITS",
     "TUCKER_METHODS",
