@@ -15,18 +15,22 @@ from .tensor import (
     CMTFResult,
     ConfacTensor,
     CPTensor,
+    DedicomTensor,
     NMFResult,
     Parafac2Tensor,
+    Paratuck2Tensor,
     SparseTensor,
     TuckerTensor,
     block_term,
     cmtf,
     confac,
     cp,
+    dedicom,
     factor_match_score,
     max_principal_angle,
     nmf,
     parafac2,
+    paratuck2,
     tucker,
 )
 from .trace import TraceEstimate, spectral_density, spectrum_bounds, trace, trace_function, trace_parametric
@@ -37,6 +41,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "DedicomTensor",
+    "dedicom",
+    "Paratuck2Tensor",
+    "paratuck2",
     "ConfacTensor",
     "confac",
     "max_principal_angle",

@@ -8,10 +8,14 @@ serves real and complex data. Imports only ``_modelkit`` and shared modules.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import numpy_dtype
+
+logger = logging.getLogger("lorainne")
 
 _COMPLEX_HINT = "use float32, float64, complex64 or complex128 (integers are promoted to float64)"
 
@@ -139,3 +143,14 @@ def leading_left(xp, M, k: int):
     """The ``k`` leading left singular vectors of a matrix (by the eigenvectors of ``M M^H``)."""
     w, Q = xp.linalg.eigh(M @ herm(xp, M))
     return xp.flip(Q, axis=1)[:, :k]
+
+
+def model_end_of_sweep(stop, degenerate, callback, verbose, name, state, errors):
+    """After a sweep of a structured model: log, call ``callback(state, rel_error)`` with the model
+    result ``state``, then the stop status ("callback" first) or None to go on.
+    """
+    if verbose:
+        logger.info("%s: sweep %d, relative error %.6g", name, len(errors), errors[-1])
+    if callback is not None and bool(callback(state, errors[-1])):
+        return "callback"
+    return stop(errors, bool(degenerate))
