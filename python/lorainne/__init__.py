@@ -15,6 +15,7 @@ from .tensor import (
     CMTFResult,
     ConfacTensor,
     CPTensor,
+    DecoupledFunction,
     DedicomTensor,
     NMFResult,
     Parafac2Tensor,
@@ -25,6 +26,7 @@ from .tensor import (
     cmtf,
     confac,
     cp,
+    decouple,
     dedicom,
     factor_match_score,
     max_principal_angle,
@@ -41,6 +43,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "DecoupledFunction",
+    "decouple",
     "DedicomTensor",
     "dedicom",
     "Paratuck2Tensor",

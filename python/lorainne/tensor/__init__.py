@@ -10,6 +10,7 @@ from ._block_term import BlockTermTensor, block_term
 from ._cmtf import CMTFResult, cmtf
 from ._confac import ConfacTensor, confac, max_principal_angle
 from ._cp import cp
+from ._decouple import DecoupledFunction, decouple
 from ._dedicom import DedicomTensor, dedicom
 from ._jennrich import jennrich
 from ._nmf import NMFResult, nmf
@@ -21,6 +22,8 @@ from ._tucker import METHODS as TUCKER_METHODS
 from ._tucker import tucker
 
 __all__ = [
+    "DecoupledFunction",
+    "decouple",
     "DedicomTensor",
     "dedicom",
     "Paratuck2Tensor",
