@@ -100,6 +100,22 @@ def solve_right(xp, M, V):
     return ((M @ Q) * inverse[None, :]) @ herm(xp, Q), (top <= 0 or not bool(xp.all(keep)))
 
 
+def solve_rows(xp, rhs, V):
+    """Row ``k`` of ``rhs`` (K x n) times ``pinv(V[k])`` for a stack of Hermitian positive
+    semidefinite ``V`` (K x n x n), by one batched eigendecomposition; returns (rows, degenerate).
+    """
+    n = V.shape[-1]
+    V = (V + xp.permute_dims(conj(xp, V), (0, 2, 1))) / 2
+    w, Q = xp.linalg.eigh(V)
+    eps = xp.finfo(w.dtype).eps
+    top = xp.max(w, axis=1, keepdims=True)
+    keep = w > n * eps * xp.clip(top, min=0.0)
+    inverse = xp.astype(xp.where(keep, 1.0 / xp.where(keep, w, xp.ones_like(w)), xp.zeros_like(w)), V.dtype)
+    coords = xp.sum(rhs[:, :, None] * Q, axis=1) * inverse  # rhs Q diag(1/w): K x n
+    rows = xp.sum(coords[:, None, :] * conj(xp, Q), axis=2)  # ... Q^H
+    return rows, not bool(xp.all(keep))
+
+
 def lstsq(xp, Z, Y):
     """Least-squares ``argmin_W ||Z W - Y||`` through the normal equations (``Z^H Z`` pseudo-inverted)."""
     G = herm(xp, Z) @ Z

@@ -10,7 +10,18 @@ from array_api_compat import array_namespace
 
 from .._validation import check_int, check_random_state
 from ._als import Run, StopRule, warn_unconverged
-from ._cplx import as_like, check_data, conj, draw, herm, leading_left, model_end_of_sweep, solve_right, sq_norm
+from ._cplx import (
+    as_like,
+    check_data,
+    conj,
+    draw,
+    herm,
+    leading_left,
+    model_end_of_sweep,
+    solve_right,
+    solve_rows,
+    sq_norm,
+)
 from ._modelkit import ModelResult, check_common, relative
 from ._paratuck2 import _update_F
 
@@ -100,11 +111,8 @@ def _gauss_newton_D(xp, X, A, R, D):
     JH = xp.permute_dims(conj(xp, J), (0, 2, 1))
     normal = JH @ J
     rhs = (JH @ residual)[:, :, 0]
-    steps = []
-    for k in range(K):
-        sol, _ = solve_right(xp, rhs[k, ...][None, :], xp.astype(conj(xp, normal[k, ...]), X.dtype))
-        steps.append(sol[0, :])
-    return xp.stack(steps, axis=0)
+    steps, _ = solve_rows(xp, rhs, xp.astype(conj(xp, normal), X.dtype))
+    return steps
 
 
 def _sweep(xp, X, A, R, D, loss):

@@ -10,7 +10,7 @@ from array_api_compat import array_namespace
 
 from .._validation import check_int, check_random_state
 from ._als import Run, StopRule, warn_unconverged
-from ._cplx import as_like, check_data, conj, draw, herm, model_end_of_sweep, solve_right, sq_norm
+from ._cplx import as_like, check_data, conj, draw, herm, model_end_of_sweep, solve_right, solve_rows, sq_norm
 from ._lifting import lifting, lifting_min_slices
 from ._modelkit import ModelResult, check_common, relative
 
@@ -63,13 +63,8 @@ def _diag_normal(xp, X, left, right):
 
 
 def _diag_solve(xp, normal, rhs):
-    rows = []
-    degenerate = False
-    for k in range(rhs.shape[0]):
-        sol, bad = solve_right(xp, rhs[k, ...][None, :], xp.astype(conj(xp, normal[k, ...]), rhs.dtype))
-        rows.append(sol[0, :])
-        degenerate = degenerate or bad
-    return xp.stack(rows, axis=0), degenerate
+    # row form: c_k normal_k^T = rhs_k, and normal_k^T = conj(normal_k) (Hermitian)
+    return solve_rows(xp, rhs, xp.astype(conj(xp, normal), rhs.dtype))
 
 
 def _diag_update(xp, X, left, right):
