@@ -13,8 +13,20 @@ from array_api_compat import array_namespace, device
 
 from .._backend import to_host
 from .._validation import check_int, check_random_state
-from ._als import Run, StopRule, end_of_sweep, warn_unconverged
-from ._cplx import as_like, check_data, conj, cp3, draw, herm, leading_left, mttkrp3, solve_right, sq_norm
+from ._als import Run, end_of_sweep, warn_unconverged
+from ._cplx import (
+    ExactStopRule,
+    as_like,
+    check_data,
+    conj,
+    cp3,
+    draw,
+    herm,
+    leading_left,
+    mttkrp3,
+    solve_right,
+    sq_norm,
+)
 from ._modelkit import ModelResult, check_array_mask, check_common, relative
 
 
@@ -496,7 +508,7 @@ def _loop(X, factors, cons, fixed, mask, n_iter_max, tol, callback, verbose):
     factors = list(factors)
     data = X if mask is None else xp.where(mask, X, xp.zeros_like(X))
     norm_sq = sq_norm(xp, data)
-    stop = StopRule(tol, X.dtype)
+    stop = ExactStopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
     for _ in range(n_iter_max):

@@ -170,3 +170,24 @@ def model_end_of_sweep(stop, degenerate, callback, verbose, name, state, errors)
     if callback is not None and bool(callback(state, errors[-1])):
         return "callback"
     return stop(errors, bool(degenerate))
+
+
+class ExactStopRule:
+    """``_als.StopRule`` for loops whose errors are exact residual norms (not the cheap CP formula,
+    whose cancellation limits it to ``sqrt(eps)``): converged when the relative error is below
+    ``100 eps`` or changed by less than ``max(tol, 4 eps)`` between sweeps; "stalled" instead of
+    "converged" for a rank-deficient model; None (go on) with ``tol == 0``.
+    """
+
+    def __init__(self, tol: float, dtype):
+        self.tol = tol
+        self.eps = float(np.finfo(numpy_dtype(dtype)).eps)
+
+    def __call__(self, errors, degenerate) -> str | None:
+        if self.tol <= 0 or not errors:
+            return None
+        if errors[-1] <= 100 * self.eps:
+            return "converged"
+        if len(errors) >= 2 and abs(errors[-2] - errors[-1]) < max(self.tol, 4 * self.eps):
+            return "stalled" if degenerate else "converged"
+        return None

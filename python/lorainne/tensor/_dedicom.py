@@ -9,8 +9,9 @@ from collections.abc import Callable
 from array_api_compat import array_namespace
 
 from .._validation import check_int, check_random_state
-from ._als import Run, StopRule, warn_unconverged
+from ._als import Run, warn_unconverged
 from ._cplx import (
+    ExactStopRule,
     as_like,
     check_data,
     conj,
@@ -231,7 +232,7 @@ def _start(X, rank, init, rng):
 def _loop(X, A, R, D, n_iter_max, tol, callback, verbose):
     xp = array_namespace(X)
     norm_sq = sq_norm(xp, X)
-    stop = StopRule(tol, X.dtype)
+    stop = ExactStopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
     loss = _loss(xp, X, A, R, D)

@@ -9,8 +9,19 @@ from collections.abc import Callable
 from array_api_compat import array_namespace
 
 from .._validation import check_int, check_random_state
-from ._als import Run, StopRule, warn_unconverged
-from ._cplx import as_like, check_data, conj, draw, herm, model_end_of_sweep, solve_right, solve_rows, sq_norm
+from ._als import Run, warn_unconverged
+from ._cplx import (
+    ExactStopRule,
+    as_like,
+    check_data,
+    conj,
+    draw,
+    herm,
+    model_end_of_sweep,
+    solve_right,
+    solve_rows,
+    sq_norm,
+)
 from ._lifting import lifting, lifting_min_slices
 from ._modelkit import ModelResult, check_common, relative
 
@@ -243,7 +254,7 @@ def _loop(X, factors, n_iter_max, tol, callback, verbose):
     xp = array_namespace(X)
     factors = list(factors)
     norm_sq = sq_norm(xp, X)
-    stop = StopRule(tol, X.dtype)
+    stop = ExactStopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
     if n_iter_max == 0:
