@@ -139,8 +139,10 @@ def mttkrp3(xp, X, factors, mode: int):
 
 
 def cp3(xp, A, B, C):
-    """The 3-way tensor ``[[A, B, C]]``."""
-    return xp.sum(A[:, None, None, :] * B[None, :, None, :] * C[None, None, :, :], axis=3)
+    """The 3-way tensor ``[[A, B, C]]``: one matmul ``A (B kr C)^T`` (row-major Khatri-Rao)."""
+    n1, J, K, R = A.shape[0], B.shape[0], C.shape[0], A.shape[1]
+    kr = xp.reshape(B[:, None, :] * C[None, :, :], (J * K, R))
+    return xp.reshape(A @ kr.T, (n1, J, K))
 
 
 def sq_norm(xp, x) -> float:

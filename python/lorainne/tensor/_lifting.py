@@ -27,6 +27,7 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._backend import to_host
+from ._confac import _eigenvectors
 
 
 def lifting_min_slices(R: int, S: int) -> int:
@@ -96,9 +97,7 @@ def _columns_from_forms(forms, R, S, side):
     w1, w2 = rng.standard_normal(m), rng.standard_normal(m)
     P1 = sum(w * P for w, P in zip(w1, sym, strict=True))
     P2 = sum(w * P for w, P in zip(w2, sym, strict=True))
-    _, E = np.linalg.eig(P1 @ np.linalg.pinv(P2))
-    if system.dtype.kind == "f":
-        E = E.real
+    E = _eigenvectors(P1 @ np.linalg.pinv(P2), real=system.dtype.kind == "f")
     return E / np.linalg.norm(E, axis=0)
 
 

@@ -73,28 +73,51 @@ def _diag_normal(xp, X, left, right):
     return normal, rhs
 
 
-def _diag_solve(xp, normal, rhs):
+def _re(xp, x):
+    return xp.real(x) if xp.isdtype(x.dtype, "complex floating") else x
+
+
+def _row_objective(xp, x, M, V):
+    """``Re(x_i V x_i^H) - 2 Re(x_i M_i^H)`` per row i: the loss of the row-form problem ``x V = M``
+    up to a constant. ``V`` is one Hermitian matrix or a stack (one per row).
+    """
+    xV = x @ V if V.ndim == 2 else xp.sum(x[:, :, None] * V, axis=1)
+    return _re(xp, xp.sum(xV * conj(xp, x), axis=1)) - 2 * _re(xp, xp.sum(x * conj(xp, M), axis=1))
+
+
+def guarded_rows(xp, old, new, M, V):
+    """Keep each row of ``new`` only where it does not raise its quadratic loss above ``old``'s: the
+    normal equations square the conditioning, and on a nearly degenerate model (diverging components)
+    a rounded solution can be worse than the current rows. Makes every ALS step non-increasing.
+    """
+    better = _row_objective(xp, new, M, V) <= _row_objective(xp, old, M, V)
+    return xp.where(better[:, None], new, old)
+
+
+def _diag_solve(xp, normal, rhs, old=None):
     # row form: c_k normal_k^T = rhs_k, and normal_k^T = conj(normal_k) (Hermitian)
-    return solve_rows(xp, rhs, xp.astype(conj(xp, normal), rhs.dtype))
+    Nc = xp.astype(conj(xp, normal), rhs.dtype)
+    new, bad = solve_rows(xp, rhs, Nc)
+    return (new if old is None else guarded_rows(xp, old, new, rhs, Nc)), bad
 
 
-def _diag_update(xp, X, left, right):
+def _diag_update(xp, X, left, right, old=None):
     """Rows ``c_k`` of ``X_k ~ left diag(c_k) right_k`` for every k, by least squares."""
-    return _diag_solve(xp, *_diag_normal(xp, X, left, right))
+    return _diag_solve(xp, *_diag_normal(xp, X, left, right), old=old)
 
 
-def _update_G(xp, X, A, F, H, B):
+def _update_G(xp, X, A, F, H, B, old=None):
     """CA given the rest: ``X_k = A diag(g_k) (F D_H B^T)``."""
-    return _diag_update(xp, X, A, (F[None, :, :] * H[:, None, :]) @ B.T)
+    return _diag_update(xp, X, A, (F[None, :, :] * H[:, None, :]) @ B.T, old)
 
 
-def _update_H(xp, X, A, G, F, B):
+def _update_H(xp, X, A, G, F, B, old=None):
     """CB given the rest: ``X_k^T = B diag(h_k) (A D_G F)^T``."""
     left_t = xp.permute_dims(A @ (G[:, :, None] * F[None, :, :]), (0, 2, 1))  # K x S x N1
-    return _diag_update(xp, xp.permute_dims(X, (1, 0, 2)), B, left_t)
+    return _diag_update(xp, xp.permute_dims(X, (1, 0, 2)), B, left_t, old)
 
 
-def _update_F(xp, X, A, G, H, B):
+def _update_F(xp, X, A, G, H, B, old=None):
     """T given the rest: normal matrix ``((A^H A) kron (B^H B)) * (sum_k conj(g_k h_k) (g_k h_k)^T)``."""
     K = X.shape[2]
     R, S = A.shape[1], B.shape[1]
@@ -104,18 +127,22 @@ def _update_F(xp, X, A, G, H, B):
     normal = kron * (herm(xp, gh) @ gh)
     P = herm(xp, A) @ xp.permute_dims(X, (2, 0, 1)) @ conj(xp, B)  # K x R x S
     rhs = xp.sum(conj(xp, xp.reshape(gh, (K, R, S))) * P, axis=0)
-    sol, bad = solve_right(xp, xp.reshape(rhs, (1, R * S)), xp.astype(conj(xp, normal), X.dtype))
+    rhs = xp.reshape(rhs, (1, R * S))
+    Nc = xp.astype(conj(xp, normal), X.dtype)
+    sol, bad = solve_right(xp, rhs, Nc)
+    if old is not None:
+        sol = guarded_rows(xp, xp.reshape(old, (1, R * S)), sol, rhs, Nc)
     return xp.reshape(sol, (R, S)), bad
 
 
-def refine_core(xp, X, A, G, F, H, B, sweeps: int = 3):
+def refine_core(xp, X, A, G, F, H, B, sweeps: int = 20):
     """A few exact least-squares updates of CA, CB and T with A and B held (the lifting's A and B
     are its accurate part; its rank-one fits of the rest are crude under noise).
     """
     for _ in range(sweeps):
-        G, _ = _update_G(xp, X, A, F, H, B)
-        H, _ = _update_H(xp, X, A, G, F, B)
-        F, _ = _update_F(xp, X, A, G, H, B)
+        G, _ = _update_G(xp, X, A, F, H, B, G)
+        H, _ = _update_H(xp, X, A, G, F, B, H)
+        F, _ = _update_F(xp, X, A, G, H, B, F)
     return A, G, F, H, B
 
 
@@ -127,15 +154,17 @@ def _sweep(xp, X, A, G, F, H, B):
     WH = xp.permute_dims(conj(xp, W), (0, 2, 1))
     M = xp.sum(Xk @ WH, axis=0)
     V = xp.sum(W @ WH, axis=0)
-    A, b1 = solve_right(xp, M, V)
+    new, b1 = solve_right(xp, M, V)
+    A = guarded_rows(xp, A, new, M, V)
     # B: X_k^T = B V_k^T, V_k = A D_G F D_H (N1 x S)
     Vk = A @ (G[:, :, None] * F[None, :, :] * H[:, None, :])  # K x N1 x S
     M = xp.sum(xp.permute_dims(Xk, (0, 2, 1)) @ conj(xp, Vk), axis=0)
     Gm = xp.sum(xp.permute_dims(Vk, (0, 2, 1)) @ conj(xp, Vk), axis=0)
-    B, b2 = solve_right(xp, M, Gm)
-    G, b3 = _update_G(xp, X, A, F, H, B)
-    H, b4 = _update_H(xp, X, A, G, F, B)
-    F, b5 = _update_F(xp, X, A, G, H, B)
+    new, b2 = solve_right(xp, M, Gm)
+    B = guarded_rows(xp, B, new, M, Gm)
+    G, b3 = _update_G(xp, X, A, F, H, B, G)
+    H, b4 = _update_H(xp, X, A, G, F, B, H)
+    F, b5 = _update_F(xp, X, A, G, H, B, F)
     return (A, G, F, H, B), bool(b1 or b2 or b3 or b4 or b5)
 
 
