@@ -90,20 +90,27 @@ def als_xp(
     return Run(factors, errors, status)
 
 
+def _core_cp_als(X, factors, *, n_iter, tol, l2, l1, nonnegative, n_threads, norm_x_sq=None):
+    """``_core.cp_als`` on C-contiguous NumPy data (no copy of what already is)."""
+    return core().cp_als(
+        np.ascontiguousarray(X),
+        [np.ascontiguousarray(f) for f in factors],
+        n_iter_max=n_iter,
+        tol=tol,
+        l2_reg=l2,
+        n_threads=n_threads,
+        norm_x_sq=norm_x_sq,
+        nonnegative=nonnegative,
+        l1_reg=l1,
+    )
+
+
 def _rust_sweep(l2, l1, nonnegative, n_threads):
     """One Rust sweep on NumPy data (for the EM loop of masked CP)."""
 
     def run(data, factors):
-        factors, _, _, degenerate = core().cp_als(
-            np.ascontiguousarray(data),
-            [np.ascontiguousarray(f) for f in factors],
-            n_iter_max=1,
-            tol=-1.0,
-            l2_reg=l2,
-            n_threads=n_threads,
-            norm_x_sq=1.0,
-            nonnegative=nonnegative,
-            l1_reg=l1,
+        factors, _, _, degenerate = _core_cp_als(
+            data, factors, n_iter=1, tol=-1.0, l2=l2, l1=l1, nonnegative=nonnegative, n_threads=n_threads, norm_x_sq=1.0
         )
         return list(factors), bool(degenerate)
 
@@ -118,16 +125,16 @@ def als_rust(X, factors, *, n_iter_max, tol, l2, l1=0.0, nonnegative=False, call
     factors = [np.ascontiguousarray(f) for f in factors]
 
     def kernel(X, factors, n_iter, tol, l2, n_threads, norm_x_sq=None):
-        return core().cp_als(
+        return _core_cp_als(
             X,
             factors,
-            n_iter_max=n_iter,
+            n_iter=n_iter,
             tol=tol,
-            l2_reg=l2,
+            l2=l2,
+            l1=l1,
+            nonnegative=nonnegative,
             n_threads=n_threads,
             norm_x_sq=norm_x_sq,
-            nonnegative=nonnegative,
-            l1_reg=l1,
         )
 
     if callback is None and not verbose:
@@ -363,60 +370,24 @@ def cp(
             run = Run(factors, [], "callback")
         elif n_iter_max == 0:
             run = Run(factors, [], "max_iter")
-        elif chosen == "rust" and mask is not None:
-            run = als_xp(
-                X,
-                factors,
-                n_iter_max=n_iter_max,
-                tol=tol,
-                l2=l2,
-                l1=l1,
-                nonnegative=nonnegative,
-                mask=mask,
-                callback=callback,
-                verbose=verbose,
-                rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads),
-            )
-        elif chosen == "dask":
-            run = _dask.als(
-                X,
-                factors,
-                n_iter_max=n_iter_max,
-                tol=tol,
-                l2=l2,
-                l1=l1,
-                nonnegative=nonnegative,
-                callback=callback,
-                verbose=verbose,
-                fixed=fixed,
-            )
-        elif chosen == "rust":
-            run = als_rust(
-                X,
-                factors,
-                n_iter_max=n_iter_max,
-                tol=tol,
-                l2=l2,
-                l1=l1,
-                nonnegative=nonnegative,
-                callback=callback,
-                verbose=verbose,
-                n_threads=n_threads,
-            )
         else:
-            run = als_xp(
-                X,
-                factors,
+            common = dict(
                 n_iter_max=n_iter_max,
                 tol=tol,
                 l2=l2,
                 l1=l1,
                 nonnegative=nonnegative,
-                mask=mask,
                 callback=callback,
                 verbose=verbose,
-                fixed=fixed,
             )
+            if chosen == "rust" and mask is not None:
+                run = als_xp(X, factors, **common, mask=mask, rust_sweep=_rust_sweep(l2, l1, nonnegative, n_threads))
+            elif chosen == "dask":
+                run = _dask.als(X, factors, **common, fixed=fixed)
+            elif chosen == "rust":
+                run = als_rust(X, factors, **common, n_threads=n_threads)
+            else:
+                run = als_xp(X, factors, **common, mask=mask, fixed=fixed)
         if verbose and n_init > 1:
             logger.info(
                 "cp: run %d of %d: %s after %d sweeps, error %.6g",

@@ -118,8 +118,8 @@ def _check_layer(layer, name="layer"):
         raise TypeError(f"{name} must be a LowRankLayer, got {type(layer).__name__}")
 
 
-def _check_grad(grad, name, shape):
-    grad = as_float_array(grad, name, ndim=2)
+def _check_grad(grad, name, shape, ndim=2):
+    grad = as_float_array(grad, name, ndim=ndim)
     if tuple(grad.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(grad.shape)}")
     return grad
@@ -225,7 +225,10 @@ def keep_rank(sigma: list[float], tol: float) -> int:
     return max(k, 1)
 
 
-def _check_truncation(tol, rank, max_rank):
+def _check_truncation(tol, rank, max_rank, check_rank=None):
+    """The truncation options (exactly one of tol and rank); ``check_rank`` checks a given rank
+    (default: one integer >= 1).
+    """
     if (tol is None) == (rank is None):
         raise ValueError(f"give exactly one of tol and rank, got tol={tol!r}, rank={rank!r}")
     if tol is not None:
@@ -233,7 +236,7 @@ def _check_truncation(tol, rank, max_rank):
         if tol >= 1:
             raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if rank is not None:
-        rank = check_int(rank, "rank", low=1)
+        rank = check_int(rank, "rank", low=1) if check_rank is None else check_rank(rank)
     if max_rank is not None:
         max_rank = check_int(max_rank, "max_rank", low=1)
     return tol, rank, max_rank

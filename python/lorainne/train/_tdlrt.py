@@ -24,7 +24,7 @@ from array_api_compat import array_namespace
 
 from .._validation import as_float_array, check_int, check_n_threads
 from ..randomized import householder_qr
-from ._dlrt import keep_rank, qr_threads
+from ._dlrt import _check_grad, _check_truncation, keep_rank, qr_threads
 from ._galore import check_positive_real
 
 
@@ -169,22 +169,11 @@ def tdlrt_step(
     if not callable(loss_grad):
         raise TypeError(f"loss_grad must be a callable W -> dL/dW, got {type(loss_grad).__name__}")
     lr = check_positive_real(lr, "lr")
-    if (tol is None) == (rank is None):
-        raise ValueError(f"give exactly one of tol and rank, got tol={tol!r}, rank={rank!r}")
-    if tol is not None:
-        tol = check_positive_real(tol, "tol")
-        if tol >= 1:
-            raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-    else:
-        rank = _check_ranks(rank, layer.shape)
-    if max_rank is not None:
-        max_rank = check_int(max_rank, "max_rank", low=1)
+    tol, rank, max_rank = _check_truncation(tol, rank, max_rank, lambda r: _check_ranks(r, layer.shape))
     n_threads = check_n_threads(n_threads)
     C, factors = layer.core, layer.factors
     xp = array_namespace(C)
-    G = as_float_array(loss_grad(layer.to_dense()), "loss_grad(W)")
-    if tuple(G.shape) != layer.shape:
-        raise ValueError(f"loss_grad(W) must have shape {layer.shape}, got {tuple(G.shape)}")
+    G = _check_grad(loss_grad(layer.to_dense()), "loss_grad(W)", layer.shape, ndim=None)
     d = C.ndim
     # 1. K-steps, mode by mode, all from the same W.
     augmented = []

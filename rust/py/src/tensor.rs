@@ -62,6 +62,33 @@ fn contiguous<'a, T: Element>(x: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a 
         .map_err(|_| to_py(Error::invalid("x", "must be C-contiguous")))
 }
 
+/// The COO tensor's coordinates (C-contiguous) and values as slices.
+fn coo_slices<'a, T: Element>(
+    coords: &'a PyReadonlyArray2<'_, i64>,
+    values: &'a PyReadonlyArray1<'_, T>,
+) -> PyResult<(&'a [i64], &'a [T])> {
+    let coords = coords
+        .as_slice()
+        .map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
+    let values = values
+        .as_slice()
+        .map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
+    Ok((coords, values))
+}
+
+/// A row-major `(rows, cols)` buffer as a new array; a size mismatch is blamed on `name`.
+fn matrix_out<'py, T: Element>(
+    py: Python<'py>,
+    data: Vec<T>,
+    rows: usize,
+    cols: usize,
+    name: &'static str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let array = Array2::from_shape_vec((rows, cols), data)
+        .map_err(|e| to_py(Error::invalid(name, e.to_string())))?;
+    Ok(array.into_pyarray(py).into_any())
+}
+
 fn mttkrp_typed<'py, T: Scalar + Element>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, T>,
@@ -80,9 +107,7 @@ fn mttkrp_typed<'py, T: Scalar + Element>(
         })
     })?;
     let rows = shape.get(mode).copied().unwrap_or(0);
-    let array = Array2::from_shape_vec((rows, rank), m)
-        .map_err(|e| to_py(Error::invalid("mode", e.to_string())))?;
-    Ok(array.into_pyarray(py).into_any())
+    matrix_out(py, m, rows, rank, "mode")
 }
 
 /// mttkrp(x, factors, mode, n_threads=None) -> (I_mode, R) array: X_(mode) times the
@@ -221,12 +246,7 @@ fn cp_als_sparse_typed<'py, T: Scalar + Element>(
     options: AlsOptions,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let coords = coords
-        .as_slice()
-        .map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
-    let values = values
-        .as_slice()
-        .map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
+    let (coords, values) = coo_slices(&coords, &values)?;
     let (factors, rank) = factors_in::<T>(factors)?;
     let result = interruptible(py, |interrupt| {
         guarded(|| {
@@ -274,12 +294,7 @@ fn sparse_mttkrp_typed<'py, T: Scalar + Element>(
     mode: usize,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let coords = coords
-        .as_slice()
-        .map_err(|_| to_py(Error::invalid("coords", "must be C-contiguous")))?;
-    let values = values
-        .as_slice()
-        .map_err(|_| to_py(Error::invalid("values", "must be contiguous")))?;
+    let (coords, values) = coo_slices(&coords, &values)?;
     let (factors, rank) = factors_in::<T>(factors)?;
     let m = py.detach(|| {
         guarded(|| {
@@ -289,9 +304,7 @@ fn sparse_mttkrp_typed<'py, T: Scalar + Element>(
         })
     })?;
     let rows = shape.get(mode).copied().unwrap_or(0);
-    let array = Array2::from_shape_vec((rows, rank), m)
-        .map_err(|e| to_py(Error::invalid("mode", e.to_string())))?;
-    Ok(array.into_pyarray(py).into_any())
+    matrix_out(py, m, rows, rank, "mode")
 }
 
 /// sparse_mttkrp(coords, values, shape, factors, mode, n_threads=None) -> (I_mode, R) array.
@@ -338,9 +351,7 @@ fn contract_edge_typed<'py, T: Scalar + Element>(
         })
     })?;
     let rows = out.len().checked_div(rank).unwrap_or(0);
-    let array = Array2::from_shape_vec((rows, rank), out)
-        .map_err(|e| to_py(Error::invalid("u", e.to_string())))?;
-    Ok(array.into_pyarray(py).into_any())
+    matrix_out(py, out, rows, rank, "u")
 }
 
 /// contract_edge(x, u, first, n_threads=None) -> X_(0)^T u (first) or X_(N-1)^T u (last), with
