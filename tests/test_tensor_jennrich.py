@@ -73,7 +73,7 @@ def test_cp_init_jennrich(rng):
     """cp(init="jennrich") starts at the algebraic solution: a noiseless tensor is fitted at once."""
     X, true = planted(rng, (9, 8, 7), 4)
     model = cp(X, 4, init="jennrich", random_state=0, tol=1e-12, n_iter_max=5)
-    assert model.errors[0] < 1e-8
+    assert model.errors[0] < 1e-6  # the error from norms and inner products is accurate to ~sqrt(eps)
     assert factor_match_score(model, (None, true)) > 0.999
 
 

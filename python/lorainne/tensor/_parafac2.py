@@ -189,7 +189,13 @@ def _cp_sweep(xp, Y, factors, rust, nonnegative, n_threads, norm_y_sq):
         if n_threads is None and math.prod(Y.shape) < SMALL:
             n_threads = 1  # a pool costs more than the sweep of a small projected tensor
         out, errors, _, degenerate = core().cp_als(
-            np.ascontiguousarray(Y), [np.ascontiguousarray(f) for f in factors], 1, -1.0, 0.0, n_threads, norm_y_sq
+            np.ascontiguousarray(Y),
+            [np.ascontiguousarray(f) for f in factors],
+            n_iter_max=1,
+            tol=-1.0,
+            l2_reg=0.0,
+            n_threads=n_threads,
+            norm_x_sq=norm_y_sq,
         )
         return list(out), (float(errors[0]) ** 2) * norm_y_sq, bool(degenerate)
     factors = list(factors)
