@@ -269,13 +269,7 @@ def test_scipy_sparse_formats(name, fmt):
     _assert_untouched(x, before)
 
 
-SCALE_XFAIL = {
-    # Not rescaled yet: the Chebyshev expansions of these two run on the spectrum bounds of A, and
-    # their outputs (a density on a user grid, f(t, A) for a user f) do not scale back in one factor.
-    (name, e): "issue 16 item 11 left open: trace_parametric and spectral_density at 1e+-200"
-    for name in ("trace_parametric", "spectral_density")
-    for e in (-200, 200)
-}
+SCALE_XFAIL: dict = {}
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from .._exact_scaling import rescaled, scalar_times_power_of_two, times_power_of_two
 from .._validation import check_n_threads, check_option, check_random_state, check_real
 from ._bounds import _check_bounds, _estimate_bounds
 from ._common import _check_count, _check_symmetric, _square_operator, _unit_rademacher
@@ -128,6 +129,7 @@ def spectral_density(
     >>> 2.5 < float(phi[100] / phi[300]) < 3.5               # 300 eigenvalues at 0, 100 at 1
     True
     """
+    A, scale = rescaled(A)  # entries beyond ~1e+-77: the density of 2^k A on 2^k t, times 2^k (exact)
     op = _square_operator(A)
     sigma = check_real(sigma, "sigma", low=0.0, low_open=True, what="a positive number")
     t_host, back = _check_grid(t)
@@ -141,6 +143,11 @@ def spectral_density(
     n_threads = check_n_threads(n_threads)
     rng = check_random_state(random_state)
     _check_symmetric(op, A)
+    if scale:
+        sigma = scalar_times_power_of_two(sigma, scale)
+        t_host = times_power_of_two(t_host, scale)
+        if bounds is not None:
+            bounds = tuple(scalar_times_power_of_two(b, scale) for b in bounds)
     rec = _Recurrences(A, op, backend, n_threads)
     n = op.shape[0]
     g = _gaussian_kernel(sigma)
@@ -170,4 +177,4 @@ def spectral_density(
         area = float(np.trapezoid(phi, t_host)) if t_host.size > 1 else 0.0
         if area > 0:
             phi = phi / area
-    return back(phi)
+    return back(times_power_of_two(phi, scale))  # a density of 2^k A is one of A divided by 2^k

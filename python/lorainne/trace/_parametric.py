@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._backend import to_host
+from .._exact_scaling import rescaled, scalar_times_power_of_two, times_power_of_two
 from .._validation import check_n_threads, check_option, check_random_state
 from ._bounds import _check_bounds, _estimate_bounds
 from ._common import _check_count, _check_symmetric, _device_of, _draw, _square_operator, _unit_rademacher
@@ -241,9 +242,12 @@ def trace_parametric(
     >>> bool(np.max(np.abs(est - exact) / exact) < 1e-2)
     True
     """
+    A, scale = rescaled(A)  # entries beyond ~1e+-77: tr f(t, A) = tr f_k(t, 2^k A), f_k(t, x) = f(t, 2^-k x)
     op = _square_operator(A)
     if not callable(f):
         raise TypeError(f"f must be a callable f(t, x), got {type(f).__name__}")
+    if scale:
+        f = _on_scaled_spectrum(f, scale)
     t_host, back = _check_grid(t)
     n_vectors = _check_count(n_vectors, "n_vectors")
     degree = _check_count(degree, "degree")
@@ -252,7 +256,18 @@ def trace_parametric(
     n_threads = check_n_threads(n_threads)
     rng = check_random_state(random_state)
     _check_symmetric(op, A)
+    if bounds is not None and scale:
+        bounds = tuple(scalar_times_power_of_two(b, scale) for b in bounds)
     rec = _Recurrences(A, op, backend, n_threads)
     if bounds is None:
         bounds = _estimate_bounds(rec, rng)
     return back(_parametric_core(rec, rng, f, t_host, n_vectors, degree, method, bounds, check_psd=True))
+
+
+def _on_scaled_spectrum(f: Callable, scale: int) -> Callable:
+    """f_k(t, x) = f(t, 2^-k x): f on the spectrum of A, evaluated on that of 2^k A (exact)."""
+
+    def f_scaled(t, x):
+        return f(t, times_power_of_two(np.asarray(x, dtype=np.float64), -scale))
+
+    return f_scaled
