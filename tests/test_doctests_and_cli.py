@@ -70,6 +70,8 @@ def test_cli_demo_prints_a_row_per_capability(capsys):
     table = capsys.readouterr().out
     for name in ("randomized_svd", "range_finder", "householder_qr", "cholesky_qr2"):
         assert name in table
+    for name in ("svd_certified", "parafac2", "complete", "compress svd-llm", "GaLore refresh"):
+        assert name in table
 
 
 def test_readme_tour_runs():

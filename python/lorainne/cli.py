@@ -402,11 +402,13 @@ def command_ot(args) -> int:
 def command_demo(args) -> int:
     """Run ``lorainne demo``: a tour of every capability on built-in synthetic data."""
     from ._demo import SECTIONS, format_table
+    from ._demo_areas import SECTIONS as AREA_SECTIONS
 
+    sections = SECTIONS + AREA_SECTIONS
     rng = np.random.default_rng(args.seed)
     rows = []
-    with Progress(len(SECTIONS), "demo", enabled=not args.quiet) as bar:
-        for section in SECTIONS:
+    with Progress(len(sections), "demo", enabled=not args.quiet) as bar:
+        for section in sections:
             rows.extend(section(rng))
             bar.advance(section.__name__)
     print(format_table(rows))
