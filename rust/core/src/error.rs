@@ -57,13 +57,23 @@ pub fn check_alloc<T>(count: Option<usize>, what: &str) -> Result<()> {
         bytes: bytes.unwrap_or(u128::MAX),
     };
     let count = count.ok_or_else(fail)?;
+    // Beyond the 48-bit address space of today's CPUs no allocation can succeed; below it the probe
+    // asks the allocator (black_box: an unused allocation may otherwise be optimized away).
+    if bytes.is_some_and(|b| b > MAX_ADDRESSABLE_BYTES) {
+        return Err(fail());
+    }
     let mut probe: Vec<T> = Vec::new();
     probe.try_reserve_exact(count).map_err(|_| fail())?;
+    std::hint::black_box(&probe);
     Ok(())
 }
 
+/// 2^48 bytes (256 TiB): the virtual address space of x86-64 and AArch64 with 4-level page tables.
+const MAX_ADDRESSABLE_BYTES: u128 = 1 << 48;
+
 /// A vector of `len` copies of `value`, or `Error::OutOfMemory` (see [`check_alloc`]).
 pub fn try_filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    check_alloc::<T>(Some(len), what)?;
     let mut out: Vec<T> = Vec::new();
     out.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
         what: what.to_string(),
