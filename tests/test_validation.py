@@ -114,3 +114,24 @@ def test_huge_n_threads_is_capped_not_spawned(call):
     with pytest.warns(UserWarning, match="n_threads=1000000"):
         capped = call(10**6)
     np.testing.assert_allclose(capped, call(available_cpus()), rtol=1e-10)
+
+
+# The structured tensor models take `verbose` through one shared check as well.
+SQUARE = RNG.random((4, 4, 6))
+STRUCTURED_CALLS = {
+    "parafac2": lambda **kw: lorainne.parafac2([RNG.random((5, 4)) for _ in range(3)], 2, n_iter_max=3, **kw),
+    "cmtf": lambda **kw: lorainne.cmtf(X3, RNG.random((5, 6)), 2, n_iter_max=3, **kw),
+    "block_term": lambda **kw: lorainne.block_term(RNG.random((6, 6, 4)), (2, 2), n_iter_max=3, **kw),
+    "confac": lambda **kw: lorainne.confac(X3, 2, n_iter_max=3, **kw),
+    "paratuck2": lambda **kw: lorainne.paratuck2(SQUARE, (2, 2), init="random", n_iter_max=3, **kw),
+    "dedicom": lambda **kw: lorainne.dedicom(SQUARE, 2, n_iter_max=3, **kw),
+}
+
+
+@pytest.mark.filterwarnings("ignore::lorainne.ConvergenceWarning")
+@pytest.mark.parametrize("name", sorted(STRUCTURED_CALLS))
+def test_structured_models_take_verbose_as_bool_or_int(name):
+    for verbose in (True, 1, False):
+        STRUCTURED_CALLS[name](verbose=verbose)
+    with pytest.raises(TypeError, match="verbose"):
+        STRUCTURED_CALLS[name](verbose="yes")

@@ -69,7 +69,7 @@ def block_term(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> BlockTermTensor:
     """Rank-(L_r, L_r, 1) block-term decomposition ``X ~ sum_r (A_r B_r^T) o c_r`` by ALS.

@@ -49,7 +49,7 @@ def cmtf(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> CMTFResult:
     """Coupled matrix-tensor factorization by alternating least squares.

@@ -31,7 +31,7 @@ def complex_cp(
     mask=None,
     n_init: int = 1,
     random_state=None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
     normalize_factors: bool = True,
 ) -> CPTensor:

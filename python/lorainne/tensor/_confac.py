@@ -135,7 +135,7 @@ def confac(
     tol: float = 1e-10,
     n_init: int = 1,
     random_state=None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> ConfacTensor:
     """CONFAC / PARALIND: ``X = sum_f (A psi_f) o (B phi_f) o (C omega_f)``, i.e. the CP model

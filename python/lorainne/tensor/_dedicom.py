@@ -146,7 +146,7 @@ def dedicom(
     tol: float = 1e-10,
     n_init: int = 1,
     random_state=None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> DedicomTensor:
     """Three-way DEDICOM: ``X_k = A diag(D[k]) R diag(D[k]) A^T`` (Harshman 1978; Kiers 1993).

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from .._validation import as_float_array, check_int
+from .._validation import as_float_array, check_int, check_verbose
 from ._als import check_callback, check_tol0
 
 
@@ -51,7 +51,7 @@ def check_common(rank, n_iter_max, tol, callback, verbose, low_rank: int = 1):
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_tol0(tol)
     callback = check_callback(callback)
-    verbose = check_int(verbose, "verbose", low=0)
+    verbose = check_verbose(verbose)
     return rank, n_iter_max, tol, callback, verbose
 
 

@@ -232,7 +232,7 @@ def parafac2(
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> Parafac2Tensor:
     """PARAFAC2 decomposition by alternating least squares (Kiers, ten Berge and Bro 1999).

@@ -177,7 +177,7 @@ def paratuck2(
     tol: float = 1e-10,
     n_init: int = 1,
     random_state=None,
-    verbose: int = 0,
+    verbose: bool | int = 0,
     callback: Callable | None = None,
 ) -> Paratuck2Tensor:
     """PARATUCK-2: ``X_k = A diag(CA[k]) T diag(CB[k]) B^T`` for the frontal slices ``X_k = X[:, :, k]``.
