@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 import lorainne
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+PYTHON_DIR = str(Path(lorainne.__file__).resolve().parents[1])  # the lorainne this test runs (built, installed)
 RNG = np.random.default_rng(7)
 MATRIX = RNG.standard_normal((14, 9))
 SQUARE = RNG.standard_normal((12, 12))

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import lorainne
 from lorainne.cli import main
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+PYTHON_DIR = str(Path(lorainne.__file__).resolve().parents[1])  # the lorainne this test runs (built, installed)
 
 
 def run_cli(argv, capsys):

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+import lorainne
+
+PYTHON_DIR = str(Path(lorainne.__file__).resolve().parents[1])  # the lorainne this test runs (built, installed)
 
 
 def _run(code: str, timeout: float) -> subprocess.CompletedProcess:
