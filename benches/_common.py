@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -42,6 +43,12 @@ def git_revision() -> str:
         ).stdout.strip()
     except Exception:
         return "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags that decide the kernels' speed here: ``avx512f`` and/or ``avx2`` (from lscpu)."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    return sorted(set(re.findall(r"\b(avx512f|avx2)\b", out)))
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -15,7 +15,6 @@ maps it.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 import types
@@ -24,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from _common import cpu_flags
 from lorainne.completion import complete
 
 
@@ -199,7 +199,7 @@ def main():
                 rows.append((name, 1, dt, err, it))
                 print(rows[-1], flush=True)
     base = next((r[2] for r in rows if r[0].startswith("NumPy")), None)
-    flags = subprocess.run("lscpu | grep -o 'avx512f\\|avx2' | sort -u", shell=True, capture_output=True, text=True)
+    flags = cpu_flags()
     lines = [
         "# Matrix completion benchmark",
         "",
@@ -207,7 +207,7 @@ def main():
         "",
         f"{a.m} x {a.n}, rank {a.rank}, {S.nnz} observed entries ({a.frac:.1%}), noiseless; target relative error "
         f"{a.target:g} (on 200,000 sampled entries); BLAS pinned to 1 thread (threadpoolctl), `n_threads` as listed. "
-        f"CPU flags: {' '.join(flags.stdout.split())}. Shared 2-core machine under load: absolute times are noisy, "
+        f"CPU flags: {' '.join(flags)}. Shared 2-core machine under load: absolute times are noisy, "
         "the ratios within the run are what matters.",
         "",
         "| method | threads | time (s) | rel. error reached | iterations | speed-up vs NumPy ALS |",

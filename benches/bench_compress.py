@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -27,7 +26,7 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table  # noqa: E402
+from _common import cpu_flags, markdown_table  # noqa: E402
 from lorainne.compress import compress_state_dict, low_rank  # noqa: E402
 
 
@@ -177,9 +176,7 @@ def main() -> None:
     table = markdown_table(
         ["problem", "method", "seconds", "speed-up vs NumPy", "data / weight error", "peak MB (traced)"], rows
     )
-    flags = subprocess.run(
-        "lscpu | grep -o 'avx512f\\|avx2' | sort -u | tr '\\n' ' '", shell=True, capture_output=True, text=True
-    ).stdout.strip()
+    flags = " ".join(cpu_flags())
     command = "python benches/bench_compress.py " + " ".join(sys.argv[1:])
     text = (
         "# lorainne.compress vs exact NumPy SVDs\n\n"

@@ -12,7 +12,6 @@ Peak memory: the largest managed memory of a worker during the run (a WorkerPlug
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 
 import dask
@@ -21,6 +20,7 @@ import distributed
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from _common import cpu_flags
 from lorainne import randomized_svd
 
 
@@ -59,9 +59,7 @@ def main():
     parser.add_argument("--rank", type=int, default=10)
     parser.add_argument("--out", default="benches/RESULTS_dask.md")
     args = parser.parse_args()
-    flags = subprocess.run(
-        "lscpu | grep -o 'avx512f\\|avx2' | sort -u", shell=True, capture_output=True, text=True
-    ).stdout.split()
+    flags = cpu_flags()
     with threadpool_limits(1), dask.config.set({"distributed.worker.memory.target": False}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
         client = distributed.Client(cluster)

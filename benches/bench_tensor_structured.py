@@ -10,14 +10,13 @@ tensorly's own "svd" start handed to lorainne), so the fits after equal iteratio
 from __future__ import annotations
 
 import argparse
-import subprocess
 import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import lorainne
-from _common import best_time, git_revision, machine, markdown_table
+from _common import best_time, cpu_flags, git_revision, machine, markdown_table
 
 
 def per_iteration(fn, short: int, long: int) -> float:
@@ -119,14 +118,14 @@ def main():
             bench_cmtf(100, 250, 10, 1, 3, rows)
         else:
             bench_cmtf(200, 500, 10, 1, 3, rows)
-    flags = subprocess.run("lscpu | grep -o 'avx512f\\|avx2' | sort -u", shell=True, capture_output=True, text=True)
+    flags = cpu_flags()
     text = "\n".join(
         [
             "# Structured tensor models: lorainne vs tensorly",
             "",
             "- command: `PYTHONPATH=python python benches/bench_tensor_structured.py"
             " --out benches/RESULTS_tensor_structured.md` (from the repository root)",
-            f"- machine: {machine()}; CPU flags: {' '.join(flags.stdout.split())}",
+            f"- machine: {machine()}; CPU flags: {' '.join(flags)}",
             f"- lorainne {lorainne.__version__} (git {git_revision()}),"
             " threads pinned to 1 (threadpoolctl; n_threads=1)",
             "- time per iteration = (time of long run - time of short run) / difference: starts not counted;"

@@ -12,7 +12,6 @@ real tensor (same start, tol=0, the iterates coincide for plain CP). One thread 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 import warnings
 
@@ -20,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import lorainne
-from _common import best_time, git_revision, machine, markdown_table
+from _common import best_time, cpu_flags, git_revision, machine, markdown_table
 from lorainne.tensor._complex_cp import complex_cp
 
 
@@ -188,14 +187,14 @@ def main():
         bench_paratuck2((50, 60, 200), (3, 4), 0.01, rows, cap=300)
         bench_cp_type(rows)
         bench_decouple(rows)
-    flags = subprocess.run("lscpu | grep -o 'avx512f\\|avx2' | sort -u", shell=True, capture_output=True, text=True)
+    flags = cpu_flags()
     text = "\n".join(
         [
             "# Structured tensor models (second batch): PARATUCK-2, CONFAC/PARALIND, complex CP, decoupling",
             "",
             "- command: `PYTHONPATH=python python benches/bench_tensor_structured2.py"
             " --out benches/RESULTS_tensor_structured2.md` (from the repository root)",
-            f"- machine: {machine()}; CPU flags: {' '.join(flags.stdout.split())}",
+            f"- machine: {machine()}; CPU flags: {' '.join(flags)}",
             f"- lorainne {lorainne.__version__} (git {git_revision()}), threads pinned to 1 (threadpoolctl)",
             "- PARATUCK-2 rows: ms = whole run (start + sweeps until the error reaches the stop level), median of 3"
             " planted problems; CP-type rows: ms per sweep = (12-sweep run - 2-sweep run) / 10, best of 3",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
 import lorainne  # noqa: E402
-from _common import git_revision, machine, markdown_table  # noqa: E402
+from _common import cpu_flags, git_revision, machine, markdown_table  # noqa: E402
 from lorainne.train import GaLoreProjector, LowRankLayer, dlrt_kl_step, dlrt_s_step, dlrt_truncate  # noqa: E402
 
 RANK = 128
@@ -219,9 +218,7 @@ def main():
     with threadpool_limits(1):
         proj_rows = bench_projector(m, n, steps)
         dlrt_rows = bench_dlrt(layer_n, 64, batch)
-    flags = subprocess.run(
-        "lscpu | grep -o 'avx512f\\|avx2' | sort -u", shell=True, capture_output=True, text=True
-    ).stdout.split()
+    flags = cpu_flags()
     command = (
         "python benches/bench_train.py" + (" --full" if args.full else " --quick" if args.quick else "") + " --write"
     )
