@@ -530,3 +530,20 @@ def test_cupy_dense_path(rng):
     np.testing.assert_allclose(
         cupy.asnumpy(K.log_matvec(cupy.zeros(200))), GaussianKernel(x, y, 0.02).log_matvec(np.zeros(200)), atol=1e-6
     )
+
+
+def test_result_unpacks_as_seven_fields_and_keeps_its_problem():
+    rng = np.random.default_rng(3)
+    x, y = rng.random((40, 2)), rng.random((30, 2))
+    a = rng.random(40) + 0.1
+    b = rng.random(30) + 0.1
+    b *= a.sum() / b.sum()
+    res = sinkhorn(x, y, a, b, eps=0.05, method="dense")
+    cost, dual, f, g, n_iter, err, converged = res
+    problem = res.problem
+    assert problem.x is x and problem.y is y
+    np.testing.assert_array_equal(problem.a, a)
+    np.testing.assert_array_equal(problem.b, b)
+    assert (problem.eps, problem.method, problem.backend) == (0.05, "dense", "rust")
+    assert "x of shape (40, 2)" in repr(problem)
+    assert res._replace(cost=0.0).problem is None

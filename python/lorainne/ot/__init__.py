@@ -74,6 +74,7 @@ __all__ = [
     "KERNEL_METHODS",
     "METHODS",
     "GaussianKernel",
+    "SinkhornProblem",
     "SinkhornResult",
     "sinkhorn",
 ]
@@ -85,8 +86,48 @@ METHODS = ("auto", "dense", "hierarchical")
 AUTO_DENSE_PAIRS = 100_000
 
 
-class SinkhornResult(NamedTuple):
+class SinkhornProblem(NamedTuple):
+    """What a :class:`SinkhornResult` was solved from, kept so that plan products can be computed.
+
+    ``x``, ``y`` are the validated points (the caller's arrays when no conversion was needed: never
+    modified), ``a``, ``b`` the weights as float64 NumPy arrays in the caller's masses, ``eps`` the
+    caller's eps, ``method`` the kernel that solved it (``"dense"`` or ``"hierarchical"``),
+    ``backend`` the backend that ran (``"rust"`` or an array-API one), ``kernel_tol`` and
+    ``n_threads`` the kernel's settings.
+    """
+
+    x: Any
+    y: Any
+    a: np.ndarray
+    b: np.ndarray
+    eps: float
+    method: str
+    backend: str
+    kernel_tol: float
+    n_threads: int | None
+
+    def __repr__(self) -> str:
+        return (
+            f"SinkhornProblem(x of shape {tuple(self.x.shape)}, y of shape {tuple(self.y.shape)}, eps={self.eps!r}, "
+            f"method={self.method!r}, backend={self.backend!r}, kernel_tol={self.kernel_tol!r})"
+        )
+
+
+class _SinkhornFields(NamedTuple):
+    cost: float
+    dual: float
+    f: Any
+    g: Any
+    n_iter: int
+    marginal_error: float
+    converged: bool
+
+
+class SinkhornResult(_SinkhornFields):
     """The result of :func:`sinkhorn`.
+
+    Unpacks as ``(cost, dual, f, g, n_iter, marginal_error, converged)``; the problem it solves is
+    in ``problem`` (a :class:`SinkhornProblem`, None for a result built by hand or unpickled).
 
     Attributes
     ----------
@@ -106,15 +147,18 @@ class SinkhornResult(NamedTuple):
         weights).
     converged : bool
         Whether ``marginal_error <= tol * sum(a)`` was reached.
+    problem : SinkhornProblem or None
+        Points, weights, eps and kernel settings of the problem (not part of the tuple).
     """
 
-    cost: float
-    dual: float
-    f: Any
-    g: Any
-    n_iter: int
-    marginal_error: float
-    converged: bool
+    problem: SinkhornProblem | None = None  # what _replace / _make give: they bypass __new__
+
+    def __new__(cls, *fields, problem: SinkhornProblem | None = None):
+        """Build from the seven fields and, keyword-only, the problem."""
+        self = super().__new__(cls, *fields)
+        # a namedtuple subclass without __slots__ has a __dict__: the problem rides outside the tuple
+        self.problem = problem
+        return self
 
 
 def sinkhorn(
@@ -267,6 +311,7 @@ def sinkhorn(
         )
     # solved on unit masses and unit spread (both exact for masses and scales that are powers of
     # two): tol is relative to the mass, and no scale of the data over- or underflows
+    a_given, b_given = a_host, b_host
     if sa != 1.0:
         a_host = a_host / sa
     if sb != 1.0:
@@ -336,4 +381,5 @@ def sinkhorn(
             stacklevel=2,
         )
     scalar = np.result_type(numpy_dtype(x.dtype), numpy_dtype(y.dtype)).type
-    return SinkhornResult(scalar(cost), scalar(dual), f, g, int(n_iter), float(err), bool(converged))
+    problem = SinkhornProblem(x, y, a_given, b_given, eps, method, chosen, kernel_tol, n_threads)
+    return SinkhornResult(scalar(cost), scalar(dual), f, g, int(n_iter), float(err), bool(converged), problem=problem)
