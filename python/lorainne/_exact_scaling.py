@@ -21,14 +21,18 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from ._backend import is_linear_operator, is_scipy_sparse, numpy_dtype
 
+_RESCALABLE = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
 
 def _float_kind(dtype: Any) -> np.dtype | None:
-    """The NumPy float32/float64 dtype of ``dtype``, or None for any other dtype."""
+    """The NumPy float32/float64 (or complex64/complex128) dtype of ``dtype``, or None for any other
+    dtype. A complex dtype's limits are those of its real part, which is what rescaling needs.
+    """
     try:
         host = numpy_dtype(dtype)
     except TypeError:
         return None
-    return host if host.kind == "f" and host.itemsize in (4, 8) else None
+    return host if host in _RESCALABLE else None
 
 
 def scale_exponent(max_abs: float, dtype: Any) -> int:
