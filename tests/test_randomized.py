@@ -288,3 +288,28 @@ def test_adaptive_tolerance_rust_equals_xp_reference(rng):
         assert np.linalg.norm(A - Q @ (Q.T @ A)) <= 1e-4 * np.linalg.norm(A)
     U, S, Vt = randomized_svd(A.astype(np.float32), 120, tol=1e-2, random_state=3)
     assert U.dtype == np.float32 and np.linalg.norm(A - (U * S) @ Vt) <= 1.01e-2 * np.linalg.norm(A)
+
+
+def test_sparse_input_with_rust_block_algebra_matches_the_numpy_path():
+    # backend="auto" on a sparse A: SciPy's products, the dense block algebra in Rust; "numpy": all xp.
+    import scipy.sparse
+
+    A = scipy.sparse.random(300, 120, density=0.05, format="csr", random_state=1)
+    for method in ("subspace", "block_krylov"):
+        auto = lorainne.randomized_svd(A, 10, method=method, random_state=0)
+        xp_path = lorainne.randomized_svd(A, 10, method=method, backend="numpy", random_state=0)
+        assert np.allclose(auto.S, xp_path.S, rtol=1e-10)
+        assert np.allclose(np.abs(auto.U.T @ xp_path.U), np.eye(10), atol=1e-6)
+
+
+def test_finiteness_and_magnitude_checks_on_huge_finite_entries():
+    # The sum of these entries overflows: the fast finiteness check must fall back, not refuse.
+    A = np.full((40, 30), 1e306) * np.where(np.arange(30) % 2, 1.0, 0.5)  # sum: 9e308, overflows
+    A[0, 0] = 1.0
+    _, S, _ = lorainne.randomized_svd(A, 2, random_state=0)
+    assert np.all(np.isfinite(S)) and S[0] > 1e307
+    for bad in (np.inf, -np.inf, np.nan):
+        B = np.ones((40, 30))
+        B[3, 4] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            lorainne.randomized_svd(B, 2)

@@ -86,7 +86,15 @@ def max_abs(A: Any) -> float | None:
         return None
     if _float_kind(A.dtype) is None or math.prod(A.shape) == 0:
         return None
-    xp = array_namespace(A)
+    return _largest_magnitude(array_namespace(A), A)
+
+
+def _largest_magnitude(xp, A) -> float:
+    """The largest |a_ij|: for a real NumPy A from its max and min (no temporary |A| of A's size), else
+    from |A| (one reduction: a lazy Dask array is read once).
+    """
+    if isinstance(A, np.ndarray) and A.dtype.kind == "f":
+        return max(float(A.max()), -float(A.min()))
     return float(xp.max(xp.abs(A)))
 
 
@@ -114,5 +122,5 @@ def rescaled(A: Any, *, even: bool = False) -> tuple[Any, int]:
 def rescaled_array(A: Any) -> tuple[Any, int]:
     """``(2**k A, k)`` for a validated dense float array (k = 0, A itself, inside the safe band)."""
     xp = array_namespace(A)
-    k = scale_exponent(float(xp.max(xp.abs(A))), A.dtype)
+    k = scale_exponent(_largest_magnitude(xp, A), A.dtype)
     return times_power_of_two(A, k), k

@@ -189,6 +189,9 @@ class _Plan(NamedTuple):
     backend: str
     n_threads: int | None
     scale: int  # the operator is 2**scale A (exact rescaling of entries beyond ~1e+-77)
+    # A sparse matrix or operator on the host (backend "auto"): its products stay SciPy's, the dense
+    # block algebra (orthonormalization, products of bases) runs in the Rust kernels.
+    host_kernels: bool = False
 
 
 def auto_power_iterations(rank: int, shape: tuple[int, int], warm_start: bool = False) -> int:
@@ -263,7 +266,18 @@ def _plan(
     has_kernel = dense is not None and isinstance(dense, np.ndarray) and not is_complex(dense)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
     columns = size if size is not None else min(rank + n_oversamples, m, n)
-    return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale)
+    host_kernels = (
+        backend == "auto" and chosen == "numpy" and dense is None and not is_complex(op) and _core_available()
+    )
+    return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels)
+
+
+def _core_available() -> bool:
+    try:
+        core()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _gaussian(plan: _Plan, rows: int, cols: int):
@@ -291,6 +305,10 @@ def _start(plan: _Plan):
 
 
 def _orthonormalize(plan: _Plan, Y):
+    if plan.host_kernels:
+        if plan.qr == "householder":
+            return core().householder_qr(Y, None, plan.n_threads)[0]
+        return core().cholesky_qr2(Y, plan.n_threads)[0]
     if plan.backend == "dask":  # Gram matrices reduced on the workers, k x k on the client; basis persisted
         return _dask.orthonormalize(Y, plan.qr)
     if plan.qr == "householder":
@@ -334,6 +352,14 @@ def _products(plan: _Plan) -> _Products:
             rmatmat=lambda X: kernels.matmul(dense.T, X, threads),
             matmul=lambda a, b: kernels.matmul(a, b, threads),
             orthonormalize=orthonormalize,
+        )
+    if plan.host_kernels:
+        kernels, threads = core(), plan.n_threads
+        return _Products(
+            plan.op.matmat,
+            plan.op.rmatmat,
+            lambda a, b: kernels.matmul(a, b, threads),
+            lambda Y: _orthonormalize(plan, Y),
         )
     return _Products(plan.op.matmat, plan.op.rmatmat, lambda a, b: a @ b, lambda Y: _orthonormalize(plan, Y))
 
