@@ -171,3 +171,10 @@ def test_complex_hermitian_trace_exact_tolerance_and_libraries():
         assert abs(trace(data, 40, random_state=0).value - value) < 1e-5 * true
     with pytest.raises(ValueError, match="Hermitian"):
         trace(A + 1j * np.triu(np.ones_like(A.real), 1), 10)
+
+
+def test_complex_dask_input_is_refused_by_name():
+    da = pytest.importorskip("dask.array")
+    A = da.from_array(np.eye(20, 10, dtype=np.complex128), chunks=(10, 10))
+    with pytest.raises(TypeError, match="A is a complex Dask array"):
+        randomized_svd(A, 2)
