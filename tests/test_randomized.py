@@ -300,6 +300,21 @@ def test_sparse_input_with_rust_block_algebra_matches_the_numpy_path():
         xp_path = lorainne.randomized_svd(A, 10, method=method, backend="numpy", random_state=0)
         assert np.allclose(auto.S, xp_path.S, rtol=1e-10)
         assert np.allclose(np.abs(auto.U.T @ xp_path.U), np.eye(10), atol=1e-6)
+    # A duck-typed operator (shape, matmat, rmatmat) takes the same route under backend="auto".
+    dense = A.toarray()
+
+    class Operator:
+        shape, dtype = dense.shape, dense.dtype
+
+        def matmat(self, X):
+            return dense @ X
+
+        def rmatmat(self, Y):
+            return dense.T @ Y
+
+    auto = lorainne.randomized_svd(Operator(), 10, method="block_krylov", random_state=0)
+    xp_path = lorainne.randomized_svd(Operator(), 10, method="block_krylov", backend="xp", random_state=0)
+    assert np.allclose(auto.S, xp_path.S, rtol=1e-10)
 
 
 def test_finiteness_and_magnitude_checks_on_huge_finite_entries():

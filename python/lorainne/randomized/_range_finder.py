@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from .. import _dask, _qr
 from .._backend import core, numpy_dtype, resolve
@@ -266,8 +266,15 @@ def _plan(
     has_kernel = dense is not None and isinstance(dense, np.ndarray) and not is_complex(dense)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
     columns = size if size is not None else min(rank + n_oversamples, m, n)
+    # Sparse matrices and operators on the host (a duck-typed operator resolves to "xp" but multiplies
+    # NumPy blocks: its namespace is NumPy's).
     host_kernels = (
-        backend == "auto" and chosen == "numpy" and dense is None and not is_complex(op) and _core_available()
+        backend == "auto"
+        and chosen in ("numpy", "xp")
+        and dense is None
+        and is_numpy_namespace(op.xp)
+        and not is_complex(op)
+        and _core_available()
     )
     return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels)
 
