@@ -21,14 +21,18 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from ._backend import is_linear_operator, is_scipy_sparse, numpy_dtype
 
+_RESCALABLE = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
 
 def _float_kind(dtype: Any) -> np.dtype | None:
-    """The NumPy float32/float64 dtype of ``dtype``, or None for any other dtype."""
+    """The NumPy float32/float64 (or complex64/complex128) dtype of ``dtype``, or None for any other
+    dtype. A complex dtype's limits are those of its real part, which is what rescaling needs.
+    """
     try:
         host = numpy_dtype(dtype)
     except TypeError:
         return None
-    return host if host.kind == "f" and host.itemsize in (4, 8) else None
+    return host if host in _RESCALABLE else None
 
 
 def scale_exponent(max_abs: float, dtype: Any) -> int:
@@ -82,7 +86,15 @@ def max_abs(A: Any) -> float | None:
         return None
     if _float_kind(A.dtype) is None or math.prod(A.shape) == 0:
         return None
-    xp = array_namespace(A)
+    return _largest_magnitude(array_namespace(A), A)
+
+
+def _largest_magnitude(xp, A) -> float:
+    """The largest |a_ij|: for a real NumPy A from its max and min (no temporary |A| of A's size), else
+    from |A| (one reduction: a lazy Dask array is read once).
+    """
+    if isinstance(A, np.ndarray) and A.dtype.kind == "f":
+        return max(float(A.max()), -float(A.min()))
     return float(xp.max(xp.abs(A)))
 
 
@@ -110,5 +122,5 @@ def rescaled(A: Any, *, even: bool = False) -> tuple[Any, int]:
 def rescaled_array(A: Any) -> tuple[Any, int]:
     """``(2**k A, k)`` for a validated dense float array (k = 0, A itself, inside the safe band)."""
     xp = array_namespace(A)
-    k = scale_exponent(float(xp.max(xp.abs(A))), A.dtype)
+    k = scale_exponent(_largest_magnitude(xp, A), A.dtype)
     return times_power_of_two(A, k), k

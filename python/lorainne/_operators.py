@@ -17,6 +17,7 @@ from array_api_compat import array_namespace
 
 from . import _dask
 from ._backend import is_dask_array, is_linear_operator, is_scipy_sparse
+from ._conjugate import is_complex
 from ._validation import as_float_array, float_dtype_of
 
 
@@ -34,12 +35,17 @@ class MatrixOperator:
     dense: Any = None  # the validated dense array, when A is one
 
 
-def as_operator(A: Any, name: str = "A") -> MatrixOperator:
-    """Validate ``A`` and wrap it. Inputs are never modified (promotions copy)."""
+def as_operator(A: Any, name: str = "A", *, allow_complex: bool = False) -> MatrixOperator:
+    """Validate ``A`` and wrap it. Inputs are never modified (promotions copy).
+
+    With ``allow_complex`` (callers whose algebra uses conjugate transposes), complex dense arrays,
+    sparse matrices and LinearOperators are accepted and ``rmatmat`` is the product with A^H;
+    otherwise a complex A raises ``TypeError`` naming it.
+    """
     if is_scipy_sparse(A):
-        return _sparse_operator(A, name)
+        return _sparse_operator(A, name, allow_complex)
     if is_linear_operator(A):
-        return _linear_operator(A, name)
+        return _linear_operator(A, name, allow_complex)
     if _is_duck_operator(A):
         return _duck_operator(A, name)
     if not hasattr(A, "shape") or not hasattr(A, "dtype"):
@@ -48,11 +54,15 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
         )
     if isinstance(A, np.ndarray) and A.dtype.kind == "O":
         raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
-    dense = as_float_array(A, name, ndim=2)
+    dense = as_float_array(A, name, ndim=2, allow_complex=allow_complex)
     xp = array_namespace(dense)
     from array_api_compat import device
 
     matmat, rmatmat = (lambda X: dense @ X), (lambda X: dense.T @ X)
+    if is_complex(dense):  # A^H X = (X^H A)^H: conjugates the small blocks, never a copy of A
+        rmatmat = lambda X: xp.conj(xp.conj(X).T @ dense).T  # noqa: E731
+        if is_dask_array(dense):
+            raise TypeError(f"{name} is a complex Dask array: the Dask path takes float32 or float64")
     if is_dask_array(dense):  # products persisted on the workers; the namespace's cholesky fixed
         xp, matmat, rmatmat = _dask.namespace(dense), _dask.persisted(matmat), _dask.persisted(rmatmat)
     return MatrixOperator(
@@ -67,17 +77,18 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
     )
 
 
-def _sparse_operator(A: Any, name: str) -> MatrixOperator:
+def _sparse_operator(A: Any, name: str, allow_complex: bool = False) -> MatrixOperator:
     if A.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {A.shape}")
-    dtype = float_dtype_of(A, name)
+    dtype = float_dtype_of(A, name, allow_complex=allow_complex)
     if any(s == 0 for s in A.shape):
         raise ValueError(f"{name} must not be empty, got shape {A.shape}")
     csr = A.tocsr().astype(dtype, copy=True)
     csr.sum_duplicates()
     if not np.all(np.isfinite(csr.data)):
         raise ValueError(f"{name} contains NaN or infinity")
-    csc_t = csr.T.tocsr()  # A^T in CSR: products with A^T stay row-parallel and cache friendly
+    # A^H in CSR: products with A^H stay row-parallel and cache friendly.
+    csc_t = (csr.conj() if dtype.kind == "c" else csr).T.tocsr()
     xp = array_namespace(np.empty(0))
     return MatrixOperator(
         shape=tuple(csr.shape),
@@ -90,10 +101,10 @@ def _sparse_operator(A: Any, name: str) -> MatrixOperator:
     )
 
 
-def _linear_operator(A: Any, name: str) -> MatrixOperator:
+def _linear_operator(A: Any, name: str, allow_complex: bool = False) -> MatrixOperator:
     if len(A.shape) != 2:
         raise ValueError(f"{name} must be 2-D, got shape {A.shape}")
-    dtype = float_dtype_of(A, name)
+    dtype = float_dtype_of(A, name, allow_complex=allow_complex)
     xp = array_namespace(np.empty(0))
 
     def checked(result, what):

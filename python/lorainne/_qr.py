@@ -1,13 +1,17 @@
 """xp reference of the QR factorizations (array API only: runs on NumPy, CuPy, torch, ...).
 
-Both return R with a nonnegative diagonal, so the factorization is unique for full-rank input and
-equals the Rust kernels' (``rust/core/src/randomized/qr.rs``) up to rounding.
+Both return R with a nonnegative (real) diagonal, so the factorization is unique for full-rank input
+and equals the Rust kernels' (``rust/core/src/randomized/qr.rs``) up to rounding. Complex input is
+factored with conjugate transposes throughout (the reflectors are LAPACK's: H = I - tau v v^H with a
+real beta); the real paths are unchanged (the helpers of ``_conjugate`` are no-ops on real arrays).
 """
 
 from __future__ import annotations
 
 import array_api_compat as compat
 from array_api_compat import array_namespace
+
+from ._conjugate import adjoint, conj, real_part, unit_phases
 
 # Method codes shared with the Rust kernel.
 CHOLESKY_QR2, SHIFTED_CHOLESKY_QR3, HOUSEHOLDER = 0, 1, 2
@@ -28,15 +32,14 @@ def _upper(xp, W, k):
 
 
 def _make_diagonal_nonnegative(xp, Q, R):
-    diag = xp.linalg.diagonal(R[:, : R.shape[0]])
-    one = xp.ones_like(diag)
-    signs = xp.where(diag < 0, -one, one)
-    return Q * signs[None, :], R * signs[:, None]
+    """Q D, D^H R with D the unit phases of diag(R): Q R unchanged, diag(R) real and >= 0."""
+    phases = unit_phases(xp, xp.linalg.diagonal(R[:, : R.shape[0]]))
+    return Q * phases[None, :], R * conj(xp, phases)[:, None]
 
 
 def householder_qr_xp(A, block_size: int | None = None):
     """Reduced blocked Householder QR: panels factored column by column, the trailing matrix
-    updated by the compact-WY form I - V T V^T (three matmuls), Q formed the same way.
+    updated by the compact-WY form I - V T V^H (three matmuls), Q formed the same way.
     """
     xp = array_namespace(A)
     m, n = A.shape
@@ -55,33 +58,34 @@ def householder_qr_xp(A, block_size: int | None = None):
             norm_x = xp.linalg.vector_norm(x)
             alpha = x[0]
             one = xp.ones_like(alpha)
-            sign = xp.where(alpha >= 0, one, -one)
-            beta = -sign * norm_x
+            # beta is real (LAPACK's zlarfg), with the sign opposite to Re(alpha): no cancellation.
+            sign = xp.where(real_part(xp, alpha) >= 0, one, -one)
+            beta = -sign * xp.astype(norm_x, A.dtype)
             nonzero = norm_x > 0
             v = xp.where(nonzero, x / xp.where(nonzero, alpha - beta, one), xp.zeros_like(x))
             v[0] = one
             tau = xp.where(nonzero, (beta - alpha) / xp.where(nonzero, beta, one), xp.zeros_like(alpha))
-            if c + 1 < b:
+            if c + 1 < b:  # H^H trailing, H = I - tau v v^H
                 trailing = panel[c:, c + 1 :]
-                panel[c:, c + 1 :] = trailing - (tau * v)[:, None] * (v @ trailing)[None, :]
+                panel[c:, c + 1 :] = trailing - (conj(xp, tau) * v)[:, None] * (conj(xp, v) @ trailing)[None, :]
             panel[c, c] = beta
             panel[c + 1 :, c] = xp.zeros_like(x[1:])
             V[c:, c] = v
-            # Compact WY: T[:c, c] = -tau T[:c, :c] V[:, :c]^T v
+            # Compact WY, H_1 ... H_c = I - V T V^H: T[:c, c] = -tau T[:c, :c] V[:, :c]^H v
             if c > 0:
-                T[:c, c] = -tau * (T[:c, :c] @ (V[:, :c].T @ V[:, c]))
+                T[:c, c] = -tau * (T[:c, :c] @ (adjoint(xp, V[:, :c]) @ V[:, c]))
             T[c, c] = tau
         W[j0:, j0 : j0 + b] = panel
         if j0 + b < n:
             C = W[j0:, j0 + b :]
-            W[j0:, j0 + b :] = C - V @ (T.T @ (V.T @ C))
+            W[j0:, j0 + b :] = C - V @ (adjoint(xp, T) @ (adjoint(xp, V) @ C))
         blocks.append((j0, V, T))
     R = _upper(xp, W, k)
     Q = xp.zeros((m, k), dtype=A.dtype, device=dev)
     Q[:k, :] = xp.eye(k, dtype=A.dtype, device=dev)
     for j0, V, T in reversed(blocks):
         C = Q[j0:, j0:]
-        Q[j0:, j0:] = C - V @ (T @ (V.T @ C))
+        Q[j0:, j0:] = C - V @ (T @ (adjoint(xp, V) @ C))
     return _make_diagonal_nonnegative(xp, Q, R)
 
 
@@ -112,9 +116,9 @@ def _cholesky_pass(X, G, shift: float = 0.0):
         L = xp.linalg.cholesky(G)
     except Exception:  # numpy/torch raise on a non-positive pivot; CuPy returns NaN instead
         return None
-    if not bool(xp.all(xp.isfinite(L))) or not bool(xp.all(xp.linalg.diagonal(L) > 0)):
+    if not bool(xp.all(xp.isfinite(L))) or not bool(xp.all(real_part(xp, xp.linalg.diagonal(L)) > 0)):
         return None
-    R = L.T
+    R = adjoint(xp, L)
     return solve_upper_right(X, R), R
 
 
@@ -123,7 +127,7 @@ def _refine(X, R):
     xp = array_namespace(X)
     identity = xp.eye(X.shape[1], dtype=X.dtype, device=compat.device(X))
     for _ in range(_MAX_EXTRA_PASSES):
-        G = X.T @ X
+        G = adjoint(xp, X) @ X
         close = float(xp.linalg.vector_norm(G - identity)) <= _GRAM_ACCEPT
         result = _cholesky_pass(X, G)
         if result is None:
@@ -139,7 +143,7 @@ def cholesky_qr2_xp(A):
     """CholeskyQR2 with fallbacks: returns (Q, R, method code). A must be tall (m >= n)."""
     xp = array_namespace(A)
     m, n = A.shape
-    G = A.T @ A
+    G = adjoint(xp, A) @ A
     first = _cholesky_pass(A, G)
     if first is not None:
         refined = _refine(*first)
@@ -148,7 +152,8 @@ def cholesky_qr2_xp(A):
     # Shifted CholeskyQR (Fukaya, Kannan, Nakatsukasa, Yamamoto, Yanagisawa 2020):
     # s = 11 (m n + n (n + 1)) u ||A||_F^2 keeps Cholesky alive up to cond(A) ~ 1/u.
     unit_roundoff = float(xp.finfo(A.dtype).eps) / 2
-    shift = 11.0 * (m * n + n * (n + 1)) * unit_roundoff * float(xp.sum(xp.linalg.diagonal(G)))
+    trace = float(xp.sum(real_part(xp, xp.linalg.diagonal(G))))
+    shift = 11.0 * (m * n + n * (n + 1)) * unit_roundoff * trace
     if shift > 0:
         first = _cholesky_pass(A, G, shift)
         if first is not None:

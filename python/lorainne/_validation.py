@@ -18,37 +18,50 @@ def describe_dtype(dtype: Any) -> str:
     return str(getattr(dtype, "name", dtype))
 
 
-def float_dtype_of(x: Any, name: str):
+def float_dtype_of(x: Any, name: str, *, allow_complex: bool = False):
     """The working float dtype of ``x``: float32/float64 kept, integers and bool promoted to
-    float64. Other dtypes raise ``TypeError`` naming the argument and the dtype.
+    float64; complex64/complex128 kept when ``allow_complex`` (the functions that handle complex
+    input pass it). Other dtypes raise ``TypeError`` naming the argument and the dtype.
     """
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    accepted = "float32, float64, complex64 or complex128" if allow_complex else "float32 or float64"
     if is_scipy_sparse(x) or is_linear_operator(x) or isinstance(x, np.ndarray):
         kind = np.dtype(dtype).kind if dtype is not None else "O"
         if kind == "f" and np.dtype(dtype).itemsize in (4, 8):
             return np.dtype(dtype)
+        if allow_complex and kind == "c" and np.dtype(dtype).itemsize in (8, 16):
+            return np.dtype(dtype)
         if kind in "iub":
             return np.dtype(np.float64)
         raise TypeError(
-            f"{name} has unsupported dtype {describe_dtype(dtype)}: "
-            "use float32 or float64 (integers are promoted to float64)"
+            f"{name} has unsupported dtype {describe_dtype(dtype)}: use {accepted} (integers are promoted to float64)"
         )
     xp = array_namespace(x)
     if dtype == xp.float32 or dtype == xp.float64:
         return dtype
+    if allow_complex and (dtype == xp.complex64 or dtype == xp.complex128):
+        return dtype
     if xp.isdtype(dtype, ("integral", "bool")):
         return xp.float64
     raise TypeError(
-        f"{name} has unsupported dtype {describe_dtype(dtype)}: "
-        "use float32 or float64 (integers are promoted to float64)"
+        f"{name} has unsupported dtype {describe_dtype(dtype)}: use {accepted} (integers are promoted to float64)"
     )
 
 
-def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool = True, sparse_hint: str = ""):
+def as_float_array(
+    x: Any,
+    name: str,
+    *,
+    ndim: int | None = None,
+    finite: bool = True,
+    sparse_hint: str = "",
+    allow_complex: bool = False,
+):
     """Return ``x`` as a float32/float64 array of its own library (never modified in place:
-    promotion copies), after checking ``ndim``, emptiness and finiteness.
+    promotion copies), after checking ``ndim``, emptiness and finiteness. With
+    ``allow_complex``, complex64/complex128 arrays are kept as they are.
 
     A SciPy sparse matrix raises ``TypeError`` saying what to pass instead (``sparse_hint`` adds
     the caller's own sparse alternative).
@@ -58,7 +71,7 @@ def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool =
             f"{name} is a SciPy sparse {type(x).__name__}, which this function does not take: "
             f"pass a dense array ({name}.toarray()){sparse_hint}"
         )
-    dtype = float_dtype_of(x, name)
+    dtype = float_dtype_of(x, name, allow_complex=allow_complex)
     xp = array_namespace(x)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got an array of shape {tuple(x.shape)}")
@@ -66,9 +79,20 @@ def as_float_array(x: Any, name: str, *, ndim: int | None = None, finite: bool =
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
     if x.dtype != dtype:
         x = xp.astype(x, dtype)
-    if finite and not bool(xp.all(xp.isfinite(x))):
+    if finite and not _all_finite(xp, x):
         raise ValueError(f"{name} contains NaN or infinity")
     return x
+
+
+def _all_finite(xp, x) -> bool:
+    """Whether every entry of x is finite. A finite sum proves it in one pass without the n-entry
+    boolean temporary of isfinite (NaN and +-inf make the sum NaN or inf); a sum that overflowed
+    on finite entries falls back to the entrywise check.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is the expected slow case
+        if bool(xp.isfinite(xp.sum(x))):
+            return True
+    return bool(xp.all(xp.isfinite(x)))
 
 
 def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:

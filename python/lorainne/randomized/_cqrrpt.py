@@ -2,8 +2,10 @@
 Mahoney and Luszczek 2023; RandLAPACK's CQRRPT driver) for tall matrices.
 
 1. Sketch: ``A_sk = S A`` with a sparse sign embedding S (d = ceil(gamma n) rows, 8 nonzeros
-   +-1/sqrt(8) per column of S): O(8 m n) work, and S is a subspace embedding of range(A) with
-   high probability, so the column geometry of A_sk is that of A up to a small distortion.
+   +-1/sqrt(8) per column of S, one in each of 8 blocks of d/8 rows: the block construction of
+   OSNAP, Kane and Nelson 2014, whose rows are distinct by construction): O(8 m n) work, and S is
+   a subspace embedding of range(A) with high probability, so the column geometry of A_sk is that
+   of A up to a small distortion.
 2. Pivot on the sketch: ``A_sk P = Q_sk R_sk`` by LAPACK's QR with column pivoting on the small
    d x n matrix; the numerical rank k is read from the diagonal of R_sk.
 3. Precondition and orthonormalize: ``M = A P[:, :k] R_sk[:k, :k]^{-1}`` is well conditioned (the
@@ -44,19 +46,19 @@ class CQRRPTResult(NamedTuple):
 
 
 def _sparse_sign_sketch(rng: np.random.Generator, d: int, m: int, dtype) -> scipy.sparse.csc_matrix:
-    """D x m sparse sign embedding: ``nnz`` distinct rows per column, entries +-1/sqrt(nnz)."""
+    """D x m sparse sign embedding: ``nnz`` distinct rows per column, entries +-1/sqrt(nnz).
+
+    Block construction: the d rows are cut into ``nnz`` blocks and each column has one nonzero
+    in each block, so its rows are distinct without the rejection loop of uniform sampling
+    (which cost a sort of the m x nnz row indices, a sixth of the whole factorization at 20000 x 100).
+    """
     nnz = min(SKETCH_NONZEROS, d)
-    rows = rng.integers(0, d, size=(m, nnz))
-    for _ in range(64):  # resample the columns with a repeated row (rare for d >> nnz)
-        ordered = np.sort(rows, axis=1)
-        repeated = np.any(ordered[:, 1:] == ordered[:, :-1], axis=1)
-        if not repeated.any():
-            break
-        rows[repeated] = rng.integers(0, d, size=(int(repeated.sum()), nnz))
-    else:  # small d: distinct rows by sorting random keys
-        rows = np.argsort(rng.random((m, d)), axis=1)[:, :nnz]
-    signs = rng.integers(0, 2, size=(m, nnz)).astype(dtype) * 2 - 1
-    data = (signs / math.sqrt(nnz)).ravel()
+    bounds = (np.arange(nnz + 1) * d) // nnz  # block b is rows [bounds[b], bounds[b + 1])
+    widths = np.diff(bounds)
+    rows = bounds[None, :-1] + (rng.random((m, nnz)) * widths[None, :]).astype(np.int64)
+    rows = np.minimum(rows, (bounds[1:] - 1)[None, :])  # guards a random() rounding up to the width
+    signs = rng.integers(0, 2, size=(m, nnz), dtype=np.int8)
+    data = np.where(signs.ravel() > 0, 1.0, -1.0).astype(dtype) * dtype.type(1.0 / math.sqrt(nnz))
     indptr = np.arange(0, m * nnz + 1, nnz)
     return scipy.sparse.csc_matrix((data, rows.ravel(), indptr), shape=(d, m))
 
@@ -133,7 +135,7 @@ def cqrrpt(A, *, sketch_factor: float = 1.25, rank_tol: float | None = None, ran
     if k == 0:
         return CQRRPTResult(np.zeros((m, 0), A.dtype), np.zeros((0, n), A.dtype), pivots, 0)
     R11 = R_sk[:k, :k]
-    A_k = A[:, pivots[:k]]
+    A_k = np.take(A, pivots[:k], axis=1)  # a third faster than A[:, pivots[:k]] on C-ordered A
     # The triangular inverses (LAPACK trtri, k x k) turn the two solves on the tall matrix into
     # triangular multiplies (BLAS trmm, in place on the transposed, Fortran-ordered views) and the
     # Gram matrix is one syrk: 3 m k^2 flops in BLAS-3 kernels for the whole orthonormalization.

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import numpy_dtype
+from .._conjugate import abs2, adjoint
 from ._range_finder import _Products
 
 
@@ -55,16 +56,16 @@ class BlockKrylov:
         xp = self.xp
         Zs = xp.concat(self.Z_blocks, axis=1)
         Qz = self.products.orthonormalize(Zs)
-        Rz = self.products.matmul(Qz.T, Zs)  # = R_z up to rounding; also right for a fallback's Q
-        Ub, S, Wt = xp.linalg.svd(Rz.T, full_matrices=False)
-        return Zs, Ub, S, self.products.matmul(Wt, Qz.T)
+        Rz = self.products.matmul(adjoint(xp, Qz), Zs)  # = R_z up to rounding; also right for a fallback's Q
+        Ub, S, Wt = xp.linalg.svd(adjoint(xp, Rz), full_matrices=False)
+        return Zs, Ub, S, self.products.matmul(Wt, adjoint(xp, Qz))
 
     def _deflate(self, Y):
         if not self.Q_blocks:
             return Y
         Q, mm = self._basis(), self.products.matmul
         for _ in range(2):  # twice is enough (Giraud, Langou and Rozloznik 2005)
-            Y = Y - mm(Q, mm(Q.T, Y))
+            Y = Y - mm(Q, mm(adjoint(self.xp, Q), Y))
         return Y
 
     def _add_block(self) -> bool:
@@ -78,7 +79,7 @@ class BlockKrylov:
         if self.Q_blocks:
             # A rank-deficient block (exhausted Krylov space) is completed by Householder QR with
             # arbitrary directions: project them off the basis and orthonormalize once more.
-            overlap = float(self.xp.max(self.xp.abs(self.products.matmul(self._basis().T, Qb))))
+            overlap = float(self.xp.max(self.xp.abs(self.products.matmul(adjoint(self.xp, self._basis()), Qb))))
             if overlap > math.sqrt(self.eps):
                 Qb = self.products.orthonormalize(self._deflate(Qb))
         self.Q_blocks.append(Qb)
@@ -111,14 +112,14 @@ class BlockKrylov:
         Ub, S, Vt = Ub[:, :k], S[:k], Vt[:k, :]
         U = mm(self._basis(), Ub)
         # A^T u_i - s_i v_i: A^T Q Ub = B^T Ub = V S exactly up to rounding; computed all the same.
-        right = mm(Zs, Ub) - Vt.T * S[None, :]
+        right = mm(Zs, Ub) - adjoint(xp, Vt) * S[None, :]
         # A v_i = A B^T Ub_i / s_i = [A Z] Ub_i / s_i.
         AZ = xp.concat(self.AZ_blocks, axis=1)
         tiny = float(S[0]) * self.eps if k else 0.0
         safe = xp.where(S > tiny, S, xp.ones_like(S))
         left = mm(AZ, Ub) / safe[None, :] - U * S[None, :]
         left = xp.where((S > tiny)[None, :], left, xp.zeros_like(left))
-        residuals = xp.sqrt(xp.sum(left * left, axis=0) + xp.sum(right * right, axis=0))
+        residuals = xp.sqrt(xp.sum(abs2(xp, left), axis=0) + xp.sum(abs2(xp, right), axis=0))
         return U, S, Vt, residuals
 
     def ritz_values(self):

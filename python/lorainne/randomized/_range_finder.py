@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from .. import _dask, _qr
 from .._backend import core, numpy_dtype, resolve
+from .._conjugate import abs2, adjoint, is_complex
 from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
 from .._operators import MatrixOperator, as_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
@@ -55,7 +56,8 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     """Reduced QR factorization by blocked Householder reflections.
 
     ``A = Q @ R`` with ``Q`` (m, k) orthonormal columns and ``R`` (k, n) upper triangular with a
-    nonnegative diagonal, k = min(m, n). On NumPy input the Rust kernel (faer's blocked
+    nonnegative (real) diagonal, k = min(m, n). Complex input runs on the xp reference (NumPy's
+    BLAS on NumPy arrays): ``Q^H Q = I``. On NumPy input the Rust kernel (faer's blocked
     Householder QR) runs; on other arrays the xp reference factors panels column by column and
     updates the trailing matrix in compact-WY form (three matmuls per panel), so the GPU does the
     bulk of the work in matmuls. Entries beyond about 1e+-77 (float64) are handled exactly: 2**k A
@@ -64,7 +66,7 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     Parameters
     ----------
     A : array of shape (m, n)
-        float32 or float64 (integers are promoted to float64). Not modified.
+        float32, float64, complex64 or complex128 (integers are promoted to float64). Not modified.
     block_size : int, optional
         Panel width. Default: chosen from the shape (Rust) or 32 (xp).
     backend : {"auto", "rust", "numpy", "cupy", "xp"}
@@ -82,7 +84,7 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     ValueError
         NaN/Inf, ndim != 2, an empty array, block_size < 1.
     TypeError
-        Complex, object or float16 dtypes.
+        Object or float16 dtypes.
 
     Examples
     --------
@@ -93,11 +95,11 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     >>> bool(np.allclose(Q @ R, A)), bool(np.allclose(Q.T @ Q, np.eye(3)))
     (True, True)
     """
-    A = as_float_array(A, "A", ndim=2)
+    A = as_float_array(A, "A", ndim=2, allow_complex=True)
     if block_size is not None:
         block_size = check_int(block_size, "block_size", low=1)
     n_threads = check_n_threads(n_threads)
-    chosen = resolve(A, backend=backend)
+    chosen = resolve(A, backend=backend, rust_kernel=not is_complex(A))
     A, k = rescaled_array(A)
     if chosen == "rust":
         Q, R = core().householder_qr(_as_host_contiguous(A), block_size, n_threads)
@@ -122,7 +124,8 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
     Parameters
     ----------
     A : array of shape (m, n), m >= n
-        float32 or float64 (integers are promoted to float64). Not modified.
+        float32, float64, complex64 or complex128 (integers are promoted to float64). Complex
+        input runs on the xp reference with Gram matrices A^H A. Not modified.
     backend : {"auto", "rust", "numpy", "cupy", "xp"}
     n_threads : int, optional
         Threads of the Rust kernel (default: all cores).
@@ -130,16 +133,16 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
     Returns
     -------
     Q : array of shape (m, n)
-        Orthonormal columns: ||Q^T Q - I|| is a small multiple of the unit roundoff.
+        Orthonormal columns: ||Q^H Q - I|| is a small multiple of the unit roundoff.
     R : array of shape (n, n)
-        Upper triangular with a nonnegative diagonal.
+        Upper triangular with a nonnegative (real) diagonal.
 
     Raises
     ------
     ValueError
         NaN/Inf, ndim != 2, an empty array, or m < n.
     TypeError
-        Complex, object or float16 dtypes.
+        Object or float16 dtypes.
 
     Examples
     --------
@@ -152,14 +155,14 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
     >>> bool(np.allclose(Q @ R, A))
     True
     """
-    A = as_float_array(A, "A", ndim=2)
+    A = as_float_array(A, "A", ndim=2, allow_complex=True)
     m, n = A.shape
     if m < n:
         raise ValueError(
             f"cholesky_qr2 needs a tall matrix (m >= n), got A of shape {tuple(A.shape)}; use householder_qr"
         )
     n_threads = check_n_threads(n_threads)
-    chosen = resolve(A, backend=backend)
+    chosen = resolve(A, backend=backend, rust_kernel=not is_complex(A))
     A, k = rescaled_array(A)
     if chosen == "rust":
         Q, R, method = core().cholesky_qr2(_as_host_contiguous(A), n_threads)
@@ -186,6 +189,9 @@ class _Plan(NamedTuple):
     backend: str
     n_threads: int | None
     scale: int  # the operator is 2**scale A (exact rescaling of entries beyond ~1e+-77)
+    # A sparse matrix or operator on the host (backend "auto"): its products stay SciPy's, the dense
+    # block algebra (orthonormalization, products of bases) runs in the Rust kernels.
+    host_kernels: bool = False
 
 
 def auto_power_iterations(rank: int, shape: tuple[int, int], warm_start: bool = False) -> int:
@@ -197,9 +203,23 @@ def auto_power_iterations(rank: int, shape: tuple[int, int], warm_start: bool = 
     return 7 if rank < 0.1 * min(shape) else 4
 
 
-def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, size=None) -> _Plan:
+def _plan(
+    A,
+    rank,
+    n_oversamples,
+    n_power_iter,
+    qr,
+    init,
+    tol,
+    random_state,
+    backend,
+    n_threads,
+    size=None,
+    *,
+    allow_complex=False,
+) -> _Plan:
     A, scale = rescaled(A)
-    op = as_operator(A, "A")
+    op = as_operator(A, "A", allow_complex=allow_complex)
     m, n = op.shape
     if size is not None:
         size = check_int(size, "size", low=1, high=min(m, n))
@@ -233,7 +253,9 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
     n_threads = check_n_threads(n_threads)
     rng = check_random_state(random_state)
     if init is not None:
-        init = as_float_array(init, "init", ndim=2)
+        init = as_float_array(init, "init", ndim=2, allow_complex=is_complex(op))
+        if is_complex(init) and not is_complex(op):  # never drop an imaginary part silently
+            raise TypeError(f"init is {init.dtype} but A is real ({op.dtype}): pass a real init")
         if init.shape[0] != m:
             raise ValueError(f"init must have {m} rows (the rows of A), got shape {tuple(init.shape)}")
         if init.shape[1] > min(m, n):
@@ -241,15 +263,39 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
         if init.dtype != op.dtype:
             init = array_namespace(init).astype(init, op.dtype)
     dense = op.dense
-    has_kernel = dense is not None and isinstance(dense, np.ndarray)
+    has_kernel = dense is not None and isinstance(dense, np.ndarray) and not is_complex(dense)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
     columns = size if size is not None else min(rank + n_oversamples, m, n)
-    return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale)
+    # Sparse matrices and operators on the host (a duck-typed operator resolves to "xp" but multiplies
+    # NumPy blocks: its namespace is NumPy's).
+    host_kernels = (
+        backend == "auto"
+        and chosen in ("numpy", "xp")
+        and dense is None
+        and is_numpy_namespace(op.xp)
+        and not is_complex(op)
+        and _core_available()
+    )
+    return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels)
+
+
+def _core_available() -> bool:
+    try:
+        core()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _gaussian(plan: _Plan, rows: int, cols: int):
-    """Standard normal block drawn on the host (same numbers on every backend), then moved."""
-    block = plan.rng.standard_normal((rows, cols)).astype(numpy_dtype(plan.op.dtype), copy=False)
+    """Standard normal block drawn on the host (same numbers on every backend), then moved; complex
+    standard normal (real and imaginary parts of variance 1/2) for a complex A.
+    """
+    dtype = numpy_dtype(plan.op.dtype)
+    block = plan.rng.standard_normal((rows, cols))
+    if dtype.kind == "c":
+        block = (block + 1j * plan.rng.standard_normal((rows, cols))) * np.sqrt(0.5)
+    block = block.astype(dtype, copy=False)
     return plan.op.xp.asarray(block, device=plan.op.device)
 
 
@@ -266,6 +312,10 @@ def _start(plan: _Plan):
 
 
 def _orthonormalize(plan: _Plan, Y):
+    if plan.host_kernels:
+        if plan.qr == "householder":
+            return core().householder_qr(Y, None, plan.n_threads)[0]
+        return core().cholesky_qr2(Y, plan.n_threads)[0]
     if plan.backend == "dask":  # Gram matrices reduced on the workers, k x k on the client; basis persisted
         return _dask.orthonormalize(Y, plan.qr)
     if plan.qr == "householder":
@@ -310,6 +360,14 @@ def _products(plan: _Plan) -> _Products:
             matmul=lambda a, b: kernels.matmul(a, b, threads),
             orthonormalize=orthonormalize,
         )
+    if plan.host_kernels:
+        kernels, threads = core(), plan.n_threads
+        return _Products(
+            plan.op.matmat,
+            plan.op.rmatmat,
+            lambda a, b: kernels.matmul(a, b, threads),
+            lambda Y: _orthonormalize(plan, Y),
+        )
     return _Products(plan.op.matmat, plan.op.rmatmat, lambda a, b: a @ b, lambda Y: _orthonormalize(plan, Y))
 
 
@@ -331,7 +389,7 @@ def _adaptive_range_finder(plan: _Plan):
         if Q.shape[1] == 0:
             return Y
         for _ in range(2):
-            Y = Y - products.matmul(Q, products.matmul(Q.T, Y))
+            Y = Y - products.matmul(Q, products.matmul(adjoint(xp, Q), Y))
         return Y
 
     while Q.shape[1] < plan.rank and residual > target:
@@ -341,9 +399,9 @@ def _adaptive_range_finder(plan: _Plan):
             Z = products.orthonormalize(products.rmatmat(products.orthonormalize(Y)))
             Y = deflate(products.matmat(Z))
         Q_new = products.orthonormalize(deflate(Y))
-        B_new = products.rmatmat(Q_new).T
+        B_new = adjoint(xp, products.rmatmat(Q_new))
         Q, B = xp.concat([Q, Q_new], axis=1), xp.concat([B, B_new], axis=0)
-        residual = norm2 - float(xp.sum(B * B))
+        residual = norm2 - float(xp.sum(abs2(xp, B)))
     # Keep the fewest leading singular directions of B that still meet the target.
     Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
     energies = [float(s) ** 2 for s in S]  # at most `rank` numbers: host arithmetic is fine
@@ -390,8 +448,10 @@ def range_finder(
     Parameters
     ----------
     A : array (m, n), SciPy sparse matrix or SciPy LinearOperator
-        Dense arrays of any array-API library (NumPy, CuPy, torch, ...). float32 or float64;
-        integers are promoted to float64. Not modified.
+        Dense arrays of any array-API library (NumPy, CuPy, torch, ...). float32, float64,
+        complex64 or complex128; integers are promoted to float64. Complex A runs on the xp
+        reference (NumPy's BLAS on NumPy input) with complex Gaussian test matrices and conjugate
+        transposes (a LinearOperator's ``rmatmat`` is the product with A^H). Not modified.
     rank : int
         Target rank, 1 <= rank <= min(m, n). With ``tol``, the largest rank allowed. Give
         ``rank`` or ``size``.
@@ -442,7 +502,7 @@ def range_finder(
         size with tol, negative n_oversamples or n_power_iter, n_power_iter a string other than
         "auto", unknown ``qr`` or ``backend``, ``init`` of the wrong shape, tol outside (0, 1).
     TypeError
-        Complex, object or float16 dtypes; neither rank nor size given.
+        Object or float16 dtypes; a complex ``init`` with a real A; neither rank nor size given.
 
     Examples
     --------
@@ -458,7 +518,9 @@ def range_finder(
     >>> range_finder(A, size=8, random_state=0).shape      # scikit-learn's size: exactly 8 columns
     (300, 8)
     """
-    plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, size)
+    plan = _plan(
+        A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, size, allow_complex=True
+    )
     if plan.tol is not None:
         return _adaptive_range_finder(plan)[0]
     start, start_is_range = _start(plan)

@@ -9,6 +9,7 @@ from array_api_compat import device
 
 from .. import _dask
 from .._backend import core
+from .._conjugate import adjoint, conj, unit_phases
 from .._exact_scaling import times_power_of_two
 from .._validation import check_option
 from ._krylov import block_krylov_svd
@@ -48,17 +49,18 @@ def _check_flip_sign(flip_sign) -> str | None:
 
 def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
     """Make the largest-magnitude entry of each row of Vt ("vt") or of each column of U ("u",
-    scikit-learn's ``svd_flip`` with ``u_based_decision=True``) positive; None leaves the signs.
+    scikit-learn's ``svd_flip`` with ``u_based_decision=True``) positive (real and positive for
+    complex input: U D, D^H Vt with D diagonal unimodular); None leaves the signs.
     """
     if convention is None:
         return U, Vt
     basis = Vt if convention == "vt" else U.T
     k, n = basis.shape
     where = xp.argmax(xp.abs(basis), axis=1) + xp.arange(k, device=device(basis)) * n
-    pivots = xp.take(xp.reshape(basis, (-1,)), where)
-    one = xp.ones_like(pivots)
-    signs = xp.where(pivots < 0, -one, one)
-    return U * signs[None, :], Vt * signs[:, None]
+    phases = unit_phases(xp, xp.take(xp.reshape(basis, (-1,)), where))
+    if convention == "u":
+        phases = conj(xp, phases)
+    return U * phases[None, :], Vt * conj(xp, phases)[:, None]
 
 
 def randomized_svd(
@@ -79,7 +81,11 @@ def randomized_svd(
     """Truncated SVD by the randomized range finder (Halko, Martinsson and Tropp 2011) or by
     block Krylov iteration (Musco and Musco 2015).
 
-    Computes Q = :func:`range_finder` (A), then the SVD of the small matrix Q^T A.
+    Computes Q = :func:`range_finder` (A), then the SVD of the small matrix Q^H A. Complex A
+    (complex64/complex128) runs on the xp reference with conjugate transposes; then U is unitary
+    in its columns, ``A ~ U @ diag(S) @ Vt`` with Vt's rows the conjugated right singular vectors
+    (``numpy.linalg.svd``'s convention), and the sign convention makes the chosen pivot entry real
+    and positive.
     Arguments are those of :func:`range_finder` (``size`` excepted); with ``tol`` the returned
     rank is the smallest meeting ||A - U diag(S) Vt||_F <= tol ||A||_F (at most ``rank``).
 
@@ -153,7 +159,9 @@ def randomized_svd(
             n_power_iter = 0
         else:
             auto = False
-    plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads)
+    plan = _plan(
+        A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, allow_complex=True
+    )
     xp = plan.op.xp
     if method == "block_krylov":
         depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
@@ -181,7 +189,7 @@ def randomized_svd(
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     else:
         Q = _range_finder_xp(plan, *_start(plan))
-        B = plan.op.rmatmat(Q).T
+        B = adjoint(xp, plan.op.rmatmat(Q))
     if plan.backend == "dask":  # U and Vt lazy, S on the client
         U, S, Vt = _dask.svd_from_projection(Q, B, rank, convention, plan.qr)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)

@@ -16,6 +16,8 @@ class CenteredOperator:
         self.A, self.mean = A, np.asarray(mean)
         self.shape = A.shape
         self.dtype = np.dtype(A.dtype)
+        # A^T in CSR once: products with A^T stay row-parallel (CSC's scatter is ~2x slower per product).
+        self._At = A.T.tocsr() if hasattr(A, "tocsr") else A.T
 
     def matmat(self, X):
         X = np.asarray(X)
@@ -23,7 +25,7 @@ class CenteredOperator:
 
     def rmatmat(self, Y):
         Y = np.asarray(Y)
-        return np.asarray(self.A.T @ Y) - self.mean[:, None] * Y.sum(axis=0)[None, :]
+        return np.asarray(self._At @ Y) - self.mean[:, None] * Y.sum(axis=0)[None, :]
 
     def frobenius_norm(self) -> float:
         A = self.A

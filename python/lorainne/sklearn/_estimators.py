@@ -32,6 +32,18 @@ def _check_n_components(n_components, n_samples: int, n_features: int):
     return float(n_components)
 
 
+def _centered_squares(X, rows: int = 512) -> float:
+    """||X - 1 mean^T||_F^2 in float64, by blocks of rows: np.var(X, axis=0) would allocate a
+    centered copy of X (a full extra pass and n_samples x n_features of memory).
+    """
+    mean = X.mean(axis=0, dtype=np.float64)
+    total = 0.0
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows] - mean
+        total += float(np.einsum("ij,ij->", block, block))
+    return total
+
+
 class _RandomizedBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     _center = False
 
@@ -43,12 +55,14 @@ class _RandomizedBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         n_oversamples=10,
         n_power_iter="auto",
         random_state=None,
+        n_threads=None,
     ):
         self.n_components = n_components
         self.method = method
         self.n_oversamples = n_oversamples
         self.n_power_iter = n_power_iter
         self.random_state = random_state
+        self.n_threads = n_threads
 
     def fit(self, X, y=None):
         """Fit the model on X (n_samples, n_features), dense or sparse."""
@@ -69,7 +83,9 @@ class _RandomizedBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         else:
             A = X
         if isinstance(k, float):
-            result = svd_certified(A, tol=1.0 - k, flip_sign="u", random_state=self.random_state)
+            result = svd_certified(
+                A, tol=1.0 - k, flip_sign="u", random_state=self.random_state, n_threads=self.n_threads
+            )
             U, S, Vt = result.svd
         else:
             U, S, Vt = randomized_svd(
@@ -80,13 +96,14 @@ class _RandomizedBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 method=self.method,
                 flip_sign="u",
                 random_state=self.random_state,
+                n_threads=self.n_threads,
             )
         U, S, Vt = np.asarray(U), np.asarray(S), np.asarray(Vt)
         self.components_ = Vt
         self.n_components_ = Vt.shape[0]
         self.singular_values_ = S
         Z = U * S[None, :]
-        self._set_variances(X, Z, S, n_samples)
+        self._set_variances(X, A, Z, S, n_samples)
         return Z
 
     def transform(self, X):
@@ -129,6 +146,9 @@ class RandomizedSVD(_RandomizedBase):
     n_power_iter : int or "auto", default "auto"
         Power iterations (subspace) or Krylov depth (block Krylov).
     random_state : None, int or numpy Generator / RandomState
+    n_threads : int, optional
+        Threads of the Rust kernels (default: all cores). Pin it (with threadpoolctl for BLAS)
+        when several processes share the machine: oversubscribed threads spin and wait.
 
     Attributes
     ----------
@@ -150,12 +170,12 @@ class RandomizedSVD(_RandomizedBase):
     True
     """
 
-    def _set_variances(self, X, Z, S, n_samples):
+    def _set_variances(self, X, A, Z, S, n_samples):
         self.explained_variance_ = np.var(Z, axis=0)
         if scipy.sparse.issparse(X):
             total = float(mean_variance_axis(X, axis=0)[1].sum())
         else:
-            total = float(np.var(X, axis=0).sum())
+            total = _centered_squares(X) / n_samples
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else np.zeros_like(S)
 
 
@@ -185,10 +205,12 @@ class PCA(_RandomizedBase):
 
     _center = True
 
-    def _set_variances(self, X, Z, S, n_samples):
+    def _set_variances(self, X, A, Z, S, n_samples):
         self.explained_variance_ = S**2 / (n_samples - 1)
         if scipy.sparse.issparse(X):
             total = float(mean_variance_axis(X, axis=0)[1].sum()) * n_samples / (n_samples - 1)
-        else:
-            total = float(np.var(X, axis=0, ddof=1).sum())
+        else:  # ||X - 1 mean^T||_F^2 from the centered copy already made: no second centered temporary
+            flat = A.reshape(-1)
+            squares = np.dot(flat, flat) if flat.dtype == np.float64 else np.sum(np.square(flat, dtype=np.float64))
+            total = float(squares) / (n_samples - 1)
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else np.zeros_like(S)

@@ -79,8 +79,8 @@ def _eps(op: MatrixOperator) -> float:
     return float(np.finfo(numpy_dtype(op.dtype)).eps)
 
 
-def _square_operator(A, name: str = "A") -> MatrixOperator:
-    op = as_operator(A, name)
+def _square_operator(A, name: str = "A", *, allow_complex: bool = False) -> MatrixOperator:
+    op = as_operator(A, name, allow_complex=allow_complex)
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"{name} must be square, got shape {op.shape}")
     return op

@@ -14,9 +14,11 @@ import math
 
 import numpy as np
 
+from .._conjugate import is_complex
 from .._exact_scaling import max_abs, rescaled, scalar_times_power_of_two
 from .._operators import MatrixOperator
 from .._validation import check_option, check_random_state, check_tol
+from . import _hermitian
 from ._adaptive import adaptive_estimate
 from ._common import (
     TraceEstimate,
@@ -335,7 +337,11 @@ def trace(
     ----------
     A : array (n, n), SciPy sparse matrix, SciPy LinearOperator or any object with ``shape``
         and ``matmat`` (or ``matvec``). Dense arrays of any array-API library (NumPy, CuPy,
-        torch, ...); float32 or float64, integers are promoted. Not modified.
+        torch, ...); float32 or float64, integers are promoted. Not modified. Complex64/complex128
+        A (dense, sparse or a LinearOperator) must be Hermitian (checked for explicit matrices):
+        the estimators then run on its real symmetric embedding [[Re A, -Im A], [Im A, Re A]]
+        (trace halved; one product with it is one complex product with A), so its low-rank parts
+        need about twice the vectors they need on a real matrix of the same spectrum.
     n_matvec : int
         The budget: the number of products with A (a block of k vectors counts k). >= 1.
     method : {"auto", "hutchinson", "hutch++", "nystrom++", "xtrace", "xnystrace"}
@@ -375,9 +381,11 @@ def trace(
     ValueError
         Non-square or empty A, NaN/Inf in A, ``n_matvec < 1``, unknown method or backend,
         ``"nystrom++"``/``"xnystrace"`` on a matrix that is clearly not PSD, a non-finite
-        estimate (an operator with entries too large for its products).
+        estimate (an operator with entries too large for its products), a complex explicit A
+        that is not Hermitian.
     TypeError
-        Complex, object or float16 dtypes; an object that is not an array or an operator.
+        Object or float16 dtypes, a complex duck-typed operator; an object that is not an array
+        or an operator.
 
     Examples
     --------
@@ -393,7 +401,9 @@ def trace(
     True
     """
     A, scale = rescaled(A)
-    op = _square_operator(A)
+    op = _square_operator(A, allow_complex=True)
+    if is_complex(op):
+        _hermitian.check_hermitian(op, A)
     if tol is None:
         if max_matvec is not None:
             raise ValueError(f"max_matvec={max_matvec!r} goes with tol=; give n_matvec for a fixed budget")
@@ -433,6 +443,10 @@ def trace(
 
 def _estimate(A, op: MatrixOperator, n_matvec: int, method: str, psd, rng) -> TraceEstimate:
     """tr(A) by ``method`` (A already validated and, if needed, rescaled)."""
+    if is_complex(op):  # Hermitian: exact from n products, else the estimator on the real embedding
+        if n_matvec >= op.shape[0]:
+            return _hermitian.exact_trace(op, n_matvec)
+        return _hermitian.halved(_estimate(A, _hermitian.real_embedding(op), n_matvec, method, psd, rng))
     if method == "auto":
         method = "xnystrace" if psd else "xtrace"
     products = _Products(op, n_matvec)
