@@ -17,11 +17,43 @@ matrices, k pivots or scalars. Dask is imported lazily (only when a Dask array w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from . import _qr
+from ._exact_scaling import scale_exponent, times_power_of_two
+
+
+def first_pass(A, name: str, rng: np.random.Generator, columns: int | None = None):
+    """The checks of a Dask matrix and its first sketch in ONE pass over A: ``(A, k, first)``.
+
+    min(A) and max(A) give both finiteness (NaN and infinities propagate) and max |a_ij|, the
+    exact power-of-two scale k of ``_exact_scaling``. With ``columns``, the sketch ``A Omega`` is
+    computed in the same graph, Omega being the Gaussian block the range finder's ``_start`` draws
+    next: the generator's state is put back after drawing it, and ``first`` = (name of Omega, A Omega)
+    lets the operator hand that product out instead of computing it again. When A must be rescaled
+    (k != 0, entries beyond ~1e+-77) the sketch is dropped and A returned as 2**k A.
+    """
+    import dask
+
+    lo, hi = A.min(), A.max()
+    first = None
+    if columns is not None:
+        state = rng.bit_generator.state
+        block = rng.standard_normal((A.shape[1], columns)).astype(np.dtype(A.dtype), copy=False)
+        rng.bit_generator.state = state
+        omega = namespace(A).asarray(block)
+        Y, lo, hi = dask_persist(A @ omega, lo, hi)
+        first = (omega.name, Y)
+    lo, hi = (float(v) for v in dask.compute(lo, hi))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    k = scale_exponent(max(-lo, hi), A.dtype)
+    if k:
+        return times_power_of_two(A, k), k, None
+    return A, 0, first
 
 
 def _da():
@@ -89,23 +121,11 @@ def _refine(X, R):
     return None
 
 
-def tsqr(Y):
-    """Reduced QR of a tall Dask array by TSQR (``dask.array.linalg.tsqr``), R with a nonnegative
-    diagonal (the convention of every lorainne QR). Q persisted on the workers, R on the client.
+def _cholesky_qr2_eager(Y):
+    """CholeskyQR2 with the fallbacks of ``_qr.cholesky_qr2_xp`` (shifted CholeskyQR3, then TSQR
+    instead of the in-memory Householder QR), one client round trip per Gram matrix: the path taken
+    when the one-graph attempt of :func:`cholesky_qr2` reports a breakdown.
     """
-    da = _da()
-    Y = _persist(_one_column_chunk(Y))
-    Q, R = da.linalg.tsqr(Y)
-    R = np.asarray(R.compute())
-    signs = np.where(np.diagonal(R) < 0, -1.0, 1.0).astype(R.dtype)
-    return _persist(Q * signs[None, :]), R * signs[:, None]
-
-
-def cholesky_qr2(Y):
-    """CholeskyQR2 of a tall Dask array with the fallbacks of ``_qr.cholesky_qr2_xp`` (shifted
-    CholeskyQR3, then TSQR instead of the in-memory Householder QR). Returns (Q, R, method code).
-    """
-    Y = _persist(_one_column_chunk(Y))
     m, n = Y.shape
     G = _gram(Y)
     first = _cholesky_pass(Y, G)
@@ -124,21 +144,117 @@ def cholesky_qr2(Y):
     return (*tsqr(Y), _qr.HOUSEHOLDER)
 
 
+def _upper_cholesky(G):
+    """R = L^T with G = L L^T (the client-side step of ``_cholesky_pass``, run in a task); NaN on breakdown."""
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:
+        return np.full_like(G, np.nan)
+    if not np.all(np.isfinite(L)) or not np.all(np.diagonal(L) > 0):
+        return np.full_like(G, np.nan)
+    return np.ascontiguousarray(L.T)
+
+
+def _times_inverse_lazy(X, R):
+    """``X R^{-1}`` with R a lazy (k x k, one block) Dask array: every row block gets the whole R."""
+    da = _da()
+    return da.blockwise(_qr.solve_upper_right, "ij", X, "ij", R, "kl", concatenate=True, dtype=X.dtype)
+
+
+def _accepted(G2, R1, R2, finite) -> bool:
+    """The checks of ``_qr._refine`` on the one-graph CholeskyQR2: both factorizations exist, the
+    second pass started from a Gram matrix near I, and Q is finite.
+    """
+    identity = np.eye(G2.shape[0], dtype=G2.dtype)
+    factored = bool(np.all(np.isfinite(R1)) and np.all(np.isfinite(R2)))
+    return factored and bool(finite) and float(np.linalg.norm(G2 - identity)) <= _qr._GRAM_ACCEPT
+
+
+def tsqr(Y):
+    """Reduced QR of a tall Dask array by TSQR (``dask.array.linalg.tsqr``), R with a nonnegative
+    diagonal (the convention of every lorainne QR). Q persisted on the workers, R on the client.
+    """
+    Q, R = tsqr_lazy(Y)
+    Q, R = dask_persist(Q, R)
+    return Q, np.asarray(R.compute())
+
+
+def tsqr_lazy(Y):
+    """As :func:`tsqr` with both factors lazy (the sign fix runs on the workers too)."""
+    da = _da()
+    Q, R = da.linalg.tsqr(_one_column_chunk(Y))
+    signs = da.where(da.diagonal(R) < 0, -1.0, 1.0).astype(R.dtype)
+    return Q * signs[None, :], R * signs[:, None]
+
+
+def dask_persist(*collections):
+    """``dask.persist`` of several collections in ONE graph (shared inputs computed once)."""
+    import dask
+
+    return dask.persist(*collections)
+
+
+def cholesky_qr2(Y):
+    """CholeskyQR2 of a tall Dask array as ONE graph: the Gram matrices are reduced on the workers
+    and factored in a task, so a pass costs one submission and one small gather (R, the second Gram
+    matrix, a finiteness flag), not a round trip per Gram matrix. The arithmetic is that of
+    ``_qr.cholesky_qr2_xp``; when its checks fail (breakdown, or a second Gram matrix not near I)
+    the eager path with the fallbacks (shifted CholeskyQR3, TSQR) runs from the persisted ``Y``.
+    Returns (Q, R, method code), Q persisted on the workers.
+    """
+    da = _da()
+    Y = _one_column_chunk(Y)
+    R1 = (Y.T @ Y).map_blocks(_upper_cholesky, dtype=Y.dtype)
+    X1 = _times_inverse_lazy(Y, R1)
+    G2 = X1.T @ X1
+    R2 = G2.map_blocks(_upper_cholesky, dtype=Y.dtype)
+    Q = _times_inverse_lazy(X1, R2)
+    Q, Y, R1, R2, G2, finite = dask_persist(Q, Y, R1, R2, G2, da.isfinite(Q).all())
+    import dask
+
+    R1, R2, G2, finite = (np.asarray(x) for x in dask.compute(R1, R2, G2, finite))
+    if _accepted(G2, R1, R2, finite):
+        return Q, R2 @ R1, _qr.CHOLESKY_QR2
+    return _cholesky_qr2_eager(Y)
+
+
 def orthonormalize(Y, qr: str = "auto"):
     """Orthonormal basis of the columns of a tall Dask array (persisted on the workers)."""
     if qr == "householder":
-        return tsqr(Y)[0]
+        return _persist(tsqr_lazy(Y)[0])
     return cholesky_qr2(Y)[0]
 
 
-def _sign_pivots(basis) -> np.ndarray:
-    """+-1 per row of ``basis`` (k x n, lazy): the sign of its largest-magnitude entry (the first
-    one on ties, as ``argmax``). Brings 2k numbers to the client.
+def _block_pivots(block) -> np.ndarray:
+    """(|p|, p) per row of one column block, p its first largest-magnitude entry: shape (2, k)."""
+    block = np.asarray(block)
+    where = np.argmax(np.abs(block), axis=1)
+    pivots = block[np.arange(block.shape[0]), where]
+    return np.stack([np.abs(pivots), pivots])
+
+
+def _signs_of_pivots(dtype, *parts) -> np.ndarray:
+    """+-1 per row: the sign of the row's first largest-magnitude entry over all column blocks
+    (the first block wins ties, as ``argmax`` over the whole row).
     """
+    stacked = np.stack(parts)  # (blocks, 2, k)
+    best = np.argmax(stacked[:, 0, :], axis=0)
+    pivots = stacked[best, 1, np.arange(stacked.shape[2])]
+    return np.where(pivots < 0, -1.0, 1.0).astype(dtype)
+
+
+def _sign_pivots(basis):
+    """+-1 per row of ``basis`` (k x n, lazy), as ``randomized._flip_signs``: lazy too (k numbers),
+    from the per-block pivots of one pass over the basis.
+    """
+    import dask
+
     da = _da()
-    where = np.asarray(da.argmax(da.abs(basis), axis=1).compute())
-    pivots = np.asarray(basis.vindex[np.arange(basis.shape[0]), where].compute())
-    return np.where(pivots < 0, -1.0, 1.0).astype(np.dtype(basis.dtype))
+    basis = basis.rechunk({0: -1})
+    parts = [dask.delayed(_block_pivots)(b) for b in basis.to_delayed().ravel()]
+    dtype = np.dtype(basis.dtype)
+    signs = dask.delayed(_signs_of_pivots)(dtype, *parts)
+    return da.from_delayed(signs, shape=(basis.shape[0],), dtype=dtype)
 
 
 def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto"):
@@ -146,7 +262,7 @@ def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto
 
     ``B^T = Q2 R2`` is orthonormalized on the workers; the SVD of the l x l ``R2^T = W S Z^T`` runs
     on the client, so ``U = Q W`` and ``Vt = (Q2 Z)^T`` stay lazy Dask arrays; ``S`` is NumPy.
-    Signs follow ``randomized._flip_signs`` (computed from 2 rank pivots on the client).
+    Signs follow ``randomized._flip_signs``, computed lazily on the workers with U and Vt.
     """
     Q2, R2 = tsqr(B.T) if qr == "householder" else cholesky_qr2(B.T)[:2]
     W, S, Zt = np.linalg.svd(R2.T, full_matrices=False)
@@ -203,13 +319,16 @@ def namespace(x):
     return _Namespace(array_namespace(x))
 
 
-def persisted(product):
+def persisted(product, first_product: tuple[str, Any] | None = None):
     """``product`` whose (n x k) results are persisted on the workers, so that the estimators'
     later steps (several small ``.compute()`` calls) never recompute the products with A.
+    ``first_product`` = (name of X, product(X)) is returned once for that X instead of computing it.
     """
+    pending = dict([first_product]) if first_product is not None else {}
 
     def apply(X):
-        return product(X).persist()
+        ready = pending.pop(getattr(X, "name", None), None)
+        return ready if ready is not None else product(X).persist()
 
     return apply
 

@@ -52,9 +52,9 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
     xp = array_namespace(dense)
     from array_api_compat import device
 
+    if is_dask_array(dense):
+        return dask_operator(dense)
     matmat, rmatmat = (lambda X: dense @ X), (lambda X: dense.T @ X)
-    if is_dask_array(dense):  # products persisted on the workers; the namespace's cholesky fixed
-        xp, matmat, rmatmat = _dask.namespace(dense), _dask.persisted(matmat), _dask.persisted(rmatmat)
     return MatrixOperator(
         shape=tuple(dense.shape),
         dtype=dense.dtype,
@@ -62,6 +62,24 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
         device=device(dense),
         matmat=matmat,
         rmatmat=rmatmat,
+        frobenius_norm=lambda: float(xp.linalg.vector_norm(dense)),
+        dense=dense,
+    )
+
+
+def dask_operator(dense: Any, first_product: tuple[str, Any] | None = None) -> MatrixOperator:
+    """The operator of a validated 2-D float Dask array: products persisted on the workers, the
+    namespace's cholesky fixed. ``first_product`` = (name of X, A @ X) is a product already computed
+    with the validation pass (``_dask.first_pass``), handed out once instead of computed again.
+    """
+    xp = _dask.namespace(dense)
+    return MatrixOperator(
+        shape=tuple(dense.shape),
+        dtype=dense.dtype,
+        xp=xp,
+        device="cpu",
+        matmat=_dask.persisted(lambda X: dense @ X, first_product),
+        rmatmat=_dask.persisted(lambda X: dense.T @ X),
         frobenius_norm=lambda: float(xp.linalg.vector_norm(dense)),
         dense=dense,
     )

@@ -16,9 +16,9 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .. import _dask, _qr
-from .._backend import core, numpy_dtype, resolve
+from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
-from .._operators import MatrixOperator, as_operator
+from .._operators import MatrixOperator, as_operator, dask_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from .._warnings import ConvergenceWarning
 
@@ -198,8 +198,12 @@ def auto_power_iterations(rank: int, shape: tuple[int, int], warm_start: bool = 
 
 
 def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, size=None) -> _Plan:
-    A, scale = rescaled(A)
-    op = as_operator(A, "A")
+    if is_dask_array(A):  # finiteness and max |a_ij| are checked with the first sketch, below
+        A, scale = as_float_array(A, "A", ndim=2, finite=False), 0
+        op = dask_operator(A)
+    else:
+        A, scale = rescaled(A)
+        op = as_operator(A, "A")
     m, n = op.shape
     if size is not None:
         size = check_int(size, "size", low=1, high=min(m, n))
@@ -244,6 +248,9 @@ def _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, bac
     has_kernel = dense is not None and isinstance(dense, np.ndarray)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
     columns = size if size is not None else min(rank + n_oversamples, m, n)
+    if is_dask_array(A):  # one pass over A: its checks and (without init or tol) the first sketch A Omega
+        A, scale, first = _dask.first_pass(A, "A", rng, columns if init is None and tol is None else None)
+        op = dask_operator(A, first)
     return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale)
 
 
