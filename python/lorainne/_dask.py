@@ -194,14 +194,20 @@ def dask_persist(*collections):
     return dask.persist(*collections)
 
 
-def cholesky_qr2(Y):
+def cholesky_qr2(Y, checks: list | None = None):
     """CholeskyQR2 of a tall Dask array as ONE graph: the Gram matrices are reduced on the workers
-    and factored in a task, so a pass costs one submission and one small gather (R, the second Gram
-    matrix, a finiteness flag), not a round trip per Gram matrix. The arithmetic is that of
-    ``_qr.cholesky_qr2_xp``; when its checks fail (breakdown, or a second Gram matrix not near I)
-    the eager path with the fallbacks (shifted CholeskyQR3, TSQR) runs from the persisted ``Y``.
-    Returns (Q, R, method code), Q persisted on the workers.
+    and factored in a task, with the arithmetic of ``_qr.cholesky_qr2_xp``. Returns (Q, R, method
+    code), Q persisted on the workers.
+
+    Without ``checks``, the checks of ``_qr._refine`` (both factorizations exist, the second pass
+    started from a Gram matrix near I, Q finite) are gathered at once (one small gather: R and the
+    second Gram matrix); when they fail the eager path with the fallbacks (shifted CholeskyQR3,
+    TSQR) runs from the persisted ``Y``. With a list ``checks``, nothing is gathered: the verdict
+    (a lazy bool) is appended to it for :func:`verify` and R is returned lazy, so a whole range
+    finder is submitted without waiting for any pass.
     """
+    import dask
+
     da = _da()
     Y = _one_column_chunk(Y)
     R1 = (Y.T @ Y).map_blocks(_upper_cholesky, dtype=Y.dtype)
@@ -209,20 +215,36 @@ def cholesky_qr2(Y):
     G2 = X1.T @ X1
     R2 = G2.map_blocks(_upper_cholesky, dtype=Y.dtype)
     Q = _times_inverse_lazy(X1, R2)
-    Q, Y, R1, R2, G2, finite = dask_persist(Q, Y, R1, R2, G2, da.isfinite(Q).all())
-    import dask
-
+    finite = da.isfinite(Q).all()
+    if checks is not None:
+        verdict = dask.delayed(_accepted)(G2, R1, R2, finite)
+        Q, R, verdict = dask_persist(Q, R2 @ R1, verdict)
+        checks.append(verdict)
+        return Q, R, _qr.CHOLESKY_QR2
+    Q, Y, R1, R2, G2, finite = dask_persist(Q, Y, R1, R2, G2, finite)
     R1, R2, G2, finite = (np.asarray(x) for x in dask.compute(R1, R2, G2, finite))
     if _accepted(G2, R1, R2, finite):
         return Q, R2 @ R1, _qr.CHOLESKY_QR2
     return _cholesky_qr2_eager(Y)
 
 
-def orthonormalize(Y, qr: str = "auto"):
-    """Orthonormal basis of the columns of a tall Dask array (persisted on the workers)."""
+def verify(checks: list, *small):
+    """The deferred verdicts of :func:`cholesky_qr2` and the small lazy arrays ``small``, in ONE
+    gather: (all accepted, NumPy values of ``small``).
+    """
+    import dask
+
+    values = dask.compute(*checks, *small)
+    return all(bool(v) for v in values[: len(checks)]), [np.asarray(v) for v in values[len(checks) :]]
+
+
+def orthonormalize(Y, qr: str = "auto", checks: list | None = None):
+    """Orthonormal basis of the columns of a tall Dask array (persisted on the workers); ``checks``
+    as in :func:`cholesky_qr2`.
+    """
     if qr == "householder":
         return _persist(tsqr_lazy(Y)[0])
-    return cholesky_qr2(Y)[0]
+    return cholesky_qr2(Y, checks)[0]
 
 
 def _block_pivots(block) -> np.ndarray:
@@ -257,14 +279,27 @@ def _sign_pivots(basis):
     return da.from_delayed(signs, shape=(basis.shape[0],), dtype=dtype)
 
 
-def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto"):
+def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto", checks: list | None = None):
     """``U, S, Vt`` of ``Q B`` (Q m x l orthonormal, B = Q^T A of shape l x n), top ``rank`` triplets.
 
     ``B^T = Q2 R2`` is orthonormalized on the workers; the SVD of the l x l ``R2^T = W S Z^T`` runs
     on the client, so ``U = Q W`` and ``Vt = (Q2 Z)^T`` stay lazy Dask arrays; ``S`` is NumPy.
-    Signs follow ``randomized._flip_signs``, computed lazily on the workers with U and Vt.
+    Signs follow ``randomized._flip_signs``, computed lazily on the workers with U and Vt. With
+    ``checks`` (the deferred verdicts of the range finder), R2 and the verdicts come in one gather;
+    None is returned when one failed (the caller reruns with the checks gathered at each pass).
     """
-    Q2, R2 = tsqr(B.T) if qr == "householder" else cholesky_qr2(B.T)[:2]
+    if qr == "householder":
+        Q2, R2 = tsqr_lazy(B.T)
+        Q2, R2 = dask_persist(Q2, R2)
+        accepted, (R2,) = verify(checks or [], R2)
+    elif checks is not None:
+        Q2, R2, _ = cholesky_qr2(B.T, checks)
+        accepted, (R2,) = verify(checks, R2)
+    else:
+        Q2, R2, _ = cholesky_qr2(B.T)
+        accepted = True
+    if not accepted:
+        return None
     W, S, Zt = np.linalg.svd(R2.T, full_matrices=False)
     W, S, Z = W[:, :rank], S[:rank], Zt[:rank, :].T
     U = Q @ W
@@ -319,16 +354,55 @@ def namespace(x):
     return _Namespace(array_namespace(x))
 
 
-def persisted(product, first_product: tuple[str, Any] | None = None):
+def _client():
+    """The distributed client the current Dask scheduler is, or None (a local scheduler)."""
+    from dask.base import get_scheduler
+
+    client = getattr(get_scheduler(), "__self__", None)
+    return client if hasattr(client, "scheduler_info") else None
+
+
+def _cluster_memory() -> float | None:
+    """Bytes of memory of the distributed cluster the current scheduler is (None for a local
+    scheduler, whose ``persist`` computes before it returns, or workers without a limit).
+    """
+    client = _client()
+    if client is None:
+        return None
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return float(sum(limits)) if limits and all(limits) else None
+
+
+def held_between_passes(A) -> bool:
+    """Whether the passes over A may be submitted without waiting for each other: a distributed
+    scheduler keeps every block of A that a later submitted pass still needs (the blocks' keys are
+    shared), so this holds only when A fits in a quarter of the cluster's memory limit; otherwise
+    each product is awaited before the next one is submitted, and A is read anew at every pass.
+    """
+    memory = _cluster_memory()
+    return memory is None or A.nbytes <= memory / 4
+
+
+def persisted(product, first_product: tuple[str, Any] | None = None, wait: bool = False):
     """``product`` whose (n x k) results are persisted on the workers, so that the estimators'
     later steps (several small ``.compute()`` calls) never recompute the products with A.
     ``first_product`` = (name of X, product(X)) is returned once for that X instead of computing it.
+    With ``wait``, each result is computed before it is returned (see :func:`held_between_passes`).
     """
     pending = dict([first_product]) if first_product is not None else {}
 
     def apply(X):
         ready = pending.pop(getattr(X, "name", None), None)
-        return ready if ready is not None else product(X).persist()
+        if ready is not None:
+            return ready
+        result = product(X).persist()
+        client = _client() if wait else None
+        if client is not None:
+            from distributed import wait as wait_for
+
+            with client.as_current():
+                wait_for(result)
+        return result
 
     return apply
 

@@ -67,19 +67,29 @@ def as_operator(A: Any, name: str = "A") -> MatrixOperator:
     )
 
 
-def dask_operator(dense: Any, first_product: tuple[str, Any] | None = None) -> MatrixOperator:
+@dataclass(frozen=True)
+class DaskOperator(MatrixOperator):
+    """A Dask matrix's operator; ``checks``: a list collecting the deferred verdicts of the
+    orthonormalizations (``_dask.cholesky_qr2``), or None to check each one as it is computed.
+    """
+
+    checks: list | None = None
+
+
+def dask_operator(dense: Any, first_product: tuple[str, Any] | None = None) -> DaskOperator:
     """The operator of a validated 2-D float Dask array: products persisted on the workers, the
     namespace's cholesky fixed. ``first_product`` = (name of X, A @ X) is a product already computed
     with the validation pass (``_dask.first_pass``), handed out once instead of computed again.
     """
     xp = _dask.namespace(dense)
-    return MatrixOperator(
+    wait = not _dask.held_between_passes(dense)  # stream A: one pass in flight at a time
+    return DaskOperator(
         shape=tuple(dense.shape),
         dtype=dense.dtype,
         xp=xp,
         device="cpu",
-        matmat=_dask.persisted(lambda X: dense @ X, first_product),
-        rmatmat=_dask.persisted(lambda X: dense.T @ X),
+        matmat=_dask.persisted(lambda X: dense @ X, first_product, wait),
+        rmatmat=_dask.persisted(lambda X: dense.T @ X, wait=wait),
         frobenius_norm=lambda: float(xp.linalg.vector_norm(dense)),
         dense=dense,
     )

@@ -7,6 +7,7 @@ reference (any array-API library: NumPy, CuPy, torch, ``array_api_strict``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -273,8 +274,8 @@ def _start(plan: _Plan):
 
 
 def _orthonormalize(plan: _Plan, Y):
-    if plan.backend == "dask":  # Gram matrices reduced on the workers, k x k on the client; basis persisted
-        return _dask.orthonormalize(Y, plan.qr)
+    if plan.backend == "dask":  # one graph per pass, basis persisted; checks deferred when op.checks is a list
+        return _dask.orthonormalize(Y, plan.qr, getattr(plan.op, "checks", None))
     if plan.qr == "householder":
         return _qr.householder_qr_xp(Y)[0]
     return _qr.cholesky_qr2_xp(Y)[0]
@@ -291,6 +292,24 @@ def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
         Z = _orthonormalize(plan, op.rmatmat(Q))
         Q = _orthonormalize(plan, op.matmat(Z))
     return Q
+
+
+def _deferred_dask(plan: _Plan, run: Callable, finish: Callable | None = None):
+    """``run(plan)`` on Dask with every pass submitted at once: the orthonormalizations' checks are
+    deferred (``op.checks``) and gathered in one round trip, by ``finish(plan, *run's results)`` or
+    by :func:`lorainne._dask.verify`. On a failed check (a CholeskyQR2 breakdown) it runs again from
+    the same random numbers with each orthonormalization checked as it is computed (and its fallbacks).
+    """
+    state = plan.rng.bit_generator.state
+    deferred = plan._replace(op=dataclasses.replace(plan.op, checks=[]))
+    result = run(deferred)
+    result = finish(deferred, *result) if finish else (result if _dask.verify(deferred.op.checks)[0] else None)
+    if result is not None:
+        return result
+    logger.debug("dask: a deferred orthonormalization check failed; running again with eager checks")
+    plan.rng.bit_generator.state = state
+    result = run(plan)
+    return finish(plan, *result) if finish else result
 
 
 class _Products(NamedTuple):
@@ -468,6 +487,8 @@ def range_finder(
     plan = _plan(A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, size)
     if plan.tol is not None:
         return _adaptive_range_finder(plan)[0]
+    if plan.backend == "dask":
+        return _deferred_dask(plan, lambda p: (_range_finder_xp(p, *_start(p)),))[0]
     start, start_is_range = _start(plan)
     if plan.backend == "rust":
         return core().range_finder(

@@ -16,6 +16,7 @@ from ._range_finder import (
     FLIP_SIGNS,
     SVDResult,
     _adaptive_range_finder,
+    _deferred_dask,
     _as_host_contiguous,
     _plan,
     _products,
@@ -179,10 +180,17 @@ def randomized_svd(
         )
         U, Vt = _flip_signs(xp, U, Vt, convention)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
+    elif plan.backend == "dask":  # U and Vt lazy, S on the client; one gather for all the checks
+        U, S, Vt = _deferred_dask(
+            plan,
+            lambda p: (_range_finder_xp(p, *_start(p)),),
+            lambda p, Q: _dask.svd_from_projection(Q, p.op.rmatmat(Q).T, rank, convention, p.qr, p.op.checks),
+        )
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     else:
         Q = _range_finder_xp(plan, *_start(plan))
         B = plan.op.rmatmat(Q).T
-    if plan.backend == "dask":  # U and Vt lazy, S on the client
+    if plan.backend == "dask":  # (tol=) U and Vt lazy, S on the client
         U, S, Vt = _dask.svd_from_projection(Q, B, rank, convention, plan.qr)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)
