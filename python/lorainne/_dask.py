@@ -155,10 +155,50 @@ def _upper_cholesky(G):
     return np.ascontiguousarray(L.T)
 
 
-def _times_inverse_lazy(X, R):
-    """``X R^{-1}`` with R a lazy (k x k, one block) Dask array: every row block gets the whole R."""
-    da = _da()
-    return da.blockwise(_qr.solve_upper_right, "ij", X, "ij", R, "kl", concatenate=True, dtype=X.dtype)
+# The steps of the blocked CholeskyQR2 below pass tuples from task to task (a function reads the
+# element it needs) so that no extra indexing task lengthens the chain between two global steps.
+
+
+def _gram_block(Y):
+    return Y.T @ Y
+
+
+def _sum_and_factor(*grams):
+    """(G, R): the sum of the blocks' Gram matrices and its upper Cholesky factor (NaN on breakdown)."""
+    G = grams[0]
+    for g in grams[1:]:
+        G = G + g
+    return G, _upper_cholesky(G)
+
+
+def _sum_and_factor_second(*solved):
+    return _sum_and_factor(*[gram for _, gram in solved])
+
+
+def _solve_and_gram(Y, factored):
+    X = _qr.solve_upper_right(Y, factored[1])
+    return X, X.T @ X
+
+
+def _solve_last(solved, factored):
+    return _qr.solve_upper_right(solved[0], factored[1])
+
+
+def _r_of(first, second):
+    return second[1] @ first[1]
+
+
+def _verdict(first, second) -> bool:
+    """The checks of ``_qr._refine``. Q's finiteness follows: ||X1^T X1 - I||_F <= 0.5 bounds the
+    columns of X1 and the singular values of R2 within [0.5^0.5, 1.5^0.5].
+    """
+    G2, R2 = second
+    return _accepted(G2, first[1], R2, bool(np.all(np.isfinite(G2))))
+
+
+def _one_block_cholesky_qr2(Y):
+    """The in-memory CholeskyQR2 with its fallbacks (``_qr.cholesky_qr2_xp``) of a one-block Y, in one task."""
+    return _qr.cholesky_qr2_xp(np.asarray(Y))
 
 
 def _accepted(G2, R1, R2, finite) -> bool:
@@ -195,36 +235,51 @@ def dask_persist(*collections):
 
 
 def cholesky_qr2(Y, checks: list | None = None):
-    """CholeskyQR2 of a tall Dask array as ONE graph: the Gram matrices are reduced on the workers
-    and factored in a task, with the arithmetic of ``_qr.cholesky_qr2_xp``. Returns (Q, R, method
-    code), Q persisted on the workers.
+    """CholeskyQR2 of a tall Dask array with the arithmetic of ``_qr.cholesky_qr2_xp``, as ONE graph
+    of few steps: per row block its Gram matrix, one task summing and factoring them, per block the
+    triangular solve and the next Gram matrix, one task again, per block the last solve (a
+    one-block Y is factored in a single task, fallbacks included). Returns (Q, R, method code), Q
+    persisted on the workers.
 
     Without ``checks``, the checks of ``_qr._refine`` (both factorizations exist, the second pass
-    started from a Gram matrix near I, Q finite) are gathered at once (one small gather: R and the
-    second Gram matrix); when they fail the eager path with the fallbacks (shifted CholeskyQR3,
-    TSQR) runs from the persisted ``Y``. With a list ``checks``, nothing is gathered: the verdict
-    (a lazy bool) is appended to it for :func:`verify` and R is returned lazy, so a whole range
-    finder is submitted without waiting for any pass.
+    started from a Gram matrix near I, Q finite) are gathered at once (one small gather: the two
+    triangles, the second Gram matrix, a flag); when they fail the eager path with the fallbacks
+    (shifted CholeskyQR3, TSQR) runs from ``Y``. With a list ``checks``, nothing is gathered: the
+    verdict (a lazy bool) is appended to it for :func:`verify` and R is returned lazy, so a whole
+    range finder is submitted without waiting for any pass.
     """
     import dask
 
     da = _da()
+    delayed = dask.delayed
     Y = _one_column_chunk(Y)
-    R1 = (Y.T @ Y).map_blocks(_upper_cholesky, dtype=Y.dtype)
-    X1 = _times_inverse_lazy(Y, R1)
-    G2 = X1.T @ X1
-    R2 = G2.map_blocks(_upper_cholesky, dtype=Y.dtype)
-    Q = _times_inverse_lazy(X1, R2)
-    finite = da.isfinite(Q).all()
+    dtype, width = Y.dtype, Y.shape[1]
+    blocks = list(Y.to_delayed()[:, 0])
+    if len(blocks) == 1:
+        Q, R, method = delayed(_one_block_cholesky_qr2, nout=3)(blocks[0])
+        Q = da.from_delayed(Q, shape=Y.shape, dtype=dtype)
+        if checks is not None:
+            Q, R = dask_persist(Q, R)
+            return Q, R, _qr.CHOLESKY_QR2
+        Q, R, method = dask_persist(Q, R, method)
+        R, method = dask.compute(R, method)
+        return Q, np.asarray(R), int(method)
+    first = delayed(_sum_and_factor)(*[delayed(_gram_block)(b) for b in blocks])
+    solved = [delayed(_solve_and_gram)(b, first) for b in blocks]
+    second = delayed(_sum_and_factor_second)(*solved)
+    last = [delayed(_solve_last)(x, second) for x in solved]
+    parts = [da.from_delayed(q, shape=(r, width), dtype=dtype) for q, r in zip(last, Y.chunks[0], strict=True)]
+    Q = da.concatenate(parts)
+    verdict = delayed(_verdict)(first, second)
+    R = delayed(_r_of)(first, second)
     if checks is not None:
-        verdict = dask.delayed(_accepted)(G2, R1, R2, finite)
-        Q, R, verdict = dask_persist(Q, R2 @ R1, verdict)
+        Q, R, verdict = dask_persist(Q, R, verdict)
         checks.append(verdict)
         return Q, R, _qr.CHOLESKY_QR2
-    Q, Y, R1, R2, G2, finite = dask_persist(Q, Y, R1, R2, G2, finite)
-    R1, R2, G2, finite = (np.asarray(x) for x in dask.compute(R1, R2, G2, finite))
-    if _accepted(G2, R1, R2, finite):
-        return Q, R2 @ R1, _qr.CHOLESKY_QR2
+    Q, Y, R, verdict = dask_persist(Q, Y, R, verdict)
+    R, verdict = dask.compute(R, verdict)
+    if verdict:
+        return Q, np.asarray(R), _qr.CHOLESKY_QR2
     return _cholesky_qr2_eager(Y)
 
 
