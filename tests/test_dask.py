@@ -286,3 +286,43 @@ def test_sinkhorn_dask_point_clouds_equal_in_memory():
     assert got.cost == pytest.approx(ref.cost, rel=1e-12)
     np.testing.assert_allclose(got.f.compute(), np.asarray(ref.f), atol=1e-10)
     np.testing.assert_allclose(got.g.compute(), np.asarray(ref.g), atol=1e-10)
+
+
+def test_block_krylov_dask_equals_in_memory_and_reads_a_2q_plus_2_times():
+    """Block Krylov on Dask: the in-memory answer; subspace and block Krylov read A 2 q + 2 times
+    (its checks ride on the first product)."""
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((400, 8)) @ np.diag(0.6 ** np.arange(8)) @ rng.standard_normal((8, 150))
+    A += 1e-3 * rng.standard_normal(A.shape)
+    reads = []
+
+    def counted(block):
+        reads.append(1)
+        return block
+
+    D = da.from_array(A, chunks=(100, 150)).map_blocks(counted, dtype=A.dtype)
+    with dask.config.set(scheduler="sync"):
+        for method, q in (("block_krylov", 1), ("subspace", 2)):
+            reads.clear()
+            U, S, Vt = randomized_svd(D, 4, n_power_iter=q, method=method, random_state=5)
+            assert isinstance(S, np.ndarray) and isinstance(U, da.Array)
+            assert len(reads) == 4 * (2 * q + 2), (method, len(reads))  # 4 row blocks
+            U0, S0, Vt0 = randomized_svd(A, 4, n_power_iter=q, method=method, random_state=5, backend="numpy")
+            np.testing.assert_allclose(S, S0, rtol=1e-10)
+            np.testing.assert_allclose(U.compute(), U0, atol=1e-10)
+            np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-10)
+
+
+def test_breakdown_reruns_with_eager_checks_and_same_answer(caplog):
+    """An exactly rank-3 matrix breaks CholeskyQR2 (13 sketch columns): the deferred checks fail,
+    the computation runs again from the same random numbers with the fallbacks, as in memory."""
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 120))
+    D = da.from_array(A, chunks=(75, 120))
+    with dask.config.set(scheduler="sync"), caplog.at_level("DEBUG", logger="lorainne"):
+        U, S, Vt = randomized_svd(D, 3, n_power_iter=1, random_state=0)
+    assert "deferred orthonormalization check failed" in caplog.text
+    U0, S0, Vt0 = randomized_svd(A, 3, n_power_iter=1, random_state=0, backend="numpy")
+    np.testing.assert_allclose(S, S0, rtol=1e-10)
+    np.testing.assert_allclose(U.compute(), U0, atol=1e-8)
+    np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-8)
