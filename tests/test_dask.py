@@ -326,3 +326,56 @@ def test_breakdown_reruns_with_eager_checks_and_same_answer(caplog):
     np.testing.assert_allclose(S, S0, rtol=1e-10)
     np.testing.assert_allclose(U.compute(), U0, atol=1e-8)
     np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- Tucker
+
+
+@pytest.mark.parametrize("chunks", [(20, 36, 30), (20, 18, 15)])
+def test_tucker_dask_same_iterates_as_in_memory(chunks):
+    """HOSVD and HOOI on a Dask tensor chunked along one or several modes: the in-memory iterates
+    (same start, same random numbers), NumPy factors and core."""
+    rng = np.random.default_rng(3)
+    shape, ranks = (40, 36, 30), (4, 3, 3)
+    core = rng.standard_normal(ranks)
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks, strict=True)]
+    X = np.einsum("abc,ia,jb,kc->ijk", core, *U) + 1e-3 * rng.standard_normal(shape)
+    D = da.from_array(X, chunks=chunks)
+    with dask.config.set(scheduler="threads"):
+        for init in ("svd", "random"):
+            got = lorainne.tucker(D, ranks, init=init, n_iter_max=5, tol=0, random_state=2)
+            ref = lorainne.tucker(X, ranks, init=init, n_iter_max=5, tol=0, random_state=2, backend="numpy")
+            assert isinstance(got.core, np.ndarray) and all(isinstance(f, np.ndarray) for f in got.factors)
+            np.testing.assert_allclose(got.errors, ref.errors, rtol=1e-8)
+            for a, b in zip(got.factors, ref.factors, strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-8)
+            np.testing.assert_allclose(got.core, ref.core, atol=1e-8 * np.abs(ref.core).max())
+        hosvd = lorainne.tucker(D, ranks, method="hosvd", random_state=0)
+        ref = lorainne.tucker(X, ranks, method="hosvd", random_state=0, backend="numpy")
+    np.testing.assert_allclose(hosvd.core, ref.core, atol=1e-8 * np.abs(ref.core).max())
+    assert hosvd.errors[0] == pytest.approx(ref.errors[0], rel=1e-8)
+    assert got.errors[-1] < 0.05  # the planted multilinear rank is recovered up to the noise
+
+
+def test_tucker_dask_sketched_start_on_cluster(cluster):
+    """A tensor whose unfoldings exceed 200,000 entries: the sketched HOSVD start, per-chunk
+    contractions on a 2-worker cluster; the in-memory iterates; bad input refused."""
+    cl, client = cluster
+    rng = np.random.default_rng(4)
+    shape, ranks = (80, 70, 60), (3, 3, 2)
+    core = rng.standard_normal(ranks)
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks, strict=True)]
+    X = np.einsum("abc,ia,jb,kc->ijk", core, *U) + 1e-4 * rng.standard_normal(shape)
+    D = da.from_array(X, chunks=(40, 35, 30))
+    with dask.config.set(scheduler=client):
+        got = lorainne.tucker(D, ranks, n_iter_max=3, tol=0, random_state=1)
+        with pytest.raises(ValueError, match="not supported on a Dask tensor"):
+            lorainne.tucker(D, ranks, nonnegative=True)
+        bad = da.where(D == D.max(), np.inf, D)
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            lorainne.tucker(bad, ranks)
+    ref = lorainne.tucker(X, ranks, n_iter_max=3, tol=0, random_state=1, backend="numpy")
+    np.testing.assert_allclose(got.errors, ref.errors, rtol=1e-8)
+    for a, b in zip(got.factors, ref.factors, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+    assert got.errors[-1] < 0.02  # the noise is 0.014 of ||X||
