@@ -253,7 +253,9 @@ def tucker(
     Parameters
     ----------
     X : array of order N >= 2
-        float32 or float64 (integers are promoted); any array-API library. Not modified. Any
+        float32 or float64 (integers are promoted); any array-API library, or a ``dask.array``
+        chunked along any modes (each contraction runs chunk by chunk on the workers; core and
+        factors come back as NumPy; no ``mask`` or ``nonnegative``). Not modified. Any
         finite scale: data whose largest magnitude is below ``2^-128`` or above ``2^128``
         (float32: ``2^-16``, ``2^16``) is decomposed after an exact power-of-two rescaling and the
         core is scaled back.
