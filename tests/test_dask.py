@@ -379,3 +379,21 @@ def test_tucker_dask_sketched_start_on_cluster(cluster):
     for a, b in zip(got.factors, ref.factors, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-8)
     assert got.errors[-1] < 0.02  # the noise is 0.014 of ||X||
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_dask_exact_rescaling_of_extreme_entries(scale):
+    """Entries beyond ~1e+-77: the SVD and the Tucker core of 2**k X, scaled back, as in memory."""
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 80)) + 1e-3 * rng.standard_normal((300, 80))
+    X = rng.standard_normal((20, 18, 16))
+    with dask.config.set(scheduler="sync"):
+        U, S, Vt = randomized_svd(da.from_array(A * scale, chunks=(100, 80)), 4, n_power_iter=1, random_state=0)
+        t = lorainne.tucker(da.from_array(X * scale, chunks=10), 3, n_iter_max=3, tol=0, random_state=0)
+        U = U.compute()
+    U0, S0, Vt0 = randomized_svd(A, 4, n_power_iter=1, random_state=0, backend="numpy")
+    np.testing.assert_allclose(S / scale, S0, rtol=1e-12)
+    np.testing.assert_allclose(U, U0, atol=1e-12)
+    t0 = lorainne.tucker(X, 3, n_iter_max=3, tol=0, random_state=0, backend="numpy")
+    np.testing.assert_allclose(t.core / scale, t0.core, atol=1e-10 * np.abs(t0.core).max())
+    np.testing.assert_allclose(t.errors, t0.errors, rtol=1e-10)

@@ -147,18 +147,30 @@ def als(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, callback, verbose, 
 # --------------------------------------------------------------------------- Tucker (HOSVD / HOOI)
 
 
+def _quiet_sum_of_squares(x, axis=None, keepdims=False):
+    with np.errstate(over="ignore"):
+        return np.sum(x * x, axis=axis, keepdims=keepdims)
+
+
+def _quiet_sum(x, axis=None, keepdims=False):
+    with np.errstate(over="ignore"):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+
 def checked(X):
     """``(X, ||X||^2, max |x|)`` of a Dask tensor, after the checks of ``check_tensor``, in ONE pass
     (min, max and the sum of squares computed together: NaN and infinities propagate into them).
     """
     import dask
+    import dask.array as da
 
     from .._validation import as_float_array
 
     X = as_float_array(X, "X", finite=False, sparse_hint="")
     if X.ndim < 2:
         raise ValueError(f"X must have at least 2 modes, got an array of shape {tuple(X.shape)}")
-    lo, hi, squares = (float(v) for v in dask.compute(X.min(), X.max(), (X * X).sum()))
+    squares = da.reduction(X, _quiet_sum_of_squares, _quiet_sum, dtype=X.dtype)  # inf, no warning, if huge
+    lo, hi, squares = (float(v) for v in dask.compute(X.min(), X.max(), squares))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("X contains NaN or infinity")
     return X, squares, max(-lo, hi)
