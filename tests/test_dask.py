@@ -134,8 +134,9 @@ def test_randomized_svd_on_cluster_larger_than_a_worker(cluster):
         U, S, Vt = randomized_svd(A, 5, n_power_iter=1, random_state=0)
     assert isinstance(U, da.Array) and isinstance(Vt, da.Array)
     assert isinstance(S, np.ndarray)
-    # only small pieces came to the client: k x k Gram matrices, pivots, scalars (l = 15 columns)
-    assert max(counter.sizes) <= 8 * 15 * 15 * 2, counter.sizes
+    # only small pieces came to the client: per orthonormalization its two l x l triangles, one l x l
+    # Gram matrix and a flag (l = 15 columns); scalars. An n-sized vector would be 8,000 bytes.
+    assert max(counter.sizes) <= 3 * 8 * 15 * 15 + 8, counter.sizes
     U0, S0, Vt0 = randomized_svd(A_host, 5, n_power_iter=1, random_state=0, backend="numpy")
     with dask.config.set(scheduler=client):
         U, Vt = dask.compute(U, Vt)
@@ -192,7 +193,7 @@ def test_worker_lost_mid_svd_recomputes():
         lost = []
 
         def kill_one(n_gathers):
-            if n_gathers == 4 and not lost:  # after the first orthonormalization: its basis lives on both workers
+            if n_gathers == 1 and not lost:  # after the checks of A: its first sketch lives on both workers
                 name = sorted(cl.workers)[0]
                 lost.append(cl.workers[name].address)
                 cl.sync(cl.workers[name].close)
@@ -285,3 +286,114 @@ def test_sinkhorn_dask_point_clouds_equal_in_memory():
     assert got.cost == pytest.approx(ref.cost, rel=1e-12)
     np.testing.assert_allclose(got.f.compute(), np.asarray(ref.f), atol=1e-10)
     np.testing.assert_allclose(got.g.compute(), np.asarray(ref.g), atol=1e-10)
+
+
+def test_block_krylov_dask_equals_in_memory_and_reads_a_2q_plus_2_times():
+    """Block Krylov on Dask: the in-memory answer; subspace and block Krylov read A 2 q + 2 times
+    (its checks ride on the first product)."""
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((400, 8)) @ np.diag(0.6 ** np.arange(8)) @ rng.standard_normal((8, 150))
+    A += 1e-3 * rng.standard_normal(A.shape)
+    reads = []
+
+    def counted(block):
+        reads.append(1)
+        return block
+
+    D = da.from_array(A, chunks=(100, 150)).map_blocks(counted, dtype=A.dtype)
+    with dask.config.set(scheduler="sync"):
+        for method, q in (("block_krylov", 1), ("subspace", 2)):
+            reads.clear()
+            U, S, Vt = randomized_svd(D, 4, n_power_iter=q, method=method, random_state=5)
+            assert isinstance(S, np.ndarray) and isinstance(U, da.Array)
+            assert len(reads) == 4 * (2 * q + 2), (method, len(reads))  # 4 row blocks
+            U0, S0, Vt0 = randomized_svd(A, 4, n_power_iter=q, method=method, random_state=5, backend="numpy")
+            np.testing.assert_allclose(S, S0, rtol=1e-10)
+            np.testing.assert_allclose(U.compute(), U0, atol=1e-10)
+            np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-10)
+
+
+def test_breakdown_reruns_with_eager_checks_and_same_answer(caplog):
+    """An exactly rank-3 matrix breaks CholeskyQR2 (13 sketch columns): the deferred checks fail,
+    the computation runs again from the same random numbers with the fallbacks, as in memory."""
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 120))
+    D = da.from_array(A, chunks=(75, 120))
+    with dask.config.set(scheduler="sync"), caplog.at_level("DEBUG", logger="lorainne"):
+        U, S, Vt = randomized_svd(D, 3, n_power_iter=1, random_state=0)
+    assert "deferred orthonormalization check failed" in caplog.text
+    U0, S0, Vt0 = randomized_svd(A, 3, n_power_iter=1, random_state=0, backend="numpy")
+    np.testing.assert_allclose(S, S0, rtol=1e-10)
+    np.testing.assert_allclose(U.compute(), U0, atol=1e-8)
+    np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- Tucker
+
+
+@pytest.mark.parametrize("chunks", [(20, 36, 30), (20, 18, 15)])
+def test_tucker_dask_same_iterates_as_in_memory(chunks):
+    """HOSVD and HOOI on a Dask tensor chunked along one or several modes: the in-memory iterates
+    (same start, same random numbers), NumPy factors and core."""
+    rng = np.random.default_rng(3)
+    shape, ranks = (40, 36, 30), (4, 3, 3)
+    core = rng.standard_normal(ranks)
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks, strict=True)]
+    X = np.einsum("abc,ia,jb,kc->ijk", core, *U) + 1e-3 * rng.standard_normal(shape)
+    D = da.from_array(X, chunks=chunks)
+    with dask.config.set(scheduler="threads"):
+        for init in ("svd", "random"):
+            got = lorainne.tucker(D, ranks, init=init, n_iter_max=5, tol=0, random_state=2)
+            ref = lorainne.tucker(X, ranks, init=init, n_iter_max=5, tol=0, random_state=2, backend="numpy")
+            assert isinstance(got.core, np.ndarray) and all(isinstance(f, np.ndarray) for f in got.factors)
+            np.testing.assert_allclose(got.errors, ref.errors, rtol=1e-8)
+            for a, b in zip(got.factors, ref.factors, strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-8)
+            np.testing.assert_allclose(got.core, ref.core, atol=1e-8 * np.abs(ref.core).max())
+        hosvd = lorainne.tucker(D, ranks, method="hosvd", random_state=0)
+        ref = lorainne.tucker(X, ranks, method="hosvd", random_state=0, backend="numpy")
+    np.testing.assert_allclose(hosvd.core, ref.core, atol=1e-8 * np.abs(ref.core).max())
+    assert hosvd.errors[0] == pytest.approx(ref.errors[0], rel=1e-8)
+    assert got.errors[-1] < 0.05  # the planted multilinear rank is recovered up to the noise
+
+
+def test_tucker_dask_sketched_start_on_cluster(cluster):
+    """A tensor whose unfoldings exceed 200,000 entries: the sketched HOSVD start, per-chunk
+    contractions on a 2-worker cluster; the in-memory iterates; bad input refused."""
+    cl, client = cluster
+    rng = np.random.default_rng(4)
+    shape, ranks = (80, 70, 60), (3, 3, 2)
+    core = rng.standard_normal(ranks)
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks, strict=True)]
+    X = np.einsum("abc,ia,jb,kc->ijk", core, *U) + 1e-4 * rng.standard_normal(shape)
+    D = da.from_array(X, chunks=(40, 35, 30))
+    with dask.config.set(scheduler=client):
+        got = lorainne.tucker(D, ranks, n_iter_max=3, tol=0, random_state=1)
+        with pytest.raises(ValueError, match="not supported on a Dask tensor"):
+            lorainne.tucker(D, ranks, nonnegative=True)
+        bad = da.where(D == D.max(), np.inf, D)
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            lorainne.tucker(bad, ranks)
+    ref = lorainne.tucker(X, ranks, n_iter_max=3, tol=0, random_state=1, backend="numpy")
+    np.testing.assert_allclose(got.errors, ref.errors, rtol=1e-8)
+    for a, b in zip(got.factors, ref.factors, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+    assert got.errors[-1] < 0.02  # the noise is 0.014 of ||X||
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_dask_exact_rescaling_of_extreme_entries(scale):
+    """Entries beyond ~1e+-77: the SVD and the Tucker core of 2**k X, scaled back, as in memory."""
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 80)) + 1e-3 * rng.standard_normal((300, 80))
+    X = rng.standard_normal((20, 18, 16))
+    with dask.config.set(scheduler="sync"):
+        U, S, Vt = randomized_svd(da.from_array(A * scale, chunks=(100, 80)), 4, n_power_iter=1, random_state=0)
+        t = lorainne.tucker(da.from_array(X * scale, chunks=10), 3, n_iter_max=3, tol=0, random_state=0)
+        U = U.compute()
+    U0, S0, Vt0 = randomized_svd(A, 4, n_power_iter=1, random_state=0, backend="numpy")
+    np.testing.assert_allclose(S / scale, S0, rtol=1e-12)
+    np.testing.assert_allclose(U, U0, atol=1e-12)
+    t0 = lorainne.tucker(X, 3, n_iter_max=3, tol=0, random_state=0, backend="numpy")
+    np.testing.assert_allclose(t.core / scale, t0.core, atol=1e-10 * np.abs(t0.core).max())
+    np.testing.assert_allclose(t.errors, t0.errors, rtol=1e-10)

@@ -17,11 +17,43 @@ matrices, k pivots or scalars. Dask is imported lazily (only when a Dask array w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from . import _qr
+from ._exact_scaling import scale_exponent, times_power_of_two
+
+
+def first_pass(A, name: str, rng: np.random.Generator, columns: int | None = None):
+    """The checks of a Dask matrix and its first sketch in ONE pass over A: ``(A, k, first)``.
+
+    min(A) and max(A) give both finiteness (NaN and infinities propagate) and max |a_ij|, the
+    exact power-of-two scale k of ``_exact_scaling``. With ``columns``, the sketch ``A Omega`` is
+    computed in the same graph, Omega being the Gaussian block the range finder's ``_start`` draws
+    next: the generator's state is put back after drawing it, and ``first`` = (name of Omega, A Omega)
+    lets the operator hand that product out instead of computing it again. When A must be rescaled
+    (k != 0, entries beyond ~1e+-77) the sketch is dropped and A returned as 2**k A.
+    """
+    import dask
+
+    lo, hi = A.min(), A.max()
+    first = None
+    if columns is not None:
+        state = rng.bit_generator.state
+        block = rng.standard_normal((A.shape[1], columns)).astype(np.dtype(A.dtype), copy=False)
+        rng.bit_generator.state = state
+        omega = namespace(A).asarray(block)
+        Y, lo, hi = dask_persist(A @ omega, lo, hi)
+        first = (omega.name, Y)
+    lo, hi = (float(v) for v in dask.compute(lo, hi))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    k = scale_exponent(max(-lo, hi), A.dtype)
+    if k:
+        return times_power_of_two(A, k), k, None
+    return A, 0, first
 
 
 def _da():
@@ -89,23 +121,11 @@ def _refine(X, R):
     return None
 
 
-def tsqr(Y):
-    """Reduced QR of a tall Dask array by TSQR (``dask.array.linalg.tsqr``), R with a nonnegative
-    diagonal (the convention of every lorainne QR). Q persisted on the workers, R on the client.
+def _cholesky_qr2_eager(Y):
+    """CholeskyQR2 with the fallbacks of ``_qr.cholesky_qr2_xp`` (shifted CholeskyQR3, then TSQR
+    instead of the in-memory Householder QR), one client round trip per Gram matrix: the path taken
+    when the one-graph attempt of :func:`cholesky_qr2` reports a breakdown.
     """
-    da = _da()
-    Y = _persist(_one_column_chunk(Y))
-    Q, R = da.linalg.tsqr(Y)
-    R = np.asarray(R.compute())
-    signs = np.where(np.diagonal(R) < 0, -1.0, 1.0).astype(R.dtype)
-    return _persist(Q * signs[None, :]), R * signs[:, None]
-
-
-def cholesky_qr2(Y):
-    """CholeskyQR2 of a tall Dask array with the fallbacks of ``_qr.cholesky_qr2_xp`` (shifted
-    CholeskyQR3, then TSQR instead of the in-memory Householder QR). Returns (Q, R, method code).
-    """
-    Y = _persist(_one_column_chunk(Y))
     m, n = Y.shape
     G = _gram(Y)
     first = _cholesky_pass(Y, G)
@@ -124,31 +144,217 @@ def cholesky_qr2(Y):
     return (*tsqr(Y), _qr.HOUSEHOLDER)
 
 
-def orthonormalize(Y, qr: str = "auto"):
-    """Orthonormal basis of the columns of a tall Dask array (persisted on the workers)."""
-    if qr == "householder":
-        return tsqr(Y)[0]
-    return cholesky_qr2(Y)[0]
+def _upper_cholesky(G):
+    """R = L^T with G = L L^T (the client-side step of ``_cholesky_pass``, run in a task); NaN on breakdown."""
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:
+        return np.full_like(G, np.nan)
+    if not np.all(np.isfinite(L)) or not np.all(np.diagonal(L) > 0):
+        return np.full_like(G, np.nan)
+    return np.ascontiguousarray(L.T)
 
 
-def _sign_pivots(basis) -> np.ndarray:
-    """+-1 per row of ``basis`` (k x n, lazy): the sign of its largest-magnitude entry (the first
-    one on ties, as ``argmax``). Brings 2k numbers to the client.
+# The steps of the blocked CholeskyQR2 below pass tuples from task to task (a function reads the
+# element it needs) so that no extra indexing task lengthens the chain between two global steps.
+
+
+def _gram_block(Y):
+    return Y.T @ Y
+
+
+def _sum_and_factor(*grams):
+    """(G, R): the sum of the blocks' Gram matrices and its upper Cholesky factor (NaN on breakdown)."""
+    G = grams[0]
+    for g in grams[1:]:
+        G = G + g
+    return G, _upper_cholesky(G)
+
+
+def _sum_and_factor_second(*solved):
+    return _sum_and_factor(*[gram for _, gram in solved])
+
+
+def _solve_and_gram(Y, factored):
+    X = _qr.solve_upper_right(Y, factored[1])
+    return X, X.T @ X
+
+
+def _solve_last(solved, factored):
+    return _qr.solve_upper_right(solved[0], factored[1])
+
+
+def _r_of(first, second):
+    return second[1] @ first[1]
+
+
+def _verdict(first, second) -> bool:
+    """The checks of ``_qr._refine``. Q's finiteness follows: ||X1^T X1 - I||_F <= 0.5 bounds the
+    columns of X1 and the singular values of R2 within [0.5^0.5, 1.5^0.5].
     """
+    G2, R2 = second
+    return _accepted(G2, first[1], R2, bool(np.all(np.isfinite(G2))))
+
+
+def _one_block_cholesky_qr2(Y):
+    """The in-memory CholeskyQR2 with its fallbacks (``_qr.cholesky_qr2_xp``) of a one-block Y, in one task."""
+    return _qr.cholesky_qr2_xp(np.asarray(Y))
+
+
+def _accepted(G2, R1, R2, finite) -> bool:
+    """The checks of ``_qr._refine`` on the one-graph CholeskyQR2: both factorizations exist, the
+    second pass started from a Gram matrix near I, and Q is finite.
+    """
+    identity = np.eye(G2.shape[0], dtype=G2.dtype)
+    factored = bool(np.all(np.isfinite(R1)) and np.all(np.isfinite(R2)))
+    return factored and bool(finite) and float(np.linalg.norm(G2 - identity)) <= _qr._GRAM_ACCEPT
+
+
+def tsqr(Y):
+    """Reduced QR of a tall Dask array by TSQR (``dask.array.linalg.tsqr``), R with a nonnegative
+    diagonal (the convention of every lorainne QR). Q persisted on the workers, R on the client.
+    """
+    Q, R = tsqr_lazy(Y)
+    Q, R = dask_persist(Q, R)
+    return Q, np.asarray(R.compute())
+
+
+def tsqr_lazy(Y):
+    """As :func:`tsqr` with both factors lazy (the sign fix runs on the workers too)."""
     da = _da()
-    where = np.asarray(da.argmax(da.abs(basis), axis=1).compute())
-    pivots = np.asarray(basis.vindex[np.arange(basis.shape[0]), where].compute())
-    return np.where(pivots < 0, -1.0, 1.0).astype(np.dtype(basis.dtype))
+    Q, R = da.linalg.tsqr(_one_column_chunk(Y))
+    signs = da.where(da.diagonal(R) < 0, -1.0, 1.0).astype(R.dtype)
+    return Q * signs[None, :], R * signs[:, None]
 
 
-def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto"):
+def dask_persist(*collections):
+    """``dask.persist`` of several collections in ONE graph (shared inputs computed once)."""
+    import dask
+
+    return dask.persist(*collections)
+
+
+def cholesky_qr2(Y, checks: list | None = None):
+    """CholeskyQR2 of a tall Dask array with the arithmetic of ``_qr.cholesky_qr2_xp``, as ONE graph
+    of few steps: per row block its Gram matrix, one task summing and factoring them, per block the
+    triangular solve and the next Gram matrix, one task again, per block the last solve (a
+    one-block Y is factored in a single task, fallbacks included). Returns (Q, R, method code), Q
+    persisted on the workers.
+
+    Without ``checks``, the checks of ``_qr._refine`` (both factorizations exist, the second pass
+    started from a Gram matrix near I, Q finite) are gathered at once (one small gather: the two
+    triangles, the second Gram matrix, a flag); when they fail the eager path with the fallbacks
+    (shifted CholeskyQR3, TSQR) runs from ``Y``. With a list ``checks``, nothing is gathered: the
+    verdict (a lazy bool) is appended to it for :func:`verify` and R is returned lazy, so a whole
+    range finder is submitted without waiting for any pass.
+    """
+    import dask
+
+    da = _da()
+    delayed = dask.delayed
+    Y = _one_column_chunk(Y)
+    dtype, width = Y.dtype, Y.shape[1]
+    blocks = list(Y.to_delayed()[:, 0])
+    if len(blocks) == 1:
+        Q, R, method = delayed(_one_block_cholesky_qr2, nout=3)(blocks[0])
+        Q = da.from_delayed(Q, shape=Y.shape, dtype=dtype)
+        if checks is not None:
+            Q, R = dask_persist(Q, R)
+            return Q, R, _qr.CHOLESKY_QR2
+        Q, R, method = dask_persist(Q, R, method)
+        R, method = dask.compute(R, method)
+        return Q, np.asarray(R), int(method)
+    first = delayed(_sum_and_factor)(*[delayed(_gram_block)(b) for b in blocks])
+    solved = [delayed(_solve_and_gram)(b, first) for b in blocks]
+    second = delayed(_sum_and_factor_second)(*solved)
+    last = [delayed(_solve_last)(x, second) for x in solved]
+    parts = [da.from_delayed(q, shape=(r, width), dtype=dtype) for q, r in zip(last, Y.chunks[0], strict=True)]
+    Q = da.concatenate(parts)
+    verdict = delayed(_verdict)(first, second)
+    R = delayed(_r_of)(first, second)
+    if checks is not None:
+        Q, R, verdict = dask_persist(Q, R, verdict)
+        checks.append(verdict)
+        return Q, R, _qr.CHOLESKY_QR2
+    Q, Y, R, verdict = dask_persist(Q, Y, R, verdict)
+    R, verdict = dask.compute(R, verdict)
+    if verdict:
+        return Q, np.asarray(R), _qr.CHOLESKY_QR2
+    return _cholesky_qr2_eager(Y)
+
+
+def verify(checks: list, *small):
+    """The deferred verdicts of :func:`cholesky_qr2` and the small lazy arrays ``small``, in ONE
+    gather: (all accepted, NumPy values of ``small``).
+    """
+    import dask
+
+    values = dask.compute(*checks, *small)
+    return all(bool(v) for v in values[: len(checks)]), [np.asarray(v) for v in values[len(checks) :]]
+
+
+def orthonormalize(Y, qr: str = "auto", checks: list | None = None):
+    """Orthonormal basis of the columns of a tall Dask array (persisted on the workers); ``checks``
+    as in :func:`cholesky_qr2`.
+    """
+    if qr == "householder":
+        return _persist(tsqr_lazy(Y)[0])
+    return cholesky_qr2(Y, checks)[0]
+
+
+def _block_pivots(block) -> np.ndarray:
+    """(|p|, p) per row of one column block, p its first largest-magnitude entry: shape (2, k)."""
+    block = np.asarray(block)
+    where = np.argmax(np.abs(block), axis=1)
+    pivots = block[np.arange(block.shape[0]), where]
+    return np.stack([np.abs(pivots), pivots])
+
+
+def _signs_of_pivots(dtype, *parts) -> np.ndarray:
+    """+-1 per row: the sign of the row's first largest-magnitude entry over all column blocks
+    (the first block wins ties, as ``argmax`` over the whole row).
+    """
+    stacked = np.stack(parts)  # (blocks, 2, k)
+    best = np.argmax(stacked[:, 0, :], axis=0)
+    pivots = stacked[best, 1, np.arange(stacked.shape[2])]
+    return np.where(pivots < 0, -1.0, 1.0).astype(dtype)
+
+
+def _sign_pivots(basis):
+    """+-1 per row of ``basis`` (k x n, lazy), as ``randomized._flip_signs``: lazy too (k numbers),
+    from the per-block pivots of one pass over the basis.
+    """
+    import dask
+
+    da = _da()
+    basis = basis.rechunk({0: -1})
+    parts = [dask.delayed(_block_pivots)(b) for b in basis.to_delayed().ravel()]
+    dtype = np.dtype(basis.dtype)
+    signs = dask.delayed(_signs_of_pivots)(dtype, *parts)
+    return da.from_delayed(signs, shape=(basis.shape[0],), dtype=dtype)
+
+
+def svd_from_projection(Q, B, rank: int, convention: str | None, qr: str = "auto", checks: list | None = None):
     """``U, S, Vt`` of ``Q B`` (Q m x l orthonormal, B = Q^T A of shape l x n), top ``rank`` triplets.
 
     ``B^T = Q2 R2`` is orthonormalized on the workers; the SVD of the l x l ``R2^T = W S Z^T`` runs
     on the client, so ``U = Q W`` and ``Vt = (Q2 Z)^T`` stay lazy Dask arrays; ``S`` is NumPy.
-    Signs follow ``randomized._flip_signs`` (computed from 2 rank pivots on the client).
+    Signs follow ``randomized._flip_signs``, computed lazily on the workers with U and Vt. With
+    ``checks`` (the deferred verdicts of the range finder), R2 and the verdicts come in one gather;
+    None is returned when one failed (the caller reruns with the checks gathered at each pass).
     """
-    Q2, R2 = tsqr(B.T) if qr == "householder" else cholesky_qr2(B.T)[:2]
+    if qr == "householder":
+        Q2, R2 = tsqr_lazy(B.T)
+        Q2, R2 = dask_persist(Q2, R2)
+        accepted, (R2,) = verify(checks or [], R2)
+    elif checks is not None:
+        Q2, R2, _ = cholesky_qr2(B.T, checks)
+        accepted, (R2,) = verify(checks, R2)
+    else:
+        Q2, R2, _ = cholesky_qr2(B.T)
+        accepted = True
+    if not accepted:
+        return None
     W, S, Zt = np.linalg.svd(R2.T, full_matrices=False)
     W, S, Z = W[:, :rank], S[:rank], Zt[:rank, :].T
     U = Q @ W
@@ -203,13 +409,55 @@ def namespace(x):
     return _Namespace(array_namespace(x))
 
 
-def persisted(product):
+def _client():
+    """The distributed client the current Dask scheduler is, or None (a local scheduler)."""
+    from dask.base import get_scheduler
+
+    client = getattr(get_scheduler(), "__self__", None)
+    return client if hasattr(client, "scheduler_info") else None
+
+
+def _cluster_memory() -> float | None:
+    """Bytes of memory of the distributed cluster the current scheduler is (None for a local
+    scheduler, whose ``persist`` computes before it returns, or workers without a limit).
+    """
+    client = _client()
+    if client is None:
+        return None
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return float(sum(limits)) if limits and all(limits) else None
+
+
+def held_between_passes(A) -> bool:
+    """Whether the passes over A may be submitted without waiting for each other: a distributed
+    scheduler keeps every block of A that a later submitted pass still needs (the blocks' keys are
+    shared), so this holds only when A fits in a quarter of the cluster's memory limit; otherwise
+    each product is awaited before the next one is submitted, and A is read anew at every pass.
+    """
+    memory = _cluster_memory()
+    return memory is None or A.nbytes <= memory / 4
+
+
+def persisted(product, first_product: tuple[str, Any] | None = None, wait: bool = False):
     """``product`` whose (n x k) results are persisted on the workers, so that the estimators'
     later steps (several small ``.compute()`` calls) never recompute the products with A.
+    ``first_product`` = (name of X, product(X)) is returned once for that X instead of computing it.
+    With ``wait``, each result is computed before it is returned (see :func:`held_between_passes`).
     """
+    pending = dict([first_product]) if first_product is not None else {}
 
     def apply(X):
-        return product(X).persist()
+        ready = pending.pop(getattr(X, "name", None), None)
+        if ready is not None:
+            return ready
+        result = product(X).persist()
+        client = _client() if wait else None
+        if client is not None:
+            from distributed import wait as wait_for
+
+            with client.as_current():
+                wait_for(result)
+        return result
 
     return apply
 

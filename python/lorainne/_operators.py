@@ -58,13 +58,13 @@ def as_operator(A: Any, name: str = "A", *, allow_complex: bool = False) -> Matr
     xp = array_namespace(dense)
     from array_api_compat import device
 
+    if is_dask_array(dense):
+        if is_complex(dense):
+            raise TypeError(f"{name} is a complex Dask array: the Dask path takes float32 or float64")
+        return dask_operator(dense)
     matmat, rmatmat = (lambda X: dense @ X), (lambda X: dense.T @ X)
     if is_complex(dense):  # A^H X = (X^H A)^H: conjugates the small blocks, never a copy of A
         rmatmat = lambda X: xp.conj(xp.conj(X).T @ dense).T  # noqa: E731
-        if is_dask_array(dense):
-            raise TypeError(f"{name} is a complex Dask array: the Dask path takes float32 or float64")
-    if is_dask_array(dense):  # products persisted on the workers; the namespace's cholesky fixed
-        xp, matmat, rmatmat = _dask.namespace(dense), _dask.persisted(matmat), _dask.persisted(rmatmat)
     return MatrixOperator(
         shape=tuple(dense.shape),
         dtype=dense.dtype,
@@ -72,6 +72,34 @@ def as_operator(A: Any, name: str = "A", *, allow_complex: bool = False) -> Matr
         device=device(dense),
         matmat=matmat,
         rmatmat=rmatmat,
+        frobenius_norm=lambda: float(xp.linalg.vector_norm(dense)),
+        dense=dense,
+    )
+
+
+@dataclass(frozen=True)
+class DaskOperator(MatrixOperator):
+    """A Dask matrix's operator; ``checks``: a list collecting the deferred verdicts of the
+    orthonormalizations (``_dask.cholesky_qr2``), or None to check each one as it is computed.
+    """
+
+    checks: list | None = None
+
+
+def dask_operator(dense: Any, first_product: tuple[str, Any] | None = None) -> DaskOperator:
+    """The operator of a validated 2-D float Dask array: products persisted on the workers, the
+    namespace's cholesky fixed. ``first_product`` = (name of X, A @ X) is a product already computed
+    with the validation pass (``_dask.first_pass``), handed out once instead of computed again.
+    """
+    xp = _dask.namespace(dense)
+    wait = not _dask.held_between_passes(dense)  # stream A: one pass in flight at a time
+    return DaskOperator(
+        shape=tuple(dense.shape),
+        dtype=dense.dtype,
+        xp=xp,
+        device="cpu",
+        matmat=_dask.persisted(lambda X: dense @ X, first_product, wait),
+        rmatmat=_dask.persisted(lambda X: dense.T @ X, wait=wait),
         frobenius_norm=lambda: float(xp.linalg.vector_norm(dense)),
         dense=dense,
     )

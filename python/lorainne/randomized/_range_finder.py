@@ -7,6 +7,7 @@ reference (any array-API library: NumPy, CuPy, torch, ``array_api_strict``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -16,10 +17,10 @@ import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
 from .. import _dask, _qr
-from .._backend import core, numpy_dtype, resolve
+from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._conjugate import abs2, adjoint, is_complex
 from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
-from .._operators import MatrixOperator, as_operator
+from .._operators import MatrixOperator, as_operator, dask_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from .._warnings import ConvergenceWarning
 
@@ -218,8 +219,12 @@ def _plan(
     *,
     allow_complex=False,
 ) -> _Plan:
-    A, scale = rescaled(A)
-    op = as_operator(A, "A", allow_complex=allow_complex)
+    if is_dask_array(A):  # finiteness and max |a_ij| are checked with the first sketch, below
+        A, scale = as_float_array(A, "A", ndim=2, finite=False), 0  # complex Dask: TypeError naming A
+        op = dask_operator(A)
+    else:
+        A, scale = rescaled(A)
+        op = as_operator(A, "A", allow_complex=allow_complex)
     m, n = op.shape
     if size is not None:
         size = check_int(size, "size", low=1, high=min(m, n))
@@ -276,6 +281,9 @@ def _plan(
         and not is_complex(op)
         and _core_available()
     )
+    if is_dask_array(A):  # one pass over A: its checks and (without init or tol) the first sketch A Omega
+        A, scale, first = _dask.first_pass(A, "A", rng, columns if init is None and tol is None else None)
+        op = dask_operator(A, first)
     return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels)
 
 
@@ -316,8 +324,8 @@ def _orthonormalize(plan: _Plan, Y):
         if plan.qr == "householder":
             return core().householder_qr(Y, None, plan.n_threads)[0]
         return core().cholesky_qr2(Y, plan.n_threads)[0]
-    if plan.backend == "dask":  # Gram matrices reduced on the workers, k x k on the client; basis persisted
-        return _dask.orthonormalize(Y, plan.qr)
+    if plan.backend == "dask":  # one graph per pass, basis persisted; checks deferred when op.checks is a list
+        return _dask.orthonormalize(Y, plan.qr, getattr(plan.op, "checks", None))
     if plan.qr == "householder":
         return _qr.householder_qr_xp(Y)[0]
     return _qr.cholesky_qr2_xp(Y)[0]
@@ -334,6 +342,24 @@ def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
         Z = _orthonormalize(plan, op.rmatmat(Q))
         Q = _orthonormalize(plan, op.matmat(Z))
     return Q
+
+
+def _deferred_dask(plan: _Plan, run: Callable, finish: Callable | None = None):
+    """``run(plan)`` on Dask with every pass submitted at once: the orthonormalizations' checks are
+    deferred (``op.checks``) and gathered in one round trip, by ``finish(plan, *run's results)`` or
+    by :func:`lorainne._dask.verify`. On a failed check (a CholeskyQR2 breakdown) it runs again from
+    the same random numbers with each orthonormalization checked as it is computed (and its fallbacks).
+    """
+    state = plan.rng.bit_generator.state
+    deferred = plan._replace(op=dataclasses.replace(plan.op, checks=[]))
+    result = run(deferred)
+    result = finish(deferred, *result) if finish else (result if _dask.verify(deferred.op.checks)[0] else None)
+    if result is not None:
+        return result
+    logger.debug("dask: a deferred orthonormalization check failed; running again with eager checks")
+    plan.rng.bit_generator.state = state
+    result = run(plan)
+    return finish(plan, *result) if finish else result
 
 
 class _Products(NamedTuple):
@@ -523,6 +549,8 @@ def range_finder(
     )
     if plan.tol is not None:
         return _adaptive_range_finder(plan)[0]
+    if plan.backend == "dask":
+        return _deferred_dask(plan, lambda p: (_range_finder_xp(p, *_start(p)),))[0]
     start, start_is_range = _start(plan)
     if plan.backend == "rust":
         return core().range_finder(

@@ -18,6 +18,7 @@ from ._range_finder import (
     SVDResult,
     _adaptive_range_finder,
     _as_host_contiguous,
+    _deferred_dask,
     _plan,
     _products,
     _range_finder_xp,
@@ -61,6 +62,14 @@ def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
     if convention == "u":
         phases = conj(xp, phases)
     return U * phases[None, :], Vt * conj(xp, phases)[:, None]
+
+
+def _gathered_s(plan, U, Vt, S):
+    """Dask: S (NumPy) and the deferred checks of the orthonormalizations in one gather; None when
+    a check failed (``_deferred_dask`` runs again with eager checks).
+    """
+    accepted, (S,) = _dask.verify(plan.op.checks or [], S)
+    return (U, Vt, S) if accepted else None
 
 
 def randomized_svd(
@@ -165,11 +174,15 @@ def randomized_svd(
     xp = plan.op.xp
     if method == "block_krylov":
         depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
-        start, start_is_range = _start(plan)
-        if not start_is_range:
-            start = _products(plan).matmat(start)
-        U, S, Vt = block_krylov_svd(_products(plan), xp, plan.op.shape, plan.op.dtype, start, plan.rank, depth)
-        U, Vt = _flip_signs(xp, U, Vt, convention)
+
+        def krylov(p):
+            start, start_is_range = _start(p)
+            if not start_is_range:
+                start = _products(p).matmat(start)
+            U, S, Vt = block_krylov_svd(_products(p), xp, p.op.shape, p.op.dtype, start, p.rank, depth)
+            return (*_flip_signs(xp, U, Vt, convention), S)
+
+        U, Vt, S = _deferred_dask(plan, krylov, _gathered_s) if plan.backend == "dask" else krylov(plan)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     if plan.tol is not None:
         Q, B = _adaptive_range_finder(plan)
@@ -187,10 +200,17 @@ def randomized_svd(
         )
         U, Vt = _flip_signs(xp, U, Vt, convention)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
+    elif plan.backend == "dask":  # U and Vt lazy, S on the client; one gather for all the checks
+        U, S, Vt = _deferred_dask(
+            plan,
+            lambda p: (_range_finder_xp(p, *_start(p)),),
+            lambda p, Q: _dask.svd_from_projection(Q, p.op.rmatmat(Q).T, rank, convention, p.qr, p.op.checks),
+        )
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     else:
         Q = _range_finder_xp(plan, *_start(plan))
         B = adjoint(xp, plan.op.rmatmat(Q))
-    if plan.backend == "dask":  # U and Vt lazy, S on the client
+    if plan.backend == "dask":  # (tol=) U and Vt lazy, S on the client
         U, S, Vt = _dask.svd_from_projection(Q, B, rank, convention, plan.qr)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     Ub, S, Vt = xp.linalg.svd(B, full_matrices=False)

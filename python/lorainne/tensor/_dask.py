@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _xp
 from ._als import Run, StopRule, end_of_sweep, gaussian, given_init, random_init
+from ._structures import fold, mode_product, multi_mode_product, unfold
 
 
 def _block_mttkrp(block, *, factors, mode: int, block_info=None):
@@ -141,3 +142,92 @@ def als(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, callback, verbose, 
             status = state
             break
     return Run(factors, errors, status)
+
+
+# --------------------------------------------------------------------------- Tucker (HOSVD / HOOI)
+
+
+def _quiet_sum_of_squares(x, axis=None, keepdims=False):
+    with np.errstate(over="ignore"):
+        return np.sum(x * x, axis=axis, keepdims=keepdims)
+
+
+def _quiet_sum(x, axis=None, keepdims=False):
+    with np.errstate(over="ignore"):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def checked(X):
+    """``(X, ||X||^2, max |x|)`` of a Dask tensor, after the checks of ``check_tensor``, in ONE pass
+    (min, max and the sum of squares computed together: NaN and infinities propagate into them).
+    """
+    import dask
+    import dask.array as da
+
+    from .._validation import as_float_array
+
+    X = as_float_array(X, "X", finite=False, sparse_hint="")
+    if X.ndim < 2:
+        raise ValueError(f"X must have at least 2 modes, got an array of shape {tuple(X.shape)}")
+    squares = da.reduction(X, _quiet_sum_of_squares, _quiet_sum, dtype=X.dtype)  # inf, no warning, if huge
+    lo, hi, squares = (float(v) for v in dask.compute(X.min(), X.max(), squares))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("X contains NaN or infinity")
+    return X, squares, max(-lo, hi)
+
+
+def squared_norm(X) -> float:
+    return float((X * X).sum().compute())
+
+
+def _block_contraction(block, *, factors, mode: int, block_info=None):
+    """``unfold(X_b x_{k != mode} U_k^T, mode)`` of one chunk (U_k restricted to the chunk's rows),
+    shaped (1, ..., I_block, ..., 1, prod R) for the reduction.
+    """
+    location = block_info[0]["array-location"]
+    matrices = [None if k == mode else f[a:b] for k, (f, (a, b)) in enumerate(zip(factors, location, strict=True))]
+    partial = unfold(multi_mode_product(np.asarray(block), matrices, transpose=True), mode)
+    shape = [1] * block.ndim + [partial.shape[1]]
+    shape[mode] = partial.shape[0]
+    return partial.reshape(shape)
+
+
+def contraction(X, factors: list, mode: int, split_every: int = 4) -> np.ndarray:
+    """``unfold(X x_{k != mode} U_k^T, mode)`` of a Dask tensor, (I_mode, prod_{k != mode} R_k) NumPy
+    on the client: one pass over X, each chunk's partial product summed by a tree reduction.
+    """
+    import dask.array as da
+
+    width = math.prod(int(f.shape[1]) for k, f in enumerate(factors) if k != mode)
+    chunks = tuple(X.chunks[n] if n == mode else (1,) * len(X.chunks[n]) for n in range(X.ndim)) + ((width,),)
+    partials = da.map_blocks(
+        _block_contraction,
+        X,
+        factors=tuple(factors),  # a keyword: passed whole to every chunk, not aligned with X's blocks
+        mode=mode,
+        chunks=chunks,
+        new_axis=[X.ndim],
+        dtype=X.dtype,
+        meta=np.empty((0,) * (X.ndim + 1), dtype=X.dtype),
+    )
+    others = tuple(n for n in range(X.ndim) if n != mode)
+    return np.asarray(da.sum(partials, axis=others, split_every=split_every).compute())
+
+
+def core_from(M, factors: list, mode: int, shape) -> np.ndarray:
+    """The Tucker core ``X x_k U_k^T`` from ``M = contraction(X, factors, mode)`` (no other pass)."""
+    ranks = [int(f.shape[1]) for f in factors]
+    ranks[mode] = shape[mode]
+    return mode_product(fold(M, mode, ranks), factors[mode].T, mode)
+
+
+def hosvd_left_vectors(X, mode: int, k: int, rng, small: list):
+    """The leading left singular vectors of ``X_(mode)`` as ``_tucker._hosvd_factors``: exact SVD of
+    an unfolding of at most 200,000 entries (X computed once, into ``small``), the Khatri-Rao
+    sketch of the CP start (:func:`_left_vectors`) otherwise.
+    """
+    if X.shape[mode] * (math.prod(X.shape) // X.shape[mode]) <= 200_000:
+        if not small:
+            small.append(np.asarray(X.compute()))
+        return np.linalg.svd(unfold(small[0], mode), full_matrices=False)[0]
+    return _left_vectors(X, mode, k, rng)[0]

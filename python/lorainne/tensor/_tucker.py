@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from .._backend import resolve
+from .._backend import is_dask_array, resolve
 from .._validation import check_int, check_n_threads, check_option, check_random_state, check_verbose
-from . import _xp
+from . import _dask, _xp
 from ._als import (
     Run,
     StopRule,
@@ -253,7 +253,9 @@ def tucker(
     Parameters
     ----------
     X : array of order N >= 2
-        float32 or float64 (integers are promoted); any array-API library. Not modified. Any
+        float32 or float64 (integers are promoted); any array-API library, or a ``dask.array``
+        chunked along any modes (each contraction runs chunk by chunk on the workers; core and
+        factors come back as NumPy; no ``mask`` or ``nonnegative``). Not modified. Any
         finite scale: data whose largest magnitude is below ``2^-128`` or above ``2^128``
         (float32: ``2^-16``, ``2^16``) is decomposed after an exact power-of-two rescaling and the
         core is scaled back.
@@ -317,8 +319,12 @@ def tucker(
     >>> t.rank, t.errors[-1] < 1e-7
     ((3, 2, 2), True)
     """
-    X = check_tensor(X, "X")
-    xp = array_namespace(X)
+    on_dask = is_dask_array(X)
+    if on_dask:  # finiteness, max |x| and ||X||^2 in one pass over the chunks
+        X, dask_norm_sq, largest = _dask.checked(X)
+    else:
+        X = check_tensor(X, "X")
+    xp = np if on_dask else array_namespace(X)  # on Dask: NumPy factors and core on the client
     given = None if isinstance(init, str) else _as_tucker_pair(init)
     if given is not None and rank is None:
         rank = tuple(int(s) for s in given[0].shape)
@@ -332,6 +338,8 @@ def tucker(
     verbose = check_verbose(verbose)
     callback = check_callback(callback)
     rng = check_random_state(random_state)
+    if on_dask and (mask is not None or nonnegative):
+        raise ValueError("mask and nonnegative=True are not supported on a Dask tensor: compute X first")
     mask = check_mask(mask, X, xp)
     if nonnegative and bool(xp.any(X < 0)):
         raise ValueError("X has negative entries, but nonnegative=True")
@@ -339,7 +347,7 @@ def tucker(
         raise ValueError("method='hosvd' has no mask or nonnegative variant: use method='hooi'")
     if method == "hosvd" and given is not None:
         raise ValueError("method='hosvd' computes its factors from X: a given init needs method='hooi'")
-    exponent = scale_exponent(float(xp.max(xp.abs(X))), X.dtype)
+    exponent = scale_exponent(largest if on_dask else float(xp.max(xp.abs(X))), X.dtype)
     X = times_power_of_two(X, -exponent)
     if callback is not None and exponent:
         user_callback = callback
@@ -353,6 +361,9 @@ def tucker(
     # Rust edge contractions on NumPy input
     product = (lambda T, M, mode: edge_mode_product(T, M, mode, n_threads)) if rust_sketch else None
 
+    if on_dask:
+        args = (method, given, init, n_iter_max, tol, rng, callback, verbose, exponent, dask_norm_sq)
+        return _tucker_dask(X, ranks, *args)
     if mask is not None:
         observed = xp.where(mask, X, xp.zeros_like(X))
         norm_x_sq = float(xp.linalg.vector_norm(observed)) ** 2
@@ -385,6 +396,53 @@ def tucker(
     return TuckerTensor(
         core, run.factors, n_iter=len(run.errors), errors=run.errors, converged=run.status == "converged"
     )
+
+
+def _tucker_dask(X, ranks, method, given, init, n_iter_max, tol, rng, callback, verbose, exponent, norm_sq):
+    """HOSVD / HOOI of a Dask tensor: each contraction ``X x_{k != n} U_k^T`` is one pass over the
+    chunks reduced by a tree (``_dask.contraction``), the SVDs run on the client on I_n x prod R
+    matrices, as in memory (same steps, same random numbers: the same iterates from the same start).
+    HOOI contracts all other modes for each mode (N passes per sweep; in memory a dimension tree
+    shares them: 2 passes); the core comes from the last mode's contraction, as in memory.
+    """
+    norm_x_sq = _dask.squared_norm(X) if exponent else norm_sq
+    if given is not None:
+        core, factors = _given_start(np, X, given, ranks, False)
+    elif init == "svd":
+        small: list = []
+        factors = []
+        for n, r in enumerate(ranks):  # per mode, as in memory: the same random numbers in the same order
+            factors.append(complete_basis(np, _dask.hosvd_left_vectors(X, n, r, rng, small), r, rng))
+    else:
+        host = np.empty(0, dtype=np.dtype(X.dtype))
+        shapes = zip(X.shape, ranks, strict=True)
+        factors = [np.linalg.qr(gaussian(np, rng, shape, X.dtype, host))[0] for shape in shapes]
+    last = X.ndim - 1
+
+    def error_of(core):
+        return math.sqrt(max(norm_x_sq - float(np.sum(core * core)), 0.0) / norm_x_sq) if norm_x_sq > 0 else 0.0
+
+    if method == "hosvd":
+        core = _dask.core_from(_dask.contraction(X, factors, last), factors, last, X.shape)
+        error = error_of(core)
+        return TuckerTensor(times_power_of_two(core, exponent), factors, n_iter=1, errors=[error], converged=True)
+    stop, errors, status, core = StopRule(tol, X.dtype), [], "max_iter", None
+    for _ in range(n_iter_max):
+        for n in range(X.ndim):
+            M = _dask.contraction(X, factors, n)
+            factors[n] = _leading_left_vectors(np, M, factors[n].shape[1], rng)
+        core = _dask.core_from(M, factors, last, X.shape)
+        errors.append(error_of(core))
+        state = _end_of_sweep(core, factors, errors, stop, callback, verbose)
+        if state is not None:
+            status = state
+            break
+    if core is None:  # no sweep ran
+        core = _dask.core_from(_dask.contraction(X, factors, last), factors, last, X.shape)
+    run = Run(factors, errors, status)
+    warn_unconverged(run, tol, "tucker", n_iter_max, stacklevel=3)
+    core = times_power_of_two(core, exponent)
+    return TuckerTensor(core, factors, n_iter=len(errors), errors=errors, converged=status == "converged")
 
 
 def _as_tucker_pair(init):
