@@ -220,7 +220,9 @@ def _plan(
     allow_complex=False,
 ) -> _Plan:
     if is_dask_array(A):  # finiteness and max |a_ij| are checked with the first sketch, below
-        A, scale = as_float_array(A, "A", ndim=2, finite=False), 0  # complex Dask: TypeError naming A
+        if is_complex(A):
+            raise TypeError("A is a complex Dask array: the Dask path takes float32 or float64")
+        A, scale = as_float_array(A, "A", ndim=2, finite=False), 0
         op = dask_operator(A)
     else:
         A, scale = rescaled(A)
