@@ -379,11 +379,16 @@ def _run(slices, masks, rank, init, rng, xp, nonnegative, rust, n_threads, n_ite
     status = "max_iter"
     projected_with = factors  # the factors of the last projections
     projections = _projections(xp, data, rows, *factors)
+    sizes = [s.shape[0] for s in work]
+    threads = 1 if n_threads is None and math.prod(X.shape) < SMALL else n_threads
     for _ in range(n_iter_max):
         projected_with = factors
-        projections = _projections(xp, data, rows, *factors)
-        Y = xp.matrix_transpose(projections) @ data  # (K, R, J)
-        norm_y_sq = sq_norm(xp, Y)
+        if rust:  # one pass over each slice, padding skipped
+            projections, Y, norm_y_sq = core().parafac2_project(data, sizes, list(factors), n_threads=threads)
+        else:
+            projections = _projections(xp, data, rows, *factors)
+            Y = xp.matrix_transpose(projections) @ data  # (K, R, J)
+            norm_y_sq = sq_norm(xp, Y)
         norm_data_sq = norm_x_sq if observed is None else sq_norm(xp, data)
         factors, cp_error_sq, degenerate = _cp_sweep(xp, Y, factors, rust, nonnegative, n_threads, norm_y_sq)
         if observed is None:
