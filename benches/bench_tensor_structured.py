@@ -87,7 +87,6 @@ def bench_parafac2(K, J, low, high, rank, short, long, repeats, rows):
             f"err {err_b:.5f} after {long}",
         ]
     )
-    # fmt: skip
 
 
 def bench_cmtf(n, m, rank, short, long, repeats, rows):
@@ -139,7 +138,6 @@ def bench_cmtf(n, m, rank, short, long, repeats, rows):
             f"err {err_b:.5f} after {long}",
         ]
     )
-    # fmt: skip
 
 
 def main():
