@@ -121,7 +121,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out")
     parser.add_argument("--quick", action="store_true", help="smaller CMTF (100^3 + 100x250)")
-    parser.add_argument("--repeats", type=int, default=5, help="best of this many interleaved runs")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs")
     parser.add_argument("--only", choices=["parafac2", "cmtf"])
     args = parser.parse_args()
     load_before = os.getloadavg()
