@@ -248,7 +248,10 @@ def parafac2(
     iteration sets ``P_k = U V^T`` from the thin SVD of ``X_k C diag(A[k]) B^T`` (the best
     orthonormal ``P_k``), projects ``Y[k] = P_k^T X_k`` (a ``K x R x J`` tensor) and runs one CP
     sweep on ``Y`` in mode order A, B, C. From the same start the iterates are those of
-    tensorly's ``parafac2(..., n_iter_parafac=1, linesearch=False)``.
+    tensorly's ``parafac2(..., n_iter_parafac=1, linesearch=False)``. Without a mask, slices with
+    more rows than columns are first replaced by the triangular factor of their QR: the iterates
+    depend on the slices only through ``X_k^T X_k``, so this is exact, and an iteration then reads
+    ``K J^2`` numbers instead of ``sum_k I_k J`` (the returned projections are those of the slices).
 
     The relative error ``sqrt(sum_k ||X_k - model_k||^2 / sum_k ||X_k||^2)`` is computed each
     iteration without forming the model (``||X||^2 - ||Y||^2 + ||Y - CP||^2``, with the
