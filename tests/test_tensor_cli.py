@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lorainne import CPTensor, TuckerTensor
+from lorainne import CPTensor, TuckerTensor, parafac2
 from lorainne.cli import main
 
 
@@ -58,3 +58,44 @@ def test_demo_tensor_rows():
     cp_row = rows[0]
     ratio = float(cp_row.accuracy.split()[1].rstrip(","))
     assert ratio <= 1.001
+
+
+def test_parafac2_command_reads_ragged_slices(tmp_path, rng, capsys):
+    K, J, R = 6, 7, 2
+    A, B, C = rng.uniform(0.5, 1.5, (K, R)), rng.standard_normal((R, R)), rng.standard_normal((J, R))
+    sizes = [9, 12, 5, 20, 8, 11]
+    P = [np.linalg.qr(rng.standard_normal((n, R)))[0] for n in sizes]
+    slices = [P[k] @ B @ np.diag(A[k]) @ C.T for k in range(K)]
+    # names that do not sort in the archive's order: the archive's order is the slices' order
+    np.savez(tmp_path / "s.npz", **{f"z{9 - k}": s for k, s in enumerate(slices)})
+    out = tmp_path / "p2.npz"
+    args = ["parafac2", str(tmp_path / "s.npz"), "--rank", "2", "-o", str(out), "-q", "--tol", "0"]
+    assert main([*args, "--n-iter-max", "300"]) == 0
+    text = capsys.readouterr().out
+    assert "PARAFAC2 of 6 slices (5..20 x 7) at rank 2" in text and "6 projections" in text
+    with np.load(out) as data:
+        weights, A_hat, B_hat, C_hat = data["weights"], data["A"], data["B"], data["C"]
+        projections = [data[f"projection_{k}"] for k in range(K)]
+    reference = parafac2(slices, 2, tol=0, n_iter_max=300, random_state=0)  # the command's defaults
+    norm = np.sqrt(sum((s**2).sum() for s in slices))
+    residual = 0.0
+    for k, (p, s, r) in enumerate(zip(projections, slices, reference.to_slices(), strict=True)):
+        assert p.shape == (sizes[k], R)
+        model = p @ B_hat @ np.diag(weights * A_hat[k]) @ C_hat.T
+        np.testing.assert_allclose(model, r, atol=1e-12 * norm)
+        residual += ((model - s) ** 2).sum()
+    assert np.sqrt(residual) / norm == pytest.approx(reference.errors[-1], rel=1e-6)
+    assert reference.errors[-1] < 1e-2
+
+
+def test_parafac2_command_bad_input(tmp_path, rng, capsys):
+    np.savez(tmp_path / "s.npz", rng.standard_normal((5, 4)), rng.standard_normal((6, 3)))
+    assert main(["parafac2", str(tmp_path / "s.npz"), "--rank", "2", "-q"]) == 2
+    assert "same number of columns" in capsys.readouterr().err
+    np.savez(tmp_path / "empty.npz")
+    with pytest.raises(SystemExit):
+        main(["parafac2", str(tmp_path / "empty.npz"), "--rank", "2", "-q"])
+    assert "holds no array" in capsys.readouterr().err
+    np.save(tmp_path / "x.npy", rng.standard_normal((3, 5, 4)))
+    assert main(["parafac2", str(tmp_path / "x.npy"), "--rank", "9", "-q"]) == 2
+    assert "rank" in capsys.readouterr().err

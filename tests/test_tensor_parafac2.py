@@ -3,6 +3,8 @@
 import array_api_strict as xps
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from lorainne import ConvergenceWarning, Parafac2Tensor, factor_match_score, parafac2
 
@@ -141,3 +143,62 @@ def test_bad_input(rng):
         parafac2(slices, 2, init="jennrich")
     with pytest.raises(ValueError, match="slices"):
         parafac2(np.ones((3, 4)), 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    K=st.integers(1, 5),
+    J=st.integers(1, 7),
+    data=st.data(),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_rust_projection_step_matches_xp_reference(K, J, data, dtype, seed):
+    from lorainne._backend import core
+    from lorainne.tensor._parafac2 import _pad, _projections
+
+    R = data.draw(st.integers(1, J))
+    sizes = data.draw(st.lists(st.integers(0, 9), min_size=K, max_size=K))
+    assume(max(sizes) > 0)
+    rng = np.random.default_rng(seed)
+    slices = [rng.standard_normal((n, J)).astype(dtype) for n in sizes]
+    X, rows = _pad(np, slices)
+    factors = [rng.standard_normal(shape).astype(dtype) for shape in ((K, R), (R, R), (J, R))]
+    P, Y, norm_sq = core().parafac2_project(X, sizes, factors, n_threads=data.draw(st.sampled_from([1, 2])))
+    ref = _projections(np, X, rows, *factors)
+    assert P.dtype == Y.dtype == dtype
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    # compare where the product is well conditioned (the polar factor is unique for a full-rank M_k)
+    for k, n in enumerate(sizes):
+        M = ((slices[k] @ factors[2]) * factors[0][k]) @ factors[1].T
+        s = np.linalg.svd(M.astype(np.float64), compute_uv=False)
+        if n >= R and s[-1] > 1e-3 * s[0]:
+            np.testing.assert_allclose(P[k, :n], ref[k, :n], atol=tol / (s[-1] / s[0]))
+            np.testing.assert_allclose(Y[k], ref[k, :n].T @ slices[k], atol=tol * (1 + np.abs(slices[k]).sum()))
+        assert not P[k, n:].any()  # the padding stays zero
+    assert norm_sq == pytest.approx(float((Y.astype(np.float64) ** 2).sum()), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["rust", "numpy"])
+def test_tall_slices_compressed_same_iterates_as_tensorly(rng, backend):
+    from tensorly.decomposition import parafac2 as tl_parafac2
+    from tensorly.parafac2_tensor import Parafac2Tensor as TLParafac2
+
+    # every slice but one taller than J: the iterations run on the QR factors of the slices
+    slices, _, _ = planted(rng, K=10, J=8, R=3, sizes=[40, 25, 60, 8, 33, 50, 9, 70, 31, 5], noise=0.1)
+    K, J, R = len(slices), 8, 3
+    start = [rng.uniform(0.5, 1.5, (K, R)), rng.standard_normal((R, R)), rng.standard_normal((J, R))]
+    ours = parafac2(slices, R, init=(np.ones(R), start), n_iter_max=5, tol=0, backend=backend)
+    their_start = TLParafac2((np.ones(R), [f.copy() for f in start], [np.eye(s.shape[0], R) for s in slices]))
+    theirs = tl_parafac2(slices, R, init=their_start, n_iter_max=5, tol=0, n_iter_parafac=1, linesearch=False)
+    for a, b in zip(
+        tl.parafac2_tensor.parafac2_to_slices(ours), tl.parafac2_tensor.parafac2_to_slices(theirs), strict=True
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+    for p, q, s in zip(ours.projections, theirs.projections, slices, strict=True):
+        assert p.shape == (s.shape[0], R)
+        np.testing.assert_allclose(p, q, atol=1e-9)
+    assert ours.errors[-1] == pytest.approx(rel_error(ours, slices), rel=1e-9)
+    single = parafac2([s.astype(np.float32) for s in slices], R, init=(np.ones(R), start), n_iter_max=5, tol=0)
+    assert single.factors[0].dtype == np.float32 and single.projections[0].dtype == np.float32
+    assert single.errors[-1] == pytest.approx(ours.errors[-1], rel=1e-4)

@@ -87,6 +87,9 @@ def cp_als(
     nonnegative: bool = False,
     l1_reg: float = 0.0,
 ) -> tuple[list[NDArray[np.floating]], NDArray[np.float64], int, bool]: ...
+def parafac2_project(
+    x: NDArray[np.floating], rows: list[int], factors: list[NDArray[np.floating]], n_threads: int | None = None
+) -> tuple[NDArray[np.floating], NDArray[np.floating], float]: ...
 def cp_als_sparse(
     coords: NDArray[np.int64],
     values: NDArray[np.floating],

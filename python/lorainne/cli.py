@@ -310,6 +310,61 @@ def command_cp(args) -> int:
     return 0
 
 
+def load_slices(path: str) -> list:
+    """The arrays of an .npz file in the archive's order (the slices of ``lorainne parafac2``), or
+    the slices ``X[k]`` of a 3-D .npy array. Unreadable or empty files raise :class:`CommandError`.
+    """
+    if Path(path).suffix == ".npy":
+        X = load_array(path, "dense")
+        return [X[k] for k in range(X.shape[0])] if X.ndim == 3 else [X]
+    load_array(path, "dense")  # the same checks of the path and the archive as every command
+    try:
+        with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as data:
+            return [data[name] for name in data.files]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise CommandError(f"{path} is not a readable .npz file: {_one_line(error)}") from None
+
+
+def command_parafac2(args) -> int:
+    """Run ``lorainne parafac2``: PARAFAC2 of the slices stored in an .npz file."""
+    from . import parafac2
+
+    check_positive(args.n_iter_max, "--n-iter-max")
+    output = check_output(args.output, [args.input], (".npz",))
+    slices = load_slices(args.input)
+    with Progress(args.n_iter_max, "parafac2", enabled=not args.quiet) as bar:
+
+        def progress(state, error):
+            bar.advance(f"error {error:.4e}")
+            return False
+
+        start = time.perf_counter()
+        model = parafac2(
+            slices,
+            args.rank,
+            init=args.init,
+            n_iter_max=args.n_iter_max,
+            tol=args.tol,
+            nonnegative=args.nonnegative,
+            random_state=args.seed,
+            n_threads=args.threads,
+            callback=None if args.quiet else progress,
+        )
+        seconds = time.perf_counter() - start
+    rows = [s.shape[0] for s in slices]
+    status = "converged" if model.converged else "not converged"
+    print(
+        f"PARAFAC2 of {len(slices)} slices ({min(rows)}..{max(rows)} x {slices[0].shape[1]}) at rank {args.rank}: "
+        f"relative error {model.errors[-1]:.4e} after {model.n_iter} iterations ({status}), {seconds:.3f} s"
+    )
+    if output is not None:
+        A, B, C = model.factors
+        projections = {f"projection_{k}": p for k, p in enumerate(model.projections)}
+        save_npz(output, weights=model.weights, A=A, B=B, C=C, **projections)
+        print(f"wrote weights, A {A.shape}, B {B.shape}, C {C.shape} and {len(projections)} projections to {output}")
+    return 0
+
+
 def command_tucker(args) -> int:
     """Run ``lorainne tucker``: Tucker decomposition (HOOI or HOSVD) of a tensor file."""
     from . import tucker
@@ -487,6 +542,17 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--nonnegative", action="store_true", help="nonnegative factors (HALS)")
     _add_common_options(cp, seed=True, threads=True, quiet=True)
     cp.set_defaults(run=command_cp)
+
+    p2 = sub.add_parser("parafac2", help="PARAFAC2 of the slices X_k (I_k x J) stored in an .npz file")
+    p2.add_argument("input", help=".npz file, one 2-D array per slice in the archive's order (or a 3-D .npy)")
+    p2.add_argument("--rank", type=int, required=True, help="number of components R")
+    p2.add_argument("-o", "--output", help="write weights, A, B, C and projection_0..projection_{K-1} (.npz)")
+    p2.add_argument("--init", choices=("svd", "random"), default="svd", help="start (default svd)")
+    p2.add_argument("--n-iter-max", type=int, default=200, help="maximum iterations (default 200)")
+    p2.add_argument("--tol", type=float, default=1e-8, help="stop when the error changes by less (default 1e-8)")
+    p2.add_argument("--nonnegative", action="store_true", help="nonnegative A and C")
+    _add_common_options(p2, seed=True, threads=True, quiet=True)
+    p2.set_defaults(run=command_parafac2)
 
     tk = sub.add_parser("tucker", help="Tucker decomposition (HOOI or HOSVD) of a dense tensor file")
     tk.add_argument("input", help="tensor file (.npy, or the first array of a .npz)")

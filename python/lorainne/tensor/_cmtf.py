@@ -156,7 +156,8 @@ def _loop(X, Y, factors, c, mask, matrix_mask, rust, n_threads, n_iter_max, tol,
     order = [n for n in range(ndim - 1, -1, -1) if n != c] + [c]
     data_x = X if mask is None else xp.where(mask, X, xp.zeros_like(X))
     data_y = Y if matrix_mask is None else xp.where(matrix_mask, Y, xp.zeros_like(Y))
-    norm_sq = sq_norm(xp, data_x) + sq_norm(xp, data_y)
+    norm_x_sq, norm_y_sq = sq_norm(xp, data_x), sq_norm(xp, data_y)  # constant without masks
+    norm_sq = norm_x_sq + norm_y_sq
     if mask is not None:  # EM starts from the observed mean
         count = float(xp.sum(xp.astype(mask, X.dtype)))
         data_x = xp.where(mask, X, xp.full(X.shape, float(xp.sum(data_x)) / count, dtype=X.dtype, device=device(X)))
@@ -187,8 +188,8 @@ def _loop(X, Y, factors, c, mask, matrix_mask, rust, n_threads, n_iter_max, tol,
             grams[mode] = factors[mode].T @ factors[mode]
         A = factors[c]
         if mask is None and matrix_mask is None:
-            tensor_sq = sq_norm(xp, data_x) - 2.0 * float(xp.sum(M * A)) + float(xp.sum(G * grams[c]))
-            matrix_sq = sq_norm(xp, data_y) - 2.0 * float(xp.sum(YV * A)) + float(xp.sum(VtV * grams[c]))
+            tensor_sq = norm_x_sq - 2.0 * float(xp.sum(M * A)) + float(xp.sum(G * grams[c]))
+            matrix_sq = norm_y_sq - 2.0 * float(xp.sum(YV * A)) + float(xp.sum(VtV * grams[c]))
             errors.append(relative(tensor_sq + matrix_sq, norm_sq))
         else:
             model_x = CPTensor(None, factors).to_tensor()

@@ -86,7 +86,11 @@ def check_array_mask(mask, X, name: str = "mask"):
 
 
 def sq_norm(xp, x) -> float:
-    return float(xp.linalg.vector_norm(x)) ** 2
+    """``||x||^2`` of a real array in one pass (``vector_norm`` squares into a temporary first: 7x
+    slower on a 200^3 tensor with NumPy); as ``vector_norm``, not guarded against overflow.
+    """
+    flat = xp.reshape(x, (-1,))
+    return float(xp.vecdot(flat, flat))
 
 
 def relative(error_sq: float, norm_sq: float) -> float:

@@ -2,7 +2,9 @@
 
 Each iteration: the orthonormal projections ``P_k`` (polar factor of ``X_k C diag(A[k]) B^T``,
 one small SVD per slice), the projected ``K x R x J`` tensor ``Y[k] = P_k^T X_k``, then one CP
-sweep on ``Y`` (the Rust ``cp_als`` sweep on NumPy input, the xp reference otherwise).
+sweep on ``Y`` (the Rust ``cp_als`` sweep on NumPy input, the xp reference otherwise). Without a
+mask, slices taller than wide are first replaced by the triangular factor of their QR (exact: the
+iterates only depend on ``X_k^T X_k``), so an iteration reads ``K J^2`` numbers, not ``sum I_k J``.
 """
 
 from __future__ import annotations
@@ -246,7 +248,10 @@ def parafac2(
     iteration sets ``P_k = U V^T`` from the thin SVD of ``X_k C diag(A[k]) B^T`` (the best
     orthonormal ``P_k``), projects ``Y[k] = P_k^T X_k`` (a ``K x R x J`` tensor) and runs one CP
     sweep on ``Y`` in mode order A, B, C. From the same start the iterates are those of
-    tensorly's ``parafac2(..., n_iter_parafac=1, linesearch=False)``.
+    tensorly's ``parafac2(..., n_iter_parafac=1, linesearch=False)``. Without a mask, slices with
+    more rows than columns are first replaced by the triangular factor of their QR: the iterates
+    depend on the slices only through ``X_k^T X_k``, so this is exact, and an iteration then reads
+    ``K J^2`` numbers instead of ``sum_k I_k J`` (the returned projections are those of the slices).
 
     The relative error ``sqrt(sum_k ||X_k - model_k||^2 / sum_k ||X_k||^2)`` is computed each
     iteration without forming the model (``||X||^2 - ||Y||^2 + ||Y - CP||^2``, with the
@@ -323,9 +328,37 @@ def parafac2(
     )
 
 
+def _compress(xp, slices):
+    """Exact compression (Kiers, ten Berge and Bro 1999): a slice with more rows than columns is
+    replaced by the ``J x J`` triangular factor ``R_k`` of ``X_k = Q_k R_k``. The projections are
+    ``Q_k`` times those of ``R_k``, the projected tensor ``P_k^T X_k`` and the fit are unchanged, and
+    each iteration reads ``J^2`` instead of ``I_k J`` entries per slice.
+    """
+    out = []
+    for s in slices:
+        if s.shape[0] <= s.shape[1]:
+            out.append(s)
+        elif isinstance(s, np.ndarray):
+            out.append(np.linalg.qr(s, mode="r"))  # R only: Q is never formed
+        else:
+            out.append(xp.linalg.qr(s)[1])
+    return out
+
+
+def _slice_projections(xp, slices, A, B, C):
+    """``P_k`` of each (uncompressed, ragged) slice, as :func:`_projections` computes them."""
+    out = []
+    for k, s in enumerate(slices):
+        U, _, Vh = xp.linalg.svd(((s @ C) * A[k, :][None, :]) @ B.T, full_matrices=False)
+        out.append(U @ Vh)
+    return out
+
+
 def _run(slices, masks, rank, init, rng, xp, nonnegative, rust, n_threads, n_iter_max, tol, callback, verbose):
-    factors = _start(init, slices, rank, rng, xp, nonnegative)
-    X, rows = _pad(xp, slices)
+    compressed = masks is None and any(s.shape[0] > s.shape[1] for s in slices)
+    work = _compress(xp, slices) if compressed else slices
+    factors = _start(init, work, rank, rng, xp, nonnegative)
+    X, rows = _pad(xp, work)
     observed = None
     if masks is not None:
         observed, _ = _pad(xp, [xp.astype(m, X.dtype) for m in masks])
@@ -347,11 +380,18 @@ def _run(slices, masks, rank, init, rng, xp, nonnegative, rust, n_threads, n_ite
     stop = StopRule(tol, X.dtype)
     errors: list[float] = []
     status = "max_iter"
+    projected_with = factors  # the factors of the last projections
     projections = _projections(xp, data, rows, *factors)
+    sizes = [s.shape[0] for s in work]
+    threads = 1 if n_threads is None and math.prod(X.shape) < SMALL else n_threads
     for _ in range(n_iter_max):
-        projections = _projections(xp, data, rows, *factors)
-        Y = xp.matrix_transpose(projections) @ data  # (K, R, J)
-        norm_y_sq = sq_norm(xp, Y)
+        projected_with = factors
+        if rust:  # one pass over each slice, padding skipped
+            projections, Y, norm_y_sq = core().parafac2_project(data, sizes, list(factors), n_threads=threads)
+        else:
+            projections = _projections(xp, data, rows, *factors)
+            Y = xp.matrix_transpose(projections) @ data  # (K, R, J)
+            norm_y_sq = sq_norm(xp, Y)
         norm_data_sq = norm_x_sq if observed is None else sq_norm(xp, data)
         factors, cp_error_sq, degenerate = _cp_sweep(xp, Y, factors, rust, nonnegative, n_threads, norm_y_sq)
         if observed is None:
@@ -364,7 +404,11 @@ def _run(slices, masks, rank, init, rng, xp, nonnegative, rust, n_threads, n_ite
         if state is not None:
             status = state
             break
-    if errors:  # the last error, exactly
+    if errors:  # the last error, exactly (on the compressed slices: the same residual norm)
         model = _model(*factors, projections)
         errors[-1] = relative(sq_norm(xp, X - model), norm_x_sq) if observed is None else masked_error(model)
-    return Run(factors, errors, status), [projections[k, : s.shape[0], :] for k, s in enumerate(slices)]
+    if compressed:
+        projections = _slice_projections(xp, slices, *projected_with)
+    else:
+        projections = [projections[k, : s.shape[0], :] for k, s in enumerate(slices)]
+    return Run(factors, errors, status), projections

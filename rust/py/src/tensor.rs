@@ -7,7 +7,7 @@ use crate::errors::{guarded, to_py};
 use crate::interrupt::interruptible;
 use lorainne_core::tensor::{self as core, AlsOptions, DenseTensor, SparseTensor};
 use lorainne_core::{parallel, Error, Scalar};
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, Array3};
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
     PyReadonlyArrayDyn,
@@ -374,11 +374,75 @@ fn contract_edge<'py>(
     ))
 }
 
+fn parafac2_project_typed<'py, T: Scalar + Element>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, T>,
+    rows: Vec<usize>,
+    factors: &Bound<'py, PyList>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let shape = x.as_array().shape().to_vec();
+    let [k, n, j]: [usize; 3] = shape.as_slice().try_into().map_err(|_| {
+        to_py(Error::invalid(
+            "x",
+            format!("must be 3-D, got shape {shape:?}"),
+        ))
+    })?;
+    let data = contiguous(&x)?;
+    let (factors, rank) = factors_in::<T>(factors)?;
+    if factors.len() != 3 {
+        return Err(to_py(Error::invalid(
+            "factors",
+            format!("must be [A, B, C], got {} arrays", factors.len()),
+        )));
+    }
+    let out = py.detach(|| {
+        guarded(|| {
+            let refs = [&factors[0][..], &factors[1][..], &factors[2][..]];
+            parallel::run(n_threads, |par| {
+                core::parafac2_project(data, [k, n, j], &rows, refs, rank, par)
+            })?
+        })
+    })?;
+    let bad = |e: numpy::ndarray::ShapeError| to_py(Error::invalid("x", e.to_string()));
+    let projections = Array3::from_shape_vec((k, n, rank), out.projections).map_err(bad)?;
+    let projected = Array3::from_shape_vec((k, rank, j), out.projected).map_err(bad)?;
+    PyTuple::new(
+        py,
+        [
+            projections.into_pyarray(py).into_any(),
+            projected.into_pyarray(py).into_any(),
+            out.norm_sq.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+/// parafac2_project(x, rows, factors, n_threads=None) -> (P (K, n, R), Y (K, R, J), |Y|^2): the
+/// PARAFAC2 projection step on the zero-padded (K, n, J) stack whose slice k has rows[k] rows.
+#[pyfunction]
+#[pyo3(signature = (x, rows, factors, n_threads=None))]
+fn parafac2_project<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    rows: Vec<usize>,
+    factors: &Bound<'py, PyList>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    dispatch_float!(PyReadonlyArrayDyn, x, |T| parafac2_project_typed::<T>(
+        py,
+        x.extract()?,
+        rows,
+        factors,
+        n_threads
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(contract_edge, m)?)?;
     m.add_function(wrap_pyfunction!(mttkrp, m)?)?;
     m.add_function(wrap_pyfunction!(cp_als, m)?)?;
     m.add_function(wrap_pyfunction!(cp_als_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(sparse_mttkrp, m)?)?;
+    m.add_function(wrap_pyfunction!(parafac2_project, m)?)?;
     Ok(())
 }
