@@ -144,7 +144,9 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def run_child(spec: dict, timeout: float) -> dict | None:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
-    env = {**os.environ, **ONE_THREAD} if spec.get("threads") == 1 else None
+    env = {**os.environ, **ONE_THREAD} if spec.get("threads") == 1 else dict(os.environ)
+    if spec.get("pythonpath"):
+        env["PYTHONPATH"] = spec["pythonpath"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -172,9 +174,10 @@ def fmt(r: dict | None, key: str, f: str) -> str:
     return format(r[key], f)
 
 
-def speed_table(n: int, repeats: int, cases: list[str], timeout: float) -> None:
+def speed_table(n: int, repeats: int, cases: list[str], timeout: float, baseline: str | None = None) -> None:
     """The one-thread goal of issue 13: lorainne vs POT ``ot.sinkhorn`` per data set, runs interleaved,
-    best of ``repeats`` (wall and CPU time of the child process)."""
+    best of ``repeats`` (wall and CPU time of the child process); with ``baseline`` (a directory to put
+    first on PYTHONPATH, holding another build of lorainne) that build too, as "lorainne-baseline"."""
     load = os.getloadavg()
     print(f"## speed: n = {n}, 1 thread, best of {repeats} interleaved runs per solver")
     print(f"# load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; CPU flags: {' '.join(cpu_flags())}")
@@ -187,8 +190,11 @@ def speed_table(n: int, repeats: int, cases: list[str], timeout: float) -> None:
     for case in cases:
         best: dict[str, dict] = {}
         for _ in range(repeats):
-            for solver in ("lorainne", "pot"):
-                r = run_child({"n": n, "solver": solver, "threads": 1, "case": case}, timeout)
+            for solver in ("lorainne", "pot") + (("lorainne-baseline",) if baseline else ()):
+                spec = {"n": n, "solver": solver, "threads": 1, "case": case}
+                if solver == "lorainne-baseline":
+                    spec.update(solver="lorainne", pythonpath=baseline)
+                r = run_child(spec, timeout)
                 if r and "seconds" in r:
                     old = best.get(solver)
                     if old is None or r["seconds"] < old["seconds"]:
@@ -198,7 +204,7 @@ def speed_table(n: int, repeats: int, cases: list[str], timeout: float) -> None:
         pot = best.get("pot")
         for name, r in best.items():
             ratio_w = ratio_c = diff = ""
-            if name == "lorainne" and pot:
+            if name.startswith("lorainne") and pot:
                 ratio_w = f"**{pot['seconds'] / r['seconds']:.1f}x**"
                 ratio_c = f"{pot['cpu_seconds'] / r['cpu_seconds']:.1f}x"
             if pot:
@@ -232,6 +238,7 @@ def main() -> None:
     )
     p.add_argument("--speed-n", type=int, default=10000)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--baseline", help="directory holding another lorainne build, timed beside this one")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -241,7 +248,7 @@ def main() -> None:
         print(f"# machine: {machine()}")
         print(f"# eps = {EPS} (C = |x-y|^2), tol = {TOL} (L1 marginals; POT stopThr = tol/sqrt(n))")
         print()
-        speed_table(args.speed_n, args.repeats, args.speed or list(CASES), args.timeout)
+        speed_table(args.speed_n, args.repeats, args.speed or list(CASES), args.timeout, args.baseline)
         return
     try:
         import geomloss  # noqa: F401
