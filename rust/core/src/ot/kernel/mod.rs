@@ -21,6 +21,9 @@
 //!   are shifted by their block maximum (log domain), so every moment sums numbers <= 1.
 //! * near-field blocks: dense log-sum-exp, evaluated on the fly.
 //!
+//! Far-field blocks served by the monomial cache are evaluated after the traversal of a batch of
+//! target subtrees, their moments grouped by source node (`deferred`).
+//!
 //! Nothing of size n x m is stored: memory is the trees plus O(n) work arrays. Work is split over
 //! a fixed set of target subtrees (independent of the thread count), each traversed sequentially,
 //! so results are bitwise deterministic for any thread count.
