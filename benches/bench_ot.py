@@ -36,12 +36,28 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_flags  # noqa: E402
+
 EPS = 0.01
 TOL = 1e-6
 
 
-def data(n: int, seed: int = 0):
+#: The data sets of the speed table: x uniform on the unit square (cube) and y a 3-Gaussian mixture
+#: (sd 0.05), or both uniform on the unit square.
+CASES = ("mixture-2d", "uniform-2d", "mixture-3d")
+
+
+def data(n: int, seed: int = 0, case: str = "mixture-2d"):
     rng = np.random.default_rng(seed)
+    if case == "uniform-2d":
+        return rng.random((n, 2)), rng.random((n, 2))
+    if case == "mixture-3d":
+        x = rng.random((n, 3))
+        centres = np.array([[0.2, 0.3, 0.4], [0.7, 0.8, 0.5], [0.75, 0.25, 0.6]])
+        return x, centres[rng.integers(0, 3, n)] + 0.05 * rng.standard_normal((n, 3))
+    if case != "mixture-2d":
+        raise ValueError(f"case must be one of {CASES}, got {case!r}")
     x = rng.random((n, 2))
     centres = np.array([[0.2, 0.3], [0.7, 0.8], [0.75, 0.25]])
     y = centres[rng.integers(0, 3, n)] + 0.05 * rng.standard_normal((n, 2))
@@ -61,11 +77,12 @@ def child(spec: dict) -> dict:
     from threadpoolctl import threadpool_limits
 
     n, solver, threads = spec["n"], spec["solver"], spec["threads"]
-    x, y = data(n)
+    x, y = data(n, case=spec.get("case", "mixture-2d"))
     a = np.full(n, 1.0 / n)
     base = peak_mb()
     with threadpool_limits(threads):
         start = time.perf_counter()
+        cpu_start = time.process_time()
         if solver in ("lorainne", "lorainne-dense", "lorainne-plain"):
             import warnings
 
@@ -116,15 +133,22 @@ def child(spec: dict) -> dict:
         else:
             raise ValueError(solver)
         out["seconds"] = time.perf_counter() - start
+        out["cpu_seconds"] = time.process_time() - cpu_start
     out["peak_mb"] = peak_mb()
     out["base_mb"] = base
     return out
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def run_child(spec: dict, timeout: float) -> dict | None:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    env = {**os.environ, **ONE_THREAD} if spec.get("threads") == 1 else dict(os.environ)
+    if spec.get("pythonpath"):
+        env["PYTHONPATH"] = spec["pythonpath"]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"timeout": timeout}
     if done.returncode != 0:
@@ -150,6 +174,50 @@ def fmt(r: dict | None, key: str, f: str) -> str:
     return format(r[key], f)
 
 
+def speed_table(n: int, repeats: int, cases: list[str], timeout: float, baseline: str | None = None) -> None:
+    """The one-thread goal of issue 13: lorainne vs POT ``ot.sinkhorn`` per data set, runs interleaved,
+    best of ``repeats`` (wall and CPU time of the child process); with ``baseline`` (a directory to put
+    first on PYTHONPATH, holding another build of lorainne) that build too, as "lorainne-baseline"."""
+    load = os.getloadavg()
+    print(f"## speed: n = {n}, 1 thread, best of {repeats} interleaved runs per solver")
+    print(f"# load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; CPU flags: {' '.join(cpu_flags())}")
+    print()
+    print(
+        "| data | solver | wall (s) | CPU (s) | POT / lorainne (wall) | POT / lorainne (CPU) | iterations "
+        "| marginal err | cost diff vs POT |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case in cases:
+        best: dict[str, dict] = {}
+        for _ in range(repeats):
+            for solver in ("lorainne", "pot") + (("lorainne-baseline",) if baseline else ()):
+                spec = {"n": n, "solver": solver, "threads": 1, "case": case}
+                if solver == "lorainne-baseline":
+                    spec.update(solver="lorainne", pythonpath=baseline)
+                r = run_child(spec, timeout)
+                if r and "seconds" in r:
+                    old = best.get(solver)
+                    if old is None or r["seconds"] < old["seconds"]:
+                        best[solver] = {**r, "cpu_seconds": min(r["cpu_seconds"], (old or r)["cpu_seconds"])}
+                else:
+                    print(f"| {case} | {solver} | {r} | | | | | | |")
+        pot = best.get("pot")
+        for name, r in best.items():
+            ratio_w = ratio_c = diff = ""
+            if name.startswith("lorainne") and pot:
+                ratio_w = f"**{pot['seconds'] / r['seconds']:.1f}x**"
+                ratio_c = f"{pot['cpu_seconds'] / r['cpu_seconds']:.1f}x"
+            if pot:
+                diff = f"{abs(r['cost'] - pot['cost']) / pot['cost']:.1e}"
+            print(
+                f"| {case} | {name} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {ratio_w} | {ratio_c} | "
+                f"{r['n_iter']} | {r['err']:.1e} | {diff} |"
+            )
+        sys.stdout.flush()
+    load = os.getloadavg()
+    print(f"\n# load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--child")
@@ -162,9 +230,25 @@ def main() -> None:
     p.add_argument("--plain-max", type=int, default=10000, help="largest n for lorainne without over-relaxation")
     p.add_argument("--dense-max", type=int, default=4000, help="largest n for lorainne's dense reference")
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument(
+        "--speed",
+        nargs="*",
+        choices=CASES,
+        help="only the one-thread speed table (issue 13) for these data sets (none given: all)",
+    )
+    p.add_argument("--speed-n", type=int, default=10000)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--baseline", help="directory holding another lorainne build, timed beside this one")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.speed is not None:
+        print(f"# command: python benches/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}")
+        print(f"# machine: {machine()}")
+        print(f"# eps = {EPS} (C = |x-y|^2), tol = {TOL} (L1 marginals; POT stopThr = tol/sqrt(n))")
+        print()
+        speed_table(args.speed_n, args.repeats, args.speed or list(CASES), args.timeout, args.baseline)
         return
     try:
         import geomloss  # noqa: F401

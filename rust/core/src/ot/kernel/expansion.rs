@@ -2,7 +2,7 @@
 //! order from the Lagrange remainder, the monomial rows (cached per tree node or built in scratch
 //! memory) and the moments they give.
 
-use super::simd::{dot, exp_fast_with, weighted_column_sums};
+use super::simd::{dots, exp_fast_with, madd, weighted_column_sums, SCALE_MAX};
 use super::{Ctx, Work};
 use crate::ot::tree::KdTree;
 
@@ -190,19 +190,48 @@ impl Ctx<'_> {
             }
             w.mom[a] *= scale * self.mi.inv_factorial[a];
         }
-        for (r, p) in (ni.start..ni.end).enumerate() {
-            let row = &rows_i[r * stride_i..r * stride_i + terms];
-            let val = dot::<F>(row, &w.mom[..terms]);
+        // target side in three passes so that the exponentials form a map that vectorizes (one
+        // scalar exp per target and block was about half of the far-field time)
+        let len = ni.len();
+        let (vals, expo) = (&mut w.vals, &mut w.expo);
+        vals.clear();
+        vals.resize(len, 0.0);
+        expo.clear();
+        expo.resize(len, 0.0);
+        dots::<F>(rows_i, stride_i, &w.mom[..terms], vals);
+        // exponents, and the same relative to each target's scale (`Acc::add` takes the rare
+        // ones beyond SCALE_MAX), then the exponentials as one map
+        w.scaled.clear();
+        w.scaled.resize(len, 0.0);
+        let acc = &w.acc[ni.start - w.offset..ni.end - w.offset];
+        for (r, ((e, sc), a)) in expo
+            .iter_mut()
+            .zip(w.scaled.iter_mut())
+            .zip(acc)
+            .enumerate()
+        {
+            let x = t.point(ni.start + r);
+            let (mut u2, mut ud) = (0.0, 0.0);
+            for k in 0..d {
+                let uk = x[k] - ci[k];
+                u2 += uk * uk;
+                ud += uk * dvec[k];
+            }
+            *e = shift - (d2 + u2 + 2.0 * ud) * self.inv_eps;
+            *sc = (*e - a.m).min(SCALE_MAX);
+        }
+        for sc in w.scaled.iter_mut() {
+            *sc = exp_fast_with::<F>(*sc);
+        }
+        let acc = &mut w.acc[ni.start - w.offset..ni.end - w.offset];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let val = vals[r];
             if val > 0.0 {
-                let x = t.point(p);
-                let (mut u2, mut ud) = (0.0, 0.0);
-                for k in 0..d {
-                    let uk = x[k] - ci[k];
-                    u2 += uk * uk;
-                    ud += uk * dvec[k];
+                if expo[r] - a.m <= SCALE_MAX {
+                    a.s = madd::<F>(w.scaled[r], val, a.s);
+                } else {
+                    a.add(expo[r] + val.ln(), 0.0);
                 }
-                let base = shift - (d2 + u2 + 2.0 * ud) * self.inv_eps;
-                w.acc[p - w.offset].add_scaled::<F>(base, val);
             }
         }
     }

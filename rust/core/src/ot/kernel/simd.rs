@@ -65,17 +65,60 @@ pub(super) fn dot<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut s = [0.0f64; 4];
-    let chunks = n / 4;
-    for c in 0..chunks {
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
         for l in 0..4 {
-            s[l] = madd::<F>(a[4 * c + l], b[4 * c + l], s[l]);
+            s[l] = madd::<F>(x[l], y[l], s[l]);
         }
     }
     let mut tail = 0.0;
-    for k in 4 * chunks..n {
-        tail = madd::<F>(a[k], b[k], tail);
+    for (x, y) in ar.iter().zip(br) {
+        tail = madd::<F>(*x, *y, tail);
     }
     (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// `out[r] = dot(rows[r * stride..][..v.len()], v)` for every r < out.len(): four rows at a time
+/// (four independent chains share the loads of `v`), each summed in `dot`'s order, so the values
+/// are `dot`'s bit for bit.
+#[inline(always)]
+pub(super) fn dots<const F: bool>(rows: &[f64], stride: usize, v: &[f64], out: &mut [f64]) {
+    let terms = v.len();
+    let k0 = terms / 4 * 4;
+    let mut quads = out.chunks_exact_mut(4);
+    let mut r = 0;
+    for o in &mut quads {
+        let row = |u: usize| &rows[(r + u) * stride..(r + u) * stride + terms];
+        let rs = [row(0), row(1), row(2), row(3)];
+        let mut s = [[0.0f64; 4]; 4];
+        for ((((vc, a0), a1), a2), a3) in v
+            .chunks_exact(4)
+            .zip(rs[0].chunks_exact(4))
+            .zip(rs[1].chunks_exact(4))
+            .zip(rs[2].chunks_exact(4))
+            .zip(rs[3].chunks_exact(4))
+        {
+            for l in 0..4 {
+                s[0][l] = madd::<F>(a0[l], vc[l], s[0][l]);
+                s[1][l] = madd::<F>(a1[l], vc[l], s[1][l]);
+                s[2][l] = madd::<F>(a2[l], vc[l], s[2][l]);
+                s[3][l] = madd::<F>(a3[l], vc[l], s[3][l]);
+            }
+        }
+        for ((o, su), a) in o.iter_mut().zip(&s).zip(rs) {
+            let mut tail = 0.0;
+            for (x, y) in a[k0..].iter().zip(&v[k0..]) {
+                tail = madd::<F>(*x, *y, tail);
+            }
+            *o = (su[0] + su[1]) + (su[2] + su[3]) + tail;
+        }
+        r += 4;
+    }
+    for (k, o) in quads.into_remainder().iter_mut().enumerate() {
+        let q = r + k;
+        *o = dot::<F>(&rows[q * stride..q * stride + terms], v);
+    }
 }
 
 /// `out[a] = sum_q weights[q] * rows[q * stride + a]` for a < out.len(): blocks of 8 columns kept
@@ -126,6 +169,9 @@ pub(super) fn weighted_column_sums<const F: bool>(
     }
 }
 
+/// Largest exponent added in a target's current scale (no overflow from sums of such terms).
+pub(super) const SCALE_MAX: f64 = 600.0;
+
 /// Accumulates log-sum-exp contributions for one target point: value = exp(m) * s; q is the
 /// optional cost accumulator in the same scale.
 #[derive(Clone, Copy)]
@@ -156,18 +202,6 @@ impl Acc {
             let e = (log_value - self.m).exp();
             self.s += e;
             self.q += e * cost;
-        }
-    }
-    /// Adds exp(log_base) * val (val >= 0) without a logarithm: in the current scale when it stays
-    /// far from overflow (the scale starts at a lower bound of the target's total, so this is the
-    /// common case), else through `add`.
-    #[inline(always)]
-    pub(super) fn add_scaled<const F: bool>(&mut self, log_base: f64, val: f64) {
-        let t = log_base - self.m;
-        if t <= 600.0 {
-            self.s = madd::<F>(exp_fast_with::<F>(t), val, self.s);
-        } else if val > 0.0 {
-            self.add(log_base + val.ln(), 0.0);
         }
     }
     pub(super) fn log(&self) -> f64 {

@@ -1,6 +1,7 @@
 //! The dual traversal of target and source trees (prune, expand or recurse per block), the
 //! near-field dense blocks, and the run-time dispatch to the AVX2 + FMA build.
 
+use super::deferred::FarPair;
 use super::simd::exp_fast_with;
 use super::{Ctx, Work, ROWS_MAX};
 use crate::ot::tree::box_min_dist2;
@@ -82,6 +83,80 @@ impl Ctx<'_> {
         }
     }
 
+    /// `group_moments` in the AVX2 + FMA build where the CPU has it.
+    pub(super) fn moments_task(
+        &self,
+        j: usize,
+        group: &[FarPair],
+        moms: &mut [f64],
+        shifts: &mut [f64],
+        weights: &mut Vec<f64>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features were just detected
+            unsafe { self.moments_avx2(j, group, moms, shifts, weights) };
+            return;
+        }
+        self.group_moments::<false>(j, group, moms, shifts, weights);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn moments_avx2(
+        &self,
+        j: usize,
+        group: &[FarPair],
+        moms: &mut [f64],
+        shifts: &mut [f64],
+        weights: &mut Vec<f64>,
+    ) {
+        self.group_moments::<true>(j, group, moms, shifts, weights);
+    }
+
+    /// The deferred blocks of one task: `pos[k]` is block k's place in `offs` (moment offsets)
+    /// and `shifts`.
+    pub(super) fn eval_task(
+        &self,
+        w: &mut Work,
+        pos: &[usize],
+        offs: &[usize],
+        moms: &[f64],
+        shifts: &[f64],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features were just detected
+            unsafe { self.eval_avx2(w, pos, offs, moms, shifts) };
+            return;
+        }
+        self.eval_pairs::<false>(w, pos, offs, moms, shifts);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn eval_avx2(&self, w: &mut Work, pos: &[usize], offs: &[usize], moms: &[f64], shifts: &[f64]) {
+        self.eval_pairs::<true>(w, pos, offs, moms, shifts);
+    }
+
+    #[inline(always)]
+    fn eval_pairs<const F: bool>(
+        &self,
+        w: &mut Work,
+        pos: &[usize],
+        offs: &[usize],
+        moms: &[f64],
+        shifts: &[f64],
+    ) {
+        let pairs = std::mem::take(&mut w.pairs);
+        for (&pair, &r) in pairs.iter().zip(pos) {
+            self.far_eval::<F>(pair, &moms[offs[r]..offs[r + 1]], shifts[r], w);
+        }
+        w.pairs = pairs;
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn visit_avx2(&self, i: usize, j: usize, w: &mut Work) {
@@ -129,10 +204,16 @@ impl Ctx<'_> {
             let far_cost = (a + b) * (factor * terms + 20.0);
             if far_cost < dense_cost {
                 if !self.with_cost {
-                    if let (Some(ri), Some(rj)) =
-                        (self.cached(self.t, i, order), self.cached(self.s, j, order))
+                    if self.t.d <= 8
+                        && self.cached(self.t, i, order).is_some()
+                        && self.cached(self.s, j, order).is_some()
                     {
-                        self.far_cached::<F>(i, j, order, w, ri, rj);
+                        // evaluated after the traversal, moments grouped by source node
+                        w.pairs.push(FarPair {
+                            i: i as u32,
+                            j: j as u32,
+                            order: order as u32,
+                        });
                         return;
                     }
                     if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
