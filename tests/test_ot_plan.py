@@ -176,3 +176,30 @@ def test_bad_input():
     v = np.ones(8)
     res.plan_matvec(v)
     assert np.all(v == 1.0)  # inputs are never modified
+
+
+def test_cli_map_and_sparse_plan(tmp_path, capsys):
+    import scipy.sparse
+
+    from lorainne.cli import main
+
+    x, y, _, _ = _problem(10, n=120, m=100)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["ot", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--eps", "0.01", "--tol", "1e-9", "-q"]
+    code = main([*args, "--map", str(tmp_path / "T.npy"), "--plan-sparse", str(tmp_path / "P.npz")])
+    text = capsys.readouterr().out
+    assert code == 0 and "barycentric map (120, 2)" in text and "sparse plan (120, 100)" in text
+    expected = sinkhorn(x, y, eps=0.01, tol=1e-9)
+    np.testing.assert_allclose(np.load(tmp_path / "T.npy"), expected.barycentric_map(), rtol=1e-12)
+    P = scipy.sparse.load_npz(tmp_path / "P.npz")
+    assert (P != expected.plan_sparse(1e-6)).nnz == 0
+    for extra, message in (
+        (["--map", str(tmp_path / "T.txt")], "--map"),
+        (["--map", str(tmp_path / "x.npy")], "input file"),  # never overwrites an input
+        (["--plan-sparse", str(tmp_path / "P.npz"), "--threshold", "2"], "--threshold"),
+        (["-o", str(tmp_path / "o.npz"), "--plan-sparse", str(tmp_path / "o.npz")], "different files"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            main([*args, *extra])
+        assert error.value.code == 2 and message in capsys.readouterr().err

@@ -63,6 +63,7 @@ from .._backend import core, numpy_dtype, resolve
 from .._exact_scaling import times_power_of_two
 from .._validation import check_int, check_n_threads, check_option, check_random_state, check_tol, check_verbose
 from .._warnings import ConvergenceWarning
+from ._barycenter import BarycenterResult, make_barycenter
 from ._checks import _check_eps, _check_eps_scaling, _points, _weights
 from ._kernel import DEFAULT_LEAF_SIZE, KERNEL_METHODS, GaussianKernel
 from ._scale import _scale_exponent
@@ -73,9 +74,11 @@ __all__ = [
     "DEFAULT_LEAF_SIZE",
     "KERNEL_METHODS",
     "METHODS",
+    "BarycenterResult",
     "GaussianKernel",
     "SinkhornProblem",
     "SinkhornResult",
+    "barycenter",
     "sinkhorn",
 ]
 
@@ -493,3 +496,7 @@ def sinkhorn(
     scalar = np.result_type(numpy_dtype(x.dtype), numpy_dtype(y.dtype)).type
     problem = SinkhornProblem(x, y, a_given, b_given, eps, method, chosen, kernel_tol, n_threads)
     return SinkhornResult(scalar(cost), scalar(dual), f, g, int(n_iter), float(err), bool(converged), problem=problem)
+
+
+barycenter = make_barycenter(sinkhorn)
+barycenter.__module__ = __name__  # documented (and doctested) as lorainne.ot.barycenter
