@@ -46,46 +46,7 @@ class BarycenterResult(NamedTuple):
     converged: bool
 
 
-def make_barycenter(sinkhorn: Callable[..., Any]) -> Callable[..., BarycenterResult]:
-    """The public :func:`barycenter` on top of the package's ``sinkhorn`` (passed in by
-    ``lorainne.ot``, which defines it: this module is imported by that package and cannot import it
-    back without an import cycle).
-    """
-
-    def barycenter(*args, **kwargs) -> BarycenterResult:
-        return _barycenter(sinkhorn, *args, **kwargs)
-
-    barycenter.__doc__ = _barycenter.__doc__
-    barycenter.__signature__ = _public_signature()  # type: ignore[attr-defined]
-    return barycenter
-
-
-def _public_signature():
-    import inspect
-
-    params = list(inspect.signature(_barycenter).parameters.values())[1:]
-    return inspect.signature(_barycenter).replace(parameters=params)
-
-
-def _barycenter(
-    sinkhorn,
-    clouds: Sequence[Any],
-    weights=None,
-    *,
-    eps: float,
-    masses: Sequence[Any] | None = None,
-    n_support: int | None = None,
-    support_init=None,
-    n_iter_max: int = 100,
-    tol: float = 1e-6,
-    sinkhorn_tol: float = 1e-7,
-    method: str = "auto",
-    random_state=None,
-    n_threads: int | None = None,
-    verbose: bool | int = 0,
-    callback: Callable[[dict, float], bool] | None = None,
-) -> BarycenterResult:
-    """Free-support entropic Wasserstein barycenter of point clouds.
+BARYCENTER_DOC = """Free-support entropic Wasserstein barycenter of point clouds.
 
     Minimizes ``sum_k w_k OT_eps(X, cloud_k)`` over the positions ``X`` of ``n_support`` points of
     equal mass by the fixed point ``X <- sum_k w_k T_k(X)``, with ``T_k`` the barycentric map of
@@ -121,6 +82,10 @@ def _barycenter(
         the objective no longer changes.)
     sinkhorn_tol : float
         ``tol`` of each Sinkhorn solve (its marginal error).
+    sinkhorn_n_iter_max : int
+        Iteration cap of each Sinkhorn solve. A solve stopped early still gives a usable step:
+        the barycentric map divides by the plan's row mass, so each point moves to a weighted
+        mean of the cloud's points.
     method : {"auto", "dense", "hierarchical"}
         The kernel of every Sinkhorn solve and plan product (see :func:`sinkhorn`).
     random_state : None, int, Generator or RandomState
@@ -153,13 +118,54 @@ def _barycenter(
     --------
     >>> import numpy as np
     >>> from lorainne import barycenter
-    >>> cloud = np.random.default_rng(0).random((100, 2))
-    >>> res = barycenter([cloud, cloud + [2.0, 0.0]], eps=0.01, random_state=0)
-    >>> res.support.mean(axis=0).round(3)
-    array([1.5, 0.5])
-    >>> res.converged
-    True
+    >>> grid = np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(-1, 2) * 0.25
+    >>> res = barycenter([grid, grid + [2.0, 0.0]], eps=1e-3, support_init=grid)
+    >>> bool(np.allclose(res.support, grid + [1.0, 0.0], atol=1e-6)), res.converged
+    (True, True)
     """
+
+
+def make_barycenter(sinkhorn: Callable[..., Any]) -> Callable[..., BarycenterResult]:
+    """The public :func:`barycenter` on top of the package's ``sinkhorn`` (passed in by
+    ``lorainne.ot``, which defines it: this module is imported by that package and cannot import it
+    back without an import cycle).
+    """
+
+    def barycenter(*args, **kwargs) -> BarycenterResult:
+        return _barycenter(sinkhorn, *args, **kwargs)
+
+    barycenter.__doc__ = BARYCENTER_DOC
+    barycenter.__signature__ = _public_signature()  # type: ignore[attr-defined]
+    return barycenter
+
+
+def _public_signature():
+    import inspect
+
+    params = list(inspect.signature(_barycenter).parameters.values())[1:]
+    return inspect.signature(_barycenter).replace(parameters=params)
+
+
+def _barycenter(
+    sinkhorn,
+    clouds: Sequence[Any],
+    weights=None,
+    *,
+    eps: float,
+    masses: Sequence[Any] | None = None,
+    n_support: int | None = None,
+    support_init=None,
+    n_iter_max: int = 100,
+    tol: float = 1e-6,
+    sinkhorn_tol: float = 1e-7,
+    sinkhorn_n_iter_max: int = 1000,
+    method: str = "auto",
+    random_state=None,
+    n_threads: int | None = None,
+    verbose: bool | int = 0,
+    callback: Callable[[dict, float], bool] | None = None,
+) -> BarycenterResult:
+    """The body of :func:`barycenter` (``sinkhorn``: the solver); documented in ``BARYCENTER_DOC``."""
     if isinstance(clouds, np.ndarray) or not isinstance(clouds, Sequence) or len(clouds) == 0:
         raise ValueError("clouds must be a non-empty list of point arrays of shape (n_k, d)")
     points = [np.asarray(_points(c, f"clouds[{k}]"), dtype=np.float64) for k, c in enumerate(clouds)]
@@ -179,6 +185,7 @@ def _barycenter(
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=1)
     tol = check_real(tol, "tol", low=0.0, low_open=True, what="a positive number")
     sinkhorn_tol = check_real(sinkhorn_tol, "sinkhorn_tol", low=0.0, high=1.0, low_open=True, high_open=True)
+    sinkhorn_n_iter_max = check_int(sinkhorn_n_iter_max, "sinkhorn_n_iter_max", low=1)
     rng = check_random_state(random_state)
     n_threads = check_n_threads(n_threads)
     verbose = check_verbose(verbose)
@@ -201,7 +208,17 @@ def _barycenter(
         for wk, p, m in zip(w, points, cloud_masses, strict=True):
             if wk == 0.0:
                 continue
-            res = sinkhorn(X, p, None, m, eps=eps, tol=sinkhorn_tol, method=method, n_threads=n_threads)
+            res = sinkhorn(
+                X,
+                p,
+                None,
+                m,
+                eps=eps,
+                tol=sinkhorn_tol,
+                n_iter_max=sinkhorn_n_iter_max,
+                method=method,
+                n_threads=n_threads,
+            )
             maps += wk * res.barycentric_map()
             objective += wk * float(res.dual)
             cost += wk * float(res.cost)
