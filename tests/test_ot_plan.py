@@ -203,3 +203,18 @@ def test_cli_map_and_sparse_plan(tmp_path, capsys):
         with pytest.raises(SystemExit) as error:
             main([*args, *extra])
         assert error.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_flow_example_decreases_the_objective_monotonically():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "ot_flow.py"
+    spec = importlib.util.spec_from_file_location("ot_flow_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    x, y = example.clouds(60)
+    positions, objectives = example.flow(x, y, eps=0.02, steps=5, method="hierarchical")
+    assert len(positions) == 6 and len(objectives) == 6
+    assert np.all(np.diff(objectives) < 0)  # strictly: the step gains (1 - (1 - tau)^2) sum a |x - T|^2
+    assert objectives[-1] < 0.2 * objectives[0]
