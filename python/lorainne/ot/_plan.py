@@ -183,15 +183,17 @@ def plan_sparse(result, threshold, k):
     n, m = host.x.shape[0], host.y.shape[0]
     # entries outside the candidate balls carry < threshold/4 of each row together: each < row/(4m/threshold)
     floor = log_total + math.log(threshold / (4.0 * m))
-    bands = _bands(log_w, float(np.min(floor)))
+    band_trees = [(idx, top, cKDTree(host.y[idx])) for idx, top in _bands(log_w, float(np.min(floor)))]
+    order = cKDTree(host.x).indices  # rows in tree order: each block of rows is spatially compact
     rows, cols, vals = [], [], []
     for start in range(0, n, SPARSE_ROW_BLOCK):
-        stop = min(start + SPARSE_ROW_BLOCK, n)
-        r, c = _candidates(host, bands, floor, start, stop, cKDTree)
-        if r.size == 0:
+        block = order[start : start + SPARSE_ROW_BLOCK]
+        local, c = _candidates(host, band_trees, floor[block], block, cKDTree)
+        if local.size == 0:
             continue
+        r = block[local]
         logterm = log_w[c] - ((host.x[r] - host.y[c]) ** 2).sum(axis=1) / host.eps
-        keep = _keep(r - start, logterm - log_total[r], stop - start, threshold, k)
+        keep = _keep(local, logterm - log_total[r], block.size, threshold, k)
         r, c, logterm = r[keep], c[keep], logterm[keep]
         value = np.exp(host.log_a[r] + host.f[r] / host.eps + logterm)
         nonzero = value > 0
@@ -247,25 +249,23 @@ def _bands(log_w, floor: float):
     return out
 
 
-def _candidates(host, bands, floor, start, stop, tree_class):
-    """(rows, cols) of the entries of rows start:stop whose upper bound
-    ``max_band(log_w) - C_ij / eps`` reaches the row's ``floor``: a ball query per band.
+def _candidates(host, band_trees, floor, block, tree_class):
+    """(positions in ``block``, target indices) of the entries whose upper bound
+    ``max_band(log_w) - C_ij / eps`` reaches the row's ``floor``: per band, one dual-tree search
+    of the block's largest radius (in C), then each row's own radius.
     """
     rows, cols = [], []
-    xs = host.x[start:stop]
-    for idx, top in bands:
-        reach = top - floor[start:stop]
-        live = np.flatnonzero(reach >= 0)
-        if live.size == 0:
+    tree = None
+    for idx, top, band_tree in band_trees:
+        reach = top - floor
+        if float(reach.max()) < 0.0:
             continue
-        tree = tree_class(host.y[idx])
-        radius = np.sqrt(host.eps * reach[live])
-        found = tree.query_ball_point(xs[live], radius)
-        lengths = np.fromiter((len(item) for item in found), dtype=np.int64, count=len(found))
-        if lengths.sum() == 0:
-            continue
-        rows.append(np.repeat(live + start, lengths))
-        cols.append(idx[np.concatenate([np.asarray(item, dtype=np.int64) for item in found])])
+        if tree is None:
+            tree = tree_class(host.x[block])
+        found = tree.sparse_distance_matrix(band_tree, math.sqrt(host.eps * float(reach.max())), output_type="ndarray")
+        near = found["v"] ** 2 <= host.eps * reach[found["i"]]
+        rows.append(found["i"][near])
+        cols.append(idx[found["j"][near]])
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(rows), np.concatenate(cols)
@@ -276,7 +276,9 @@ def _keep(rows, log_rel, n_rows: int, threshold: float, k):
     most ``k``): a mask over the candidates.
     """
     rel = np.exp(log_rel)
-    order = np.lexsort((-rel, rows))
+    # by row, then by decreasing mass: one float key (1 / (1 + rel) in (1/2, 1] orders masses down
+    # to ~1e-12 of the row; below that the order is arbitrary, which only makes the kept set larger)
+    order = np.argsort(rows + 1.0 / (1.0 + rel))
     rows_sorted, rel_sorted = rows[order], rel[order]
     total = np.bincount(rows_sorted, weights=rel_sorted, minlength=n_rows)
     counts = np.bincount(rows_sorted, minlength=n_rows)
