@@ -33,8 +33,10 @@ from ._kernel import DEFAULT_LEAF_SIZE, GaussianKernel
 from ._scale import _scale_exponent
 from ._xp import _safe_log
 
-#: Rows of the plan processed at once by ``plan_sparse`` (bounds the candidate lists' memory).
+#: Rows of the plan processed at once by ``plan_sparse`` at most ...
 SPARSE_ROW_BLOCK = 4096
+#: ... and fewer when their candidates would exceed this many (about 60 bytes each while in flight).
+SPARSE_CANDIDATES = 2**23
 #: ``plan_sparse`` groups the target points in at most this many bands of ``log b + g / eps``.
 SPARSE_MAX_BANDS = 64
 
@@ -185,9 +187,10 @@ def plan_sparse(result, threshold, k):
     floor = log_total + math.log(threshold / (4.0 * m))
     band_trees = [(idx, top, cKDTree(host.y[idx])) for idx, top in _bands(log_w, float(np.min(floor)))]
     order = cKDTree(host.x).indices  # rows in tree order: each block of rows is spatially compact
+    step = _block_rows(host, band_trees, floor)
     rows, cols, vals = [], [], []
-    for start in range(0, n, SPARSE_ROW_BLOCK):
-        block = order[start : start + SPARSE_ROW_BLOCK]
+    for start in range(0, n, step):
+        block = order[start : start + step]
         local, c = _candidates(host, band_trees, floor[block], block, cKDTree)
         if local.size == 0:
             continue
@@ -247,6 +250,23 @@ def _bands(log_w, floor: float):
         if idx.size:
             out.append((idx, float(log_w[idx].max())))
     return out
+
+
+def _block_rows(host, band_trees, floor) -> int:
+    """Rows per block so that a block's candidates stay near ``SPARSE_CANDIDATES`` (counted
+    exactly on a sample of 64 rows: the count per row is what the near field is).
+    """
+    sample = np.random.default_rng(0).choice(len(floor), size=min(64, len(floor)), replace=False)
+    per_row = 1.0
+    for _, top, band_tree in band_trees:
+        reach = top - floor[sample]
+        live = reach >= 0
+        if np.any(live):
+            radius = np.sqrt(host.eps * reach[live])
+            per_row += float(band_tree.query_ball_point(host.x[sample][live], radius, return_length=True).sum()) / len(
+                sample
+            )
+    return int(min(SPARSE_ROW_BLOCK, max(1, SPARSE_CANDIDATES // (2 * per_row))))
 
 
 def _candidates(host, band_trees, floor, block, tree_class):
