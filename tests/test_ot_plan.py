@@ -218,3 +218,14 @@ def test_flow_example_decreases_the_objective_monotonically():
     assert len(positions) == 6 and len(objectives) == 6
     assert np.all(np.diff(objectives) < 0)  # strictly: the step gains (1 - (1 - tau)^2) sum a |x - T|^2
     assert objectives[-1] < 0.2 * objectives[0]
+
+
+def test_plan_sparse_is_the_same_in_small_blocks(monkeypatch):
+    from lorainne.ot import _plan
+
+    x, y, a, b = _problem(11, n=150, m=120)
+    res = sinkhorn(x, y, a, b, eps=0.01, tol=1e-9)
+    whole = res.plan_sparse(1e-6)
+    monkeypatch.setattr(_plan, "SPARSE_CANDIDATES", 500)  # a few rows per block
+    parts = res.plan_sparse(1e-6)
+    assert (whole != parts).nnz == 0
