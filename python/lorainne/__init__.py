@@ -9,7 +9,7 @@ from . import completion, compress, moments, spiked, train
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .completion import CompletionResult, complete, sense
-from .ot import GaussianKernel, SinkhornResult, sinkhorn
+from .ot import GaussianKernel, SinkhornResult, barycenter, sinkhorn
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder, svd_certified
 from .tensor import (
     BlockTermTensor,
@@ -62,6 +62,7 @@ __all__ = [
     "TraceEstimate",
     "TuckerTensor",
     "backends",
+    "barycenter",
     "block_term",
     "cholesky_qr2",
     "cmtf",

@@ -91,29 +91,31 @@ def _load_npz(stream, path: str, kind: str):
         return data[data.files[0]]
 
 
-def check_output(path: str | None, inputs: list[str | None], suffixes: tuple[str, ...] = ()) -> Path | None:
+def check_output(
+    path: str | None, inputs: list[str | None], suffixes: tuple[str, ...] = (), *, option: str = "-o"
+) -> Path | None:
     """The output path of a command, checked before any computation: it must end in one of
     ``suffixes`` (when given), its directory must exist and be writable, it must not be a
     directory, and it must not be one of the ``inputs`` (a command never overwrites its input).
-    Raises :class:`CommandError` otherwise.
+    ``option`` names it in the messages. Raises :class:`CommandError` otherwise.
     """
     if path is None:
         return None
     out = Path(path)
     if out.is_dir():
-        raise CommandError(f"-o {path} is a directory; give a file name")
+        raise CommandError(f"{option} {path} is a directory; give a file name")
     if suffixes and out.suffix.lower() not in suffixes:
-        raise CommandError(f"-o {path}: the output file must end in {' or '.join(suffixes)}")
+        raise CommandError(f"{option} {path}: the output file must end in {' or '.join(suffixes)}")
     parent = out.parent
     if not parent.is_dir():
-        raise CommandError(f"-o {path}: the directory {parent} does not exist")
+        raise CommandError(f"{option} {path}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise CommandError(f"-o {path}: the directory {parent} is not writable")
+        raise CommandError(f"{option} {path}: the directory {parent} is not writable")
     for source in inputs:
         if source is not None and (
             Path(source).resolve() == out.resolve() or (out.exists() and os.path.samefile(source, out))
         ):
-            raise CommandError(f"-o {path} is the input file {source}; choose another output name")
+            raise CommandError(f"{option} {path} is the input file {source}; choose another output name")
     return out
 
 
@@ -121,10 +123,15 @@ def save_npz(path: Path, **arrays) -> None:
     """``np.savez`` to ``path`` exactly (no suffix added), through a temporary file in the same
     directory renamed into place: an interrupted write leaves no half-written output.
     """
+    save_atomic(path, lambda stream: np.savez(stream, **arrays))
+
+
+def save_atomic(path: Path, write) -> None:
+    """``write(stream)`` into a temporary file beside ``path``, renamed into place when complete."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "xb") as stream:
-            np.savez(stream, **arrays)
+            write(stream)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -416,7 +423,15 @@ def command_ot(args) -> int:
     from . import sinkhorn
 
     check_positive(args.max_iter, "--max-iter")
-    output = check_output(args.output, [args.x, args.y, args.a, args.b], (".npz",))
+    inputs = [args.x, args.y, args.a, args.b]
+    output = check_output(args.output, inputs, (".npz",))
+    map_out = check_output(args.map, inputs, (".npy",), option="--map")
+    plan_out = check_output(args.plan_sparse, inputs, (".npz",), option="--plan-sparse")
+    outputs = [out.resolve() for out in (output, map_out, plan_out) if out is not None]
+    if len(set(outputs)) < len(outputs):
+        raise CommandError("-o, --map and --plan-sparse must name different files")
+    if not 0.0 < args.threshold < 1.0:
+        raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
     x = load_array(args.x, "dense")
     y = load_array(args.y, "dense")
     a = load_array(args.a, "dense") if args.a else None
@@ -451,6 +466,16 @@ def command_ot(args) -> int:
             marginal_error=result.marginal_error,
         )
         print(f"wrote f {result.f.shape}, g {result.g.shape}, cost, dual to {output}")
+    if map_out is not None:
+        T = result.barycentric_map()
+        save_atomic(map_out, lambda stream: np.save(stream, T))
+        print(f"wrote the barycentric map {T.shape} to {map_out}")
+    if plan_out is not None:
+        import scipy.sparse
+
+        P = result.plan_sparse(args.threshold)
+        save_atomic(plan_out, lambda stream: scipy.sparse.save_npz(stream, P))
+        print(f"wrote the sparse plan {P.shape}, {P.nnz} entries (threshold {args.threshold:g}) to {plan_out}")
     return 0 if result.converged else 1
 
 
@@ -582,6 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     ot.add_argument("--tol", type=float, default=1e-6, help="marginal error tolerance (default 1e-6)")
     ot.add_argument("--max-iter", type=int, default=10000, help="iteration cap (default 10000)")
     ot.add_argument("-o", "--output", help="write f, g, cost, dual to this .npz file")
+    ot.add_argument("--map", help="write the barycentric map sum_j P_ij y_j / (P 1)_i, shape (n, d), to this .npy file")
+    ot.add_argument(
+        "--plan-sparse",
+        help="write the plan's near field (each row keeps all but --threshold of its mass) as a SciPy CSR .npz "
+        "(scipy.sparse.load_npz)",
+    )
+    ot.add_argument(
+        "--threshold", type=float, default=1e-6, help="mass fraction a --plan-sparse row may drop (default 1e-6)"
+    )
     _add_common_options(ot, threads=True, quiet=True)
     ot.set_defaults(run=command_ot)
     compress_cli.add_parser(sub)

@@ -63,6 +63,7 @@ from .._backend import core, numpy_dtype, resolve
 from .._exact_scaling import times_power_of_two
 from .._validation import check_int, check_n_threads, check_option, check_random_state, check_tol, check_verbose
 from .._warnings import ConvergenceWarning
+from ._barycenter import BarycenterResult, make_barycenter
 from ._checks import _check_eps, _check_eps_scaling, _points, _weights
 from ._kernel import DEFAULT_LEAF_SIZE, KERNEL_METHODS, GaussianKernel
 from ._scale import _scale_exponent
@@ -73,9 +74,11 @@ __all__ = [
     "DEFAULT_LEAF_SIZE",
     "KERNEL_METHODS",
     "METHODS",
+    "BarycenterResult",
     "GaussianKernel",
     "SinkhornProblem",
     "SinkhornResult",
+    "barycenter",
     "sinkhorn",
 ]
 
@@ -159,6 +162,116 @@ class SinkhornResult(_SinkhornFields):
         # a namedtuple subclass without __slots__ has a __dict__: the problem rides outside the tuple
         self.problem = problem
         return self
+
+    # --- products with the plan, computed from the potentials (lorainne.ot._plan) ---
+
+    def plan_matvec(self, v):
+        """``P @ v`` for ``v`` of shape (m,) or (m, k), without forming the n x m plan.
+
+        Each column of one sign is one kernel application in the log domain (entrywise relative
+        error <= ``kernel_tol``); a signed column is split into its positive and negative parts,
+        two applications, absolute error <= ``kernel_tol * (P @ |v|)`` (the cancellation is
+        inherent). O(n + m) memory on the Rust paths (``method="dense"`` evaluates every entry on
+        the fly).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lorainne import sinkhorn
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.random((50, 2)), rng.random((40, 2))
+        >>> res = sinkhorn(x, y, eps=0.05, tol=1e-9)
+        >>> bool(np.allclose(res.plan_matvec(np.ones(40)), 1 / 50, rtol=1e-6))
+        True
+        """
+        from ._plan import plan_apply
+
+        return plan_apply(self, v, False, "v")
+
+    def plan_rmatvec(self, u):
+        """``P.T @ u`` for ``u`` of shape (n,) or (n, k); as :meth:`plan_matvec`."""
+        from ._plan import plan_apply
+
+        return plan_apply(self, u, True, "u")
+
+    def barycentric_map(self):
+        """The entropic transport map estimate ``T_i = sum_j P_ij y_j / (P 1)_i``, shape (n, d).
+
+        Dividing by the plan's row mass ``(P 1)_i`` (equal to ``a_i`` at convergence) makes each
+        ``T_i`` a weighted mean of the targets, also for a not fully converged plan or ``a_i = 0``.
+        d + 1 kernel applications (the coordinates shifted to be nonnegative, and ``P 1``);
+        absolute error <= about 2 ``kernel_tol`` times the spread of ``y``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lorainne import sinkhorn
+        >>> x = np.random.default_rng(0).random((200, 2))
+        >>> T = sinkhorn(x, x + [1.0, 0.5], eps=0.01, tol=1e-8).barycentric_map()
+        >>> bool(np.abs(T - x - [1.0, 0.5]).mean() < 0.02)
+        True
+        """
+        from ._plan import barycentric_map
+
+        return barycentric_map(self)
+
+    def gradient_x(self):
+        """Gradient of the dual with respect to the source points, shape (n, d).
+
+        ``2 sum_j P_ij (x_i - y_j) = 2 ((P 1)_i x_i - (P y)_i)``: the partial gradient of the dual
+        functional ``a.f + b.g - eps sum_ij P_ij(f, g; x, y)`` (+ a constant) at the returned
+        potentials, exact for any ``f``, ``g``. At the optimum it is the gradient of the entropic
+        OT value (envelope theorem: the potentials are stationary), where ``(P 1)_i = a_i``.
+        With the plan's row mass rather than ``a_i`` the gradients of x and y sum to zero (a
+        translation of both clouds changes nothing), converged or not. d + 1 kernel applications
+        (through :meth:`barycentric_map`), O(n + m) memory.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lorainne import sinkhorn
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.random((60, 2)), rng.random((50, 2))
+        >>> res = sinkhorn(x, y, eps=0.05, tol=1e-10)
+        >>> bool(np.allclose(res.gradient_x().sum(0), -res.gradient_y().sum(0), atol=1e-12))
+        True
+        """
+        from ._plan import gradient
+
+        return gradient(self, False)
+
+    def gradient_y(self):
+        """Gradient of the dual with respect to the target points, ``2 sum_i P_ij (y_j - x_i)``,
+        shape (m, d); as :meth:`gradient_x`.
+        """
+        from ._plan import gradient
+
+        return gradient(self, True)
+
+    def plan_sparse(self, threshold: float = 1e-6, k: int | None = None):
+        """The plan's near field as a SciPy CSR matrix of shape (n, m).
+
+        Row i keeps its largest entries until the dropped ones carry at most ``threshold`` of the
+        row's mass ``(P 1)_i`` (so row sums are within ``threshold * a_i`` of ``a_i`` for a
+        converged plan). Candidates come from a k-d tree ball search per band of
+        ``log b_j + g_j / eps``: outside the ball where ``exp(max_band - C_ij / eps)`` could
+        matter, every entry is provably negligible. ``k`` caps the entries kept per row (then the
+        threshold may not be met). One kernel application (the row masses) plus the candidates:
+        about n times the number of targets within ``sqrt(eps log(m / threshold))`` of a point.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lorainne import sinkhorn
+        >>> x = np.random.default_rng(0).random((300, 2))
+        >>> res = sinkhorn(x, x + 0.1, eps=0.01, tol=1e-9)
+        >>> P = res.plan_sparse(1e-6)
+        >>> bool(np.allclose(P.sum(1).ravel(), 1 / 300, rtol=2e-6)), P.nnz < 300 * 300 / 2
+        (True, True)
+        """
+        from ._plan import plan_sparse
+
+        return plan_sparse(self, threshold, k)
 
 
 def sinkhorn(
@@ -383,3 +496,7 @@ def sinkhorn(
     scalar = np.result_type(numpy_dtype(x.dtype), numpy_dtype(y.dtype)).type
     problem = SinkhornProblem(x, y, a_given, b_given, eps, method, chosen, kernel_tol, n_threads)
     return SinkhornResult(scalar(cost), scalar(dual), f, g, int(n_iter), float(err), bool(converged), problem=problem)
+
+
+barycenter = make_barycenter(sinkhorn)
+barycenter.__module__ = __name__  # documented (and doctested) as lorainne.ot.barycenter
