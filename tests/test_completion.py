@@ -82,14 +82,15 @@ def test_kernel_matches_reference(m, n, k, density, reg, solver, seed):
     lam, q = np.linalg.eigh(F.T @ F / n)
     lam = np.maximum(lam, 0.0)
     args = (indptr, indices, data, F, x0, reg, 0.1, solver, k, 1e-12, np.ascontiguousarray(q), lam)
-    x_rust, it_r, under_r, empty_r = _core.completion_solve_rows(*args, n_threads=2)
-    x_ref, it_p, under_p, empty_p = solve_rows_reference(*args)
+    x_rust, it_r, under_r, empty_r, sq_r = _core.completion_solve_rows(*args, n_threads=2, residual=True)
+    x_ref, it_p, under_p, empty_p, _ = solve_rows_reference(*args, residual=True)
     assert (under_r, empty_r) == (under_p, empty_p)
     np.testing.assert_allclose(x_rust, x_ref, rtol=1e-6, atol=1e-8 * (1 + np.abs(x_ref).max()))
     if solver == "exact":
         assert it_r == it_p == 0
     err = _core.completion_observed_error(indptr, indices, data, x_rust, F)
     assert err == pytest.approx(observed_error_reference(indptr, indices, data, x_rust, F), rel=1e-9, abs=1e-12)
+    assert sq_r == pytest.approx(err, rel=1e-9, abs=1e-12)
 
 
 def test_coherent_matrix_and_sparse_rows_do_not_crash():
