@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_array_api_obj
 
 from .. import _backend
 from .._validation import check_int, check_n_threads, check_option, check_random_state
@@ -211,7 +212,7 @@ def complete(
     >>> bool(np.linalg.norm(res.to_dense() - M) / np.linalg.norm(M) < 1e-6)
     True
     """
-    xp_input = not isinstance(M_observed, tuple) and not _backend.is_host_input(M_observed)
+    xp_input = not _backend.is_host_input(M_observed) and is_array_api_obj(M_observed)
     if xp_input or backend == "xp":
         return _complete_xp(
             M_observed, mask, shape, rank, reg, solver, n_iter_max, tol, init, callback, random_state, xp_input
