@@ -167,3 +167,16 @@ def test_kernel_rejects_bad_structure():
             np.array([0, 1], dtype=np.int64), np.array([7], dtype=np.int64), np.array([1.0]), F, np.zeros((1, 2)),
             0.0, 0.0, "exact", 2, 1e-8, np.eye(2), np.ones(2),
         )  # fmt: skip
+
+
+def test_canonical_csr_fast_path_matches_coordinates():
+    from lorainne.completion._observed import _from_coords, as_observed
+
+    S = sp.random(50, 40, density=0.3, format="csr", random_state=np.random.default_rng(0))
+    a, c = as_observed(S), S.tocoo()
+    b = _from_coords(c.row, c.col, c.data, S.shape, "M_observed")
+    for field in ("indptr", "indices", "data", "t_indptr", "t_indices", "t_data"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    S.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        complete(S, 2)
