@@ -24,6 +24,7 @@ logger = logging.getLogger("lorainne")
 SOLVERS = ("cg", "exact")
 INITS = ("spectral", "random")
 BACKENDS = ("auto", "rust", "numpy", "xp")
+_CG_TOL_FACTOR, _CG_TOL_MAX = 0.1, 0.1
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def complete(
     err = 1.0
     it = 0
     for it in range(1, n_iter_max + 1):
-        tol_cg = float(np.clip(0.1 * err, 1e-14, 0.1))
+        tol_cg = float(np.clip(_CG_TOL_FACTOR * err, 1e-14, _CG_TOL_MAX))
         V, c1, under_cols, _, _ = half_step(obs.t_indptr, obs.t_indices, obs.t_data, np.ascontiguousarray(U), V, tol_cg)
         # the row half-step returns the observed residual of (U, V): no separate pass for the error
         U, c2, under_rows, _, sq = half_step(
