@@ -15,6 +15,9 @@ fn contiguous<'a>(a: &'a PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<&'a 
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
 }
 
+/// The solved rows, CG steps, underdetermined rows, empty rows and squared residual.
+type SolveRowsOut<'py> = (Bound<'py, PyArray2<f64>>, usize, usize, usize, f64);
+
 /// completion_solve_rows(indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter,
 /// cg_tol, q, lam, n_threads=None, residual=False) -> (x, cg_iterations, underdetermined, empty,
 /// sq_residual) (sq_residual: the new rows' squared residual over the observed entries, or 0).
@@ -37,7 +40,7 @@ fn completion_solve_rows<'py>(
     lam: PyReadonlyArray1<'py, f64>,
     n_threads: Option<usize>,
     residual: bool,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, usize, usize, usize, f64)> {
+) -> PyResult<SolveRowsOut<'py>> {
     let solver = match solver {
         "exact" => RowSolver::Exact,
         "cg" => RowSolver::Cg {
