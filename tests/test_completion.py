@@ -82,14 +82,15 @@ def test_kernel_matches_reference(m, n, k, density, reg, solver, seed):
     lam, q = np.linalg.eigh(F.T @ F / n)
     lam = np.maximum(lam, 0.0)
     args = (indptr, indices, data, F, x0, reg, 0.1, solver, k, 1e-12, np.ascontiguousarray(q), lam)
-    x_rust, it_r, under_r, empty_r = _core.completion_solve_rows(*args, n_threads=2)
-    x_ref, it_p, under_p, empty_p = solve_rows_reference(*args)
+    x_rust, it_r, under_r, empty_r, sq_r = _core.completion_solve_rows(*args, n_threads=2, residual=True)
+    x_ref, it_p, under_p, empty_p, _ = solve_rows_reference(*args, residual=True)
     assert (under_r, empty_r) == (under_p, empty_p)
     np.testing.assert_allclose(x_rust, x_ref, rtol=1e-6, atol=1e-8 * (1 + np.abs(x_ref).max()))
     if solver == "exact":
         assert it_r == it_p == 0
     err = _core.completion_observed_error(indptr, indices, data, x_rust, F)
     assert err == pytest.approx(observed_error_reference(indptr, indices, data, x_rust, F), rel=1e-9, abs=1e-12)
+    assert sq_r == pytest.approx(err, rel=1e-9, abs=1e-12)
 
 
 def test_coherent_matrix_and_sparse_rows_do_not_crash():
@@ -166,3 +167,16 @@ def test_kernel_rejects_bad_structure():
             np.array([0, 1], dtype=np.int64), np.array([7], dtype=np.int64), np.array([1.0]), F, np.zeros((1, 2)),
             0.0, 0.0, "exact", 2, 1e-8, np.eye(2), np.ones(2),
         )  # fmt: skip
+
+
+def test_canonical_csr_fast_path_matches_coordinates():
+    from lorainne.completion._observed import _from_coords, as_observed
+
+    S = sp.random(50, 40, density=0.3, format="csr", random_state=np.random.default_rng(0))
+    a, c = as_observed(S), S.tocoo()
+    b = _from_coords(c.row, c.col, c.data, S.shape, "M_observed")
+    for field in ("indptr", "indices", "data", "t_indptr", "t_indices", "t_data"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    S.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        complete(S, 2)

@@ -204,7 +204,8 @@ def completion_solve_rows(
     q: NDArray[np.float64],
     lam: NDArray[np.float64],
     n_threads: int | None = None,
-) -> tuple[NDArray[np.float64], int, int, int]: ...
+    residual: bool = False,
+) -> tuple[NDArray[np.float64], int, int, int, float]: ...
 def completion_observed_error(
     indptr: NDArray[np.int64],
     indices: NDArray[np.int64],

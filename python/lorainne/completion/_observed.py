@@ -87,6 +87,27 @@ def _from_coords(rows, cols, values, shape, name: str) -> Observed:
     )
 
 
+def _from_canonical_csr(csr, name: str) -> Observed:
+    """A CSR matrix with sorted, unique indices: its arrays as they are (no round trip through
+    coordinates), the column side from SciPy's CSR -> CSC conversion (sorted within each column).
+    """
+    data = np.asarray(csr.data, dtype=np.float64)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{name} contains NaN or infinity among the observed values")
+    t = sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape).tocsc()
+    i64 = np.int64
+    return Observed(
+        tuple(int(v) for v in csr.shape),
+        csr.indptr.astype(i64),
+        csr.indices.astype(i64),
+        np.ascontiguousarray(data),
+        t.indptr.astype(i64),
+        t.indices.astype(i64),
+        np.ascontiguousarray(t.data, dtype=np.float64),
+        _float_dtype(csr.dtype, name),
+    )
+
+
 def as_observed(M_observed: Any, mask: Any = None, shape: Any = None, name: str = "M_observed") -> Observed:
     """Parse ``M_observed``: a SciPy sparse matrix (its stored entries, explicit zeros included,
     are the observations), a dense array with a boolean ``mask`` (True = observed; without a mask
@@ -99,6 +120,8 @@ def as_observed(M_observed: Any, mask: Any = None, shape: Any = None, name: str 
         _float_dtype(M_observed.dtype, name)
         if M_observed.ndim != 2:
             raise ValueError(f"{name} must be 2-D")
+        if M_observed.format == "csr" and M_observed.has_canonical_format and M_observed.nnz > 0:
+            return _from_canonical_csr(M_observed, name)
         coo = sp.coo_matrix(M_observed)
         out = _from_coords(coo.row, coo.col, coo.data, tuple(int(s) for s in M_observed.shape), name)
         return replace(out, dtype=_float_dtype(M_observed.dtype, name))

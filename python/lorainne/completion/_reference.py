@@ -10,8 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def solve_rows_reference(indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter, cg_tol, q, lam):
-    """Returns ``(x, cg_iterations, underdetermined, empty)`` like ``_core.completion_solve_rows``."""
+def solve_rows_reference(
+    indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter, cg_tol, q, lam, residual=False
+):
+    """Returns ``(x, cg_iterations, underdetermined, empty, sq_residual)`` like
+    ``_core.completion_solve_rows`` (``sq_residual``: the new rows' squared residual over their
+    observed entries when ``residual``, else 0).
+    """
     m, k = x0.shape
     n = factor.shape[0]
     x = np.array(x0, dtype=np.float64, copy=True)
@@ -68,7 +73,8 @@ def solve_rows_reference(indptr, indices, data, factor, x0, reg, reg_under, solv
             rz = rz_new
         x[i] = xi
         total += it
-    return x, total, under, empty
+    sq = observed_error_reference(indptr, indices, data, x, factor) if residual else 0.0
+    return x, total, under, empty, sq
 
 
 def observed_error_reference(indptr, indices, data, u, v):

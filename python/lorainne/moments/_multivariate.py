@@ -61,9 +61,12 @@ def moment_decomposition(moments, rank: int, *, dim: int, random_state=None) -> 
     least-squares solution of the Vandermonde system over all moments.
 
     Why an odd degree: with moments of degree <= 2t only, the shifted matrices need rows or
-    columns of degree < t and then do not have rank ``rank`` in general (5 points of R^2 from
-    moments of degree <= 4 leave a single conic through them and are not reached this way; they
-    need degree <= 5).
+    columns of degree < t and then do not have rank ``rank`` in general. For 5 points of R^2 this
+    is not a limitation of the method: their moments of degree <= 4 are the coefficients of the
+    ternary quartic ``sum_i w_i (x0 + xi_i . x)^4``, and a quartic that is a sum of 5 fourth powers
+    has a one-parameter family of such decompositions (Clebsch; the exceptional case of
+    Alexander and Hirschowitz), so infinitely many 5-point measures share those moments
+    (``tests/test_moments.py`` constructs a second one). Degree <= 5 determines them.
 
     Parameters
     ----------

@@ -3,6 +3,7 @@
 //! arguments; the GIL is released around every kernel.
 
 use crate::errors::guarded;
+use faer::Par;
 use lorainne_core::completion::{self as core, RowSolver};
 use lorainne_core::parallel;
 use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -14,10 +15,14 @@ fn contiguous<'a>(a: &'a PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<&'a 
         .map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
 }
 
+/// The solved rows, CG steps, underdetermined rows, empty rows and squared residual.
+type SolveRowsOut<'py> = (Bound<'py, PyArray2<f64>>, usize, usize, usize, f64);
+
 /// completion_solve_rows(indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter,
-/// cg_tol, q, lam, n_threads=None) -> (x, cg_iterations, underdetermined, empty).
+/// cg_tol, q, lam, n_threads=None, residual=False) -> (x, cg_iterations, underdetermined, empty,
+/// sq_residual) (sq_residual: the new rows' squared residual over the observed entries, or 0).
 #[pyfunction]
-#[pyo3(signature = (indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter, cg_tol, q, lam, n_threads=None))]
+#[pyo3(signature = (indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter, cg_tol, q, lam, n_threads=None, residual=false))]
 #[allow(clippy::too_many_arguments)]
 fn completion_solve_rows<'py>(
     py: Python<'py>,
@@ -34,7 +39,8 @@ fn completion_solve_rows<'py>(
     q: PyReadonlyArray2<'py, f64>,
     lam: PyReadonlyArray1<'py, f64>,
     n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, usize, usize, usize)> {
+    residual: bool,
+) -> PyResult<SolveRowsOut<'py>> {
     let solver = match solver {
         "exact" => RowSolver::Exact,
         "cg" => RowSolver::Cg {
@@ -63,9 +69,22 @@ fn completion_solve_rows<'py>(
     let mut x = contiguous(&x0, "x0")?.to_vec();
     let stats = py.detach(|| {
         guarded(|| {
-            parallel::run(n_threads, |_| {
+            parallel::run(n_threads, |par| {
                 core::solve_rows(
-                    indptr, indices, data, factor, n, k, &mut x, reg, reg_under, solver, q, lam,
+                    indptr,
+                    indices,
+                    data,
+                    factor,
+                    n,
+                    k,
+                    &mut x,
+                    reg,
+                    reg_under,
+                    solver,
+                    q,
+                    lam,
+                    !matches!(par, Par::Seq),
+                    residual,
                 )
             })?
         })
@@ -77,6 +96,7 @@ fn completion_solve_rows<'py>(
         stats.cg_iterations,
         stats.underdetermined,
         stats.empty,
+        stats.sq_residual,
     ))
 }
 
@@ -102,8 +122,8 @@ fn completion_observed_error<'py>(
     let (u, v) = (contiguous(&u, "u")?, contiguous(&v, "v")?);
     py.detach(|| {
         guarded(|| {
-            parallel::run(n_threads, |_| {
-                core::observed_sq_error(indptr, indices, data, u, v, n, k)
+            parallel::run(n_threads, |par| {
+                core::observed_sq_error(indptr, indices, data, u, v, n, k, !matches!(par, Par::Seq))
             })?
         })
     })

@@ -17,6 +17,7 @@
 //!
 //! Rows run in parallel (rayon) and are independent.
 
+mod rows;
 mod solve;
 
 pub use solve::{observed_sq_error, solve_rows, HalfStep, RowSolver};

@@ -1,6 +1,10 @@
 //! The per-row regressions of one alternating-minimization half-step.
 
-use crate::error::{Error, Result};
+use super::rows::{
+    cg_row, dot4, exact_row, factor_sq_residual, fmadd, gathered_sq_residual, Precond, RowData,
+    Work,
+};
+use crate::error::{try_filled, Error, Result};
 use rayon::prelude::*;
 
 /// How each row's k x k ridge system is solved.
@@ -21,6 +25,9 @@ pub struct HalfStep {
     pub underdetermined: usize,
     /// Rows without observations (set to zero).
     pub empty: usize,
+    /// `sum (M_ij - <x_i, F_j>)^2` over the observed entries after the solves (when asked for;
+    /// otherwise 0): the observed error of the new iterate without another pass over the factor.
+    pub sq_residual: f64,
 }
 
 fn check_csr(indptr: &[i64], indices: &[i64], data_len: usize, m: usize, n: usize) -> Result<()> {
@@ -45,204 +52,124 @@ fn check_csr(indptr: &[i64], indices: &[i64], data_len: usize, m: usize, n: usiz
     Ok(())
 }
 
-/// Cholesky of a k x k row-major SPD matrix in place (lower triangle); false if not positive definite.
-fn cholesky(a: &mut [f64], k: usize) -> bool {
-    for j in 0..k {
-        let mut d = a[j * k + j];
-        for p in 0..j {
-            d -= a[j * k + p] * a[j * k + p];
-        }
-        if !(d > 0.0) {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * k + j] = d;
-        for i in j + 1..k {
-            let mut s = a[i * k + j];
-            for p in 0..j {
-                s -= a[i * k + p] * a[j * k + p];
-            }
-            a[i * k + j] = s / d;
-        }
+/// Rows per work unit: one set of work vectors per block, so nothing is allocated per row.
+const BLOCK: usize = 64;
+
+/// `src` (rows x k) copied into rows of stride `kp` with zero padding.
+fn padded(src: &[f64], k: usize, kp: usize, what: &str) -> Result<Vec<f64>> {
+    let rows = src.len() / k;
+    let mut out = try_filled(rows * kp, 0.0, what)?;
+    for (o, s) in out.chunks_exact_mut(kp).zip(src.chunks_exact(k)) {
+        o[..k].copy_from_slice(s);
     }
-    true
+    Ok(out)
 }
 
-fn cholesky_solve(l: &[f64], k: usize, b: &mut [f64]) {
-    for i in 0..k {
-        let mut s = b[i];
-        for p in 0..i {
-            s -= l[i * k + p] * b[p];
-        }
-        b[i] = s / l[i * k + i];
-    }
-    for i in (0..k).rev() {
-        let mut s = b[i];
-        for p in i + 1..k {
-            s -= l[p * k + i] * b[p];
-        }
-        b[i] = s / l[i * k + i];
-    }
-}
-
-/// Dot product with eight independent accumulators: a plain `sum()` is one serial dependency
-/// chain (floating-point addition is not reassociated), which the compiler cannot vectorize.
-#[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0.0;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// `out = (sum_j F_j F_j^T + reg I) v` over the columns `cols` of one row.
-fn normal_product(factor: &[f64], k: usize, cols: &[i64], reg: f64, v: &[f64], out: &mut [f64]) {
-    for (o, vi) in out.iter_mut().zip(v) {
-        *o = reg * vi;
-    }
-    for &j in cols {
-        let f = &factor[j as usize * k..(j as usize + 1) * k];
-        let s = dot(f, v);
-        for (o, fi) in out.iter_mut().zip(f) {
-            *o += s * fi;
-        }
-    }
-}
-
-struct Precond<'a> {
-    q: &'a [f64],
-    lam: &'a [f64],
-    k: usize,
-}
-
-impl Precond<'_> {
-    /// `out = (c Q diag(lam) Q^T + reg I)^{-1} r`.
-    fn apply(&self, c: f64, reg: f64, r: &[f64], tmp: &mut [f64], out: &mut [f64]) {
-        let k = self.k;
-        for a in 0..k {
-            let mut s = 0.0;
-            for i in 0..k {
-                s += self.q[i * k + a] * r[i];
-            }
-            let d = c * self.lam[a] + reg;
-            tmp[a] = if d > 0.0 { s / d } else { s };
-        }
-        for i in 0..k {
-            out[i] = dot(&self.q[i * k..(i + 1) * k], tmp);
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn solve_one(
-    factor: &[f64],
+struct HalfStepInput<'a> {
+    indptr: &'a [i64],
+    indices: &'a [i64],
+    data: &'a [f64],
+    factor: &'a [f64],
     n: usize,
     k: usize,
-    cols: &[i64],
-    vals: &[f64],
+    kp: usize,
     reg: f64,
+    reg_under: f64,
     solver: RowSolver,
-    precond: &Precond<'_>,
+    precond: Precond,
+    residual: bool,
+}
+
+type BlockStats = (usize, usize, usize, f64);
+
+/// Solves the rows `first..first + x.len() / k` into `x`; returns (CG steps, under, empty) or the
+/// first row whose exact normal matrix could not be factored.
+#[inline(always)]
+fn solve_block<const F: bool>(
+    h: &HalfStepInput<'_>,
+    first: usize,
     x: &mut [f64],
-) -> Result<usize> {
-    let mut rhs = vec![0.0; k];
-    for (&j, &mij) in cols.iter().zip(vals) {
-        let f = &factor[j as usize * k..(j as usize + 1) * k];
-        for (r, fi) in rhs.iter_mut().zip(f) {
-            *r += mij * fi;
+    w: &mut Work,
+) -> Result<BlockStats> {
+    let (k, kp) = (h.k, h.kp);
+    let (mut steps, mut under, mut empty, mut sq) = (0, 0, 0, 0.0);
+    for (t, xi) in x.chunks_exact_mut(k).enumerate() {
+        let i = first + t;
+        let (a, b) = (h.indptr[i] as usize, h.indptr[i + 1] as usize);
+        if a == b {
+            xi.fill(0.0);
+            empty += 1;
+            continue;
         }
-    }
-    match solver {
-        RowSolver::Exact => {
-            let mut g = vec![0.0; k * k];
-            for &j in cols {
-                let f = &factor[j as usize * k..(j as usize + 1) * k];
-                for a in 0..k {
-                    let fa = f[a];
-                    for (gb, fb) in g[a * k..a * k + a + 1].iter_mut().zip(&f[..=a]) {
-                        *gb += fa * fb;
-                    }
-                }
-            }
-            let scale = (0..k).map(|a| g[a * k + a]).fold(0.0, f64::max);
-            for a in 0..k {
-                g[a * k + a] += reg;
-            }
-            let mut jitter = f64::EPSILON * scale.max(f64::MIN_POSITIVE);
-            let mut l = g.clone();
-            while !cholesky(&mut l, k) {
-                // semidefinite normal matrix (degenerate sampling, reg = 0): the smallest ridge that factors
-                if !(jitter.is_finite()) || jitter > scale.max(1.0) * 1e6 {
+        let few = b - a < k;
+        under += usize::from(few);
+        let row = RowData {
+            cols: &h.indices[a..b],
+            vals: &h.data[a..b],
+            reg: if few { h.reg.max(h.reg_under) } else { h.reg },
+            c: (b - a) as f64 / h.n as f64,
+        };
+        w.x[..k].copy_from_slice(xi);
+        match h.solver {
+            RowSolver::Exact => {
+                if !exact_row::<F>(h.factor, k, kp, &row, w) {
                     return Err(Error::NumericalBreakdown(
                         "row normal matrix is not finite".into(),
                     ));
                 }
-                l.copy_from_slice(&g);
-                for a in 0..k {
-                    l[a * k + a] += jitter;
+                if h.residual {
+                    sq += factor_sq_residual::<F>(h.factor, kp, &row, &w.x);
                 }
-                jitter *= 100.0;
             }
-            cholesky_solve(&l, k, &mut rhs);
-            x.copy_from_slice(&rhs);
-            Ok(0)
+            RowSolver::Cg { max_iter, tol } => {
+                steps += cg_row::<F>(h.factor, k, kp, &row, &h.precond, max_iter, tol, w);
+                if h.residual {
+                    let nr = row.cols.len();
+                    sq += gathered_sq_residual::<F>(&w.rows[..nr * kp], kp, row.vals, &w.x);
+                }
+            }
         }
-        RowSolver::Cg { max_iter, tol } => {
-            let c = cols.len() as f64 / n as f64;
-            let (mut r, mut z, mut p, mut ap, mut tmp) = (
-                vec![0.0; k],
-                vec![0.0; k],
-                vec![0.0; k],
-                vec![0.0; k],
-                vec![0.0; k],
-            );
-            normal_product(factor, k, cols, reg, x, &mut ap);
-            for i in 0..k {
-                r[i] = rhs[i] - ap[i];
-            }
-            let target = tol * dot(&rhs, &rhs).sqrt();
-            if dot(&r, &r).sqrt() <= target {
-                return Ok(0);
-            }
-            precond.apply(c, reg, &r, &mut tmp, &mut z);
-            p.copy_from_slice(&z);
-            let mut rz = dot(&r, &z);
-            for it in 0..max_iter {
-                normal_product(factor, k, cols, reg, &p, &mut ap);
-                let pap = dot(&p, &ap);
-                if !(pap > 0.0) || !(rz > 0.0) {
-                    return Ok(it);
-                }
-                let alpha = rz / pap;
-                for i in 0..k {
-                    x[i] += alpha * p[i];
-                    r[i] -= alpha * ap[i];
-                }
-                if dot(&r, &r).sqrt() <= target {
-                    return Ok(it + 1);
-                }
-                precond.apply(c, reg, &r, &mut tmp, &mut z);
-                let rz_new = dot(&r, &z);
-                let beta = rz_new / rz;
-                rz = rz_new;
-                for i in 0..k {
-                    p[i] = z[i] + beta * p[i];
-                }
-            }
-            Ok(max_iter)
-        }
+        xi.copy_from_slice(&w.x[..k]);
     }
+    Ok((steps, under, empty, sq))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn solve_block_avx2(
+    h: &HalfStepInput<'_>,
+    first: usize,
+    x: &mut [f64],
+    w: &mut Work,
+) -> Result<BlockStats> {
+    solve_block::<true>(h, first, x, w)
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn run_block(
+    h: &HalfStepInput<'_>,
+    fast: bool,
+    first: usize,
+    x: &mut [f64],
+    w: &mut Work,
+) -> Result<BlockStats> {
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        // SAFETY: `fast` is the run-time detection of AVX2 and FMA
+        return unsafe { solve_block_avx2(h, first, x, w) };
+    }
+    let _ = fast;
+    solve_block::<false>(h, first, x, w)
 }
 
 /// One half-step: overwrite each row of `x` (m x k, row-major; the CG warm start) with the solution
@@ -251,7 +178,9 @@ fn solve_one(
 ///
 /// Rows with fewer than k observations use the ridge `max(reg, reg_under)`; rows without any are
 /// set to zero. For CG, `q` (k x k, row-major) and `lam` (k) are the eigendecomposition of
-/// `factor^T factor / n` (ignored by the exact solver; pass empty slices).
+/// `factor^T factor / n` (ignored by the exact solver; pass empty slices). `parallel`: rows in
+/// blocks on the current rayon pool, else on the calling thread. `residual`: also return the
+/// squared residual of the new rows over their observed entries.
 #[allow(clippy::too_many_arguments)]
 pub fn solve_rows(
     indptr: &[i64],
@@ -266,6 +195,34 @@ pub fn solve_rows(
     solver: RowSolver,
     q: &[f64],
     lam: &[f64],
+    parallel: bool,
+    residual: bool,
+) -> Result<HalfStep> {
+    let fast = has_avx2_fma();
+    solve_rows_on(
+        indptr, indices, data, factor, n, k, x, reg, reg_under, solver, q, lam, parallel, residual,
+        fast,
+    )
+}
+
+/// [`solve_rows`] with the AVX2 + FMA build (`fast`, where the CPU has it) or the portable one.
+#[allow(clippy::too_many_arguments)]
+fn solve_rows_on(
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[f64],
+    factor: &[f64],
+    n: usize,
+    k: usize,
+    x: &mut [f64],
+    reg: f64,
+    reg_under: f64,
+    solver: RowSolver,
+    q: &[f64],
+    lam: &[f64],
+    parallel: bool,
+    residual: bool,
+    fast: bool,
 ) -> Result<HalfStep> {
     if k == 0 || x.len() % k != 0 {
         return Err(Error::invalid(
@@ -284,51 +241,120 @@ pub fn solve_rows(
     if !(reg >= 0.0) || !(reg_under >= 0.0) {
         return Err(Error::invalid("reg", "must be nonnegative"));
     }
-    if let RowSolver::Cg { .. } = solver {
-        if q.len() != k * k || lam.len() != k {
-            return Err(Error::invalid(
-                "q",
-                "preconditioner must be k x k with k eigenvalues",
-            ));
-        }
-    }
-    let precond = Precond { q, lam, k };
-    let results: Vec<Result<(usize, bool, bool)>> = x
-        .par_chunks_mut(k)
-        .enumerate()
-        .map(|(i, xi)| {
-            let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
-            if a == b {
-                xi.fill(0.0);
-                return Ok((0, false, true));
+    let kp = k.div_ceil(4) * 4;
+    let precond = match solver {
+        RowSolver::Cg { .. } => {
+            if q.len() != k * k || lam.len() != k {
+                return Err(Error::invalid(
+                    "q",
+                    "preconditioner must be k x k with k eigenvalues",
+                ));
             }
-            let under = b - a < k;
-            let reg_i = if under { reg.max(reg_under) } else { reg };
-            let it = solve_one(
-                factor,
-                n,
-                k,
-                &indices[a..b],
-                &data[a..b],
-                reg_i,
-                solver,
-                &precond,
-                xi,
-            )?;
-            Ok((it, under, false))
-        })
-        .collect();
+            let mut qt = vec![0.0; k * k];
+            for i in 0..k {
+                for a in 0..k {
+                    qt[a * k + i] = q[i * k + a];
+                }
+            }
+            let mut lam_p = vec![0.0; kp];
+            lam_p[..k].copy_from_slice(lam);
+            Precond {
+                q: padded(q, k, kp, "preconditioner")?,
+                qt: padded(&qt, k, kp, "preconditioner")?,
+                lam: lam_p,
+            }
+        }
+        RowSolver::Exact => Precond {
+            q: Vec::new(),
+            qt: Vec::new(),
+            lam: vec![0.0; kp],
+        },
+    };
+    let factor_p = padded(factor, k, kp, "factor")?;
+    let h = HalfStepInput {
+        indptr,
+        indices,
+        data,
+        factor: &factor_p,
+        n,
+        k,
+        kp,
+        reg,
+        reg_under,
+        solver,
+        precond,
+        residual,
+    };
+    // work vectors per rayon job, not per block: the gathered rows take up to max|Omega_i| x kp
+    // (a fresh large buffer per block costs page faults that outweigh the arithmetic)
+    let longest = indptr
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as usize)
+        .max()
+        .unwrap_or(0);
+    let new_work = || Work::new(kp, longest);
+    let run = |w: &mut Work, (b, xb): (usize, &mut [f64])| run_block(&h, fast, b * BLOCK, xb, w);
+    let results: Vec<Result<BlockStats>> = if parallel {
+        x.par_chunks_mut(BLOCK * k)
+            .enumerate()
+            .map_init(new_work, run)
+            .collect()
+    } else {
+        let mut w = new_work();
+        x.chunks_mut(BLOCK * k)
+            .enumerate()
+            .map(|item| run(&mut w, item))
+            .collect()
+    };
     let mut stats = HalfStep::default();
     for r in results {
-        let (it, under, empty) = r?;
+        let (it, under, empty, sq) = r?;
+        stats.sq_residual += sq;
         stats.cg_iterations += it;
-        stats.underdetermined += usize::from(under);
-        stats.empty += usize::from(empty);
+        stats.underdetermined += under;
+        stats.empty += empty;
     }
     Ok(stats)
 }
 
+#[inline(always)]
+fn sq_error_rows<const F: bool>(
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[f64],
+    u: &[f64],
+    v: &[f64],
+    kp: usize,
+    rows: std::ops::Range<usize>,
+) -> f64 {
+    let mut total = 0.0;
+    for i in rows {
+        let ui = &u[i * kp..(i + 1) * kp];
+        for p in indptr[i] as usize..indptr[i + 1] as usize {
+            let j = indices[p] as usize;
+            let e = data[p] - dot4::<F>(ui, &v[j * kp..(j + 1) * kp]);
+            total = fmadd::<F>(e, e, total);
+        }
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sq_error_rows_avx2(
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[f64],
+    u: &[f64],
+    v: &[f64],
+    kp: usize,
+    rows: std::ops::Range<usize>,
+) -> f64 {
+    sq_error_rows::<true>(indptr, indices, data, u, v, kp, rows)
+}
+
 /// `sum_{(i,j) observed} (M_ij - <U_i, V_j>)^2` for the CSR matrix of shape m x n.
+#[allow(clippy::too_many_arguments)]
 pub fn observed_sq_error(
     indptr: &[i64],
     indices: &[i64],
@@ -337,31 +363,41 @@ pub fn observed_sq_error(
     v: &[f64],
     n: usize,
     k: usize,
+    parallel: bool,
 ) -> Result<f64> {
     if k == 0 || u.len() % k != 0 || v.len() != n * k {
         return Err(Error::invalid("u", "factor lengths do not match rank"));
     }
     let m = u.len() / k;
     check_csr(indptr, indices, data.len(), m, n)?;
-    Ok((0..m)
-        .into_par_iter()
-        .map(|i| {
-            let ui = &u[i * k..(i + 1) * k];
-            let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
-            (a..b)
-                .map(|p| {
-                    let j = indices[p] as usize;
-                    let e = data[p] - dot(ui, &v[j * k..(j + 1) * k]);
-                    e * e
-                })
-                .sum::<f64>()
-        })
-        .sum())
+    let kp = k.div_ceil(4) * 4;
+    let (u, v) = (padded(u, k, kp, "u")?, padded(v, k, kp, "v")?);
+    let fast = has_avx2_fma();
+    let block = |b: usize| {
+        let rows = b * BLOCK..((b + 1) * BLOCK).min(m);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: `fast` is the run-time detection of AVX2 and FMA
+            return unsafe { sq_error_rows_avx2(indptr, indices, data, &u, &v, kp, rows) };
+        }
+        let _ = fast;
+        sq_error_rows::<false>(indptr, indices, data, &u, &v, kp, rows)
+    };
+    let blocks = m.div_ceil(BLOCK);
+    Ok(if parallel {
+        (0..blocks).into_par_iter().map(block).sum()
+    } else {
+        (0..blocks).map(block).sum()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
 
     /// A 3 x 2 rank-1 matrix fully observed: one exact half-step recovers the row factor.
     #[test]
@@ -390,6 +426,8 @@ mod tests {
             RowSolver::Exact,
             &[],
             &[],
+            false,
+            false,
         )
         .unwrap();
         for (a, b) in x.iter().zip(&truth) {
@@ -402,15 +440,16 @@ mod tests {
             tol: 1e-14,
         };
         let stats = solve_rows(
-            &indptr, &indices, &data, &factor, 3, 2, &mut y, 0.0, 1e-8, cg, &q, &lam,
+            &indptr, &indices, &data, &factor, 3, 2, &mut y, 0.0, 1e-8, cg, &q, &lam, true, true,
         )
         .unwrap();
         assert!(stats.cg_iterations >= 2);
         for (a, b) in y.iter().zip(&truth) {
             assert!((a - b).abs() < 1e-10);
         }
-        let err = observed_sq_error(&indptr, &indices, &data, &y, &factor, 3, 2).unwrap();
+        let err = observed_sq_error(&indptr, &indices, &data, &y, &factor, 3, 2, false).unwrap();
         assert!(err < 1e-18);
+        assert!((stats.sq_residual - err).abs() < 1e-18);
     }
 
     #[test]
@@ -429,6 +468,8 @@ mod tests {
             RowSolver::Exact,
             &[],
             &[],
+            false,
+            false,
         );
         assert!(r.is_err());
     }
@@ -450,9 +491,68 @@ mod tests {
             RowSolver::Exact,
             &[],
             &[],
+            false,
+            false,
         )
         .unwrap();
         assert_eq!((s.underdetermined, s.empty), (1, 1));
         assert!((x[0] - 2.0).abs() < 1e-5 && x[1].abs() < 1e-12 && x[2] == 0.0);
+    }
+
+    /// The portable build and the AVX2 + FMA build agree, for a rank that is not a multiple of 4
+    /// (padding) and rows of every length around it, with both solvers.
+    #[test]
+    fn portable_and_simd_builds_agree() {
+        let (m, n, k) = (7usize, 9usize, 5usize);
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let factor: Vec<f64> = (0..n * k).map(|_| next()).collect();
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+        for i in 0..m {
+            for j in 0..n {
+                if (i * 7 + j * 3) % (i + 2) != 0 {
+                    indices.push(j as i64);
+                    data.push(next());
+                }
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let x0: Vec<f64> = (0..m * k).map(|_| next()).collect();
+        let (q, lam): (Vec<f64>, Vec<f64>) = (
+            (0..k * k)
+                .map(|t| f64::from(u8::from(t % (k + 1) == 0)))
+                .collect(),
+            vec![1.0; k],
+        );
+        let cg = RowSolver::Cg {
+            max_iter: k,
+            tol: 1e-12,
+        };
+        for solver in [RowSolver::Exact, cg] {
+            let run = |fast: bool| {
+                let mut x = x0.clone();
+                let s = solve_rows_on(
+                    &indptr, &indices, &data, &factor, n, k, &mut x, 1e-3, 0.1, solver, &q, &lam,
+                    false, true, fast,
+                )
+                .unwrap();
+                (x, s)
+            };
+            let (xa, sa) = run(false);
+            let (xb, sb) = run(has_avx2_fma());
+            for (a, b) in xa.iter().zip(&xb) {
+                assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+            }
+            assert_eq!(
+                (sa.underdetermined, sa.empty),
+                (sb.underdetermined, sb.empty)
+            );
+            assert!((sa.sq_residual - sb.sq_residual).abs() <= 1e-9 * (1.0 + sa.sq_residual));
+        }
     }
 }
