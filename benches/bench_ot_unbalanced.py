@@ -104,6 +104,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--dense-max", type=int, default=5000)
     p.add_argument("--write", action="store_true", help="write benches/RESULTS_ot_unbalanced.md")
+    p.add_argument(
+        "--skip", nargs="*", default=[], help="solves to leave out, by the start of their name (not balanced)"
+    )
     p.add_argument("--dims", type=int, nargs="*", default=[], help="instead: time per iteration against d")
     p.add_argument("--dim-n", type=int, default=3000)
     args = p.parse_args()
@@ -117,6 +120,7 @@ def main() -> None:
     for n in args.sizes:
         x, y = data(n)
         runs = solvers(x, y, args.reach, "hierarchical")
+        runs = {k: v for k, v in runs.items() if k == "balanced" or not any(k.startswith(p) for p in args.skip)}
         best = dict.fromkeys(runs, np.inf)
         last = {}
         for _ in range(args.repeats):  # interleaved rounds: load changes hit every solver alike
@@ -126,7 +130,7 @@ def main() -> None:
                 best[name] = min(best[name], time.perf_counter() - start)
         exact = {}
         if n <= args.dense_max:
-            exact = {name: summary(fn())[0] for name, fn in solvers(x, y, args.reach, "dense").items()}
+            exact = {name: summary(fn())[0] for name, fn in solvers(x, y, args.reach, "dense").items() if name in runs}
         for name in runs:
             value, iters, apps, err = summary(last[name])
             diff = f"{abs(value - exact[name]) / abs(exact[name]):.1e}" if name in exact else ""

@@ -312,6 +312,12 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook,
     return f, g, n_iter, err, converged, cost, dual
 
 
+#: Iterations of an eps-scaling stage before the last in the symmetric solve (``STAGE_ITERS`` of
+#: rust/core/src/ot/symmetric.rs): one, as in GeomLoss, half the kernel applications of stages run
+#: to error 1e-2.
+_SYMMETRIC_STAGE_ITERS = 1
+
+
 def _sinkhorn_symmetric_xp(x, a_host, eps, tol, n_iter_max, ratio, hook, k=0, rho=math.inf, mass=1.0):
     """OT_eps(a, a) by the averaged update f <- (f + T(f)) / 2 (rust/core/src/ot/symmetric.rs):
     returns the same fields as ``_sinkhorn_xp`` with g = f; the error is that of both marginals.
@@ -343,7 +349,7 @@ def _sinkhorn_symmetric_xp(x, a_host, eps, tol, n_iter_max, ratio, hook, k=0, rh
             if done:
                 break
             f = 0.5 * (f + t)
-            if err <= stage_tol or (not final and iters >= 50):
+            if err <= stage_tol or (not final and iters >= _SYMMETRIC_STAGE_ITERS):
                 break
         if done:
             break

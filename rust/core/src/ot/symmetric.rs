@@ -1,7 +1,8 @@
 //! The symmetric problem OT_eps(a, a) of a Sinkhorn divergence: one potential f (the plan is
 //! P_ij = a_i a_j exp((f_i + f_j - C_ij)/eps), symmetric), found by the averaged update
 //! f <- (f + T(f)) / 2 with T(f)_i = -eps log sum_j a_j exp((f_j - C_ij)/eps) (damped by
-//! rho / (rho + eps) when unbalanced). One kernel application per iteration instead of two.
+//! rho / (rho + eps) when unbalanced). One kernel application per iteration instead of two, and
+//! one iteration per eps-scaling stage before the last.
 //! Averaging removes the oscillation of the plain symmetric update: its linearization at the
 //! fixed point has eigenvalues (1 - mu) / 2 with mu the eigenvalues of the (nonnegative definite
 //! for a Gaussian kernel) linearized Markov operator, so the slow modes of plain Sinkhorn
@@ -15,8 +16,10 @@ use super::sinkhorn::{
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
 
-/// Iterations after which a stage before the last one hands over to the next.
-const STAGE_ITERS: usize = 50;
+/// Iterations after which a stage before the last one hands over to the next: one, as in
+/// GeomLoss (measured at n = 2000: 24 kernel applications in all instead of 48 with stages run to
+/// error 1e-2, the final stage needing 16 instead of 15).
+const STAGE_ITERS: usize = 1;
 
 /// Solves OT_eps(a, a) on the points x (n x d, row-major) with weights a, with the options of
 /// `sinkhorn` (`rho_a` is the penalty of both marginals; `relax` and `rho_b` are not used).
