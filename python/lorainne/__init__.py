@@ -9,7 +9,7 @@ from . import completion, compress, moments, spiked, train
 from ._backend import backends
 from ._warnings import ConvergenceWarning
 from .completion import CompletionResult, complete, sense
-from .ot import GaussianKernel, SinkhornResult, barycenter, sinkhorn
+from .ot import GaussianKernel, SinkhornResult, barycenter, sinkhorn, sinkhorn_divergence
 from .randomized import SVDResult, cholesky_qr2, householder_qr, randomized_svd, range_finder, svd_certified
 from .tensor import (
     BlockTermTensor,
@@ -85,6 +85,7 @@ __all__ = [
     "range_finder",
     "sense",
     "sinkhorn",
+    "sinkhorn_divergence",
     "spectral_density",
     "spectrum_bounds",
     "spiked",

@@ -170,6 +170,27 @@ def sinkhorn_log(
     eps_scaling: float | None = None,
     exact: bool = False,
     relax: bool = True,
+    rho_a: float | None = None,
+    rho_b: float | None = None,
+    mass: float = 1.0,
+) -> SinkhornResult: ...
+def sinkhorn_log_symmetric(
+    x: NDArray[np.float64],
+    a: NDArray[np.float64],
+    *,
+    n_threads: int | None = None,
+    callback: Callable[[int, float, float], bool] | None = None,
+    eps: float,
+    tol: float,
+    n_iter_max: int,
+    kernel_tol: float,
+    leaf_size: int,
+    eps_scaling: float | None = None,
+    exact: bool = False,
+    relax: bool = True,
+    rho_a: float | None = None,
+    rho_b: float | None = None,
+    mass: float = 1.0,
 ) -> SinkhornResult: ...
 
 @final

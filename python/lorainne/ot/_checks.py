@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -65,3 +66,63 @@ def _check_eps_scaling(eps_scaling):
     if isinstance(eps_scaling, (bool, np.bool_)) or not isinstance(eps_scaling, numbers.Real):
         raise TypeError(f"eps_scaling must be {what}, got {eps_scaling!r}")
     return check_real(eps_scaling, "eps_scaling", low=0.0, high=1.0, low_open=True, high_open=True, what=what)
+
+
+def _check_reach(reach) -> tuple[float, float] | None:
+    """None (balanced), or the KL strengths ``(rho_a, rho_b) = (reach_a**2, reach_b**2)`` from a
+    positive ``reach`` or a pair of them; ``inf`` (or None inside a pair) keeps that marginal fixed.
+    None when both are fixed: exactly the balanced problem.
+    """
+    if reach is None:
+        return None
+    pair = tuple(reach) if isinstance(reach, (tuple, list)) else (reach, reach)
+    if len(pair) != 2:
+        raise ValueError(f"reach must be None, a positive number or a pair of them, got {reach!r}")
+    rhos = []
+    for side, r in zip("ab", pair, strict=True):
+        if r is None or (isinstance(r, numbers.Real) and not isinstance(r, (bool, np.bool_)) and r == np.inf):
+            rhos.append(np.inf)
+            continue
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Real):
+            raise TypeError(f"reach must be None, a positive number or a pair of them, got {reach!r}")
+        r = check_real(r, f"reach (side {side})", low=0.0, low_open=True, what="positive (or inf: balanced side)")
+        rho = r * r
+        if rho == 0.0 or not np.isfinite(rho):
+            raise ValueError(f"reach = {r!r}: reach**2 is outside the float64 range")
+        rhos.append(rho)
+    if rhos[0] == np.inf and rhos[1] == np.inf:
+        return None
+    return rhos[0], rhos[1]
+
+
+def _log_weights(log_w, n: int, name: str) -> np.ndarray:
+    """Host float64 log-weights: finite or -inf (a zero weight), not all -inf."""
+    log_w = as_float_array(_from_sequence(log_w, name), name, finite=False)
+    if log_w.ndim != 1 or log_w.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D with {n} entries (one per point), got shape {tuple(log_w.shape)}")
+    log_w = np.asarray(to_host(log_w), dtype=np.float64)
+    if np.any(np.isnan(log_w)) or np.any(log_w == np.inf):
+        raise ValueError(f"{name} contains NaN or +inf (log-weights are finite, or -inf for a zero weight)")
+    if np.all(log_w == -np.inf):
+        raise ValueError(f"{name} is -inf everywhere; weights must have positive total mass")
+    return log_w
+
+
+def _unit_weights(w, log_w, n: int, name: str) -> tuple[np.ndarray, float, float]:
+    """The weights on unit mass, their mass and its log, from weights ``w`` or log-weights
+    ``log_w`` (normalized in the log domain: a total mass outside the float64 range is fine;
+    weights below 1e-308 of the total count as zero).
+    """
+    if log_w is None:
+        w = _weights(w, n, name)
+        s = float(w.sum())
+        return (w if s == 1.0 else w / s), s, math.log(s)
+    if w is not None:
+        raise ValueError(f"pass {name} or log_{name}, not both")
+    log_w = _log_weights(log_w, n, f"log_{name}")
+    top = float(log_w.max())
+    log_mass = top + math.log(float(np.sum(np.exp(log_w - top))))
+    unit = np.exp(log_w - log_mass)
+    with np.errstate(over="ignore", under="ignore"):
+        mass = math.exp(log_mass) if log_mass < 709.0 else math.inf
+    return unit / unit.sum(), mass, log_mass

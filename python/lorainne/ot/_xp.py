@@ -1,7 +1,8 @@
 """The dense log-domain Sinkhorn reference on any array-API library (NumPy, CuPy, torch, ...).
 
 The iteration rules (eps schedule, over-relaxation, stall detection and the race against the plain
-run) are the same as those of rust/core/src/ot/sinkhorn.rs; the tests check the two agree.
+run; the unbalanced damping and errors; the symmetric averaged update) are the same as those of
+rust/core/src/ot/sinkhorn.rs and symmetric.rs; the tests check the two agree.
 """
 
 from __future__ import annotations
@@ -36,11 +37,25 @@ def _lse(xp, Z, axis: int):
     return xp.squeeze(m + xp.log(s), axis=axis)
 
 
-def _marginal_error(xp, w, pot, plain, eps):
-    """L1 error of one marginal of the plan: sum_i w_i |exp((pot_i - plain_i)/eps) - 1|."""
-    expo = (pot - plain) / eps
-    expo = xp.where(expo < 700.0, expo, xp.full_like(expo, 700.0))
-    return float(xp.sum(w * xp.abs(xp.exp(expo) - 1.0)))
+def _capped_exp(xp, z):
+    return xp.exp(xp.where(z < 700.0, z, xp.full_like(z, 700.0)))
+
+
+def _marginal_error(xp, w, pot, plain, eps, rho=math.inf):
+    """L1 error of one marginal of the plan: sum_i w_i |exp((pot_i - plain_i)/eps) - 1|; with a
+    KL penalty rho, the gap to the marginal the potential asks for,
+    sum_i w_i exp(-pot_i/rho) |exp((pot_i - plain_i)/eps') - 1|, eps' = eps rho / (eps + rho).
+    """
+    if math.isinf(rho):
+        return float(xp.sum(w * xp.abs(_capped_exp(xp, (pot - plain) / eps) - 1.0)))
+    eps_damped = eps * rho / (eps + rho)
+    target = w * _capped_exp(xp, -pot / rho)
+    return float(xp.sum(target * xp.abs(_capped_exp(xp, (pot - plain) / eps_damped) - 1.0)))
+
+
+def _damping(rho: float, eps: float) -> float:
+    """The factor rho / (rho + eps) of an unbalanced update (1 for a fixed marginal)."""
+    return 1.0 if math.isinf(rho) else rho / (rho + eps)
 
 
 class _Relaxation:
@@ -162,29 +177,59 @@ class _Chain:
 
 
 class _DenseOps:
-    """The dense log-domain updates and marginal errors of the xp reference."""
+    """The dense log-domain updates and marginal errors of the xp reference (KL penalties
+    ``rho_a``, ``rho_b`` on the marginals, infinite when fixed; errors divided by ``mass``).
+    """
 
-    def __init__(self, xp, C, a, b):
+    def __init__(self, xp, C, a, b, rho_a=math.inf, rho_b=math.inf, mass=1.0):
         self.xp, self.C, self.a, self.b = xp, C, a, b
         self.la, self.lb = _safe_log(xp, a), _safe_log(xp, b)
+        self.rho_a, self.rho_b, self.mass = rho_a, rho_b, mass
 
     # Dask: the potentials are persisted on the workers after each update, C recomputed in blocks
     def update_f(self, g, e):
-        return persist_if_dask(-e * _lse(self.xp, self.lb[None, :] + (g[None, :] - self.C) / e, axis=1))
+        scale = -e * _damping(self.rho_a, e)  # exactly -e when balanced
+        return persist_if_dask(scale * _lse(self.xp, self.lb[None, :] + (g[None, :] - self.C) / e, axis=1))
 
     def update_g(self, f, e):
-        return persist_if_dask(-e * _lse(self.xp, self.la[:, None] + (f[:, None] - self.C) / e, axis=0))
+        scale = -e * _damping(self.rho_b, e)
+        return persist_if_dask(scale * _lse(self.xp, self.la[:, None] + (f[:, None] - self.C) / e, axis=0))
 
     def marginal_error_a(self, f, f_plain, e):
-        return _marginal_error(self.xp, self.a, f, f_plain, e)
+        return _marginal_error(self.xp, self.a, f, f_plain, e, self.rho_a) / self.mass
 
     def marginal_error_b(self, g, g_plain, e):
-        return _marginal_error(self.xp, self.b, g, g_plain, e)
+        return _marginal_error(self.xp, self.b, g, g_plain, e, self.rho_b) / self.mass
+
+    def objective(self, f, g, eps):
+        """(cost, dual) as in ``objective`` of rust/core/src/ot/sinkhorn.rs: cost = <P, C> plus
+        rho KL(marginal | weights) for each penalized side; dual = a.f + b.g when balanced, else
+        sum of (rho <w, 1 - exp(-pot/rho)> or <w, pot>) - eps (sum P - sum(a) sum(b)).
+        """
+        xp, a, b = self.xp, self.a, self.b
+        log_ratio = (f[:, None] + g[None, :] - self.C) / eps
+        P = xp.exp(self.la[:, None] + self.lb[None, :] + log_ratio)
+        cost = float(xp.sum(P * self.C))
+        if math.isinf(self.rho_a) and math.isinf(self.rho_b):
+            return cost, float(xp.sum(a * f) + xp.sum(b * g))
+        dual = 0.0
+        for w, pot, rho, marg in ((a, f, self.rho_a, xp.sum(P, axis=1)), (b, g, self.rho_b, xp.sum(P, axis=0))):
+            if math.isinf(rho):
+                dual += float(xp.sum(w * pot))
+                continue
+            dual -= rho * float(xp.sum(w * xp.expm1(-pot / rho)))
+            positive = marg > 0
+            safe = xp.where(positive, marg, xp.ones_like(marg))
+            ws = xp.where(positive, w, xp.ones_like(w))
+            cost += rho * float(xp.sum(xp.where(positive, marg * xp.log(safe / ws), xp.zeros_like(marg)) - marg + w))
+        dual -= eps * (float(xp.sum(P)) - float(xp.sum(a)) * float(xp.sum(b)))
+        return cost, dual
 
 
-def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook, k=0):
+def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook, k=0, rhos=None, mass=1.0):
     """The dense log-domain reference on any array-API library (float64 internally), on the
-    points times ``2**k`` (``eps`` is the scaled one).
+    points times ``2**k`` (``eps`` and the KL strengths ``rhos = (rho_a, rho_b)`` are the scaled
+    ones; None: balanced).
 
     Iterations: eps-scaling stages (each to marginal error 1e-2 or 50 iterations) warm-start the
     final stage. With a schedule, the plain run at eps (the one ``eps_scaling=False`` does) makes
@@ -199,7 +244,7 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook,
     a = xp.asarray(a_host, device=dev)
     b = xp.asarray(b_host, device=dev)
     C = _sq_dists(xp, x, y)
-    ops = _DenseOps(xp, C, a, b)
+    ops = _DenseOps(xp, C, a, b, *(rhos or (math.inf, math.inf)), mass)
     lo = xp.minimum(xp.min(x, axis=0), xp.min(y, axis=0))
     hi = xp.maximum(xp.max(x, axis=0), xp.max(y, axis=0))
     diam2 = float(xp.sum((hi - lo) ** 2))
@@ -263,7 +308,53 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook,
         f = ops.update_f(g, eps)
         g = ops.update_g(f, eps)
         err = ops.marginal_error_a(f, ops.update_f(g, eps), eps)
-    P = xp.exp(ops.la[:, None] + ops.lb[None, :] + (f[:, None] + g[None, :] - C) / eps)
-    cost = float(xp.sum(P * C))
-    dual = float(xp.sum(a * f) + xp.sum(b * g))
+    cost, dual = ops.objective(f, g, eps)
     return f, g, n_iter, err, converged, cost, dual
+
+
+#: Iterations of an eps-scaling stage before the last in the symmetric solve (``STAGE_ITERS`` of
+#: rust/core/src/ot/symmetric.rs): one, as in GeomLoss, half the kernel applications of stages run
+#: to error 1e-2.
+_SYMMETRIC_STAGE_ITERS = 1
+
+
+def _sinkhorn_symmetric_xp(x, a_host, eps, tol, n_iter_max, ratio, hook, k=0, rho=math.inf, mass=1.0):
+    """OT_eps(a, a) by the averaged update f <- (f + T(f)) / 2 (rust/core/src/ot/symmetric.rs):
+    returns the same fields as ``_sinkhorn_xp`` with g = f; the error is that of both marginals.
+    """
+    xp = array_namespace(x)
+    x = times_power_of_two(xp.astype(x, xp.float64), k)
+    a = xp.asarray(a_host, device=device(x))
+    C = _sq_dists(xp, x, x)
+    ops = _DenseOps(xp, C, a, a, rho, rho, mass)
+    diam2 = float(xp.sum((xp.max(x, axis=0) - xp.min(x, axis=0)) ** 2))
+    stages = _schedule(diam2, eps, ratio)
+    f = xp.zeros(C.shape[0], dtype=xp.float64, device=device(x))
+    n_iter, converged, err, stage_eps, done = 0, False, math.inf, eps, False
+    for s, e in enumerate(stages):
+        final = s == len(stages) - 1
+        stage_tol = tol if final else max(tol, 1e-2)
+        stage_eps, iters = e, 0
+        while True:
+            t = ops.update_f(f, e)
+            err = 2.0 * ops.marginal_error_a(f, t, e)  # of the pair (f, f)
+            n_iter, iters = n_iter + 1, iters + 1
+            if not math.isfinite(err):
+                raise ValueError(f"numerical breakdown: marginal error became {err} at iteration {n_iter} (eps = {e})")
+            stop = hook(n_iter, e, err)
+            if err <= stage_tol:
+                converged = final
+                done = final or stop
+            done = done or stop or n_iter >= n_iter_max
+            if done:
+                break
+            f = 0.5 * (f + t)
+            if err <= stage_tol or (not final and iters >= _SYMMETRIC_STAGE_ITERS):
+                break
+        if done:
+            break
+    if stage_eps != eps:  # stopped inside a scaling stage: one averaged step at the final eps
+        f = 0.5 * (f + ops.update_f(f, eps))
+        err = 2.0 * ops.marginal_error_a(f, ops.update_f(f, eps), eps)
+    cost, dual = ops.objective(f, f, eps)
+    return f, f, n_iter, err, converged, cost, dual

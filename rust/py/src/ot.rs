@@ -6,8 +6,8 @@ use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
 use crate::interrupt::interruptible;
 use lorainne_core::ot::{
-    log_apply_in_order, sinkhorn, KdTree, KernelOptions, KernelStats as CoreStats, Progress,
-    SinkhornOptions,
+    log_apply_in_order, sinkhorn, sinkhorn_symmetric, KdTree, KernelOptions,
+    KernelStats as CoreStats, Progress, SinkhornOptions, SinkhornOutput,
 };
 use lorainne_core::{parallel, Error};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
@@ -117,9 +117,17 @@ struct SinkhornArgs {
     exact: bool,
     #[pyo3(default = true)]
     relax: bool,
+    /// KL penalties of the two marginals (None: balanced).
+    #[pyo3(default)]
+    rho_a: Option<f64>,
+    #[pyo3(default)]
+    rho_b: Option<f64>,
+    /// The mass the marginal error is divided by.
+    #[pyo3(default = 1.0)]
+    mass: f64,
 }
 
-const SINKHORN_KEYS: [&str; 8] = [
+const SINKHORN_KEYS: [&str; 11] = [
     "eps",
     "tol",
     "n_iter_max",
@@ -128,6 +136,9 @@ const SINKHORN_KEYS: [&str; 8] = [
     "eps_scaling",
     "exact",
     "relax",
+    "rho_a",
+    "rho_b",
+    "mass",
 ];
 
 impl SinkhornArgs {
@@ -142,8 +153,70 @@ impl SinkhornArgs {
             leaf_size: self.leaf_size,
             parallel,
             relax: self.relax,
+            rho_a: self.rho_a.unwrap_or(f64::INFINITY),
+            rho_b: self.rho_b.unwrap_or(f64::INFINITY),
+            mass: self.mass,
         }
     }
+}
+
+/// The solver's output as the Python result.
+fn to_result(py: Python<'_>, out: SinkhornOutput) -> PyResult<SinkhornResult> {
+    Ok(SinkhornResult {
+        f: out.f.into_pyarray(py).unbind(),
+        g: out.g.into_pyarray(py).unbind(),
+        n_iter: out.n_iter,
+        marginal_error: out.marginal_error,
+        converged: out.converged,
+        cost: out.cost,
+        dual: out.dual,
+        stats: Py::new(py, PyKernelStats::from(&out.stats))?,
+        memory_bytes: out.memory_bytes,
+    })
+}
+
+/// Runs `solve` with the options, on a pool of `n_threads`, interruptibly, with the Python
+/// callback `callback(n_iter, eps, marginal_error) -> bool` wired in.
+fn run_solver(
+    py: Python<'_>,
+    args: &SinkhornArgs,
+    n_threads: Option<usize>,
+    callback: Option<Py<PyAny>>,
+    solve: impl Fn(
+            &SinkhornOptions,
+            &mut dyn FnMut(&Progress) -> bool,
+            &lorainne_core::interrupt::Interrupt,
+        ) -> lorainne_core::Result<SinkhornOutput>
+        + Send
+        + Sync,
+) -> PyResult<SinkhornResult> {
+    let mut callback_error: Option<PyErr> = None;
+    let out = interruptible(py, |interrupt| {
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                let opts = args.options(!matches!(par, faer::Par::Seq));
+                let mut hook = |p: &Progress| -> bool {
+                    match &callback {
+                        None => false,
+                        Some(cb) => Python::attach(|py| {
+                            match cb.call1(py, (p.n_iter, p.eps, p.marginal_error)) {
+                                Ok(v) => v.is_truthy(py).unwrap_or(false),
+                                Err(e) => {
+                                    callback_error = Some(e);
+                                    true
+                                }
+                            }
+                        }),
+                    }
+                };
+                solve(&opts, &mut hook, interrupt)
+            })?
+        })
+    })?;
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    to_result(py, out)
 }
 
 /// sinkhorn_log(x, y, a, b, *, eps, tol, n_iter_max, kernel_tol, leaf_size, eps_scaling=None,
@@ -172,42 +245,31 @@ fn sinkhorn_log<'py>(
     let bv = b
         .as_slice()
         .map_err(|_| PyValueError::new_err("b must be contiguous"))?;
-    let mut callback_error: Option<PyErr> = None;
-    let out = interruptible(py, |interrupt| {
-        guarded(|| {
-            parallel::run(n_threads, |par| {
-                let opts = args.options(!matches!(par, faer::Par::Seq));
-                let mut hook = |p: &Progress| -> bool {
-                    match &callback {
-                        None => false,
-                        Some(cb) => Python::attach(|py| {
-                            match cb.call1(py, (p.n_iter, p.eps, p.marginal_error)) {
-                                Ok(v) => v.is_truthy(py).unwrap_or(false),
-                                Err(e) => {
-                                    callback_error = Some(e);
-                                    true
-                                }
-                            }
-                        }),
-                    }
-                };
-                sinkhorn(xv, yv, d, av, bv, &opts, &mut hook, interrupt)
-            })?
-        })
-    })?;
-    if let Some(e) = callback_error {
-        return Err(e);
-    }
-    Ok(SinkhornResult {
-        f: out.f.into_pyarray(py).unbind(),
-        g: out.g.into_pyarray(py).unbind(),
-        n_iter: out.n_iter,
-        marginal_error: out.marginal_error,
-        converged: out.converged,
-        cost: out.cost,
-        dual: out.dual,
-        stats: Py::new(py, PyKernelStats::from(&out.stats))?,
-        memory_bytes: out.memory_bytes,
+    run_solver(py, &args, n_threads, callback, |opts, hook, interrupt| {
+        sinkhorn(xv, yv, d, av, bv, opts, hook, interrupt)
+    })
+}
+
+/// sinkhorn_log_symmetric(x, a, *, <the options of sinkhorn_log>) -> SinkhornResult: the
+/// symmetric problem OT_eps(a, a) by averaged updates (g = f; rho_b is not used).
+#[pyfunction]
+#[pyo3(signature = (x, a, *, n_threads=None, callback=None, **options))]
+fn sinkhorn_log_symmetric<'py>(
+    x: PyReadonlyArray2<'py, f64>,
+    a: PyReadonlyArray1<'py, f64>,
+    n_threads: Option<usize>,
+    callback: Option<Py<PyAny>>,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<SinkhornResult> {
+    let py = x.py();
+    let args: SinkhornArgs =
+        kwargs(py, "sinkhorn_log_symmetric", &SINKHORN_KEYS, options)?.extract()?;
+    let (xv, d) = points(&x, "x")?;
+    let av = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("a must be contiguous"))?;
+    run_solver(py, &args, n_threads, callback, |opts, hook, interrupt| {
+        sinkhorn_symmetric(xv, d, av, opts, hook, interrupt)
     })
 }
 
@@ -319,6 +381,7 @@ impl HierarchicalKernel {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sinkhorn_log, m)?)?;
+    m.add_function(wrap_pyfunction!(sinkhorn_log_symmetric, m)?)?;
     m.add_class::<HierarchicalKernel>()?;
     m.add_class::<SinkhornResult>()?;
     m.add_class::<PyKernelStats>()?;

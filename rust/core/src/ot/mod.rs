@@ -4,10 +4,12 @@
 
 pub mod kernel;
 pub mod sinkhorn;
+pub mod symmetric;
 pub mod tree;
 
 pub use kernel::{
     log_apply, log_apply_in_order, reserve_monomial_cache, Applied, KernelOptions, KernelStats,
 };
 pub use sinkhorn::{sinkhorn, Progress, SinkhornOptions, SinkhornOutput};
+pub use symmetric::sinkhorn_symmetric;
 pub use tree::KdTree;

@@ -15,6 +15,15 @@
 //! exact, so the error is the L1 sum of both, each read off the updates computed anyway:
 //! column j of (f, g) is b_j exp((g_j - G(f)_j)/eps), row i is a_i exp((f_i - F(g)_i)/eps).
 //!
+//! Unbalanced OT (`rho_a`, `rho_b` finite: KL penalties of strength rho on the two marginals, see
+//! python/lorainne/ot/__init__.py for the objective and its dual): every update is damped,
+//! f = rho_a / (rho_a + eps) * (-eps log sum_j b_j exp((g_j - C_ij)/eps)), and the error of one
+//! side is the L1 gap between the plan's marginal and the one the potential asks for,
+//! sum_i |P1_i - a_i exp(-f_i/rho_a)| = sum_i a_i exp(-f_i/rho_a) |exp((f_i - F(g)_i)/eps') - 1|
+//! with eps' = eps rho_a / (eps + rho_a) (-> the balanced error as rho -> infinity). The dual is
+//! strictly concave there, so the linearized iteration is a two-block Gauss-Seidel on a definite
+//! Hessian and the same SOR rule applies (Ostrowski-Reich: omega in (0, 2)).
+//!
 //! A schedule is never much worse than none: the plain run at eps (no scaling) makes its first
 //! iteration before the schedule (and is returned at once if that meets tol), and when the final
 //! stage stalls (`Stall`) the two `Chain`s race, one iteration each in turn, the first to reach
@@ -40,6 +49,41 @@ pub struct SinkhornOptions {
     pub parallel: bool,
     /// Over-relax the final eps stage (see the module notes).
     pub relax: bool,
+    /// Strength of the KL penalty on the marginal of x (on a), and of y; infinity: balanced.
+    pub rho_a: f64,
+    pub rho_b: f64,
+    /// The marginal error is reported (and compared with tol) divided by this mass.
+    pub mass: f64,
+}
+
+impl SinkhornOptions {
+    /// Balanced options on unit masses (rho infinite, mass 1) with the given settings.
+    #[allow(clippy::too_many_arguments)]
+    pub fn balanced(
+        eps: f64,
+        tol: f64,
+        n_iter_max: usize,
+        eps_scaling: Option<f64>,
+        kernel_tol: f64,
+        exact: bool,
+        leaf_size: usize,
+        relax: bool,
+    ) -> SinkhornOptions {
+        SinkhornOptions {
+            eps,
+            tol,
+            n_iter_max,
+            eps_scaling,
+            kernel_tol,
+            exact,
+            leaf_size,
+            parallel: false,
+            relax,
+            rho_a: f64::INFINITY,
+            rho_b: f64::INFINITY,
+            mass: 1.0,
+        }
+    }
 }
 
 /// What the progress callback sees.
@@ -79,24 +123,59 @@ fn check_weights(w: &[f64], n: usize, name: &'static str) -> Result<()> {
     Ok(())
 }
 
-struct Side {
-    tree: KdTree,
-    log_w: Vec<f64>, // log weights, tree order
-    w: Vec<f64>,
+/// One point cloud: its tree, weights (tree order), the penalty rho on its marginal (infinite:
+/// a constraint) and the mass its marginal errors are divided by.
+pub(super) struct Side {
+    pub(super) tree: KdTree,
+    pub(super) log_w: Vec<f64>, // log weights, tree order
+    pub(super) w: Vec<f64>,
+    pub(super) rho: f64,
+    pub(super) mass: f64,
 }
 
 impl Side {
-    fn new(points: &[f64], d: usize, weights: &[f64], leaf_size: usize) -> Result<Side> {
+    pub(super) fn new(
+        points: &[f64],
+        d: usize,
+        weights: &[f64],
+        leaf_size: usize,
+        rho: f64,
+        mass: f64,
+    ) -> Result<Side> {
         let tree = KdTree::build(points, d, leaf_size)?;
         let w: Vec<f64> = tree.perm.iter().map(|&p| weights[p]).collect();
         let log_w = w.iter().map(|&v| v.ln()).collect();
-        Ok(Side { tree, log_w, w })
+        Ok(Side {
+            tree,
+            log_w,
+            w,
+            rho,
+            mass,
+        })
+    }
+
+    /// The factor rho / (rho + eps) of the unbalanced update (1 when balanced).
+    pub(super) fn damping(&self, eps: f64) -> f64 {
+        if self.rho.is_finite() {
+            self.rho / (self.rho + eps)
+        } else {
+            1.0
+        }
+    }
+
+    /// A potential in the caller's order.
+    pub(super) fn to_caller_order(&self, pot: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; pot.len()];
+        for (k, &p) in self.tree.perm.iter().enumerate() {
+            out[p] = pot[k];
+        }
+        out
     }
 }
 
 /// log sum_j w_j exp((pot_j - C_ij)/eps) for the targets `t` (tree order), sources `s`; with
 /// `with_cost`, also the plan-weighted mean cost of each row.
-fn apply(
+pub(super) fn apply(
     t: &Side,
     s: &Side,
     pot: &[f64],
@@ -125,8 +204,9 @@ fn apply(
     log_apply(&t.tree, &s.tree, &h, &kopts, with_cost)
 }
 
-/// The potential update: out_i = -eps log sum_j w_j exp((pot_j - C_ij)/eps), targets `t`, sources `s`.
-fn update(
+/// The potential update: out_i = -eps log sum_j w_j exp((pot_j - C_ij)/eps), targets `t`, sources
+/// `s`, damped by rho / (rho + eps) when `t`'s marginal is penalized rather than fixed.
+pub(super) fn update(
     t: &Side,
     s: &Side,
     pot: &[f64],
@@ -136,23 +216,44 @@ fn update(
 ) -> Result<Vec<f64>> {
     let applied = apply(t, s, pot, opts, eps, false)?;
     *stats = applied.stats;
-    Ok(applied.log_sum.iter().map(|&l| -eps * l).collect())
+    let scale = -eps * t.damping(eps); // exactly -eps when balanced
+    Ok(applied.log_sum.iter().map(|&l| scale * l).collect())
 }
 
-/// L1 error of one marginal: sum_i w_i |exp((pot_i - plain_i)/eps) - 1|, `plain` the exact update.
-fn marginal_error(side: &Side, pot: &[f64], plain: &[f64], eps: f64) -> f64 {
-    side.w
-        .iter()
-        .zip(pot.iter().zip(plain))
-        .map(|(&w, (&u, &v))| {
-            if w > 0.0 {
-                // exponent capped as in the xp reference: a huge error stays finite (and large)
-                w * (((u - v) / eps).min(700.0).exp() - 1.0).abs()
-            } else {
-                0.0
-            }
-        })
-        .sum()
+/// L1 error of one marginal: sum_i w_i |exp((pot_i - plain_i)/eps) - 1|, `plain` the exact update
+/// (unbalanced: sum_i w_i exp(-pot_i/rho) |exp((pot_i - plain_i)/eps') - 1|, module notes),
+/// divided by the side's mass.
+pub(super) fn marginal_error(side: &Side, pot: &[f64], plain: &[f64], eps: f64) -> f64 {
+    let rho = side.rho;
+    let sum: f64 = if rho.is_finite() {
+        let eps_damped = eps * rho / (eps + rho);
+        side.w
+            .iter()
+            .zip(pot.iter().zip(plain))
+            .map(|(&w, (&u, &v))| {
+                if w > 0.0 {
+                    let target = w * (-u / rho).min(700.0).exp();
+                    target * (((u - v) / eps_damped).min(700.0).exp() - 1.0).abs()
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    } else {
+        side.w
+            .iter()
+            .zip(pot.iter().zip(plain))
+            .map(|(&w, (&u, &v))| {
+                if w > 0.0 {
+                    // exponent capped as in the xp reference: a huge error stays finite (and large)
+                    w * (((u - v) / eps).min(700.0).exp() - 1.0).abs()
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    };
+    sum / side.mass
 }
 
 /// pot <- pot + omega (plain - pot) (plain itself when omega = 1, bit for bit).
@@ -458,6 +559,136 @@ fn run(
     Ok(Outcome::Run)
 }
 
+/// Checks the scalar options every solver shares.
+pub(super) fn check_options(opts: &SinkhornOptions) -> Result<()> {
+    if !(opts.eps > 0.0 && opts.eps.is_finite()) {
+        return Err(Error::invalid(
+            "eps",
+            format!("must be positive and finite, got {}", opts.eps),
+        ));
+    }
+    if !(opts.tol > 0.0) {
+        return Err(Error::invalid(
+            "tol",
+            format!("must be positive, got {}", opts.tol),
+        ));
+    }
+    for (name, rho) in [("rho_a", opts.rho_a), ("rho_b", opts.rho_b)] {
+        if !(rho > 0.0) {
+            return Err(Error::invalid(
+                name,
+                format!("must be positive (infinite: balanced), got {rho}"),
+            ));
+        }
+    }
+    if !(opts.mass > 0.0 && opts.mass.is_finite()) {
+        return Err(Error::invalid(
+            "mass",
+            format!("must be positive and finite, got {}", opts.mass),
+        ));
+    }
+    Ok(())
+}
+
+/// The eps schedule: from the squared diameter of the joint cloud down to eps (eps alone without
+/// scaling).
+pub(super) fn eps_schedule(tx: &KdTree, ty: &KdTree, opts: &SinkhornOptions) -> Result<Vec<f64>> {
+    let mut schedule = Vec::new();
+    if let Some(q) = opts.eps_scaling {
+        if !(q > 0.0 && q < 1.0) {
+            return Err(Error::invalid(
+                "eps_scaling",
+                format!("must be in (0, 1), got {q}"),
+            ));
+        }
+        let mut diam2 = 0.0;
+        for k in 0..tx.d {
+            let lo = tx.lo(0)[k].min(ty.lo(0)[k]);
+            let hi = tx.hi(0)[k].max(ty.hi(0)[k]);
+            diam2 += (hi - lo) * (hi - lo);
+        }
+        if !diam2.is_finite() {
+            return Err(Error::invalid(
+                "x",
+                format!("the squared diameter of x and y is {diam2}: rescale the points"),
+            ));
+        }
+        let mut e = diam2;
+        while e > opts.eps {
+            schedule.push(e);
+            e *= q;
+        }
+    }
+    schedule.push(opts.eps);
+    Ok(schedule)
+}
+
+/// rho <w, 1 - exp(-pot/rho)> for a penalized side, <w, pot> for a fixed one (zero weights skipped).
+fn dual_term(side: &Side, pot: &[f64]) -> f64 {
+    let rho = side.rho;
+    side.w
+        .iter()
+        .zip(pot)
+        .map(|(&w, &v)| match (w > 0.0, rho.is_finite()) {
+            (false, _) => 0.0,
+            (true, true) => -w * rho * (-v / rho).exp_m1(),
+            (true, false) => w * v,
+        })
+        .sum()
+}
+
+/// The marginal of the plan on `t`'s side: t.w_i exp(pot_i/eps + log_sum_i), and sum_i of
+/// marginal_i log(marginal_i / w_i) - marginal_i + w_i (the generalized KL to w).
+fn marginal_kl(t: &Side, pot: &[f64], log_sum: &[f64], eps: f64) -> (f64, f64) {
+    let (mut mass, mut kl) = (0.0, 0.0);
+    for ((&w, &v), &l) in t.w.iter().zip(pot).zip(log_sum) {
+        if w > 0.0 {
+            let log_ratio = v / eps + l;
+            let mi = w * log_ratio.exp();
+            mass += mi;
+            kl += mi * log_ratio - mi + w;
+        }
+    }
+    (mass, kl)
+}
+
+/// The returned objective values of potentials f (on `xs`), g (on `ys`), tree order:
+/// cost = sum_ij P_ij C_ij + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b) (the KL terms only for
+/// penalized sides), dual = a.f + b.g when balanced, else
+/// sum over sides of (rho <w, 1 - exp(-pot/rho)> or <w, pot>) - eps (sum_ij P_ij - sum(a) sum(b)).
+pub(super) fn objective(
+    xs: &Side,
+    ys: &Side,
+    f: &[f64],
+    g: &[f64],
+    opts: &SinkhornOptions,
+) -> Result<(f64, f64)> {
+    let eps = opts.eps;
+    // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
+    let applied = apply(xs, ys, g, opts, eps, true)?;
+    let mut cost = 0.0;
+    for i in 0..f.len() {
+        if xs.w[i] > 0.0 {
+            let mass = xs.w[i] * (f[i] / eps + applied.log_sum[i]).exp();
+            cost += mass * applied.mean_cost[i];
+        }
+    }
+    let mut dual = dual_term(xs, f) + dual_term(ys, g);
+    if xs.rho.is_finite() || ys.rho.is_finite() {
+        let (plan_mass, kl_a) = marginal_kl(xs, f, &applied.log_sum, eps);
+        if xs.rho.is_finite() {
+            cost += xs.rho * kl_a;
+        }
+        if ys.rho.is_finite() {
+            let cols = apply(ys, xs, f, opts, eps, false)?;
+            cost += ys.rho * marginal_kl(ys, g, &cols.log_sum, eps).1;
+        }
+        let (sa, sb) = (xs.w.iter().sum::<f64>(), ys.w.iter().sum::<f64>());
+        dual -= eps * (plan_mass - sa * sb);
+    }
+    Ok((cost, dual))
+}
+
 /// Solves entropic OT between x (n x d) and y (m x d), row-major, with weights a, b.
 /// `callback` is called after every iteration; returning true stops the loop. `interrupt` is
 /// checked before every iteration (`Error::Interrupted` once raised).
@@ -481,50 +712,11 @@ pub fn sinkhorn(
     let (n, m) = (x.len() / d, y.len() / d);
     check_weights(a, n, "a")?;
     check_weights(b, m, "b")?;
-    if !(opts.eps > 0.0 && opts.eps.is_finite()) {
-        return Err(Error::invalid(
-            "eps",
-            format!("must be positive and finite, got {}", opts.eps),
-        ));
-    }
-    if !(opts.tol > 0.0) {
-        return Err(Error::invalid(
-            "tol",
-            format!("must be positive, got {}", opts.tol),
-        ));
-    }
-    let xs = Side::new(x, d, a, opts.leaf_size)?;
-    let ys = Side::new(y, d, b, opts.leaf_size)?;
+    check_options(opts)?;
+    let xs = Side::new(x, d, a, opts.leaf_size, opts.rho_a, opts.mass)?;
+    let ys = Side::new(y, d, b, opts.leaf_size, opts.rho_b, opts.mass)?;
     let memory_bytes = xs.tree.memory_bytes() + ys.tree.memory_bytes() + 8 * 8 * (n + m);
-
-    // eps schedule: from the squared diameter of the joint cloud down to eps.
-    let mut schedule = Vec::new();
-    if let Some(q) = opts.eps_scaling {
-        if !(q > 0.0 && q < 1.0) {
-            return Err(Error::invalid(
-                "eps_scaling",
-                format!("must be in (0, 1), got {q}"),
-            ));
-        }
-        let mut diam2 = 0.0;
-        for k in 0..d {
-            let lo = xs.tree.lo(0)[k].min(ys.tree.lo(0)[k]);
-            let hi = xs.tree.hi(0)[k].max(ys.tree.hi(0)[k]);
-            diam2 += (hi - lo) * (hi - lo);
-        }
-        if !diam2.is_finite() {
-            return Err(Error::invalid(
-                "x",
-                format!("the squared diameter of x and y is {diam2}: rescale the points"),
-            ));
-        }
-        let mut e = diam2;
-        while e > opts.eps {
-            schedule.push(e);
-            e *= q;
-        }
-    }
-    schedule.push(opts.eps);
+    let schedule = eps_schedule(&xs.tree, &ys.tree, opts)?;
 
     // the caches serve the final tolerance, not that of the first (loose) stage
     reserve_monomial_cache(&xs.tree, opts.kernel_tol);
@@ -663,38 +855,10 @@ pub fn sinkhorn(
         let f_next = update(&xs, &ys, &g, opts, eps, &mut stats)?;
         err = marginal_error(&xs, &f, &f_next, eps);
     }
-    let eps = opts.eps;
-    // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
-    let applied = apply(&xs, &ys, &g, opts, eps, true)?;
-    let mut cost = 0.0;
-    for i in 0..n {
-        if xs.w[i] > 0.0 {
-            let mass = xs.w[i] * (f[i] / eps + applied.log_sum[i]).exp();
-            cost += mass * applied.mean_cost[i];
-        }
-    }
-    let dual: f64 =
-        xs.w.iter()
-            .zip(&f)
-            .map(|(w, v)| if *w > 0.0 { w * v } else { 0.0 })
-            .sum::<f64>()
-            + ys.w
-                .iter()
-                .zip(&g)
-                .map(|(w, v)| if *w > 0.0 { w * v } else { 0.0 })
-                .sum::<f64>();
-    // back to the caller's order
-    let mut f_out = vec![0.0; n];
-    for (k, &p) in xs.tree.perm.iter().enumerate() {
-        f_out[p] = f[k];
-    }
-    let mut g_out = vec![0.0; m];
-    for (k, &p) in ys.tree.perm.iter().enumerate() {
-        g_out[p] = g[k];
-    }
+    let (cost, dual) = objective(&xs, &ys, &f, &g, opts)?;
     Ok(SinkhornOutput {
-        f: f_out,
-        g: g_out,
+        f: xs.to_caller_order(&f),
+        g: ys.to_caller_order(&g),
         n_iter,
         marginal_error: err,
         converged,
@@ -724,17 +888,7 @@ mod tests {
         let y: Vec<f64> = (0..m * d).map(|_| 0.5 * r() + 0.3).collect();
         let a = vec![1.0 / n as f64; n];
         let b = vec![1.0 / m as f64; m];
-        let mut opts = SinkhornOptions {
-            eps: 0.01,
-            tol: 1e-7,
-            n_iter_max: 5000,
-            eps_scaling: Some(0.5),
-            kernel_tol: 1e-8,
-            exact: true,
-            leaf_size: 16,
-            parallel: false,
-            relax: true,
-        };
+        let mut opts = SinkhornOptions::balanced(0.01, 1e-7, 5000, Some(0.5), 1e-8, true, 16, true);
         let dense = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
         opts.exact = false;
         let hier = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
@@ -750,22 +904,75 @@ mod tests {
     }
 
     #[test]
+    fn unbalanced_dual_equals_primal_and_hierarchical_matches_dense() {
+        let (n, m) = (120, 90);
+        let mut seed = 11u64;
+        let mut r = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let x: Vec<f64> = (0..2 * n).map(|_| r()).collect();
+        let y: Vec<f64> = (0..2 * m).map(|_| 0.6 * r() + 0.3).collect();
+        let a = vec![1.0 / n as f64; n];
+        let b = vec![1.5 / m as f64; m];
+        let (eps, rho_a, rho_b) = (0.05, 0.3, 0.7);
+        let mut opts =
+            SinkhornOptions::balanced(eps, 1e-10, 5000, Some(0.5), 1e-11, true, 16, true);
+        (opts.rho_a, opts.rho_b) = (rho_a, rho_b);
+        let dense = sinkhorn(&x, &y, 2, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
+        opts.exact = false;
+        let hier = sinkhorn(&x, &y, 2, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
+        assert!(dense.converged && hier.converged);
+        assert!((dense.dual - hier.dual).abs() <= 1e-9 * dense.dual.abs());
+        // primal at the plan: cost (transport + marginal KLs) + eps KL(P | a b^T) = dual
+        let (mut rows, mut cols, mut ent) = (vec![0.0; n], vec![0.0; m], 0.0);
+        let mut transport = 0.0;
+        for i in 0..n {
+            for j in 0..m {
+                let c = (x[2 * i] - y[2 * j]).powi(2) + (x[2 * i + 1] - y[2 * j + 1]).powi(2);
+                let lr = (dense.f[i] + dense.g[j] - c) / eps;
+                let p = a[i] * b[j] * lr.exp();
+                rows[i] += p;
+                cols[j] += p;
+                transport += p * c;
+                ent += p * lr - p + a[i] * b[j];
+            }
+        }
+        let kl = |mu: &[f64], w: &[f64]| -> f64 {
+            mu.iter()
+                .zip(w)
+                .map(|(&p, &q)| p * (p / q).ln() - p + q)
+                .sum()
+        };
+        let cost = transport + rho_a * kl(&rows, &a) + rho_b * kl(&cols, &b);
+        assert!(
+            (cost - dense.cost).abs() <= 1e-9 * cost,
+            "{cost} vs {}",
+            dense.cost
+        );
+        let primal = cost + eps * ent;
+        assert!(
+            (primal - dense.dual).abs() <= 1e-8 * primal,
+            "{primal} vs {}",
+            dense.dual
+        );
+        // the marginals are those the potentials ask for: P 1 = a exp(-f / rho_a)
+        for i in 0..n {
+            let want = a[i] * (-dense.f[i] / rho_a).exp();
+            assert!((rows[i] - want).abs() <= 1e-8 * want);
+        }
+    }
+
+    #[test]
     fn eps_scaling_on_a_grid_is_at_most_about_twice_no_scaling() {
         // x = y = a grid: the scaled stages left an error the final eps removed very slowly
         for (n, eps, tol) in [(10usize, 0.1, 1e-9), (50, 0.2, 1e-8)] {
             let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
             let w = vec![1.0 / n as f64; n];
-            let mut opts = SinkhornOptions {
-                eps,
-                tol,
-                n_iter_max: 20_000,
-                eps_scaling: None,
-                kernel_tol: tol / 10.0,
-                exact: true,
-                leaf_size: 16,
-                parallel: false,
-                relax: true,
-            };
+            let mut opts =
+                SinkhornOptions::balanced(eps, tol, 20_000, None, tol / 10.0, true, 16, true);
             let plain = sinkhorn(&x, &x, 1, &w, &w, &opts, &mut |_| false, &NEVER).unwrap();
             opts.eps_scaling = Some(0.5);
             let scaled = sinkhorn(&x, &x, 1, &w, &w, &opts, &mut |_| false, &NEVER).unwrap();
