@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorainne import SinkhornResult, sinkhorn
+from lorainne import SinkhornResult, sinkhorn, sinkhorn_divergence
 
 METHODS = ("dense", "hierarchical")
 
@@ -218,6 +218,10 @@ def test_flow_example_decreases_the_objective_monotonically():
     assert len(positions) == 6 and len(objectives) == 6
     assert np.all(np.diff(objectives) < 0)  # strictly: the step gains (1 - (1 - tau)^2) sum a |x - T|^2
     assert objectives[-1] < 0.2 * objectives[0]
+    # the measure of the flow: the debiased Sinkhorn divergence to the target falls at every step
+    divergences = [float(sinkhorn_divergence(p, y, eps=0.02, tol=1e-8).value) for p in positions]
+    assert np.all(np.diff(divergences) < 0), divergences
+    assert divergences[-1] < 0.1 * divergences[0]
 
 
 def test_plan_sparse_is_the_same_in_small_blocks(monkeypatch):
