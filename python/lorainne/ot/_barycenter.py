@@ -12,6 +12,7 @@ import numpy as np
 from .._validation import check_int, check_n_threads, check_random_state, check_real, check_verbose
 from .._warnings import ConvergenceWarning
 from ._checks import _check_eps, _points, _weights
+from ._sinkhorn import sinkhorn
 
 logger = logging.getLogger("lorainne")
 
@@ -46,7 +47,25 @@ class BarycenterResult(NamedTuple):
     converged: bool
 
 
-BARYCENTER_DOC = """Free-support entropic Wasserstein barycenter of point clouds.
+def barycenter(
+    clouds: Sequence[Any],
+    weights=None,
+    *,
+    eps: float,
+    masses: Sequence[Any] | None = None,
+    n_support: int | None = None,
+    support_init=None,
+    n_iter_max: int = 100,
+    tol: float = 1e-6,
+    sinkhorn_tol: float = 1e-7,
+    sinkhorn_n_iter_max: int = 1000,
+    method: str = "auto",
+    random_state=None,
+    n_threads: int | None = None,
+    verbose: bool | int = 0,
+    callback: Callable[[dict, float], bool] | None = None,
+) -> BarycenterResult:
+    """Free-support entropic Wasserstein barycenter of point clouds.
 
     Minimizes ``sum_k w_k OT_eps(X, cloud_k)`` over the positions ``X`` of ``n_support`` points of
     equal mass by the fixed point ``X <- sum_k w_k T_k(X)``, with ``T_k`` the barycentric map of
@@ -123,49 +142,6 @@ BARYCENTER_DOC = """Free-support entropic Wasserstein barycenter of point clouds
     >>> bool(np.allclose(res.support, grid + [1.0, 0.0], atol=1e-6)), res.converged
     (True, True)
     """
-
-
-def make_barycenter(sinkhorn: Callable[..., Any]) -> Callable[..., BarycenterResult]:
-    """The public :func:`barycenter` on top of the package's ``sinkhorn`` (passed in by
-    ``lorainne.ot``, which defines it: this module is imported by that package and cannot import it
-    back without an import cycle).
-    """
-
-    def barycenter(*args, **kwargs) -> BarycenterResult:
-        return _barycenter(sinkhorn, *args, **kwargs)
-
-    barycenter.__doc__ = BARYCENTER_DOC
-    barycenter.__signature__ = _public_signature()  # type: ignore[attr-defined]
-    return barycenter
-
-
-def _public_signature():
-    import inspect
-
-    params = list(inspect.signature(_barycenter).parameters.values())[1:]
-    return inspect.signature(_barycenter).replace(parameters=params)
-
-
-def _barycenter(
-    sinkhorn,
-    clouds: Sequence[Any],
-    weights=None,
-    *,
-    eps: float,
-    masses: Sequence[Any] | None = None,
-    n_support: int | None = None,
-    support_init=None,
-    n_iter_max: int = 100,
-    tol: float = 1e-6,
-    sinkhorn_tol: float = 1e-7,
-    sinkhorn_n_iter_max: int = 1000,
-    method: str = "auto",
-    random_state=None,
-    n_threads: int | None = None,
-    verbose: bool | int = 0,
-    callback: Callable[[dict, float], bool] | None = None,
-) -> BarycenterResult:
-    """The body of :func:`barycenter` (``sinkhorn``: the solver); documented in ``BARYCENTER_DOC``."""
     if isinstance(clouds, np.ndarray) or not isinstance(clouds, Sequence) or len(clouds) == 0:
         raise ValueError("clouds must be a non-empty list of point arrays of shape (n_k, d)")
     points = [np.asarray(_points(c, f"clouds[{k}]"), dtype=np.float64) for k, c in enumerate(clouds)]
