@@ -105,3 +105,10 @@ def test_demo_rows_of_the_new_areas_hold_their_claims():
     assert float(text["compress svd-llm"].split("data error ")[1].split("x")[0]) < 1.0
     assert float(text["complete"].split("error ")[1].split(",")[0]) < 1e-6
     assert float(text["GaLore refresh"].split("angle) ")[1]) < 0.1
+    assert float(text["parafac2"].split("err/noise ")[1].split(",")[0]) < 1.05  # fitted to the noise level
+    error, fms = text["cmtf"].split("rel. error ")[1].split(", FMS ")
+    assert float(error) < 1e-6 and float(fms) > 0.99
+    assert float(text["paratuck2"].split("rel. error ")[1].split(",")[0]) < 1e-8  # the lifting is exact
+    assert float(text["block_term"].split("rel. error ")[1]) < 1e-6
+    assert float(text["dedicom"].split("rel. error ")[1]) < 1e-6
+    assert float(text["decouple"].split("new u ")[1]) < 1e-8
