@@ -2,6 +2,7 @@
 //! kernels. The hierarchical (k-d tree) kernel has near-field dense blocks, far-field expansions
 //! with entrywise relative accuracy and pruning with a rigorous bound; see `kernel` for the scheme.
 
+mod acceleration;
 pub mod kernel;
 pub mod sinkhorn;
 pub mod symmetric;
