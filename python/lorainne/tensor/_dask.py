@@ -33,12 +33,18 @@ def _block_mttkrp(block, *, factors, mode: int, block_info=None):
 
 def mttkrp(X, factors: list, mode: int, split_every: int = 4) -> np.ndarray:
     """``X_(mode) @ (Khatri-Rao of the other factors)`` of a Dask tensor, (I_mode, R) NumPy on the client."""
+    return _reduced_per_chunk(X, _block_mttkrp, factors, mode, factors[0].shape[1], split_every)
+
+
+def _reduced_per_chunk(X, block_product, factors: list, mode: int, width: int, split_every: int) -> np.ndarray:
+    """Sum over the chunks of ``block_product`` (each chunk's (I_block, width) partial, placed at its
+    mode-``mode`` range) by a tree reduction over the other modes; (I_mode, width) NumPy on the client.
+    """
     import dask.array as da
 
-    rank = factors[0].shape[1]
-    chunks = tuple(X.chunks[n] if n == mode else (1,) * len(X.chunks[n]) for n in range(X.ndim)) + ((rank,),)
+    chunks = tuple(X.chunks[n] if n == mode else (1,) * len(X.chunks[n]) for n in range(X.ndim)) + ((width,),)
     partials = da.map_blocks(
-        _block_mttkrp,
+        block_product,
         X,
         factors=tuple(factors),  # a keyword: passed whole to every chunk, not aligned with X's blocks
         mode=mode,
@@ -48,8 +54,7 @@ def mttkrp(X, factors: list, mode: int, split_every: int = 4) -> np.ndarray:
         meta=np.empty((0,) * (X.ndim + 1), dtype=X.dtype),
     )
     others = tuple(n for n in range(X.ndim) if n != mode)
-    total = da.sum(partials, axis=others, split_every=split_every)
-    return np.asarray(total.compute())
+    return np.asarray(da.sum(partials, axis=others, split_every=split_every).compute())
 
 
 def _left_vectors(X, mode: int, k: int, rng, oversample: int = 10):
@@ -196,22 +201,8 @@ def contraction(X, factors: list, mode: int, split_every: int = 4) -> np.ndarray
     """``unfold(X x_{k != mode} U_k^T, mode)`` of a Dask tensor, (I_mode, prod_{k != mode} R_k) NumPy
     on the client: one pass over X, each chunk's partial product summed by a tree reduction.
     """
-    import dask.array as da
-
     width = math.prod(int(f.shape[1]) for k, f in enumerate(factors) if k != mode)
-    chunks = tuple(X.chunks[n] if n == mode else (1,) * len(X.chunks[n]) for n in range(X.ndim)) + ((width,),)
-    partials = da.map_blocks(
-        _block_contraction,
-        X,
-        factors=tuple(factors),  # a keyword: passed whole to every chunk, not aligned with X's blocks
-        mode=mode,
-        chunks=chunks,
-        new_axis=[X.ndim],
-        dtype=X.dtype,
-        meta=np.empty((0,) * (X.ndim + 1), dtype=X.dtype),
-    )
-    others = tuple(n for n in range(X.ndim) if n != mode)
-    return np.asarray(da.sum(partials, axis=others, split_every=split_every).compute())
+    return _reduced_per_chunk(X, _block_contraction, factors, mode, width, split_every)
 
 
 def core_from(M, factors: list, mode: int, shape) -> np.ndarray:
