@@ -162,7 +162,7 @@ def test_kernel_errors_become_python_exceptions_not_panics():
         _core.range_finder(np.ones((5, 4)), np.ones((4, 2)), False, 1, "lapack")
     with pytest.raises(ValueError, match="rank"):
         _core.randomized_svd(np.ones((5, 4)), np.ones((4, 2)), False, 3, 1, "cholesky")
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32, float64, complex64 or complex128"):
         _core.householder_qr(np.ones((5, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="n_threads"):
         _core.householder_qr(np.ones((5, 4)), None, 0)

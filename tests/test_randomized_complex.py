@@ -7,6 +7,8 @@ import array_api_strict as xs
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.sparse.linalg import aslinearoperator
 
 from lorainne import cholesky_qr2, householder_qr, randomized_svd, range_finder, svd_certified, trace
@@ -52,12 +54,46 @@ def test_complex_qr_matches_numpy(fn, dtype, library):
     assert np.allclose(R, phases.conj()[:, None] * Rn, atol=tol * np.abs(Rn).max())
 
 
-def test_complex_qr_refuses_the_rust_backend_and_keeps_real_input_on_it():
-    A = np.ones((6, 2), dtype=np.complex128) + np.eye(6, 2)
-    with pytest.raises(ValueError, match="rust"):
-        householder_qr(A, backend="rust")
-    Q, _ = cholesky_qr2(A.real.copy(), backend="rust")  # real input: the Rust kernel as before
-    assert Q.dtype == np.float64
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    n=st.integers(1, 12),
+    dtype=st.sampled_from([np.complex64, np.complex128]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_complex_rust_qr_equals_the_xp_reference(m, n, dtype, seed):
+    # Rust (faer, complex) against the xp reference on the same well-conditioned input: the QR with
+    # a real positive diagonal is unique, so the two must agree entry by entry.
+    rng = np.random.default_rng(seed)
+    n = min(m, n)
+    A = (complex_gaussian(rng, m, n) + 3 * np.sqrt(m) * np.eye(m, n)).astype(dtype)
+    before = A.copy()
+    tol = 20 * TOL[dtype]
+    for fn in (householder_qr, cholesky_qr2):
+        Qr, Rr = fn(A, backend="rust")
+        Qx, Rx = fn(A, backend="numpy")
+        assert Qr.dtype == dtype and Rr.dtype == dtype
+        assert np.all(np.diag(Rr).imag == 0) and np.all(np.diag(Rr).real > 0)
+        assert np.abs(Qr - Qx).max() <= tol
+        assert np.abs(Rr - Rx).max() <= tol * np.abs(Rx).max()
+    np.testing.assert_array_equal(A, before)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("method", ["subspace", "block_krylov"])
+def test_complex_randomized_svd_rust_equals_the_xp_reference(dtype, method):
+    rng = np.random.default_rng(5)
+    A, _ = planted(rng, 150, 90, 0.8 ** np.arange(30), dtype)
+    rust = randomized_svd(A, 8, method=method, random_state=3, backend="rust")
+    reference = randomized_svd(A, 8, method=method, random_state=3, backend="numpy")
+    assert rust.U.dtype == dtype and rust.S.dtype == np.finfo(dtype).dtype
+    tol = 100 * TOL[dtype]
+    assert np.abs(rust.S - reference.S).max() <= tol * reference.S[0]
+    # same random numbers, same algorithm: the same factors (the sign convention fixes phases)
+    assert np.abs(rust.U - reference.U).max() <= tol * 10
+    assert np.abs(rust.Vt - reference.Vt).max() <= tol * 10
+    Q = range_finder(A, 8, random_state=3, backend="rust")
+    assert np.linalg.norm(Q.conj().T @ Q - np.eye(Q.shape[1])) <= tol
 
 
 def test_complex_cholesky_qr2_falls_back_on_ill_conditioned_input():

@@ -11,30 +11,32 @@ __version__: str
 def default_threads() -> int: ...
 
 # --- randomized linear algebra (rust/py/src/randomized.rs)
-def matmul(a: NDArray[np.floating], b: NDArray[np.floating], n_threads: int | None = None) -> NDArray[np.floating]: ...
+def matmul(
+    a: NDArray[np.inexact], b: NDArray[np.inexact], n_threads: int | None = None, adjoint: bool = False
+) -> NDArray[np.inexact]: ...
 def householder_qr(
-    a: NDArray[np.floating], block_size: int | None = None, n_threads: int | None = None
-) -> tuple[NDArray[np.floating], NDArray[np.floating]]: ...
+    a: NDArray[np.inexact], block_size: int | None = None, n_threads: int | None = None
+) -> tuple[NDArray[np.inexact], NDArray[np.inexact]]: ...
 def cholesky_qr2(
-    a: NDArray[np.floating], n_threads: int | None = None
-) -> tuple[NDArray[np.floating], NDArray[np.floating], int]: ...
+    a: NDArray[np.inexact], n_threads: int | None = None
+) -> tuple[NDArray[np.inexact], NDArray[np.inexact], int]: ...
 def range_finder(
-    a: NDArray[np.floating],
-    start: NDArray[np.floating],
+    a: NDArray[np.inexact],
+    start: NDArray[np.inexact],
     start_is_range: bool,
     n_power_iter: int,
     qr: str,
     n_threads: int | None = None,
-) -> NDArray[np.floating]: ...
+) -> NDArray[np.inexact]: ...
 def randomized_svd(
-    a: NDArray[np.floating],
-    start: NDArray[np.floating],
+    a: NDArray[np.inexact],
+    start: NDArray[np.inexact],
     start_is_range: bool,
     rank: int,
     n_power_iter: int,
     qr: str,
     n_threads: int | None = None,
-) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]: ...
+) -> tuple[NDArray[np.inexact], NDArray[np.inexact], NDArray[np.inexact]]: ...
 
 # --- trace and spectral density (rust/py/src/trace.rs); moments and coefficients come back flat (f64)
 def trace_chebyshev(

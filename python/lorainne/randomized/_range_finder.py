@@ -57,12 +57,12 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     """Reduced QR factorization by blocked Householder reflections.
 
     ``A = Q @ R`` with ``Q`` (m, k) orthonormal columns and ``R`` (k, n) upper triangular with a
-    nonnegative (real) diagonal, k = min(m, n). Complex input runs on the xp reference (NumPy's
-    BLAS on NumPy arrays): ``Q^H Q = I``. On NumPy input the Rust kernel (faer's blocked
-    Householder QR) runs; on other arrays the xp reference factors panels column by column and
-    updates the trailing matrix in compact-WY form (three matmuls per panel), so the GPU does the
-    bulk of the work in matmuls. Entries beyond about 1e+-77 (float64) are handled exactly: 2**k A
-    is factored for a power of two and R scaled back (Q is the same).
+    nonnegative (real) diagonal, k = min(m, n); complex input gives ``Q^H Q = I``. On NumPy input
+    (real or complex) the Rust kernel (faer's blocked Householder QR) runs; on other arrays the
+    xp reference factors panels column by column and updates the trailing matrix in compact-WY
+    form (three matmuls per panel), so the GPU does the bulk of the work in matmuls. Entries
+    beyond about 1e+-77 (float64) are handled exactly: 2**k A is factored for a power of two and
+    R scaled back (Q is the same).
 
     Parameters
     ----------
@@ -100,7 +100,7 @@ def householder_qr(A, *, block_size: int | None = None, backend: str = "auto", n
     if block_size is not None:
         block_size = check_int(block_size, "block_size", low=1)
     n_threads = check_n_threads(n_threads)
-    chosen = resolve(A, backend=backend, rust_kernel=not is_complex(A))
+    chosen = resolve(A, backend=backend)
     A, k = rescaled_array(A)
     if chosen == "rust":
         Q, R = core().householder_qr(_as_host_contiguous(A), block_size, n_threads)
@@ -126,7 +126,8 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
     ----------
     A : array of shape (m, n), m >= n
         float32, float64, complex64 or complex128 (integers are promoted to float64). Complex
-        input runs on the xp reference with Gram matrices A^H A. Not modified.
+        input uses Gram matrices A^H A (Rust kernel on NumPy input, xp reference elsewhere). Not
+        modified.
     backend : {"auto", "rust", "numpy", "cupy", "xp"}
     n_threads : int, optional
         Threads of the Rust kernel (default: all cores).
@@ -163,7 +164,7 @@ def cholesky_qr2(A, *, backend: str = "auto", n_threads: int | None = None):
             f"cholesky_qr2 needs a tall matrix (m >= n), got A of shape {tuple(A.shape)}; use householder_qr"
         )
     n_threads = check_n_threads(n_threads)
-    chosen = resolve(A, backend=backend, rust_kernel=not is_complex(A))
+    chosen = resolve(A, backend=backend)
     A, k = rescaled_array(A)
     if chosen == "rust":
         Q, R, method = core().cholesky_qr2(_as_host_contiguous(A), n_threads)
@@ -270,8 +271,12 @@ def _plan(
         if init.dtype != op.dtype:
             init = array_namespace(init).astype(init, op.dtype)
     dense = op.dense
-    has_kernel = dense is not None and isinstance(dense, np.ndarray) and not is_complex(dense)
+    has_kernel = dense is not None and isinstance(dense, np.ndarray)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
+    if chosen == "rust" and backend == "auto" and is_complex(dense):
+        # faer's complex GEMM ran at 0.84-0.91x OpenBLAS's zgemm here (benches/RESULTS_randomized.md):
+        # "auto" keeps complex SVDs on NumPy's BLAS; backend="rust" runs the Rust kernels.
+        chosen = "numpy"
     columns = size if size is not None else min(rank + n_oversamples, m, n)
     # Sparse matrices and operators on the host (a duck-typed operator resolves to "xp" but multiplies
     # NumPy blocks: its namespace is NumPy's).
@@ -384,7 +389,7 @@ def _products(plan: _Plan) -> _Products:
             orthonormalize = lambda Y: kernels.cholesky_qr2(Y, threads)[0]  # noqa: E731
         return _Products(
             matmat=lambda X: kernels.matmul(dense, X, threads),
-            rmatmat=lambda X: kernels.matmul(dense.T, X, threads),
+            rmatmat=lambda X: kernels.matmul(dense, X, threads, True),  # A^H X
             matmul=lambda a, b: kernels.matmul(a, b, threads),
             orthonormalize=orthonormalize,
         )
@@ -477,9 +482,10 @@ def range_finder(
     ----------
     A : array (m, n), SciPy sparse matrix or SciPy LinearOperator
         Dense arrays of any array-API library (NumPy, CuPy, torch, ...). float32, float64,
-        complex64 or complex128; integers are promoted to float64. Complex A runs on the xp
-        reference (NumPy's BLAS on NumPy input) with complex Gaussian test matrices and conjugate
-        transposes (a LinearOperator's ``rmatmat`` is the product with A^H). Not modified.
+        complex64 or complex128; integers are promoted to float64. Complex A is sketched with
+        complex Gaussian test matrices and conjugate transposes (a LinearOperator's ``rmatmat``
+        is the product with A^H); backend "auto" runs it on NumPy's BLAS (faster than faer's
+        complex GEMM here), ``backend="rust"`` on the Rust kernels. Not modified.
     rank : int
         Target rank, 1 <= rank <= min(m, n). With ``tol``, the largest rank allowed. Give
         ``rank`` or ``size``.

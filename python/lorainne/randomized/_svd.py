@@ -91,8 +91,9 @@ def randomized_svd(
     block Krylov iteration (Musco and Musco 2015).
 
     Computes Q = :func:`range_finder` (A), then the SVD of the small matrix Q^H A. Complex A
-    (complex64/complex128) runs on the xp reference with conjugate transposes; then U is unitary
-    in its columns, ``A ~ U @ diag(S) @ Vt`` with Vt's rows the conjugated right singular vectors
+    (complex64/complex128; NumPy's BLAS by default, the Rust kernels with ``backend="rust"``)
+    uses conjugate transposes; then U is unitary in its columns, ``A ~ U @ diag(S) @ Vt`` with
+    Vt's rows the conjugated right singular vectors
     (``numpy.linalg.svd``'s convention), and the sign convention makes the chosen pivot entry real
     and positive.
     Arguments are those of :func:`range_finder` (``size`` excepted); with ``tol`` the returned

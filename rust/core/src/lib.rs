@@ -15,4 +15,4 @@ pub mod train;
 
 pub use error::{check_alloc, try_filled, Error, Result};
 pub use interrupt::Interrupt;
-pub use scalar::Scalar;
+pub use scalar::{Field, Scalar};

@@ -29,3 +29,35 @@ macro_rules! dispatch_float {
         }
     }};
 }
+
+pub fn field_dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
+    let dtype = arg
+        .getattr("dtype")
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    PyTypeError::new_err(format!(
+        "expected a float32, float64, complex64 or complex128 NumPy array, got dtype {dtype}"
+    ))
+}
+
+/// `dispatch_field!(PyReadonlyArray2, arg, |T| body)`: as `dispatch_float!`, with the complex
+/// types too (`T` = f64, f32, c64 or c32), for the kernels generic over `lorainne_core::Field`.
+macro_rules! dispatch_field {
+    ($array:ident, $arg:expr, |$t:ident| $body:expr) => {{
+        if $arg.extract::<numpy::$array<f64>>().is_ok() {
+            type $t = f64;
+            $body
+        } else if $arg.extract::<numpy::$array<f32>>().is_ok() {
+            type $t = f32;
+            $body
+        } else if $arg.extract::<numpy::$array<faer::c64>>().is_ok() {
+            type $t = faer::c64;
+            $body
+        } else if $arg.extract::<numpy::$array<faer::c32>>().is_ok() {
+            type $t = faer::c32;
+            $body
+        } else {
+            Err($crate::dispatch::field_dtype_error($arg))
+        }
+    }};
+}

@@ -1,11 +1,12 @@
 //! Bindings of `lorainne_core::randomized`: QR factorizations, range finder, randomized SVD.
-//! Each function takes float32 or float64 arrays (the Python facade has validated them).
+//! The QR and randomized SVD functions take float32, float64, complex64 or complex128 arrays
+//! (the Python facade has validated them).
 
 use crate::convert::{to_numpy, vec_to_numpy, view};
 use crate::errors::guarded;
 use crate::interrupt::interruptible;
 use lorainne_core::randomized::{self as core, Orthonormalizer, PowerIterations};
-use lorainne_core::{parallel, Error, Scalar};
+use lorainne_core::{parallel, Error, Field};
 use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -23,7 +24,7 @@ fn orthonormalizer(name: &str) -> PyResult<Orthonormalizer> {
     }
 }
 
-fn householder_qr_typed<'py, T: Scalar + Element>(
+fn householder_qr_typed<'py, T: Field + Element>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, T>,
     block_size: Option<usize>,
@@ -36,7 +37,7 @@ fn householder_qr_typed<'py, T: Scalar + Element>(
     Ok((to_numpy(py, &q)?, to_numpy(py, &r)?))
 }
 
-/// householder_qr(a, block_size=None, n_threads=None) -> (Q, R), reduced, diag(R) >= 0.
+/// householder_qr(a, block_size=None, n_threads=None) -> (Q, R), reduced, diag(R) real >= 0.
 #[pyfunction]
 #[pyo3(signature = (a, block_size=None, n_threads=None))]
 fn householder_qr<'py>(
@@ -45,13 +46,13 @@ fn householder_qr<'py>(
     block_size: Option<usize>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float!(PyReadonlyArray2, a, |T| {
+    dispatch_field!(PyReadonlyArray2, a, |T| {
         let (q, r) = householder_qr_typed::<T>(py, a.extract()?, block_size, n_threads)?;
         PyTuple::new(py, [q.into_any(), r.into_any()])
     })
 }
 
-fn cholesky_qr2_typed<'py, T: Scalar + Element>(
+fn cholesky_qr2_typed<'py, T: Field + Element>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, T>,
     n_threads: Option<usize>,
@@ -71,7 +72,7 @@ fn cholesky_qr2<'py>(
     a: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    dispatch_float!(PyReadonlyArray2, a, |T| {
+    dispatch_field!(PyReadonlyArray2, a, |T| {
         let (q, r, method) = cholesky_qr2_typed::<T>(py, a.extract()?, n_threads)?;
         PyTuple::new(
             py,
@@ -84,7 +85,7 @@ fn cholesky_qr2<'py>(
     })
 }
 
-fn range_finder_typed<'py, T: Scalar + Element>(
+fn range_finder_typed<'py, T: Field + Element>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, T>,
     start: PyReadonlyArray2<'py, T>,
@@ -119,7 +120,7 @@ fn range_finder<'py>(
         n_power_iter,
         orthonormalizer: orthonormalizer(qr)?,
     };
-    dispatch_float!(PyReadonlyArray2, a, |T| Ok(range_finder_typed::<T>(
+    dispatch_field!(PyReadonlyArray2, a, |T| Ok(range_finder_typed::<T>(
         py,
         a.extract()?,
         start.extract()?,
@@ -130,9 +131,13 @@ fn range_finder<'py>(
     .into_any()))
 }
 
-type SvdTriplet<'py, T> = (Matrix<'py, T>, Bound<'py, PyArray1<T>>, Matrix<'py, T>);
+type SvdTriplet<'py, T> = (
+    Matrix<'py, T>,
+    Bound<'py, PyArray1<<T as faer::traits::ComplexField>::Real>>,
+    Matrix<'py, T>,
+);
 
-fn randomized_svd_typed<'py, T: Scalar + Element>(
+fn randomized_svd_typed<'py, T: Field<Real: Element> + Element>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, T>,
     start: PyReadonlyArray2<'py, T>,
@@ -169,7 +174,7 @@ fn randomized_svd<'py>(
         n_power_iter,
         orthonormalizer: orthonormalizer(qr)?,
     };
-    dispatch_float!(PyReadonlyArray2, a, |T| {
+    dispatch_field!(PyReadonlyArray2, a, |T| {
         let (u, s, vt) = randomized_svd_typed::<T>(
             py,
             a.extract()?,
@@ -183,24 +188,42 @@ fn randomized_svd<'py>(
     })
 }
 
-fn matmul_typed<'py, T: Scalar + Element>(
+fn matmul_typed<'py, T: Field + Element>(
     py: Python<'py>,
     a: PyReadonlyArray2<'py, T>,
     b: PyReadonlyArray2<'py, T>,
     n_threads: Option<usize>,
+    adjoint: bool,
 ) -> PyResult<Matrix<'py, T>> {
     let (a, b) = (view(&a), view(&b));
-    if a.ncols() != b.nrows() {
+    let (rows, inner) = if adjoint {
+        (a.ncols(), a.nrows())
+    } else {
+        (a.nrows(), a.ncols())
+    };
+    if inner != b.nrows() {
         return Err(crate::errors::to_py(Error::invalid(
             "b",
-            format!("has {} rows, expected {}", b.nrows(), a.ncols()),
+            format!("has {} rows, expected {inner}", b.nrows()),
         )));
     }
     let c = py.detach(|| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                let mut c = faer::Mat::<T>::zeros(a.nrows(), b.ncols());
-                faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, a, b, T::ONE, par);
+                let mut c = faer::Mat::<T>::zeros(rows, b.ncols());
+                let one = faer::traits::math_utils::one::<T>();
+                if adjoint {
+                    faer::linalg::matmul::matmul(
+                        c.as_mut(),
+                        faer::Accum::Replace,
+                        a.adjoint(),
+                        b,
+                        one,
+                        par,
+                    );
+                } else {
+                    faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, a, b, one, par);
+                }
                 c
             })
         })
@@ -208,20 +231,23 @@ fn matmul_typed<'py, T: Scalar + Element>(
     to_numpy(py, &c)
 }
 
-/// matmul(a, b, n_threads=None) -> a @ b with faer's GEMM (the benchmarks' measure of peak rate).
+/// matmul(a, b, n_threads=None, adjoint=False) -> a @ b (a^H @ b with adjoint) with faer's GEMM:
+/// the products of block Krylov on the Rust backend, and the benchmarks' measure of peak rate.
 #[pyfunction]
-#[pyo3(signature = (a, b, n_threads=None))]
+#[pyo3(signature = (a, b, n_threads=None, adjoint=false))]
 fn matmul<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
+    adjoint: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch_float!(PyReadonlyArray2, a, |T| Ok(matmul_typed::<T>(
+    dispatch_field!(PyReadonlyArray2, a, |T| Ok(matmul_typed::<T>(
         py,
         a.extract()?,
         b.extract()?,
-        n_threads
+        n_threads,
+        adjoint
     )?
     .into_any()))
 }

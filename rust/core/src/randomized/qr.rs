@@ -4,10 +4,11 @@
 //! `cholesky_qr2` is CholeskyQR2 with the fallbacks of the xp reference
 //! (`python/lorainne/_qr.py`): extra CholeskyQR passes while the Gram matrix is far from I,
 //! a shifted first pass when Cholesky breaks down, and Householder as the last resort.
-//! Both return R with a nonnegative diagonal, so the factorization is unique for full-rank input
-//! and the Rust and xp paths can be compared entry by entry.
+//! Both return R with a real nonnegative diagonal, so the factorization is unique for full-rank
+//! input and the Rust and xp paths can be compared entry by entry. Real and complex input alike
+//! (`Field`): transposes are conjugate transposes.
 
-use crate::scalar::Scalar;
+use crate::scalar::{Field, Scalar};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{
     cholesky_in_place, cholesky_in_place_scratch, LltRegularization,
@@ -22,6 +23,7 @@ use faer::linalg::qr::no_pivoting::factor::{
     qr_in_place, qr_in_place_scratch, recommended_block_size,
 };
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::traits::math_utils::{conj, from_real, imag, is_finite, one, real, recip, zero};
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 
 /// Which algorithm produced an orthonormal basis (reported to Python for diagnostics).
@@ -38,27 +40,28 @@ const GRAM_ACCEPT: f64 = 0.5;
 /// Passes after the first before giving up on CholeskyQR.
 const MAX_EXTRA_PASSES: usize = 3;
 
-/// Reduced Householder QR: A (m x n) = Q (m x k) R (k x n), k = min(m, n), diag(R) >= 0.
+/// Reduced Householder QR: A (m x n) = Q (m x k) R (k x n), k = min(m, n), diag(R) real >= 0.
 ///
-/// float32 input is factored in float64 and rounded back: faer 0.24's float32 QR was measured
-/// losing backward stability on ill-conditioned input (||QR - A|| / ||A|| = 2e-3 at cond 1e5,
-/// against 4e-8 for LAPACK), while its float64 QR is still faster than LAPACK's float32 one.
-pub fn householder_qr<T: Scalar>(
+/// Single-precision input is factored in double precision and rounded back: faer 0.24's float32
+/// QR was measured losing backward stability on ill-conditioned input (||QR - A|| / ||A|| = 2e-3
+/// at cond 1e5, against 4e-8 for LAPACK), while its float64 QR is still faster than LAPACK's
+/// float32 one.
+pub fn householder_qr<T: Field>(
     a: MatRef<'_, T>,
     block_size: Option<usize>,
     par: Par,
 ) -> (Mat<T>, Mat<T>) {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        let wide = Mat::<f64>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)].to_f64());
+    if T::IS_SINGLE {
+        let wide = Mat::<T::Wide>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)].widen());
         let (q, r) = householder_qr_native(wide.as_ref(), block_size, par);
         let narrow =
-            |x: &Mat<f64>| Mat::<T>::from_fn(x.nrows(), x.ncols(), |i, j| T::from_f64(x[(i, j)]));
+            |x: &Mat<T::Wide>| Mat::<T>::from_fn(x.nrows(), x.ncols(), |i, j| T::narrow(x[(i, j)]));
         return (narrow(&q), narrow(&r));
     }
     householder_qr_native(a, block_size, par)
 }
 
-fn householder_qr_native<T: Scalar>(
+fn householder_qr_native<T: Field>(
     a: MatRef<'_, T>,
     block_size: Option<usize>,
     par: Par,
@@ -82,8 +85,8 @@ fn householder_qr_native<T: Scalar>(
         Default::default(),
     );
 
-    let mut r = Mat::<T>::from_fn(k, n, |i, j| if i <= j { factors[(i, j)] } else { T::ZERO });
-    let mut q = Mat::<T>::from_fn(m, k, |i, j| if i == j { T::ONE } else { T::ZERO });
+    let mut r = Mat::<T>::from_fn(k, n, |i, j| if i <= j { factors[(i, j)] } else { zero() });
+    let mut q = Mat::<T>::from_fn(m, k, |i, j| if i == j { one() } else { zero() });
     let mut mem = MemBuffer::new(
         apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, bs, k),
     );
@@ -99,48 +102,61 @@ fn householder_qr_native<T: Scalar>(
     (q, r)
 }
 
-fn make_diagonal_nonnegative<T: Scalar>(mut q: MatMut<'_, T>, mut r: MatMut<'_, T>) {
+/// Moves the phase of each diagonal entry of R into Q: row i of R times conj(phase), column i of
+/// Q times phase (phase = r_ii / |r_ii|; for real input a sign flip where r_ii < 0).
+fn make_diagonal_nonnegative<T: Field>(mut q: MatMut<'_, T>, mut r: MatMut<'_, T>) {
     for i in 0..r.nrows() {
-        if r[(i, i)] < T::ZERO {
-            for j in 0..r.ncols() {
-                r[(i, j)] = -r[(i, j)];
-            }
-            for row in 0..q.nrows() {
-                q[(row, i)] = -q[(row, i)];
-            }
+        let d = r[(i, i)];
+        let real_nonnegative = imag(&d) == Scalar::ZERO && !(real(&d) < Scalar::ZERO);
+        if real_nonnegative {
+            continue;
         }
+        let phase = if imag(&d) == Scalar::ZERO {
+            -one::<T>()
+        } else {
+            d * from_real::<T>(&recip(&faer::traits::math_utils::abs(&d)))
+        };
+        let back = conj(&phase);
+        for j in 0..r.ncols() {
+            r[(i, j)] = back * r[(i, j)];
+        }
+        for row in 0..q.nrows() {
+            q[(row, i)] *= phase;
+        }
+        r[(i, i)] = from_real(&faer::traits::math_utils::abs(&d)); // exactly real, no rounding residue
     }
 }
 
-/// X^T X, computing only the lower triangle (half the flops of a full product) and mirroring it.
-fn gram<T: Scalar>(x: MatRef<'_, T>, par: Par) -> Mat<T> {
+/// X^H X, computing only the lower triangle (half the flops of a full product) and mirroring it.
+fn gram<T: Field>(x: MatRef<'_, T>, par: Par) -> Mat<T> {
     let n = x.ncols();
     let mut g = Mat::<T>::zeros(n, n);
     triangular::matmul(
         g.as_mut(),
         BlockStructure::TriangularLower,
         Accum::Replace,
-        x.transpose(),
+        x.adjoint(),
         BlockStructure::Rectangular,
         x,
         BlockStructure::Rectangular,
-        T::ONE,
+        one(),
         par,
     );
     for j in 0..n {
         for i in 0..j {
-            g[(i, j)] = g[(j, i)];
+            g[(i, j)] = conj(&g[(j, i)]);
         }
     }
     g
 }
 
-fn distance_to_identity<T: Scalar>(g: MatRef<'_, T>) -> f64 {
+fn distance_to_identity<T: Field>(g: MatRef<'_, T>) -> f64 {
     let mut sum = 0.0f64;
     for j in 0..g.ncols() {
         for i in 0..g.nrows() {
-            let d = g[(i, j)].to_f64() - if i == j { 1.0 } else { 0.0 };
-            sum += d * d;
+            let re = real(&g[(i, j)]).to_f64() - if i == j { 1.0 } else { 0.0 };
+            let im = imag(&g[(i, j)]).to_f64();
+            sum += re * re + im * im;
         }
     }
     sum.sqrt()
@@ -148,15 +164,20 @@ fn distance_to_identity<T: Scalar>(g: MatRef<'_, T>) -> f64 {
 
 /// One CholeskyQR pass on the Gram matrix `g` (+ shift I): X <- X R^{-1}; returns R,
 /// or None when Cholesky breaks down or produces non-finite numbers.
-fn cholesky_pass<T: Scalar>(x: MatMut<'_, T>, mut g: Mat<T>, shift: T, par: Par) -> Option<Mat<T>> {
+fn cholesky_pass<T: Field>(
+    x: MatMut<'_, T>,
+    mut g: Mat<T>,
+    shift: T::Real,
+    par: Par,
+) -> Option<Mat<T>> {
     let n = g.nrows();
     for i in 0..n {
-        g[(i, i)] += shift;
+        g[(i, i)] += from_real::<T>(&shift);
     }
     let mut mem = MemBuffer::new(cholesky_in_place_scratch::<T>(n, par, Default::default()));
     let regularization = LltRegularization {
-        dynamic_regularization_delta: T::ZERO,
-        dynamic_regularization_epsilon: T::ZERO,
+        dynamic_regularization_delta: Scalar::ZERO,
+        dynamic_regularization_epsilon: Scalar::ZERO,
     };
     cholesky_in_place(
         g.as_mut(),
@@ -166,25 +187,35 @@ fn cholesky_pass<T: Scalar>(x: MatMut<'_, T>, mut g: Mat<T>, shift: T, par: Par)
         Default::default(),
     )
     .ok()?;
-    let lower = Mat::<T>::from_fn(n, n, |i, j| if i >= j { g[(i, j)] } else { T::ZERO });
-    if (0..n).any(|i| !(lower[(i, i)] > T::ZERO) || !lower[(i, i)].is_finite()) {
+    let lower = Mat::<T>::from_fn(n, n, |i, j| if i >= j { g[(i, j)] } else { zero() });
+    if (0..n).any(|i| !(real(&lower[(i, i)]) > Scalar::ZERO) || !is_finite(&lower[(i, i)])) {
         return None;
     }
-    // X R^{-1} = X L^{-T}  <=>  (X^T) <- L^{-1} X^T
-    solve_lower_triangular_in_place(lower.as_ref(), x.transpose_mut(), par);
-    Some(lower.transpose().to_owned())
+    // R = L^H: X R^{-1} = X conj(L)^{-T}  <=>  (X^T) <- conj(L)^{-1} X^T
+    solve_lower_triangular_in_place(lower.as_ref().conjugate(), x.transpose_mut(), par);
+    let mut r = Mat::<T>::from_fn(n, n, |i, j| conj(&lower[(j, i)]));
+    real_diagonal(&mut r);
+    Some(r)
 }
 
-fn all_finite<T: Scalar>(x: MatRef<'_, T>) -> bool {
-    (0..x.ncols()).all(|j| (0..x.nrows()).all(|i| x[(i, j)].is_finite()))
+fn all_finite<T: Field>(x: MatRef<'_, T>) -> bool {
+    (0..x.ncols()).all(|j| (0..x.nrows()).all(|i| is_finite(&x[(i, j)])))
+}
+
+/// Drops the roundoff residue of a complex R's diagonal (real by construction: products of the
+/// real Cholesky diagonals).
+fn real_diagonal<T: Field>(r: &mut Mat<T>) {
+    for i in 0..r.nrows().min(r.ncols()) {
+        r[(i, i)] = from_real(&real(&r[(i, i)]));
+    }
 }
 
 /// Repeats CholeskyQR passes on X (R accumulated) until a Gram matrix was near I.
-fn refine<T: Scalar>(x: &mut Mat<T>, r: &mut Mat<T>, par: Par) -> bool {
+fn refine<T: Field>(x: &mut Mat<T>, r: &mut Mat<T>, par: Par) -> bool {
     for _ in 0..MAX_EXTRA_PASSES {
         let g = gram(x.as_ref(), par);
         let close = distance_to_identity(g.as_ref()) <= GRAM_ACCEPT;
-        let Some(r_pass) = cholesky_pass(x.as_mut(), g, T::ZERO, par) else {
+        let Some(r_pass) = cholesky_pass(x.as_mut(), g, Scalar::ZERO, par) else {
             return false;
         };
         let mut r_new = Mat::<T>::zeros(r.nrows(), r.ncols());
@@ -193,10 +224,11 @@ fn refine<T: Scalar>(x: &mut Mat<T>, r: &mut Mat<T>, par: Par) -> bool {
             Accum::Replace,
             r_pass.as_ref(),
             r.as_ref(),
-            T::ONE,
+            one(),
             par,
         );
         *r = r_new;
+        real_diagonal(r);
         if close {
             return all_finite(x.as_ref());
         }
@@ -205,13 +237,13 @@ fn refine<T: Scalar>(x: &mut Mat<T>, r: &mut Mat<T>, par: Par) -> bool {
 }
 
 /// CholeskyQR2 with fallbacks: returns (Q, R, method). Requires m >= n.
-pub fn cholesky_qr2<T: Scalar>(a: MatRef<'_, T>, par: Par) -> (Mat<T>, Mat<T>, QrMethod) {
+pub fn cholesky_qr2<T: Field>(a: MatRef<'_, T>, par: Par) -> (Mat<T>, Mat<T>, QrMethod) {
     let (m, n) = a.shape();
     if n == 0 {
         return (Mat::zeros(m, 0), Mat::zeros(0, 0), QrMethod::CholeskyQr2);
     }
     let mut x = a.to_owned();
-    if let Some(mut r) = cholesky_pass(x.as_mut(), gram(a, par), T::ZERO, par) {
+    if let Some(mut r) = cholesky_pass(x.as_mut(), gram(a, par), Scalar::ZERO, par) {
         if refine(&mut x, &mut r, par) {
             return (x, r, QrMethod::CholeskyQr2);
         }
@@ -219,10 +251,11 @@ pub fn cholesky_qr2<T: Scalar>(a: MatRef<'_, T>, par: Par) -> (Mat<T>, Mat<T>, Q
     // Shifted CholeskyQR (Fukaya, Kannan, Nakatsukasa, Yamamoto, Yanagisawa 2020):
     // s = 11 (m n + n (n + 1)) u ||A||_F^2 keeps Cholesky alive up to cond(A) ~ 1/u.
     let g = gram(a, par);
-    let frob2: f64 = (0..n).map(|i| g[(i, i)].to_f64()).sum();
-    let u = T::UNIT_ROUNDOFF.to_f64();
-    let shift = T::from_f64(11.0 * ((m * n) as f64 + (n * (n + 1)) as f64) * u * frob2);
-    if shift > T::ZERO {
+    let frob2: f64 = (0..n).map(|i| real(&g[(i, i)]).to_f64()).sum();
+    let u = <T::Real as Scalar>::UNIT_ROUNDOFF.to_f64();
+    let shift =
+        <T::Real as Scalar>::from_f64(11.0 * ((m * n) as f64 + (n * (n + 1)) as f64) * u * frob2);
+    if shift > Scalar::ZERO {
         let mut x = a.to_owned();
         if let Some(mut r) = cholesky_pass(x.as_mut(), g, shift, par) {
             if refine(&mut x, &mut r, par) {
@@ -238,7 +271,7 @@ pub fn cholesky_qr2<T: Scalar>(a: MatRef<'_, T>, par: Par) -> (Mat<T>, Mat<T>, Q
 mod tests {
     use super::*;
 
-    fn orth_error(q: MatRef<'_, f64>) -> f64 {
+    fn orth_error<T: Field>(q: MatRef<'_, T>) -> f64 {
         distance_to_identity(gram(q, Par::Seq).as_ref())
     }
 
@@ -298,6 +331,42 @@ mod tests {
         assert_ne!(method, QrMethod::CholeskyQr2);
         assert!(orth_error(q.as_ref()) < 1e-12);
         assert!((&q * &r - &a).norm_l2() < 1e-12 * a.norm_l2());
+    }
+
+    fn complex_test_matrix(m: usize, n: usize) -> Mat<faer::c64> {
+        let re = test_matrix(m, n);
+        Mat::from_fn(m, n, |i, j| {
+            faer::c64::new(re[(i, j)], ((i * 5 + j * 11) % 13) as f64 - 6.0)
+        })
+    }
+
+    #[test]
+    fn complex_qr_is_unitary_with_real_positive_diagonal() {
+        let a = complex_test_matrix(45, 6);
+        let (q1, r1, method) = cholesky_qr2(a.as_ref(), Par::Seq);
+        assert_eq!(method, QrMethod::CholeskyQr2);
+        let (q2, r2) = householder_qr(a.as_ref(), Some(2), Par::Seq);
+        for (q, r) in [(&q1, &r1), (&q2, &r2)] {
+            assert!(orth_error(q.as_ref()) < 1e-13);
+            assert!((q * r - &a).norm_l2() < 1e-12 * a.norm_l2());
+            assert!(
+                (0..6).all(|i| r[(i, i)].im == 0.0 && r[(i, i)].re > 0.0),
+                "{:?}",
+                (0..6).map(|i| r[(i, i)]).collect::<Vec<_>>()
+            );
+        }
+        // the factorization with a real positive diagonal is unique
+        assert!((&q1 - &q2).norm_l2() < 1e-12);
+    }
+
+    #[test]
+    fn complex64_qr_runs_in_double_precision() {
+        let a = complex_test_matrix(30, 4);
+        let narrow = Mat::<faer::c32>::from_fn(30, 4, |i, j| {
+            faer::c32::new(a[(i, j)].re as f32, a[(i, j)].im as f32)
+        });
+        let (q, r) = householder_qr(narrow.as_ref(), None, Par::Seq);
+        assert!((&q * &r - &narrow).norm_l2() < 1e-6 * narrow.norm_l2());
     }
 
     #[test]

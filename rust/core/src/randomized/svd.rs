@@ -1,5 +1,6 @@
 //! Randomized range finder and SVD (Halko, Martinsson, Tropp 2011), with re-orthonormalization
-//! between every product of the power (subspace) iteration.
+//! between every product of the power (subspace) iteration. Real and complex input (`Field`):
+//! products with A^H, singular values real.
 //!
 //! The random test matrix is drawn by the caller (Python, from a NumPy Generator) so the Rust
 //! and xp paths see the same numbers.
@@ -7,11 +8,16 @@
 use super::qr::{cholesky_qr2, householder_qr};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
-use crate::scalar::Scalar;
+use crate::scalar::Field;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
 use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
+use faer::traits::math_utils::{conj, one, real};
+use faer::traits::ComplexField;
 use faer::{Accum, Mat, MatRef, Par};
+
+/// (U, singular values, V^H) of a truncated SVD.
+pub type Triplets<T> = (Mat<T>, Vec<<T as ComplexField>::Real>, Mat<T>);
 
 /// How the basis is re-orthonormalized after each product with A or A^T.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,16 +32,23 @@ pub struct PowerIterations {
     pub orthonormalizer: Orthonormalizer,
 }
 
-fn orthonormalize<T: Scalar>(y: MatRef<'_, T>, how: Orthonormalizer, par: Par) -> Mat<T> {
+fn orthonormalize<T: Field>(y: MatRef<'_, T>, how: Orthonormalizer, par: Par) -> Mat<T> {
     match how {
         Orthonormalizer::CholeskyQr2 => cholesky_qr2(y, par).0,
         Orthonormalizer::Householder => householder_qr(y, None, par).0,
     }
 }
 
-fn product<T: Scalar>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+fn product<T: Field>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
     let mut out = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());
-    matmul(out.as_mut(), Accum::Replace, lhs, rhs, T::ONE, par);
+    matmul(out.as_mut(), Accum::Replace, lhs, rhs, one(), par);
+    out
+}
+
+/// lhs^H rhs.
+fn adjoint_product<T: Field>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+    let mut out = Mat::<T>::zeros(lhs.ncols(), rhs.ncols());
+    matmul(out.as_mut(), Accum::Replace, lhs.adjoint(), rhs, one(), par);
     out
 }
 
@@ -44,7 +57,7 @@ fn product<T: Scalar>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T
 /// `start` is either a test matrix Omega (n x l; the sketch is A Omega) or, when
 /// `start_is_range`, a starting basis (m x l) such as a previous Q (warm start), in which case
 /// at least one power iteration is run. `interrupt` is checked before every power iteration.
-pub fn range_finder<T: Scalar>(
+pub fn range_finder<T: Field>(
     a: MatRef<'_, T>,
     start: MatRef<'_, T>,
     start_is_range: bool,
@@ -81,20 +94,21 @@ pub fn range_finder<T: Scalar>(
     };
     for _ in 0..n_iter {
         interrupt.check()?;
-        let z = orthonormalize(product(a.transpose(), q.as_ref(), par).as_ref(), how, par);
+        let z = orthonormalize(adjoint_product(a, q.as_ref(), par).as_ref(), how, par);
         q = orthonormalize(product(a, z.as_ref(), par).as_ref(), how, par);
     }
     Ok(q)
 }
 
-/// Truncated SVD from a basis: B = Q^T A, B = Ub S Vt, U = Q Ub; the first `rank` triplets.
-pub fn svd_from_basis<T: Scalar>(
+/// Truncated SVD from a basis: B = Q^H A, B = Ub S V^H, U = Q Ub; the first `rank` triplets
+/// (U, S, V^H).
+pub fn svd_from_basis<T: Field>(
     a: MatRef<'_, T>,
     q: MatRef<'_, T>,
     rank: usize,
     par: Par,
-) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
-    let b = product(q.transpose(), a, par);
+) -> Result<Triplets<T>> {
+    let b = adjoint_product(q, a, par);
     let (l, n) = b.shape();
     let k = l.min(n);
     if rank == 0 || rank > k {
@@ -122,13 +136,13 @@ pub fn svd_from_basis<T: Scalar>(
     )
     .map_err(|e| Error::NumericalBreakdown(format!("SVD of the projected matrix: {e:?}")))?;
     let u = product(q, ub.as_ref().get(.., ..rank), par);
-    let singular_values = (0..rank).map(|i| s[(i, 0)]).collect();
-    let vt = v.as_ref().get(.., ..rank).transpose().to_owned();
+    let singular_values = (0..rank).map(|i| real(&s[(i, 0)])).collect();
+    let vt = Mat::<T>::from_fn(rank, n, |i, j| conj(&v[(j, i)]));
     Ok((u, singular_values, vt))
 }
 
-/// Randomized SVD: range finder then SVD of the projection. Returns (U, S, Vt).
-pub fn randomized_svd<T: Scalar>(
+/// Randomized SVD: range finder then SVD of the projection. Returns (U, S, V^H).
+pub fn randomized_svd<T: Field>(
     a: MatRef<'_, T>,
     start: MatRef<'_, T>,
     start_is_range: bool,
@@ -136,7 +150,7 @@ pub fn randomized_svd<T: Scalar>(
     iterations: &PowerIterations,
     par: Par,
     interrupt: &Interrupt,
-) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
+) -> Result<Triplets<T>> {
     let q = range_finder(a, start, start_is_range, iterations, par, interrupt)?;
     interrupt.check()?;
     svd_from_basis(a, q.as_ref(), rank, par)
@@ -164,6 +178,40 @@ mod tests {
             randomized_svd(a.as_ref(), omega.as_ref(), false, k, &its, Par::Seq, &NEVER).unwrap();
         let us = Mat::<f64>::from_fn(m, k, |i, j| u[(i, j)] * s[j]);
         assert!((&us * &vt - &a).norm_l2() < 1e-10 * a.norm_l2());
+        assert!(s.windows(2).all(|w| w[0] >= w[1]));
+    }
+
+    #[test]
+    fn complex_low_rank_is_recovered() {
+        use faer::c64;
+        let (m, n, k) = (50, 35, 3);
+        let left = Mat::<c64>::from_fn(m, k, |i, j| {
+            c64::new(
+                ((i * 3 + j * 5) % 11) as f64 - 5.0,
+                ((i + 2 * j) % 7) as f64 - 3.0,
+            )
+        });
+        let right = Mat::<c64>::from_fn(k, n, |i, j| {
+            c64::new(
+                ((i * 7 + j * 2) % 13) as f64 - 6.0,
+                ((3 * i + j) % 5) as f64 - 2.0,
+            )
+        });
+        let a = &left * &right;
+        let omega = Mat::<c64>::from_fn(n, k + 4, |i, j| {
+            c64::new(
+                (((i * 31 + j * 17) % 23) as f64 - 11.0) / 7.0,
+                ((i * j) % 3) as f64,
+            )
+        });
+        let its = PowerIterations {
+            n_power_iter: 1,
+            orthonormalizer: Orthonormalizer::CholeskyQr2,
+        };
+        let (u, s, vh) =
+            randomized_svd(a.as_ref(), omega.as_ref(), false, k, &its, Par::Seq, &NEVER).unwrap();
+        let us = Mat::<c64>::from_fn(m, k, |i, j| u[(i, j)] * c64::new(s[j], 0.0));
+        assert!((&us * &vh - &a).norm_l2() < 1e-10 * a.norm_l2());
         assert!(s.windows(2).all(|w| w[0] >= w[1]));
     }
 
