@@ -35,17 +35,18 @@ def _float_kind(dtype: Any) -> np.dtype | None:
     return host if host in _RESCALABLE else None
 
 
-def scale_exponent(max_abs: float, dtype: Any) -> int:
+def scale_exponent(max_abs: float, dtype: Any, band_divisor: int = 4) -> int:
     """The k such that ``max_abs * 2**k`` lies in [0.5, 1), or 0 when no rescaling is needed.
 
-    No rescaling: ``max_abs`` inside [2**-band, 2**band] (band = maxexp / 4: 256 in float64, 32 in
-    float32), zero, NaN or infinite (validation rejects the last two later).
+    No rescaling: ``max_abs`` inside [2**-band, 2**band] (band = maxexp / band_divisor: 256 in
+    float64 and 32 in float32 by default), zero, NaN or infinite (validation rejects the last two
+    later).
     """
     host = _float_kind(dtype)
     if host is None or not (max_abs > 0 and math.isfinite(max_abs)):
         return 0
     exponent = math.frexp(max_abs)[1]
-    band = np.finfo(host).maxexp // 4
+    band = np.finfo(host).maxexp // band_divisor
     return 0 if -band <= exponent <= band else -exponent
 
 

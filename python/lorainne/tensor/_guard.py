@@ -15,21 +15,15 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
-
-from .._backend import numpy_dtype
+from .. import _exact_scaling
 from .._exact_scaling import times_power_of_two  # noqa: F401  (the solvers import it from here)
 
 
 def scale_exponent(peak: float, dtype) -> int:
     """``e`` such that ``data / 2**e`` has its largest magnitude in ``[0.5, 1)`` when ``peak`` (the
-    largest magnitude) is outside the dtype's safe range, else 0 (the data is left alone).
+    largest magnitude) is outside the band above, else 0 (the data is left alone).
     """
-    if not (peak > 0 and math.isfinite(peak)):
-        return 0
-    limit = np.finfo(numpy_dtype(dtype)).maxexp // 8
-    exponent = math.frexp(peak)[1]
-    return exponent if abs(exponent) > limit else 0
+    return -_exact_scaling.scale_exponent(peak, dtype, band_divisor=8)
 
 
 def physical_memory() -> int | None:
