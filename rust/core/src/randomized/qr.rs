@@ -23,7 +23,7 @@ use faer::linalg::qr::no_pivoting::factor::{
     qr_in_place, qr_in_place_scratch, recommended_block_size,
 };
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
-use faer::traits::math_utils::{conj, from_real, imag, is_finite, one, real, recip, zero};
+use faer::traits::math_utils::{abs, conj, from_real, imag, is_finite, one, real, recip, zero};
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 
 /// Which algorithm produced an orthonormal basis (reported to Python for diagnostics).
@@ -114,7 +114,7 @@ fn make_diagonal_nonnegative<T: Field>(mut q: MatMut<'_, T>, mut r: MatMut<'_, T
         let phase = if imag(&d) == Scalar::ZERO {
             -one::<T>()
         } else {
-            d * from_real::<T>(&recip(&faer::traits::math_utils::abs(&d)))
+            d * from_real::<T>(&recip(&abs(&d)))
         };
         let back = conj(&phase);
         for j in 0..r.ncols() {
@@ -123,7 +123,7 @@ fn make_diagonal_nonnegative<T: Field>(mut q: MatMut<'_, T>, mut r: MatMut<'_, T
         for row in 0..q.nrows() {
             q[(row, i)] *= phase;
         }
-        r[(i, i)] = from_real(&faer::traits::math_utils::abs(&d)); // exactly real, no rounding residue
+        r[(i, i)] = from_real(&abs(&d)); // exactly real, no rounding residue
     }
 }
 
