@@ -17,7 +17,7 @@ from array_api_compat import array_namespace, device
 
 from .._backend import core, numpy_dtype, resolve
 from .._validation import check_int, check_n_threads, check_random_state, check_verbose
-from . import _dask, _xp
+from . import _dask, _dask_sparse, _xp
 from ._als import (
     RUST_STATUS,
     Run,
@@ -313,6 +313,28 @@ def cp(
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{flag} must be a bool, got {value!r}")
     rng = check_random_state(random_state)
+    if _dask_sparse.has_sparse_chunks(X):  # sparse.COO chunks: the Rust sparse MTTKRP per chunk
+        if mask is not None:
+            raise ValueError("mask is not supported on a Dask tensor of sparse chunks: its missing entries are zeros")
+        return _dask_sparse.cp_sparse_chunks(
+            X,
+            rank,
+            init=init,
+            n_iter_max=n_iter_max,
+            tol=tol,
+            nonnegative=nonnegative,
+            l2=l2,
+            l1=l1,
+            n_init=n_init,
+            rng=rng,
+            backend=backend,
+            n_threads=n_threads,
+            verbose=verbose,
+            callback=callback,
+            normalize=bool(normalize_factors),
+            fixed=check_fixed_modes(fixed_modes, X.ndim),
+            callback_at_init=bool(callback_at_init),
+        )
     if isinstance(X, SparseTensor):
         if mask is not None:
             raise ValueError("mask is not supported with a SparseTensor: its missing entries are zeros")
