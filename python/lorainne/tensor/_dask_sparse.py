@@ -29,6 +29,7 @@ from . import _dask
 from ._als import Run, finish, report_start, start_error, unscaled_callback
 from ._guard import check_cp_rank, scale_exponent, times_power_of_two
 
+_AS_COO = "sparse chunks must be sparse.COO (convert them with X.map_blocks(sparse.COO))"
 _STATS = 5  # per chunk: min, max, exponent of max |x|, sum of squares / 4^exponent, stored entries
 
 
@@ -45,17 +46,17 @@ def has_sparse_chunks(X) -> bool:
 
 
 def _coo(block):
-    """The chunk as a ``sparse.COO`` with fill value 0 (GCXS/DOK chunks converted, NumPy chunks too)."""
+    """The chunk as a ``sparse.COO`` with fill value 0 (a NumPy chunk, as Dask may make of an empty
+    one, is converted).
+    """
     import sparse
 
     if isinstance(block, np.ndarray):
         block = sparse.COO.from_numpy(block)
-    elif isinstance(block, sparse.SparseArray) and not isinstance(block, sparse.COO):
-        block = block.asformat("coo")
     elif not isinstance(block, sparse.COO):
-        raise TypeError(f"X has a chunk of type {type(block).__name__}: use sparse.COO chunks")
+        raise TypeError(f"X has a chunk of type {type(block).__name__}: {_AS_COO}")
     if block.fill_value != 0:
-        raise ValueError(f"X has a chunk with fill_value={block.fill_value!r}: only 0 is supported")
+        raise ValueError(f"X has a chunk with fill_value={block.fill_value.item()!r}: only 0 is supported")
     return block
 
 
@@ -81,11 +82,8 @@ def checked(X):
     import dask.array as da
 
     pydata = sys.modules.get("sparse")
-    if pydata is None or not isinstance(X._meta, pydata.SparseArray):
-        raise TypeError(
-            f"X is a Dask array of {type(X._meta).__name__} chunks: sparse chunks must be sparse.COO "
-            "(da.map_blocks(sparse.COO, X) converts SciPy matrices)"
-        )
+    if pydata is None or not isinstance(X._meta, pydata.COO):
+        raise TypeError(f"X is a Dask array of {type(X._meta).__name__} chunks: {_AS_COO}")
     if X.ndim < 2:
         raise ValueError(f"X must have at least 2 modes, got an array of shape {tuple(X.shape)}")
     if any(math.isnan(s) for s in X.shape):
