@@ -203,6 +203,10 @@ def cp(
         Any finite scale: data whose largest magnitude is below ``2^-128`` or above ``2^128``
         (float32: ``2^-16``, ``2^16``) is decomposed after an exact power-of-two rescaling and the
         weights are scaled back, so ``cp(c * X)`` has the weights ``c`` times those of ``cp(X)``.
+        A ``dask.array.Array`` runs on its workers (MTTKRP per chunk, tree reduction, NumPy factors
+        on the client); one whose chunks are ``sparse.COO`` (the ``sparse`` package, fill value 0)
+        runs each chunk's entries through the Rust sparse MTTKRP of ``SparseTensor``, with the same
+        iterates as ``cp(SparseTensor)`` from the same start.
     rank : int
         Number of components, ``1 <= R <= prod(shape)`` (may exceed a mode's size). A rank above
         the number of entries of X is a ValueError (every tensor has CP rank at most
@@ -244,7 +248,8 @@ def cp(
         imputation between Rust sweeps runs in NumPy), the xp reference for other array
         libraries.
     n_threads : int, optional
-        Threads of the Rust kernels (default: all cores).
+        Threads of the Rust kernels (default: all cores; on a Dask tensor of sparse chunks, per
+        chunk, default 1: the workers already run chunks in parallel).
     verbose : bool or int, default 0
         Log each sweep's error at INFO level on the ``lorainne`` logger.
     callback : callable, optional
@@ -283,7 +288,8 @@ def cp(
     MemoryError
         A rank whose factors cannot fit in this machine's memory (checked before allocating).
     TypeError
-        Complex, object or float16 dtypes; a non-boolean mask; a callback that is not callable.
+        Complex, object or float16 dtypes; a non-boolean mask; a callback that is not callable; a Dask
+        array of sparse chunks other than ``sparse.COO``.
 
     Examples
     --------
