@@ -11,7 +11,7 @@ sparse = pytest.importorskip("sparse")
 
 import dask  # noqa: E402
 
-from lorainne import SparseTensor, cp, factor_match_score  # noqa: E402
+from lorainne import SparseTensor, cp, factor_match_score, tucker  # noqa: E402
 from lorainne.tensor._dask_sparse import has_sparse_chunks  # noqa: E402
 
 
@@ -145,6 +145,8 @@ def test_bad_input():
             cp(D.astype(np.complex128), 2)
         with pytest.raises(ValueError, match="unknown chunk sizes"):
             cp(da.Array(D.dask, D.name, ((np.nan, np.nan),) + D.chunks[1:], meta=D._meta), 2)
+    with pytest.raises(TypeError, match="tucker takes dense chunks"):
+        tucker(D, (2, 2, 2))
     scipy_sparse = pytest.importorskip("scipy.sparse")
     M = da.from_array(np.eye(4), chunks=2).map_blocks(scipy_sparse.csr_matrix)
     with pytest.raises(TypeError, match="csr_matrix chunks: sparse chunks must be sparse.COO"):
