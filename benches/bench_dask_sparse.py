@@ -113,13 +113,17 @@ def main(argv=None) -> int:
 
     local = da.from_array(C, chunks=chunk).persist(scheduler="threads")  # the chunks in this process
 
-    def threaded(k):
-        with dask.config.set(scheduler="threads", num_workers=2):
-            return run(local, k, n_threads=1)
+    def threaded(workers):
+        def fn(k):
+            with dask.config.set(scheduler="threads", num_workers=workers):
+                return run(local, k, n_threads=1)
+
+        return fn
 
     methods = {
         "lorainne cp, Dask of sparse.COO chunks (2 workers x 1 thread)": lambda k: run(D, k, n_threads=1),
-        "lorainne cp, Dask of sparse.COO chunks, threaded scheduler (2 threads)": threaded,
+        "lorainne cp, Dask of sparse.COO chunks, threaded scheduler, 1 thread": threaded(1),
+        "lorainne cp, Dask of sparse.COO chunks, threaded scheduler, 2 threads": threaded(2),
         "lorainne cp, in-memory SparseTensor, Rust, 1 thread": lambda k: run(S, k, n_threads=1),
         "lorainne cp, in-memory SparseTensor, Rust, 2 threads": lambda k: run(S, k, n_threads=2),
     }
