@@ -39,8 +39,8 @@ def test_same_iterates_as_in_memory_sparse_tensor():
     S = SparseTensor.from_dense(X)
     C = sparse.COO.from_numpy(X)
     data_before = C.data.copy()
-    D = da.from_array(C, chunks=(15, (10, 14), 10))  # 8 blocks along 3 modes, uneven along mode 1
-    assert D.npartitions == 8 and has_sparse_chunks(D)
+    D = da.from_array(C, chunks=((8, 8, 8, 6), (10, 14), 10))  # 4 x 2 x 2 blocks, uneven along modes 0 and 1
+    assert D.npartitions == 16 and has_sparse_chunks(D)
     with dask.config.set(scheduler="sync"):
         start = cp(S, rank, init="random", n_iter_max=0, random_state=1)
         got = cp(D, rank, init=start, n_iter_max=8, tol=0, normalize_factors=False)
