@@ -107,10 +107,14 @@ def test_rescaled_integer_and_float32_chunks():
     short = dict(random_state=0, n_iter_max=6, tol=0)
     with dask.config.set(scheduler="sync"):
         base = cp(D, 2, random_state=0)
-        tiny = cp(
-            da.from_array(sparse.COO.from_numpy(X * 2.0**-300), chunks=(6, 5, 4)), 2, random_state=0
-        )  # squares would underflow: exact rescaling
-        np.testing.assert_allclose(tiny.weights, base.weights * 2.0**-300, rtol=1e-12)
+        padded = np.zeros((24, 10, 8))  # empty chunks beside tiny ones, whose squares underflow
+        padded[:12] = X
+        normal, tiny = (
+            cp(da.from_array(sparse.COO.from_numpy(padded * scale), chunks=(12, 5, 4)), 2, random_state=0)
+            for scale in (1.0, 2.0**-700)
+        )
+        np.testing.assert_allclose(tiny.weights, normal.weights * 2.0**-700, rtol=1e-12)
+        np.testing.assert_allclose(tiny.errors, normal.errors, rtol=1e-12)
         ints = np.round(X * 10)
         got = cp(da.from_array(sparse.COO.from_numpy(ints.astype(np.int64)), chunks=6), 2, **short)
         ref = cp(da.from_array(sparse.COO.from_numpy(ints), chunks=6), 2, **short)

@@ -76,8 +76,9 @@ def _block_stats(block):
 
 
 def checked(X):
-    """``(X, ||X||^2, max |x|, min x)`` of a Dask tensor of sparse chunks after its checks, in ONE pass
-    (NaN and infinities propagate into min and max); integer and bool chunks become float64 (lazily).
+    """``(X, s, e, max |x|, min(x, 0))`` of a Dask tensor of sparse chunks after its checks, in ONE
+    pass (NaN and infinities propagate into min and max), with ``||X||^2 = s 4^e`` (no overflow or
+    underflow at any scale); integer and bool chunks become float64 (lazily).
     """
     import dask.array as da
 
@@ -104,7 +105,8 @@ def checked(X):
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("X contains NaN or infinity")
     peak = max(-lo, hi)
-    top = int(stats[:, 2].max())
+    stored = stats[:, 4] > 0
+    top = int(stats[stored, 2].max()) if stored.any() else 0  # not 0 of an empty chunk: tiny data would underflow
     # sum of squares / 4^top (every term <= its chunk's count); scaled back by the caller's exponent
     scaled = float(sum(math.ldexp(s, 2 * (int(e) - top)) for e, s in zip(stats[:, 2], stats[:, 3], strict=True)))
     return X, scaled, top, peak, lo
