@@ -17,7 +17,7 @@ from array_api_compat import array_namespace, device
 
 from .._backend import core, numpy_dtype, resolve
 from .._validation import check_int, check_n_threads, check_random_state, check_verbose
-from . import _dask, _xp
+from . import _dask, _dask_sparse, _xp
 from ._als import (
     RUST_STATUS,
     Run,
@@ -203,6 +203,10 @@ def cp(
         Any finite scale: data whose largest magnitude is below ``2^-128`` or above ``2^128``
         (float32: ``2^-16``, ``2^16``) is decomposed after an exact power-of-two rescaling and the
         weights are scaled back, so ``cp(c * X)`` has the weights ``c`` times those of ``cp(X)``.
+        A ``dask.array.Array`` runs on its workers (MTTKRP per chunk, tree reduction, NumPy factors
+        on the client); one whose chunks are ``sparse.COO`` (the ``sparse`` package, fill value 0)
+        runs each chunk's entries through the Rust sparse MTTKRP of ``SparseTensor``, with the same
+        iterates as ``cp(SparseTensor)`` from the same start.
     rank : int
         Number of components, ``1 <= R <= prod(shape)`` (may exceed a mode's size). A rank above
         the number of entries of X is a ValueError (every tensor has CP rank at most
@@ -244,7 +248,8 @@ def cp(
         imputation between Rust sweeps runs in NumPy), the xp reference for other array
         libraries.
     n_threads : int, optional
-        Threads of the Rust kernels (default: all cores).
+        Threads of the Rust kernels (default: all cores; on a Dask tensor of sparse chunks, per
+        chunk, default 1: the workers already run chunks in parallel).
     verbose : bool or int, default 0
         Log each sweep's error at INFO level on the ``lorainne`` logger.
     callback : callable, optional
@@ -283,7 +288,8 @@ def cp(
     MemoryError
         A rank whose factors cannot fit in this machine's memory (checked before allocating).
     TypeError
-        Complex, object or float16 dtypes; a non-boolean mask; a callback that is not callable.
+        Complex, object or float16 dtypes; a non-boolean mask; a callback that is not callable; a Dask
+        array of sparse chunks other than ``sparse.COO``.
 
     Examples
     --------
@@ -313,6 +319,28 @@ def cp(
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{flag} must be a bool, got {value!r}")
     rng = check_random_state(random_state)
+    if _dask_sparse.has_sparse_chunks(X):  # sparse.COO chunks: the Rust sparse MTTKRP per chunk
+        if mask is not None:
+            raise ValueError("mask is not supported on a Dask tensor of sparse chunks: its missing entries are zeros")
+        return _dask_sparse.cp_sparse_chunks(
+            X,
+            rank,
+            init=init,
+            n_iter_max=n_iter_max,
+            tol=tol,
+            nonnegative=nonnegative,
+            l2=l2,
+            l1=l1,
+            n_init=n_init,
+            rng=rng,
+            backend=backend,
+            n_threads=n_threads,
+            verbose=verbose,
+            callback=callback,
+            normalize=bool(normalize_factors),
+            fixed=check_fixed_modes(fixed_modes, X.ndim),
+            callback_at_init=bool(callback_at_init),
+        )
     if isinstance(X, SparseTensor):
         if mask is not None:
             raise ValueError("mask is not supported with a SparseTensor: its missing entries are zeros")

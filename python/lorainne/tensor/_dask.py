@@ -82,16 +82,20 @@ def _left_vectors(X, mode: int, k: int, rng, oversample: int = 10):
     return U, np.sqrt(np.clip(np.flip(w[-k:], axis=0), 0.0, None))
 
 
-def svd_init(X, rank: int, rng, nonnegative: bool) -> list:
-    """``_als.svd_init`` on a Dask tensor (same random numbers, same steps; NumPy factors)."""
+def svd_init(X, rank: int, rng, nonnegative: bool, *, left_vectors=None, nonzero: bool | None = None) -> list:
+    """``_als.svd_init`` on a Dask tensor (same random numbers, same steps; NumPy factors).
+    ``left_vectors(X, mode, k, rng)`` replaces :func:`_left_vectors` (sparse chunks); ``nonzero``
+    when already known saves the pass that finds it.
+    """
     dtype = np.dtype(X.dtype)
-    nonzero = bool((X != 0).any())
+    left_vectors = _left_vectors if left_vectors is None else left_vectors
+    nonzero = bool((X != 0).any()) if nonzero is None else nonzero
     total = math.prod(int(s) for s in X.shape)
     factors = []
     for mode, size in enumerate(X.shape):
         k = min(rank, size, total // size)
         if nonzero:
-            U, singular = _left_vectors(X, mode, k, rng)
+            U, singular = left_vectors(X, mode, k, rng)
             if mode == 0:
                 U = U * singular[None, :]
         else:
@@ -103,11 +107,11 @@ def svd_init(X, rank: int, rng, nonnegative: bool) -> list:
     return factors
 
 
-def initial_factors(X, rank: int, init, rng, nonnegative: bool) -> list:
+def initial_factors(X, rank: int, init, rng, nonnegative: bool, **svd_options) -> list:
     """The start on the client (NumPy factors): "svd", "random" or a given CPTensor."""
     if isinstance(init, str):
         if init == "svd":
-            return svd_init(X, rank, rng, nonnegative)
+            return svd_init(X, rank, rng, nonnegative, **svd_options)
         if init == "random":
             return [np.asarray(f) for f in random_init(_Shaped(X), rank, rng, nonnegative)]
         raise ValueError(f"init={init!r} is not available on a Dask tensor: use 'svd', 'random' or a CPTensor")
@@ -125,16 +129,22 @@ class _Shaped:
         return np
 
 
-def als(X, factors, *, n_iter_max, tol, l2, l1, nonnegative, callback, verbose, fixed=()) -> Run:
-    """``_cp.als_xp`` without a mask, on a Dask tensor: NumPy factors, MTTKRP per chunk."""
+def als(
+    X, factors, *, n_iter_max, tol, l2, l1, nonnegative, callback, verbose, fixed=(), product=None, norm_x_sq=None
+) -> Run:
+    """``_cp.als_xp`` without a mask, on a Dask tensor: NumPy factors, MTTKRP per chunk
+    (``product(factors, mode)`` and ``norm_x_sq`` given by the sparse-chunk path).
+    """
     stop = StopRule(tol, X.dtype)
     factors = [np.asarray(f) for f in factors]
     grams = [f.T @ f for f in factors]
     errors: list[float] = []
-    norm_x_sq = float((X * X).sum().compute())
+    if norm_x_sq is None:
+        norm_x_sq = float((X * X).sum().compute())
+    if product is None:
 
-    def product(fs, mode):
-        return mttkrp(X, fs, mode)
+        def product(fs, mode):
+            return mttkrp(X, fs, mode)
 
     status = "max_iter"
     for _ in range(n_iter_max):

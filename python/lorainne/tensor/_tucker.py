@@ -14,7 +14,7 @@ from array_api_compat import array_namespace, device
 
 from .._backend import is_dask_array, resolve
 from .._validation import check_int, check_n_threads, check_option, check_random_state, check_verbose
-from . import _dask, _xp
+from . import _dask, _dask_sparse, _xp
 from ._als import (
     Run,
     StopRule,
@@ -319,6 +319,11 @@ def tucker(
     >>> t.rank, t.errors[-1] < 1e-7
     ((3, 2, 2), True)
     """
+    if _dask_sparse.has_sparse_chunks(X):
+        raise TypeError(
+            "X is a Dask array of sparse chunks: tucker takes dense chunks (X.map_blocks(lambda b: b.todense())); "
+            "cp takes sparse.COO chunks"
+        )
     on_dask = is_dask_array(X)
     if on_dask:  # finiteness, max |x| and ||X||^2 in one pass over the chunks
         X, dask_norm_sq, largest = _dask.checked(X)
