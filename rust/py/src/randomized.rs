@@ -196,15 +196,7 @@ fn matmul_typed<'py, T: Scalar + Element>(
             format!("has {} rows, expected {}", b.nrows(), a.ncols()),
         )));
     }
-    let c = py.detach(|| {
-        guarded(|| {
-            parallel::run(n_threads, |par| {
-                let mut c = faer::Mat::<T>::zeros(a.nrows(), b.ncols());
-                faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, a, b, T::ONE, par);
-                c
-            })
-        })
-    })?;
+    let c = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::product(a, b, par))))?;
     to_numpy(py, &c)
 }
 
