@@ -221,6 +221,18 @@ def bench_equal_accuracy(quick: bool, repeats: int, target: float = 1.01):
 KRYLOV_OVERSAMPLES = (0, 5, 10, 20, 30, 40, 60)
 
 
+def krylov_flops(m: int, n: int, k: int, b: int, q: int) -> float:
+    """Flops of block Krylov (depth q, blocks of b): 2 q + 2 passes of 2 m n b, the block
+    Gram-Schmidt (2 projections of 4 m j b^2 on block j, CholeskyQR2 ~6 m b^2 per block), and the
+    Rayleigh-Ritz on L = (q + 1) b columns (CholeskyQR2 of the n x L matrix Z, the L x L SVD, the
+    top-k rows of Vt and columns of U)."""
+    L = (q + 1) * b
+    passes = (2 * q + 2) * 2 * m * n * b
+    gram_schmidt = sum(8 * m * j * b * b + 6 * m * b * b for j in range(q + 1))
+    rayleigh_ritz = 6 * n * L * L + 20 * L**3 + 2 * n * L * k + 2 * m * L * k
+    return float(passes + gram_schmidt + rayleigh_ritz)
+
+
 def _cheapest_reaching(run, A, k, optimal, configs, target):
     """The first (q, oversamples) of ``configs`` (sorted by cost) whose error/optimal <= target."""
     for q, over in configs:
@@ -232,8 +244,8 @@ def _cheapest_reaching(run, A, k, optimal, configs, target):
 
 
 def bench_krylov_tuned(quick: bool, repeats: int, target: float = 1.01):
-    """Block Krylov with its depth q AND block size chosen per matrix (the cheapest (q, b) by
-    column-passes (2 q + 2) b reaching the target), against lorainne subspace and scikit-learn's
+    """Block Krylov with its depth q AND block size chosen per matrix (the (q, b) of fewest
+    :func:`krylov_flops` reaching the target), against lorainne subspace and scikit-learn's
     randomized_svd with their n_iter raised until they reach it (10 oversamples, their default),
     all timed interleaved (best of ``repeats``), 1 thread."""
     from sklearn.utils.extmath import randomized_svd as sk_rsvd
@@ -256,7 +268,7 @@ def bench_krylov_tuned(quick: bool, repeats: int, target: float = 1.01):
         small = min(A.shape)
         tuned = sorted(
             ((q, o) for q in (1, 2, 3) for o in KRYLOV_OVERSAMPLES if (q + 1) * (k + o) <= small),
-            key=lambda c: ((2 * c[0] + 2) * (k + c[1]), c[0]),
+            key=lambda c: (krylov_flops(*A.shape, k, k + c[1], c[0]), c[0]),
         )
         fixed = [(q, 10) for q in range(0, 30)]
         chosen = {}
@@ -434,7 +446,6 @@ def interleaved_report(repeats: int = 7) -> str:
     from sklearn.decomposition import PCA as SkPCA
     from sklearn.decomposition import TruncatedSVD
 
-    from lorainne.randomized import cqrrpt
     from lorainne.sklearn import PCA, RandomizedSVD
 
     lines = []
@@ -454,6 +465,15 @@ def interleaved_report(repeats: int = 7) -> str:
             fns = {k: v for k, v in fns.items() if "PCA" not in k}
         best = _interleaved_best(fns, repeats)
         lines.append(f"{name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in best.items()))
+    lines += cqrrpt_interleaved()
+    return "\n".join(lines)
+
+
+def cqrrpt_interleaved(repeats: int = 5) -> list[str]:
+    """CQRRPT against LAPACK's QRCP, interleaved, best of ``repeats`` (3 on the largest)."""
+    from lorainne.randomized import cqrrpt
+
+    lines = []
     rng = np.random.default_rng(4)
     for m, n in [(20000, 100), (100000, 100), (50000, 300)]:
         A = rng.standard_normal((m, n)) * np.logspace(0, -8, n)
@@ -462,13 +482,13 @@ def interleaved_report(repeats: int = 7) -> str:
                 "lapack": lambda: scipy.linalg.qr(A, mode="economic", pivoting=True, check_finite=False),
                 "cqrrpt": lambda: cqrrpt(A, random_state=0),
             },
-            3 if m * n > 5e6 else 5,
+            3 if m * n > 5e6 else repeats,
         )
         lines.append(
             f"{m}x{n}: scipy.linalg.qr(pivoting=True) {best['lapack'] * 1e3:.1f} ms, cqrrpt "
             f"{best['cqrrpt'] * 1e3:.1f} ms, speedup {best['lapack'] / best['cqrrpt']:.2f}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 ESTIMATOR_HEADER = [
@@ -561,6 +581,10 @@ def main():
         "--krylov-tuned", action="store_true", help="block Krylov with tuned depth and block vs tuned peers"
     )
     args = parser.parse_args()
+    if args.cqrrpt and args.interleaved:
+        with threadpool_limits(1):
+            print("\n".join(cqrrpt_interleaved()))
+        return
     if args.krylov_tuned:
         with threadpool_limits(1):
             print(markdown_table(KRYLOV_TUNED_HEADER, bench_krylov_tuned(args.quick, 3 if args.quick else 7)))
