@@ -218,6 +218,105 @@ def bench_equal_accuracy(quick: bool, repeats: int, target: float = 1.01):
     return rows
 
 
+KRYLOV_OVERSAMPLES = (0, 5, 10, 20, 30, 40, 60)
+
+
+def krylov_flops(m: int, n: int, k: int, b: int, q: int) -> float:
+    """Flops of block Krylov (depth q, blocks of b): 2 q + 2 passes of 2 m n b, the block
+    Gram-Schmidt (2 projections of 4 m j b^2 on block j, CholeskyQR2 ~6 m b^2 per block), and the
+    Rayleigh-Ritz on L = (q + 1) b columns (CholeskyQR2 of the n x L matrix Z, the L x L SVD, the
+    top-k rows of Vt and columns of U)."""
+    L = (q + 1) * b
+    passes = (2 * q + 2) * 2 * m * n * b
+    gram_schmidt = sum(8 * m * j * b * b + 6 * m * b * b for j in range(q + 1))
+    rayleigh_ritz = 6 * n * L * L + 20 * L**3 + 2 * n * L * k + 2 * m * L * k
+    return float(passes + gram_schmidt + rayleigh_ritz)
+
+
+def _cheapest_reaching(run, A, k, optimal, configs, target):
+    """The first (q, oversamples) of ``configs`` (sorted by cost) whose error/optimal <= target."""
+    for q, over in configs:
+        U, S, Vt = run(A, k, q, over)
+        ratio = np.linalg.norm(A - (U * S) @ Vt, 2) / optimal
+        if ratio <= target:
+            return q, over, ratio
+    raise RuntimeError("no configuration reached the target")
+
+
+def bench_krylov_tuned(quick: bool, repeats: int, target: float = 1.01):
+    """Block Krylov with its depth q AND block size chosen per matrix (the (q, b) of fewest
+    :func:`krylov_flops` reaching the target), against lorainne subspace and scikit-learn's
+    randomized_svd with their n_iter raised until they reach it (10 oversamples, their default),
+    all timed interleaved (best of ``repeats``), 1 thread."""
+    from sklearn.utils.extmath import randomized_svd as sk_rsvd
+
+    runs = {
+        "lorainne block_krylov, tuned q and b": lambda A, k, q, o: lorainne.randomized_svd(
+            A, k, n_oversamples=o, n_power_iter=q, method="block_krylov", random_state=0, n_threads=1
+        ),
+        "lorainne block_krylov, b = k + 10": lambda A, k, q, o: lorainne.randomized_svd(
+            A, k, n_oversamples=o, n_power_iter=q, method="block_krylov", random_state=0, n_threads=1
+        ),
+        "lorainne subspace": lambda A, k, q, o: lorainne.randomized_svd(
+            A, k, n_oversamples=o, n_power_iter=q, method="subspace", random_state=0, n_threads=1
+        ),
+        "scikit-learn randomized_svd": lambda A, k, q, o: sk_rsvd(A, k, n_oversamples=o, n_iter=q, random_state=0),
+    }
+    rows = []
+    for name, A, s in equal_accuracy_matrices(quick):
+        k = 10 if A.shape[1] < 100 else RANK
+        small = min(A.shape)
+        tuned = sorted(
+            ((q, o) for q in (1, 2, 3) for o in KRYLOV_OVERSAMPLES if (q + 1) * (k + o) <= small),
+            key=lambda c: (krylov_flops(*A.shape, k, k + c[1], c[0]), c[0]),
+        )
+        fixed = [(q, 10) for q in range(0, 30)]
+        chosen = {}
+        for label, run in runs.items():
+            configs = tuned if label.endswith("tuned q and b") else fixed
+            chosen[label] = _cheapest_reaching(run, A, k, s[k], configs, target)
+        fns = {label: (lambda run=run, c=chosen[label]: run(A, k, c[0], c[1])) for label, run in runs.items()}
+        best = _interleaved_best(fns, repeats)
+        base = best["lorainne subspace"]
+        base_passes = 2 * chosen["lorainne subspace"][0] + 2
+        ours = best["lorainne block_krylov, tuned q and b"]
+        for label, (q, over, ratio) in chosen.items():
+            passes = 2 * q + 2
+            rows.append(
+                [
+                    name,
+                    str(k),
+                    label,
+                    str(q),
+                    str(k + over),
+                    str(passes),
+                    str(passes * (k + over)),
+                    f"{passes / base_passes:.2f}",
+                    f"{best[label]:.4f}",
+                    f"{best[label] / base:.2f}",
+                    f"{best[label] / ours:.2f}",
+                    f"{ratio:.4f}",
+                ]
+            )
+    return rows
+
+
+KRYLOV_TUNED_HEADER = [
+    "matrix",
+    "k",
+    "method",
+    "q",
+    "block b",
+    "passes",
+    "passes x b",
+    "passes / subspace",
+    "time (s)",
+    "time / subspace",
+    "time / tuned krylov",
+    "error/optimal (2-norm)",
+]
+
+
 def bench_cqrrpt(quick: bool, repeats: int):
     """CQRRPT against LAPACK's QR with column pivoting (scipy.linalg.qr(pivoting=True))."""
     from lorainne.randomized import cqrrpt
@@ -347,7 +446,6 @@ def interleaved_report(repeats: int = 7) -> str:
     from sklearn.decomposition import PCA as SkPCA
     from sklearn.decomposition import TruncatedSVD
 
-    from lorainne.randomized import cqrrpt
     from lorainne.sklearn import PCA, RandomizedSVD
 
     lines = []
@@ -367,6 +465,15 @@ def interleaved_report(repeats: int = 7) -> str:
             fns = {k: v for k, v in fns.items() if "PCA" not in k}
         best = _interleaved_best(fns, repeats)
         lines.append(f"{name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in best.items()))
+    lines += cqrrpt_interleaved()
+    return "\n".join(lines)
+
+
+def cqrrpt_interleaved(repeats: int = 5) -> list[str]:
+    """CQRRPT against LAPACK's QRCP, interleaved, best of ``repeats`` (3 on the largest)."""
+    from lorainne.randomized import cqrrpt
+
+    lines = []
     rng = np.random.default_rng(4)
     for m, n in [(20000, 100), (100000, 100), (50000, 300)]:
         A = rng.standard_normal((m, n)) * np.logspace(0, -8, n)
@@ -375,13 +482,13 @@ def interleaved_report(repeats: int = 7) -> str:
                 "lapack": lambda: scipy.linalg.qr(A, mode="economic", pivoting=True, check_finite=False),
                 "cqrrpt": lambda: cqrrpt(A, random_state=0),
             },
-            3 if m * n > 5e6 else 5,
+            3 if m * n > 5e6 else repeats,
         )
         lines.append(
             f"{m}x{n}: scipy.linalg.qr(pivoting=True) {best['lapack'] * 1e3:.1f} ms, cqrrpt "
             f"{best['cqrrpt'] * 1e3:.1f} ms, speedup {best['lapack'] / best['cqrrpt']:.2f}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 ESTIMATOR_HEADER = [
@@ -470,7 +577,18 @@ def main():
     parser.add_argument("--estimators", action="store_true", help="only the scikit-learn estimator table")
     parser.add_argument("--cqrrpt", action="store_true", help="only the CQRRPT table")
     parser.add_argument("--interleaved", action="store_true", help="headline ratios, contenders interleaved")
+    parser.add_argument(
+        "--krylov-tuned", action="store_true", help="block Krylov with tuned depth and block vs tuned peers"
+    )
     args = parser.parse_args()
+    if args.cqrrpt and args.interleaved:
+        with threadpool_limits(1):
+            print("\n".join(cqrrpt_interleaved()))
+        return
+    if args.krylov_tuned:
+        with threadpool_limits(1):
+            print(markdown_table(KRYLOV_TUNED_HEADER, bench_krylov_tuned(args.quick, 3 if args.quick else 7)))
+        return
     if args.interleaved:
         with threadpool_limits(1):
             print(interleaved_report())

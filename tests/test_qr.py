@@ -190,3 +190,35 @@ def test_thread_count_does_not_change_the_answer(rng):
     Q1, R1 = householder_qr(A, n_threads=1)
     Q2, R2 = householder_qr(A, n_threads=2)
     assert np.allclose(Q1, Q2, atol=1e-12) and np.allclose(R1, R2, atol=1e-12)
+
+
+@given(
+    m=st.integers(1, 40),
+    k=st.integers(1, 30),
+    n=st.integers(1, 20),
+    dtype=st.sampled_from(DTYPES),
+    layouts=st.tuples(st.sampled_from(["C", "F", "T", "strided"]), st.sampled_from(["C", "F", "T", "strided"])),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_matmul_kernel_equals_numpy_in_every_layout(m, k, n, dtype, layouts, seed):
+    """The GEMM kernel takes a row-major left factor the transposed way (B^T A^T)^T: same product."""
+    from lorainne import _core
+
+    rng = np.random.default_rng(seed)
+
+    def laid_out(rows, cols, layout):
+        if layout == "T":
+            return rng.standard_normal((cols, rows)).astype(dtype).T
+        if layout == "strided":
+            return rng.standard_normal((2 * rows, 3 * cols)).astype(dtype)[::2, ::3]
+        return np.asarray(rng.standard_normal((rows, cols)), dtype=dtype, order=layout)
+
+    a, b = laid_out(m, k, layouts[0]), laid_out(k, n, layouts[1])
+    a_before, b_before = a.copy(), b.copy()
+    got = _core.matmul(a, b, 1)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    assert got.shape == (m, n) and got.dtype == dtype
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(got - expected) <= 10 * k * EPS[dtype] * scale + 1e-300)
+    np.testing.assert_array_equal(a, a_before)
+    np.testing.assert_array_equal(b, b_before)

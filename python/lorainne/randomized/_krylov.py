@@ -48,17 +48,21 @@ class BlockKrylov:
             self._cached = self.xp.concat(self.Q_blocks, axis=1)
         return self._cached
 
-    def projected_svd(self):
-        """SVD of B = Q^T A = Z^T: Z = Q_z R_z (CholeskyQR2 with fallbacks, n x L), then the SVD of
-        the small L x L matrix R_z^T = U_B S W^T, so Vt = W^T Q_z^T (cheaper than the SVD of the
-        L x n matrix B itself, and as accurate: Q_z is orthonormal to working precision).
+    def projected_svd(self, k: int | None = None):
+        """Top-k SVD of B = Q^T A = Z^T: Z = Q_z R_z (CholeskyQR2 with fallbacks, n x L), then the SVD
+        of the small L x L matrix R_z^T = U_B S W^T, so Vt = W^T Q_z^T (cheaper than the SVD of the
+        L x n matrix B itself, and as accurate: Q_z is orthonormal to working precision). Only the
+        top k rows of Vt are formed (2 n L k flops instead of 2 n L^2). Returns (Zs, U_B, S, Vt) with
+        all L columns of U_B and values of S.
         """
         xp = self.xp
         Zs = xp.concat(self.Z_blocks, axis=1)
-        Qz = self.products.orthonormalize(Zs)
-        Rz = self.products.matmul(adjoint(xp, Qz), Zs)  # = R_z up to rounding; also right for a fallback's Q
+        Qz, Rz = self.products.qr(Zs)
+        if Rz is None:  # Dask: R stays on the workers; Q_z^T Z is R_z up to rounding
+            Rz = self.products.matmul(adjoint(xp, Qz), Zs)
         Ub, S, Wt = xp.linalg.svd(adjoint(xp, Rz), full_matrices=False)
-        return Zs, Ub, S, self.products.matmul(Wt, adjoint(xp, Qz))
+        k = int(S.shape[0]) if k is None else min(k, int(S.shape[0]))
+        return Zs, Ub, S, self.products.matmul(Wt[:k, :], adjoint(xp, Qz))
 
     def _deflate(self, Y):
         if not self.Q_blocks:
@@ -75,8 +79,8 @@ class BlockKrylov:
         if room <= 0 or self._next is None:
             return False
         Y = self._next[:, :room] if self._next.shape[1] > room else self._next
-        Qb = self.products.orthonormalize(self._deflate(Y))
-        if self.Q_blocks:
+        Qb, Rb = self.products.qr(self._deflate(Y))
+        if self.Q_blocks and not self._surely_orthogonal(Y, Rb):
             # A rank-deficient block (exhausted Krylov space) is completed by Householder QR with
             # arbitrary directions: project them off the basis and orthonormalize once more.
             overlap = float(self.xp.max(self.xp.abs(self.products.matmul(adjoint(self.xp, self._basis()), Qb))))
@@ -85,6 +89,19 @@ class BlockKrylov:
         self.Q_blocks.append(Qb)
         self._next = None
         return True
+
+    def _surely_orthogonal(self, Y, R) -> bool:
+        """Whether Q_b = Y_d R^-1 (Y_d: Y deflated twice) is orthogonal to the basis to sqrt(eps),
+        without the 2 m L b flops of Q^T Q_b: Q^T Y_d is at most ~ L eps ||Y||_F after two projections,
+        so ||Q^T Q_b|| <= L eps ||Y||_F / s_min(R), and s_min(R) (b x b) is cheap. False (check it)
+        when R is not at hand (Dask) or too small.
+        """
+        if R is None:
+            return False
+        xp = self.xp
+        smallest = float(xp.min(xp.linalg.svdvals(R))) if R.shape[0] else 0.0
+        norm = float(xp.linalg.vector_norm(Y))
+        return smallest > 0 and 10 * self.size * self.eps * norm <= math.sqrt(self.eps) * smallest
 
     def extend(self, *, last: bool = False) -> bool:
         """One more block: Q_j from the pending product, then Z_j = A^T Q_j and (unless ``last``)
@@ -107,9 +124,9 @@ class BlockKrylov:
         sqrt(||A v_i - s_i u_i||^2 + ||A^T u_i - s_i v_i||^2) computed from stored products.
         """
         xp, mm = self.xp, self.products.matmul
-        Zs, Ub, S, Vt = self.projected_svd()  # Zs = B^T = A^T Q
-        k = min(k, int(S.shape[0]))
-        Ub, S, Vt = Ub[:, :k], S[:k], Vt[:k, :]
+        Zs, Ub, S, Vt = self.projected_svd(k)  # Zs = B^T = A^T Q
+        k = int(Vt.shape[0])
+        Ub, S = Ub[:, :k], S[:k]
         U = mm(self._basis(), Ub)
         # A^T u_i - s_i v_i: A^T Q Ub = B^T Ub = V S exactly up to rounding; computed all the same.
         right = mm(Zs, Ub) - adjoint(xp, Vt) * S[None, :]
@@ -133,5 +150,5 @@ def block_krylov_svd(products: _Products, xp: Any, shape, dtype, start, rank: in
     for j in range(depth + 1):
         if not krylov.extend(last=j == depth):
             break
-    _, Ub, S, Vt = krylov.projected_svd()
-    return products.matmul(krylov._basis(), Ub[:, :rank]), S[:rank], Vt[:rank, :]
+    _, Ub, S, Vt = krylov.projected_svd(rank)
+    return products.matmul(krylov._basis(), Ub[:, :rank]), S[:rank], Vt

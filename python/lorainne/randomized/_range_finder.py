@@ -338,6 +338,19 @@ def _orthonormalize(plan: _Plan, Y):
     return _qr.cholesky_qr2_xp(Y)[0]
 
 
+def _factor(plan: _Plan, Y):
+    """(Q, R) with Y = Q R by the plan's QR (R None on Dask, where it stays on the workers)."""
+    if plan.backend == "rust" or plan.host_kernels:
+        if plan.qr == "householder":
+            return tuple(core().householder_qr(Y, None, plan.n_threads)[:2])
+        return tuple(core().cholesky_qr2(Y, plan.n_threads)[:2])
+    if plan.backend == "dask":
+        return _orthonormalize(plan, Y), None
+    if plan.qr == "householder":
+        return _qr.householder_qr_xp(Y)
+    return _qr.cholesky_qr2_xp(Y)[:2]
+
+
 def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
     """Subspace iteration, re-orthonormalized after every product (xp reference)."""
     op = plan.op
@@ -378,20 +391,18 @@ class _Products(NamedTuple):
     rmatmat: Callable
     matmul: Callable
     orthonormalize: Callable
+    qr: Callable  # Y -> (Q, R), R None where the backend keeps it on the workers (Dask)
 
 
 def _products(plan: _Plan) -> _Products:
     if plan.backend == "rust":
         kernels, dense, threads = core(), _as_host_contiguous(plan.op.dense), plan.n_threads
-        if plan.qr == "householder":
-            orthonormalize = lambda Y: kernels.householder_qr(Y, None, threads)[0]  # noqa: E731
-        else:
-            orthonormalize = lambda Y: kernels.cholesky_qr2(Y, threads)[0]  # noqa: E731
         return _Products(
             matmat=lambda X: kernels.matmul(dense, X, threads),
             rmatmat=lambda X: kernels.matmul(dense, X, threads, True),  # A^H X
             matmul=lambda a, b: kernels.matmul(a, b, threads),
-            orthonormalize=orthonormalize,
+            orthonormalize=lambda Y: _factor(plan, Y)[0],
+            qr=lambda Y: _factor(plan, Y),
         )
     if plan.host_kernels:
         kernels, threads = core(), plan.n_threads
@@ -400,8 +411,15 @@ def _products(plan: _Plan) -> _Products:
             plan.op.rmatmat,
             lambda a, b: kernels.matmul(a, b, threads),
             lambda Y: _orthonormalize(plan, Y),
+            lambda Y: _factor(plan, Y),
         )
-    return _Products(plan.op.matmat, plan.op.rmatmat, lambda a, b: a @ b, lambda Y: _orthonormalize(plan, Y))
+    return _Products(
+        plan.op.matmat,
+        plan.op.rmatmat,
+        lambda a, b: a @ b,
+        lambda Y: _orthonormalize(plan, Y),
+        lambda Y: _factor(plan, Y),
+    )
 
 
 def _adaptive_range_finder(plan: _Plan):

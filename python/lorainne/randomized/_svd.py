@@ -120,7 +120,11 @@ def randomized_svd(
     ----------
     method : {"subspace", "block_krylov"}, default "subspace"
         Subspace (power) iteration, or block Krylov. ``n_power_iter="auto"`` is the depth
-        :func:`auto_krylov_depth` for block Krylov. ``tol`` needs ``"subspace"``.
+        :func:`auto_krylov_depth` for block Krylov. ``tol`` needs ``"subspace"``. For block
+        Krylov the block (rank + n_oversamples) matters as much as the depth: a wider block at a
+        smaller depth often costs less (depth 1 with 20-30 oversamples reached 1.01 s_{k+1} at
+        k = 50 on the sample images and on s_i = i^-1, where 10 oversamples needed depth 2;
+        ``benches/RESULTS_randomized.md``).
     flip_sign : {"vt", "u", True, False}, default "vt"
         The sign convention (singular vectors are unique up to sign):
 

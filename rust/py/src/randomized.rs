@@ -196,11 +196,7 @@ fn matmul_typed<'py, T: Field + Element>(
     adjoint: bool,
 ) -> PyResult<Matrix<'py, T>> {
     let (a, b) = (view(&a), view(&b));
-    let (rows, inner) = if adjoint {
-        (a.ncols(), a.nrows())
-    } else {
-        (a.nrows(), a.ncols())
-    };
+    let inner = if adjoint { a.nrows() } else { a.ncols() };
     if inner != b.nrows() {
         return Err(crate::errors::to_py(Error::invalid(
             "b",
@@ -210,21 +206,11 @@ fn matmul_typed<'py, T: Field + Element>(
     let c = py.detach(|| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                let mut c = faer::Mat::<T>::zeros(rows, b.ncols());
-                let one = faer::traits::math_utils::one::<T>();
                 if adjoint {
-                    faer::linalg::matmul::matmul(
-                        c.as_mut(),
-                        faer::Accum::Replace,
-                        a.adjoint(),
-                        b,
-                        one,
-                        par,
-                    );
+                    core::adjoint_product(a, b, par)
                 } else {
-                    faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, a, b, one, par);
+                    core::product(a, b, par)
                 }
-                c
             })
         })
     })?;

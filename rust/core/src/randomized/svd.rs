@@ -39,14 +39,31 @@ fn orthonormalize<T: Field>(y: MatRef<'_, T>, how: Orthonormalizer, par: Par) ->
     }
 }
 
-fn product<T: Field>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+/// `lhs @ rhs`. A row-major `lhs` (a C-ordered NumPy A, or the transpose of a basis) is
+/// multiplied as `(rhs^T lhs^T)^T`, whose left factor is then column-major: faer's GEMM ran
+/// 1.5-2x faster that way on A Omega (2000 x 1000 times 1000 x 60-80, 1 thread), and the
+/// transposing copy of the m x l result costs a few percent of the product.
+pub fn product<T: Field>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+    let row_major = lhs.col_stride() == 1 && lhs.row_stride() != 1 && lhs.ncols() > 1;
+    if row_major {
+        let mut out_t = Mat::<T>::zeros(rhs.ncols(), lhs.nrows());
+        matmul(
+            out_t.as_mut(),
+            Accum::Replace,
+            rhs.transpose(),
+            lhs.transpose(),
+            one(),
+            par,
+        );
+        return out_t.transpose().to_owned();
+    }
     let mut out = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());
     matmul(out.as_mut(), Accum::Replace, lhs, rhs, one(), par);
     out
 }
 
-/// lhs^H rhs.
-fn adjoint_product<T: Field>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
+/// lhs^H rhs (for a C-ordered lhs, lhs^H is column-major: faer's fast layout).
+pub fn adjoint_product<T: Field>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, par: Par) -> Mat<T> {
     let mut out = Mat::<T>::zeros(lhs.ncols(), rhs.ncols());
     matmul(out.as_mut(), Accum::Replace, lhs.adjoint(), rhs, one(), par);
     out
@@ -213,6 +230,19 @@ mod tests {
         let us = Mat::<c64>::from_fn(m, k, |i, j| u[(i, j)] * c64::new(s[j], 0.0));
         assert!((&us * &vh - &a).norm_l2() < 1e-10 * a.norm_l2());
         assert!(s.windows(2).all(|w| w[0] >= w[1]));
+    }
+
+    #[test]
+    fn product_is_layout_independent() {
+        let a = Mat::<f64>::from_fn(7, 5, |i, j| ((i * 3 + j * 5) % 11) as f64 - 5.0);
+        let x = Mat::<f64>::from_fn(5, 3, |i, j| ((i * 7 + j * 2) % 13) as f64 - 6.0);
+        let a_rows = a.transpose().to_owned(); // a row-major view of `a` below
+        let expected = &a * &x;
+        for lhs in [a.as_ref(), a_rows.as_ref().transpose()] {
+            let got = product(lhs, x.as_ref(), Par::Seq);
+            assert_eq!(got.shape(), (7, 3));
+            assert!((&got - &expected).norm_l2() <= 1e-12 * expected.norm_l2());
+        }
     }
 
     #[test]
