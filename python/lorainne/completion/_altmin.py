@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from array_api_compat import is_array_api_obj
+from scipy.sparse.linalg import LinearOperator
 
 from .. import _backend
 from .._validation import check_int, check_n_threads, check_option, check_random_state
@@ -90,7 +92,42 @@ def _predict(U, V, rows, cols):
     return xp.sum(xp.take(U, rows, axis=0) * xp.take(V, cols, axis=0), axis=1)
 
 
-def _spectral_start(obs: Observed, rank: int, rng, n_threads) -> np.ndarray:
+def _observed_operator(obs: Observed, scale: float, use_rust: bool, n_threads) -> LinearOperator:
+    """``scale * P_Omega(M)`` as products with blocks: both directions row-parallel gathers over the
+    CSR of the rows and of the columns already in ``obs`` (no conversion, no scaled copy), in the
+    Rust kernel or, for ``backend="numpy"``, SciPy's.
+    """
+    m, n = obs.shape
+    if use_rust:
+        core = _backend.core()
+
+        def product(indptr, indices, data, X):
+            X = np.ascontiguousarray(X, dtype=np.float64)
+            return scale * core.completion_csr_product(indptr, indices, data, X, n_threads=n_threads)
+    else:
+
+        def product(indptr, indices, data, X):
+            rows = indptr.shape[0] - 1
+            A = sp.csr_matrix((data, indices, indptr), shape=(rows, X.shape[0]))
+            return scale * np.asarray(A @ X)
+
+    def matmat(X):
+        return product(obs.indptr, obs.indices, obs.data, X)
+
+    def rmatmat(X):
+        return product(obs.t_indptr, obs.t_indices, obs.t_data, X)
+
+    return LinearOperator(
+        (m, n),
+        matvec=lambda x: matmat(np.reshape(x, (-1, 1)))[:, 0],
+        rmatvec=lambda x: rmatmat(np.reshape(x, (-1, 1)))[:, 0],
+        matmat=matmat,
+        rmatmat=rmatmat,
+        dtype=np.float64,
+    )
+
+
+def _spectral_start(obs: Observed, rank: int, rng, n_threads, use_rust: bool = True) -> np.ndarray:
     """Top-``rank`` left singular pairs of the rescaled observations ``P_Omega(M) / p``, with the
     rows of the basis whose norm exceeds ``2 sqrt(rank / m)`` (twice that of a perfectly incoherent
     basis) shrunk to that norm (Jain, Netrapalli and Sanghavi 2013's trimming, clipping instead of
@@ -100,8 +137,9 @@ def _spectral_start(obs: Observed, rank: int, rng, n_threads) -> np.ndarray:
     p = obs.nnz / (m * n)
     # two power iterations: AltMin needs a start in its basin, not converged singular vectors
     # (measured on the 20000 x 10000 benchmark: the default seven reach 1e-4 in the same number of
-    # AltMin iterations, at 16 instead of 6 passes over the observations)
-    U0, S, _ = randomized_svd(obs.csr() / p, rank, n_power_iter=2, random_state=rng, n_threads=n_threads)
+    # AltMin iterations, at 16 instead of 6 passes over the observations; one or none take 7 or 8)
+    A = _observed_operator(obs, 1.0 / p, use_rust, n_threads)
+    U0, S, _ = randomized_svd(A, rank, n_power_iter=2, random_state=rng, n_threads=n_threads)
     U0 = np.asarray(U0, dtype=np.float64)
     cap = 2.0 * np.sqrt(rank / m)
     norms = np.linalg.norm(U0, axis=1)
@@ -244,7 +282,7 @@ def complete(
         return CompletionResult(U.astype(obs.dtype), V.astype(obs.dtype), [0.0], 0, True)
 
     if init == "spectral":
-        U = _spectral_start(obs, rank, rng, n_threads)
+        U = _spectral_start(obs, rank, rng, n_threads, use_rust)
     else:
         U = rng.standard_normal((m, rank)) * np.sqrt(norm_obs / np.sqrt(obs.nnz * rank))
     V = np.zeros((n, rank))
