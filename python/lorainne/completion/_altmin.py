@@ -171,8 +171,8 @@ def complete(
     Finds ``U`` (m, rank) and ``V`` (n, rank) minimizing
     ``sum_{(i,j) in Omega} (M_ij - <U_i, V_j>)^2 + reg (|U|^2 + |V|^2)`` over the observed set
     ``Omega``. It starts from the spectral estimate (top singular vectors of the rescaled
-    observations by subspace iteration with two power steps, with incoherence trimming) and alternates: all
-    column regressions with ``U`` fixed, then all row regressions with ``V`` fixed.
+    observations by subspace iteration with two power steps, with incoherence trimming) and
+    alternates: all column regressions with ``U`` fixed, then all row regressions with ``V`` fixed.
 
     With ``solver="exact"`` each k x k normal matrix is formed and factored, O(|Omega| k^2) per
     iteration. With ``solver="cg"`` (default) each regression is solved approximately by

@@ -140,10 +140,10 @@ def spectral_basis(xp, matmat, rmatmat, n, rank, rng, qr, device=None):
     ``Y = A W`` for an orthonormal basis ``W`` of ``A^T (A A^T) A Omega``'s range, then the SVD of
     ``Y`` through its QR (``Y = Q R``, ``R = U_R S V_R^T``).
 
-    The same basis as a randomized SVD with two power iterations (``(A A^T)^2 A Omega``) in 5 passes
-    over ``A`` instead of 6: the closing ``B = Q^T A`` is not needed, as ``A W`` with ``W`` spanning
-    the dominant right subspace already carries the left vectors and singular values. ``qr(Y)``
-    returns ``(Q, R)`` (CholeskyQR2 in Rust, or ``xp.linalg.qr``).
+    The range of a randomized SVD with two power iterations (``(A A^T)^2 A Omega``) in 5 passes over
+    ``A`` instead of 6: the Ritz vectors come from ``A W``, the projection on the dominant right
+    subspace, instead of the closing pass ``B = Q^T A``. ``qr(Y)`` returns ``(Q, R)`` (CholeskyQR2
+    in Rust, or ``xp.linalg.qr``).
     """
     Y = matmat(xp.asarray(rng.standard_normal((n, rank + SPECTRAL_OVERSAMPLES)), device=device))
     for _ in range(SPECTRAL_POWER_STEPS):

@@ -124,9 +124,10 @@ fn normal_pass<const F: bool>(
     }
 }
 
-/// `out = P^{-1} r` with the row's `1 / (c lam + reg)` in `inv_d`.
+/// `out = P^{-1} r` with the row's `1 / (c lam + reg)` in `inv_d` (`C > 0`: on the fixed-size
+/// kernel, as in [`cg_row`]).
 #[inline(always)]
-fn precondition<const F: bool>(
+fn precondition<const F: bool, const C: usize>(
     pc: &Precond,
     k: usize,
     kp: usize,
@@ -135,6 +136,10 @@ fn precondition<const F: bool>(
     tmp: &mut [f64],
     out: &mut [f64],
 ) {
+    if C > 0 {
+        fixed::precondition::<F, C>(&pc.q, &pc.qt, k, inv_d, r, out);
+        return;
+    }
     // tmp = Q^T r (as a sum of the rows of Q), scaled; out = Q tmp (a sum of the rows of Q^T)
     tmp.fill(0.0);
     for i in 0..k {
@@ -267,7 +272,7 @@ pub(super) fn cg_row<const F: bool, const C: usize>(
             0.0
         };
     }
-    apply_precond::<F, C>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
+    precondition::<F, C>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
     w.p.copy_from_slice(&w.z);
     let mut rz = dot4::<F>(&w.r, &w.z);
     let rows = &w.rows[..nr * kp];
@@ -290,7 +295,7 @@ pub(super) fn cg_row<const F: bool, const C: usize>(
         if dot4::<F>(&w.r, &w.r).sqrt() <= target {
             return it + 1;
         }
-        apply_precond::<F, C>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
+        precondition::<F, C>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
         let rz_new = dot4::<F>(&w.r, &w.z);
         let beta = rz_new / rz;
         rz = rz_new;
@@ -299,25 +304,6 @@ pub(super) fn cg_row<const F: bool, const C: usize>(
         }
     }
     max_iter
-}
-
-/// `w.z = P^{-1} w.r` on the fixed-size or the run-time-length kernel.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn apply_precond<const F: bool, const C: usize>(
-    pc: &Precond,
-    k: usize,
-    kp: usize,
-    inv_d: &[f64],
-    r: &[f64],
-    tmp: &mut [f64],
-    z: &mut [f64],
-) {
-    if C > 0 {
-        fixed::precondition::<F, C>(&pc.q, &pc.qt, k, inv_d, r, z);
-    } else {
-        precondition::<F>(pc, k, kp, inv_d, r, tmp, z);
-    }
 }
 
 /// `sum_t (b_t - <A_t, x>)^2` over the `nr` gathered rows of `w`, on the kernel of `cg_row::<F, C>`.
