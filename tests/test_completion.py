@@ -61,11 +61,11 @@ def test_rust_matches_numpy_backend_end_to_end():
         np.testing.assert_allclose(a.errors, b.errors, rtol=1e-7, atol=1e-12)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 12),
     n=st.integers(1, 12),
-    k=st.integers(1, 5),
+    k=st.sampled_from([1, 2, 3, 4, 5, 8, 13, 33]),  # 33: above the fixed-size kernels (rank <= 32)
     density=st.floats(0.0, 1.0),
     reg=st.sampled_from([0.0, 1e-3, 0.5]),
     solver=st.sampled_from(["cg", "exact"]),
@@ -91,6 +91,35 @@ def test_kernel_matches_reference(m, n, k, density, reg, solver, seed):
     err = _core.completion_observed_error(indptr, indices, data, x_rust, F)
     assert err == pytest.approx(observed_error_reference(indptr, indices, data, x_rust, F), rel=1e-9, abs=1e-12)
     assert sq_r == pytest.approx(err, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    n=st.integers(1, 40),
+    w=st.sampled_from([1, 3, 4, 5, 20, 30, 32, 33, 47]),
+    density=st.floats(0.0, 1.0),
+    threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_csr_product_matches_scipy(m, n, w, density, threads, seed):
+    rng = np.random.default_rng(seed)
+    S = sp.random(m, n, density=density, format="csr", random_state=rng)
+    X = rng.standard_normal((n, w))
+    Y = _core.completion_csr_product(
+        S.indptr.astype(np.int64), S.indices.astype(np.int64), S.data, X, n_threads=threads
+    )
+    np.testing.assert_allclose(Y, S @ X, rtol=1e-12, atol=1e-12 * (1 + np.abs(X).sum()))
+    St = S.T.tocsr()
+    Yt = _core.completion_csr_product(St.indptr.astype(np.int64), St.indices.astype(np.int64), St.data, Y)
+    np.testing.assert_allclose(Yt, S.T @ Y, rtol=1e-12, atol=1e-12 * (1 + np.abs(Y).sum()))
+
+
+def test_csr_product_rejects_bad_structure():
+    with pytest.raises(ValueError, match="indices"):
+        _core.completion_csr_product(
+            np.array([0, 1], dtype=np.int64), np.array([7], dtype=np.int64), np.array([1.0]), np.ones((3, 2))
+        )
 
 
 def test_coherent_matrix_and_sparse_rows_do_not_crash():

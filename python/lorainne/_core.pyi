@@ -237,3 +237,10 @@ def completion_observed_error(
     v: NDArray[np.float64],
     n_threads: int | None = None,
 ) -> float: ...
+def completion_csr_product(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    x: NDArray[np.float64],
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...

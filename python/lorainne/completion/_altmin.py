@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from array_api_compat import is_array_api_obj
 
 from .. import _backend
 from .._validation import check_int, check_n_threads, check_option, check_random_state
 from .._warnings import ConvergenceWarning
-from ..randomized import randomized_svd
+from ..randomized import cholesky_qr2
 from ._observed import Observed, as_observed
 from ._reference import solve_rows_reference
+from ._xp import spectral_basis
 
 logger = logging.getLogger("lorainne")
 
@@ -90,7 +92,30 @@ def _predict(U, V, rows, cols):
     return xp.sum(xp.take(U, rows, axis=0) * xp.take(V, cols, axis=0), axis=1)
 
 
-def _spectral_start(obs: Observed, rank: int, rng, n_threads) -> np.ndarray:
+def _observed_products(obs: Observed, scale: float, use_rust: bool, n_threads):
+    """``(X -> s A X, Y -> s A^T Y)`` for ``A = P_Omega(M)`` and ``s = scale``: both directions
+    row-parallel gathers over the CSR of the rows and of the columns already in ``obs`` (no
+    conversion, no scaled copy), in the Rust kernel or, for ``backend="numpy"``, SciPy's.
+    """
+    if use_rust:
+        core = _backend.core()
+
+        def product(indptr, indices, data, X):
+            X = np.ascontiguousarray(X, dtype=np.float64)
+            return scale * core.completion_csr_product(indptr, indices, data, X, n_threads=n_threads)
+    else:
+
+        def product(indptr, indices, data, X):
+            A = sp.csr_matrix((data, indices, indptr), shape=(indptr.shape[0] - 1, X.shape[0]))
+            return scale * np.asarray(A @ X)
+
+    return (
+        lambda X: product(obs.indptr, obs.indices, obs.data, X),
+        lambda Y: product(obs.t_indptr, obs.t_indices, obs.t_data, Y),
+    )
+
+
+def _spectral_start(obs: Observed, rank: int, rng, n_threads, use_rust: bool = True) -> np.ndarray:
     """Top-``rank`` left singular pairs of the rescaled observations ``P_Omega(M) / p``, with the
     rows of the basis whose norm exceeds ``2 sqrt(rank / m)`` (twice that of a perfectly incoherent
     basis) shrunk to that norm (Jain, Netrapalli and Sanghavi 2013's trimming, clipping instead of
@@ -98,10 +123,17 @@ def _spectral_start(obs: Observed, rank: int, rng, n_threads) -> np.ndarray:
     """
     m, n = obs.shape
     p = obs.nnz / (m * n)
-    # two power iterations: AltMin needs a start in its basin, not converged singular vectors
-    # (measured on the 20000 x 10000 benchmark: the default seven reach 1e-4 in the same number of
-    # AltMin iterations, at 16 instead of 6 passes over the observations)
-    U0, S, _ = randomized_svd(obs.csr() / p, rank, n_power_iter=2, random_state=rng, n_threads=n_threads)
+    # two power steps: AltMin needs a start in its basin, not converged singular vectors (measured
+    # on the 20000 x 10000 benchmark: seven reach 1e-4 in the same number of AltMin iterations, at
+    # 16 instead of 5 passes over the observations; one or none take 7 or 8 iterations)
+    matmat, rmatmat = _observed_products(obs, 1.0 / p, use_rust, n_threads)
+    if use_rust:
+
+        def qr(Y):
+            return cholesky_qr2(Y, n_threads=n_threads)
+    else:
+        qr = np.linalg.qr
+    U0, S = spectral_basis(np, matmat, rmatmat, n, rank, rng, qr)
     U0 = np.asarray(U0, dtype=np.float64)
     cap = 2.0 * np.sqrt(rank / m)
     norms = np.linalg.norm(U0, axis=1)
@@ -139,8 +171,8 @@ def complete(
     Finds ``U`` (m, rank) and ``V`` (n, rank) minimizing
     ``sum_{(i,j) in Omega} (M_ij - <U_i, V_j>)^2 + reg (|U|^2 + |V|^2)`` over the observed set
     ``Omega``. It starts from the spectral estimate (top singular vectors of the rescaled
-    observations, :func:`lorainne.randomized_svd`, with incoherence trimming) and alternates: all
-    column regressions with ``U`` fixed, then all row regressions with ``V`` fixed.
+    observations by subspace iteration with two power steps, with incoherence trimming) and
+    alternates: all column regressions with ``U`` fixed, then all row regressions with ``V`` fixed.
 
     With ``solver="exact"`` each k x k normal matrix is formed and factored, O(|Omega| k^2) per
     iteration. With ``solver="cg"`` (default) each regression is solved approximately by
@@ -244,7 +276,7 @@ def complete(
         return CompletionResult(U.astype(obs.dtype), V.astype(obs.dtype), [0.0], 0, True)
 
     if init == "spectral":
-        U = _spectral_start(obs, rank, rng, n_threads)
+        U = _spectral_start(obs, rank, rng, n_threads, use_rust)
     else:
         U = rng.standard_normal((m, rank)) * np.sqrt(norm_obs / np.sqrt(obs.nnz * rank))
     V = np.zeros((n, rank))

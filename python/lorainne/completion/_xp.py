@@ -131,14 +131,36 @@ def host_mask(xp, M, mask):
     return to_host(mask, dtype=bool)
 
 
+SPECTRAL_OVERSAMPLES, SPECTRAL_POWER_STEPS = 10, 2
+
+
+def spectral_basis(xp, matmat, rmatmat, n, rank, rng, qr, device=None):
+    """Top-``rank`` left singular vectors and values of an m x n matrix seen through its products:
+    subspace iteration from a Gaussian block of ``rank + 10`` columns with two power steps,
+    ``Y = A W`` for an orthonormal basis ``W`` of ``A^T (A A^T) A Omega``'s range, then the SVD of
+    ``Y`` through its QR (``Y = Q R``, ``R = U_R S V_R^T``).
+
+    The range of a randomized SVD with two power iterations (``(A A^T)^2 A Omega``) in 5 passes over
+    ``A`` instead of 6: the Ritz vectors come from ``A W``, the projection on the dominant right
+    subspace, instead of the closing pass ``B = Q^T A``. ``qr(Y)`` returns ``(Q, R)`` (CholeskyQR2
+    in Rust, or ``xp.linalg.qr``).
+    """
+    Y = matmat(xp.asarray(rng.standard_normal((n, rank + SPECTRAL_OVERSAMPLES)), device=device))
+    for _ in range(SPECTRAL_POWER_STEPS):
+        W = qr(rmatmat(qr(Y)[0]))[0]
+        Y = matmat(W)
+    Q, R = qr(Y)
+    Ur, S, _ = xp.linalg.svd(R, full_matrices=False)
+    return xp.matmul(Q, Ur[:, :rank]), S[:rank]
+
+
 def spectral_start_xp(xp, A, rank, rng):
     """:func:`lorainne.completion._altmin._spectral_start` on ``xp``: ``A`` is the rescaled
     observations ``P_Omega(M) / p`` (dense, or SciPy sparse on the host).
     """
-    from ..randomized import randomized_svd
-
-    m = A.shape[0]
-    U0, S, _ = randomized_svd(A, rank, n_power_iter=2, random_state=rng)
+    m, n = A.shape
+    dev = getattr(A, "device", None) if hasattr(A, "__array_namespace__") else None
+    U0, S = spectral_basis(xp, lambda X: A @ X, lambda X: A.T @ X, n, rank, rng, xp.linalg.qr, dev)
     U0 = xp.asarray(U0, dtype=xp.float64)
     cap = 2.0 * (rank / m) ** 0.5
     norms = xp.linalg.vector_norm(U0, axis=1)

@@ -4,7 +4,7 @@
 
 use crate::errors::guarded;
 use faer::Par;
-use lorainne_core::completion::{self as core, RowSolver};
+use lorainne_core::completion::{self as core, RowProblem, RowSolver};
 use lorainne_core::parallel;
 use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
@@ -67,25 +67,23 @@ fn completion_solve_rows<'py>(
         lam.as_slice()?,
     );
     let mut x = contiguous(&x0, "x0")?.to_vec();
+    let problem = RowProblem {
+        indptr,
+        indices,
+        data,
+        factor,
+        n,
+        k,
+        reg,
+        reg_under,
+        solver,
+        q,
+        lam,
+    };
     let stats = py.detach(|| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                core::solve_rows(
-                    indptr,
-                    indices,
-                    data,
-                    factor,
-                    n,
-                    k,
-                    &mut x,
-                    reg,
-                    reg_under,
-                    solver,
-                    q,
-                    lam,
-                    !matches!(par, Par::Seq),
-                    residual,
-                )
+                core::solve_rows(&problem, &mut x, !matches!(par, Par::Seq), residual)
             })?
         })
     })?;
@@ -129,8 +127,38 @@ fn completion_observed_error<'py>(
     })
 }
 
+/// completion_csr_product(indptr, indices, data, x, n_threads=None) -> A @ x for the CSR matrix
+/// A = (indptr, indices, data) with x.shape[0] columns (the product with A^T: the same call on the
+/// CSR of the transpose).
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, x, n_threads=None))]
+fn completion_csr_product<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: PyReadonlyArray1<'py, f64>,
+    x: PyReadonlyArray2<'py, f64>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (n, w) = (x.shape()[0], x.shape()[1]);
+    let m = indptr.len().saturating_sub(1);
+    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let x = contiguous(&x, "x")?;
+    let y = py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                core::csr_times_dense(indptr, indices, data, x, n, w, !matches!(par, Par::Seq))
+            })?
+        })
+    })?;
+    let out = numpy::ndarray::Array2::from_shape_vec((m, w), y)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(numpy::IntoPyArray::into_pyarray(out, py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(completion_solve_rows, m)?)?;
     m.add_function(wrap_pyfunction!(completion_observed_error, m)?)?;
+    m.add_function(wrap_pyfunction!(completion_csr_product, m)?)?;
     Ok(())
 }

@@ -17,7 +17,10 @@
 //!
 //! Rows run in parallel (rayon) and are independent.
 
+mod fixed;
+mod product;
 mod rows;
 mod solve;
 
-pub use solve::{observed_sq_error, solve_rows, HalfStep, RowSolver};
+pub use product::csr_times_dense;
+pub use solve::{observed_sq_error, solve_rows, HalfStep, RowProblem, RowSolver};

@@ -5,7 +5,10 @@
 //! and zero padding, so the inner loops run over whole 4-lane chunks (one AVX2 register) with no
 //! remainder. The code is generic over `F`: `true` inside the `avx2,fma` build of the caller (fused
 //! multiply-adds), `false` on other CPUs (a plain multiply and add: `mul_add` without the FMA
-//! instruction would call the slow software `fma`).
+//! instruction would call the slow software `fma`). For ranks up to 32 the CG loops run on the
+//! fixed-size kernels of `fixed.rs` (accumulators in registers).
+
+use super::fixed;
 
 /// `a * b + c`, fused where the build has FMA.
 #[inline(always)]
@@ -121,9 +124,10 @@ fn normal_pass<const F: bool>(
     }
 }
 
-/// `out = P^{-1} r` with the row's `1 / (c lam + reg)` in `inv_d`.
+/// `out = P^{-1} r` with the row's `1 / (c lam + reg)` in `inv_d` (`C > 0`: on the fixed-size
+/// kernel, as in [`cg_row`]).
 #[inline(always)]
-fn precondition<const F: bool>(
+fn precondition<const F: bool, const C: usize>(
     pc: &Precond,
     k: usize,
     kp: usize,
@@ -132,6 +136,10 @@ fn precondition<const F: bool>(
     tmp: &mut [f64],
     out: &mut [f64],
 ) {
+    if C > 0 {
+        fixed::precondition::<F, C>(&pc.q, &pc.qt, k, inv_d, r, out);
+        return;
+    }
     // tmp = Q^T r (as a sum of the rows of Q), scaled; out = Q tmp (a sum of the rows of Q^T)
     tmp.fill(0.0);
     for i in 0..k {
@@ -149,11 +157,11 @@ fn precondition<const F: bool>(
 /// Rows ahead of the current one whose factor row is prefetched: the gather is the one pass with
 /// random access (the factor does not fit in L2); the loads of later rows do not depend on the
 /// current one, so asking for them early hides most of their latency.
-const PREFETCH_AHEAD: usize = 8;
+pub(super) const PREFETCH_AHEAD: usize = 8;
 
 /// Asks for the cache lines of factor row `j` (a hint: no effect on results).
 #[inline(always)]
-fn prefetch_row(factor: &[f64], j: usize, kp: usize) {
+pub(super) fn prefetch_row(factor: &[f64], j: usize, kp: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -173,12 +181,7 @@ fn prefetch_row(factor: &[f64], j: usize, kp: usize) {
 
 /// `sum_t (b_t - <A_t, x>)^2` over the gathered rows: the row's squared residual after its solve.
 #[inline(always)]
-pub(super) fn gathered_sq_residual<const F: bool>(
-    rows: &[f64],
-    kp: usize,
-    vals: &[f64],
-    x: &[f64],
-) -> f64 {
+fn gathered_sq_residual<const F: bool>(rows: &[f64], kp: usize, vals: &[f64], x: &[f64]) -> f64 {
     let mut total = 0.0;
     for (f, &b) in rows.chunks_exact(kp).zip(vals) {
         let e = b - dot4::<F>(f, x);
@@ -230,10 +233,12 @@ fn gather_residual<const F: bool>(factor: &[f64], kp: usize, row: &RowData<'_>, 
 }
 
 /// Preconditioned CG from the warm start in `w.x`, at most `max_iter` steps, stopping at the
-/// relative residual `tol` (relative to `|A^T b|`). Returns the number of steps.
+/// relative residual `tol` (relative to `|A^T b|`). Returns the number of steps. `C > 0`: the
+/// padded rank is `4 C` and the loops run on the fixed-size kernels of `fixed.rs`; `C = 0`: any
+/// padded rank, run-time-length loops.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn cg_row<const F: bool>(
+pub(super) fn cg_row<const F: bool, const C: usize>(
     factor: &[f64],
     k: usize,
     kp: usize,
@@ -243,7 +248,12 @@ pub(super) fn cg_row<const F: bool>(
     tol: f64,
     w: &mut Work,
 ) -> usize {
-    gather_residual::<F>(factor, kp, row, w);
+    if C > 0 {
+        let (cols, vals) = (row.cols, row.vals);
+        fixed::gather_residual::<F, C>(factor, cols, vals, &w.x, &mut w.rows, &mut w.r, &mut w.rhs);
+    } else {
+        gather_residual::<F>(factor, kp, row, w);
+    }
     let nr = row.cols.len();
     for (ri, xi) in w.r.iter_mut().zip(&w.x) {
         *ri -= row.reg * xi;
@@ -262,12 +272,16 @@ pub(super) fn cg_row<const F: bool>(
             0.0
         };
     }
-    precondition::<F>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
+    precondition::<F, C>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
     w.p.copy_from_slice(&w.z);
     let mut rz = dot4::<F>(&w.r, &w.z);
     let rows = &w.rows[..nr * kp];
     for it in 0..max_iter {
-        normal_pass::<F>(rows, kp, &w.p, &mut w.ap, &mut w.r2);
+        if C > 0 {
+            fixed::normal_pass::<F, C>(rows, &w.p, &mut w.ap);
+        } else {
+            normal_pass::<F>(rows, kp, &w.p, &mut w.ap, &mut w.r2);
+        }
         for (a, p) in w.ap.iter_mut().zip(&w.p) {
             *a = fmadd::<F>(row.reg, *p, *a);
         }
@@ -281,7 +295,7 @@ pub(super) fn cg_row<const F: bool>(
         if dot4::<F>(&w.r, &w.r).sqrt() <= target {
             return it + 1;
         }
-        precondition::<F>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
+        precondition::<F, C>(pc, k, kp, &w.inv_d, &w.r, &mut w.tmp, &mut w.z);
         let rz_new = dot4::<F>(&w.r, &w.z);
         let beta = rz_new / rz;
         rz = rz_new;
@@ -290,6 +304,22 @@ pub(super) fn cg_row<const F: bool>(
         }
     }
     max_iter
+}
+
+/// `sum_t (b_t - <A_t, x>)^2` over the `nr` gathered rows of `w`, on the kernel of `cg_row::<F, C>`.
+#[inline(always)]
+pub(super) fn cg_sq_residual<const F: bool, const C: usize>(
+    kp: usize,
+    nr: usize,
+    vals: &[f64],
+    w: &Work,
+) -> f64 {
+    let rows = &w.rows[..nr * kp];
+    if C > 0 {
+        fixed::sq_residual::<F, C>(rows, vals, &w.x)
+    } else {
+        gathered_sq_residual::<F>(rows, kp, vals, &w.x)
+    }
 }
 
 /// Cholesky of the leading k x k block of a row-major matrix with row stride `kp`, in place

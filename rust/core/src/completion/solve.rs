@@ -1,8 +1,8 @@
 //! The per-row regressions of one alternating-minimization half-step.
 
+use super::fixed::MAX_CHUNKS;
 use super::rows::{
-    cg_row, dot4, exact_row, factor_sq_residual, fmadd, gathered_sq_residual, Precond, RowData,
-    Work,
+    cg_row, cg_sq_residual, dot4, exact_row, factor_sq_residual, fmadd, Precond, RowData, Work,
 };
 use crate::error::{try_filled, Error, Result};
 use rayon::prelude::*;
@@ -30,7 +30,13 @@ pub struct HalfStep {
     pub sq_residual: f64,
 }
 
-fn check_csr(indptr: &[i64], indices: &[i64], data_len: usize, m: usize, n: usize) -> Result<()> {
+pub(super) fn check_csr(
+    indptr: &[i64],
+    indices: &[i64],
+    data_len: usize,
+    m: usize,
+    n: usize,
+) -> Result<()> {
     if indptr.len() != m + 1 {
         return Err(Error::invalid(
             "indptr",
@@ -78,14 +84,17 @@ struct HalfStepInput<'a> {
     solver: RowSolver,
     precond: Precond,
     residual: bool,
+    /// Whether CG may run on the fixed-size kernels (false only in tests: the run-time-length path).
+    fixed: bool,
 }
 
 type BlockStats = (usize, usize, usize, f64);
 
 /// Solves the rows `first..first + x.len() / k` into `x`; returns (CG steps, under, empty) or the
-/// first row whose exact normal matrix could not be factored.
+/// first row whose exact normal matrix could not be factored. `C`: as in [`cg_row`] (the exact
+/// solver runs with `C = 0` only).
 #[inline(always)]
-fn solve_block<const F: bool>(
+fn solve_block<const F: bool, const C: usize>(
     h: &HalfStepInput<'_>,
     first: usize,
     x: &mut [f64],
@@ -112,6 +121,12 @@ fn solve_block<const F: bool>(
         w.x[..k].copy_from_slice(xi);
         match h.solver {
             RowSolver::Exact => {
+                if C != 0 {
+                    return Err(Error::invalid(
+                        "solver",
+                        "exact rows run on the C = 0 build",
+                    ));
+                }
                 if !exact_row::<F>(h.factor, k, kp, &row, w) {
                     return Err(Error::NumericalBreakdown(
                         "row normal matrix is not finite".into(),
@@ -122,10 +137,9 @@ fn solve_block<const F: bool>(
                 }
             }
             RowSolver::Cg { max_iter, tol } => {
-                steps += cg_row::<F>(h.factor, k, kp, &row, &h.precond, max_iter, tol, w);
+                steps += cg_row::<F, C>(h.factor, k, kp, &row, &h.precond, max_iter, tol, w);
                 if h.residual {
-                    let nr = row.cols.len();
-                    sq += gathered_sq_residual::<F>(&w.rows[..nr * kp], kp, row.vals, &w.x);
+                    sq += cg_sq_residual::<F, C>(kp, row.cols.len(), row.vals, w);
                 }
             }
         }
@@ -136,16 +150,16 @@ fn solve_block<const F: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn solve_block_avx2(
+fn solve_block_avx2<const C: usize>(
     h: &HalfStepInput<'_>,
     first: usize,
     x: &mut [f64],
     w: &mut Work,
 ) -> Result<BlockStats> {
-    solve_block::<true>(h, first, x, w)
+    solve_block::<true, C>(h, first, x, w)
 }
 
-fn has_avx2_fma() -> bool {
+pub(super) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -156,7 +170,7 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-fn run_block(
+fn run_block_with<const C: usize>(
     h: &HalfStepInput<'_>,
     fast: bool,
     first: usize,
@@ -166,64 +180,97 @@ fn run_block(
     #[cfg(target_arch = "x86_64")]
     if fast {
         // SAFETY: `fast` is the run-time detection of AVX2 and FMA
-        return unsafe { solve_block_avx2(h, first, x, w) };
+        return unsafe { solve_block_avx2::<C>(h, first, x, w) };
     }
     let _ = fast;
-    solve_block::<false>(h, first, x, w)
+    solve_block::<false, C>(h, first, x, w)
+}
+
+/// The block on the build for its padded rank: CG with `kp <= 4 MAX_CHUNKS` on the fixed-size
+/// kernels, everything else on the run-time-length loops.
+fn run_block(
+    h: &HalfStepInput<'_>,
+    fast: bool,
+    first: usize,
+    x: &mut [f64],
+    w: &mut Work,
+) -> Result<BlockStats> {
+    let chunks = match h.solver {
+        RowSolver::Cg { .. } if h.fixed && h.kp <= 4 * MAX_CHUNKS => h.kp / 4,
+        _ => 0,
+    };
+    match chunks {
+        1 => run_block_with::<1>(h, fast, first, x, w),
+        2 => run_block_with::<2>(h, fast, first, x, w),
+        3 => run_block_with::<3>(h, fast, first, x, w),
+        4 => run_block_with::<4>(h, fast, first, x, w),
+        5 => run_block_with::<5>(h, fast, first, x, w),
+        6 => run_block_with::<6>(h, fast, first, x, w),
+        7 => run_block_with::<7>(h, fast, first, x, w),
+        8 => run_block_with::<8>(h, fast, first, x, w),
+        _ => run_block_with::<0>(h, fast, first, x, w),
+    }
+}
+
+/// One half-step's regressions: the observed entries (CSR of shape m x `n`), the fixed factor and
+/// the solver.
+#[derive(Debug, Clone, Copy)]
+pub struct RowProblem<'a> {
+    pub indptr: &'a [i64],
+    pub indices: &'a [i64],
+    pub data: &'a [f64],
+    /// The fixed factor, `n x k`, row-major.
+    pub factor: &'a [f64],
+    pub n: usize,
+    pub k: usize,
+    /// Ridge of every row, and of the rows with fewer than k observations (the larger one applies).
+    pub reg: f64,
+    pub reg_under: f64,
+    pub solver: RowSolver,
+    /// For CG: the eigendecomposition `factor^T factor / n = q diag(lam) q^T` (`q` k x k, row-major);
+    /// ignored by the exact solver (pass empty slices).
+    pub q: &'a [f64],
+    pub lam: &'a [f64],
 }
 
 /// One half-step: overwrite each row of `x` (m x k, row-major; the CG warm start) with the solution
-/// of its ridge regression against `factor` (n x k, row-major) over the observed entries of the
-/// CSR matrix `(indptr, indices, data)` of shape m x n.
+/// of its ridge regression against `p.factor` over its observed entries.
 ///
 /// Rows with fewer than k observations use the ridge `max(reg, reg_under)`; rows without any are
-/// set to zero. For CG, `q` (k x k, row-major) and `lam` (k) are the eigendecomposition of
-/// `factor^T factor / n` (ignored by the exact solver; pass empty slices). `parallel`: rows in
-/// blocks on the current rayon pool, else on the calling thread. `residual`: also return the
-/// squared residual of the new rows over their observed entries.
-#[allow(clippy::too_many_arguments)]
+/// set to zero. `parallel`: rows in blocks on the current rayon pool, else on the calling thread.
+/// `residual`: also return the squared residual of the new rows over their observed entries.
 pub fn solve_rows(
-    indptr: &[i64],
-    indices: &[i64],
-    data: &[f64],
-    factor: &[f64],
-    n: usize,
-    k: usize,
+    p: &RowProblem<'_>,
     x: &mut [f64],
-    reg: f64,
-    reg_under: f64,
-    solver: RowSolver,
-    q: &[f64],
-    lam: &[f64],
     parallel: bool,
     residual: bool,
 ) -> Result<HalfStep> {
-    let fast = has_avx2_fma();
-    solve_rows_on(
-        indptr, indices, data, factor, n, k, x, reg, reg_under, solver, q, lam, parallel, residual,
-        fast,
-    )
+    solve_rows_on(p, x, parallel, residual, has_avx2_fma(), true)
 }
 
-/// [`solve_rows`] with the AVX2 + FMA build (`fast`, where the CPU has it) or the portable one.
-#[allow(clippy::too_many_arguments)]
+/// [`solve_rows`] with the AVX2 + FMA build (`fast`, where the CPU has it) or the portable one, and
+/// with (`fixed`) or without the fixed-size CG kernels.
 fn solve_rows_on(
-    indptr: &[i64],
-    indices: &[i64],
-    data: &[f64],
-    factor: &[f64],
-    n: usize,
-    k: usize,
+    p: &RowProblem<'_>,
     x: &mut [f64],
-    reg: f64,
-    reg_under: f64,
-    solver: RowSolver,
-    q: &[f64],
-    lam: &[f64],
     parallel: bool,
     residual: bool,
     fast: bool,
+    fixed: bool,
 ) -> Result<HalfStep> {
+    let RowProblem {
+        indptr,
+        indices,
+        data,
+        factor,
+        n,
+        k,
+        reg,
+        reg_under,
+        solver,
+        q,
+        lam,
+    } = *p;
     if k == 0 || x.len() % k != 0 {
         return Err(Error::invalid(
             "x",
@@ -284,6 +331,7 @@ fn solve_rows_on(
         solver,
         precond,
         residual,
+        fixed,
     };
     // work vectors per rayon job, not per block: the gathered rows take up to max|Omega_i| x kp
     // (a fresh large buffer per block costs page faults that outweigh the arithmetic)
@@ -413,23 +461,20 @@ mod tests {
             }
         }
         let mut x = vec![0.0; 4];
-        solve_rows(
-            &indptr,
-            &indices,
-            &data,
-            &factor,
-            3,
-            2,
-            &mut x,
-            0.0,
-            1e-8,
-            RowSolver::Exact,
-            &[],
-            &[],
-            false,
-            false,
-        )
-        .unwrap();
+        let exact = RowProblem {
+            indptr: &indptr,
+            indices: &indices,
+            data: &data,
+            factor: &factor,
+            n: 3,
+            k: 2,
+            reg: 0.0,
+            reg_under: 1e-8,
+            solver: RowSolver::Exact,
+            q: &[],
+            lam: &[],
+        };
+        solve_rows(&exact, &mut x, false, false).unwrap();
         for (a, b) in x.iter().zip(&truth) {
             assert!((a - b).abs() < 1e-12);
         }
@@ -439,10 +484,13 @@ mod tests {
             max_iter: 10,
             tol: 1e-14,
         };
-        let stats = solve_rows(
-            &indptr, &indices, &data, &factor, 3, 2, &mut y, 0.0, 1e-8, cg, &q, &lam, true, true,
-        )
-        .unwrap();
+        let problem = RowProblem {
+            solver: cg,
+            q: &q,
+            lam: &lam,
+            ..exact
+        };
+        let stats = solve_rows(&problem, &mut y, true, true).unwrap();
         assert!(stats.cg_iterations >= 2);
         for (a, b) in y.iter().zip(&truth) {
             assert!((a - b).abs() < 1e-10);
@@ -455,22 +503,20 @@ mod tests {
     #[test]
     fn bad_structure_is_an_error() {
         let mut x = vec![0.0; 2];
-        let r = solve_rows(
-            &[0, 1],
-            &[5],
-            &[1.0],
-            &[1.0, 1.0],
-            1,
-            2,
-            &mut x,
-            0.0,
-            0.0,
-            RowSolver::Exact,
-            &[],
-            &[],
-            false,
-            false,
-        );
+        let problem = RowProblem {
+            indptr: &[0, 1],
+            indices: &[5],
+            data: &[1.0],
+            factor: &[1.0, 1.0],
+            n: 1,
+            k: 2,
+            reg: 0.0,
+            reg_under: 0.0,
+            solver: RowSolver::Exact,
+            q: &[],
+            lam: &[],
+        };
+        let r = solve_rows(&problem, &mut x, false, false);
         assert!(r.is_err());
     }
 
@@ -478,29 +524,27 @@ mod tests {
     fn underdetermined_and_empty_rows_are_counted() {
         let factor = [1.0, 0.0, 0.0, 1.0];
         let mut x = vec![0.0; 4];
-        let s = solve_rows(
-            &[0, 1, 1],
-            &[0],
-            &[2.0],
-            &factor,
-            2,
-            2,
-            &mut x,
-            0.0,
-            1e-6,
-            RowSolver::Exact,
-            &[],
-            &[],
-            false,
-            false,
-        )
-        .unwrap();
+        let problem = RowProblem {
+            indptr: &[0, 1, 1],
+            indices: &[0],
+            data: &[2.0],
+            factor: &factor,
+            n: 2,
+            k: 2,
+            reg: 0.0,
+            reg_under: 1e-6,
+            solver: RowSolver::Exact,
+            q: &[],
+            lam: &[],
+        };
+        let s = solve_rows(&problem, &mut x, false, false).unwrap();
         assert_eq!((s.underdetermined, s.empty), (1, 1));
         assert!((x[0] - 2.0).abs() < 1e-5 && x[1].abs() < 1e-12 && x[2] == 0.0);
     }
 
-    /// The portable build and the AVX2 + FMA build agree, for a rank that is not a multiple of 4
-    /// (padding) and rows of every length around it, with both solvers.
+    /// The portable build and the AVX2 + FMA build, with and without the fixed-size CG kernels,
+    /// agree, for a rank that is not a multiple of 4 (padding) and rows of every length around it,
+    /// with both solvers.
     #[test]
     fn portable_and_simd_builds_agree() {
         let (m, n, k) = (7usize, 9usize, 5usize);
@@ -534,25 +578,40 @@ mod tests {
             tol: 1e-12,
         };
         for solver in [RowSolver::Exact, cg] {
-            let run = |fast: bool| {
+            let run = |fast: bool, fixed: bool| {
                 let mut x = x0.clone();
-                let s = solve_rows_on(
-                    &indptr, &indices, &data, &factor, n, k, &mut x, 1e-3, 0.1, solver, &q, &lam,
-                    false, true, fast,
-                )
-                .unwrap();
+                let problem = RowProblem {
+                    indptr: &indptr,
+                    indices: &indices,
+                    data: &data,
+                    factor: &factor,
+                    n,
+                    k,
+                    reg: 1e-3,
+                    reg_under: 0.1,
+                    solver,
+                    q: &q,
+                    lam: &lam,
+                };
+                let s = solve_rows_on(&problem, &mut x, false, true, fast, fixed).unwrap();
                 (x, s)
             };
-            let (xa, sa) = run(false);
-            let (xb, sb) = run(has_avx2_fma());
-            for (a, b) in xa.iter().zip(&xb) {
-                assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+            let (xa, sa) = run(false, false);
+            for (fast, fixed) in [
+                (has_avx2_fma(), false),
+                (false, true),
+                (has_avx2_fma(), true),
+            ] {
+                let (xb, sb) = run(fast, fixed);
+                for (a, b) in xa.iter().zip(&xb) {
+                    assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+                }
+                assert_eq!(
+                    (sa.underdetermined, sa.empty),
+                    (sb.underdetermined, sb.empty)
+                );
+                assert!((sa.sq_residual - sb.sq_residual).abs() <= 1e-9 * (1.0 + sa.sq_residual));
             }
-            assert_eq!(
-                (sa.underdetermined, sa.empty),
-                (sb.underdetermined, sb.empty)
-            );
-            assert!((sa.sq_residual - sb.sq_residual).abs() <= 1e-9 * (1.0 + sa.sq_residual));
         }
     }
 }
