@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import device
 
-from .. import _dask
+from .. import _dask, _dask_graph
 from .._backend import core
 from .._conjugate import adjoint, conj, unit_phases
 from .._exact_scaling import times_power_of_two
@@ -19,6 +19,7 @@ from ._range_finder import (
     _adaptive_range_finder,
     _as_host_contiguous,
     _deferred_dask,
+    _one_graph_dask,
     _plan,
     _products,
     _range_finder_xp,
@@ -70,6 +71,35 @@ def _gathered_s(plan, U, Vt, S):
     """
     accepted, (S,) = _dask.verify(plan.op.checks or [], S)
     return (U, Vt, S) if accepted else None
+
+
+def _dask_svd(plan, method: str, auto: bool, convention: str | None) -> SVDResult:
+    """A Dask A through ``lorainne._dask_graph`` (U, Vt lazy, S NumPy); on a failed orthonormalization
+    check, the step-by-step path with its fallbacks from the same random numbers.
+    """
+    rank = plan.rank
+    if method == "block_krylov":
+        depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
+        plan, outcome = _one_graph_dask(
+            plan, lambda A, omega, held: _dask_graph.block_krylov_svd(A, omega, depth, rank, convention, held)
+        )
+        if outcome is None:
+            p, xp = plan, plan.op.xp
+            first = p.op.matmat(_start(p)[0])
+            U, S, Vt = block_krylov_svd(_products(p), xp, p.op.shape, p.op.dtype, first, rank, depth)
+            U, Vt = _flip_signs(xp, U, Vt, convention)
+            U, Vt, S = _gathered_s(p, U, Vt, S)
+    else:
+        n_iter = plan.n_power_iter
+        plan, outcome = _one_graph_dask(
+            plan, lambda A, omega, held: _dask_graph.subspace_svd(A, omega, n_iter, rank, convention, held)
+        )
+        if outcome is None:
+            Q = _range_finder_xp(plan, *_start(plan))
+            U, S, Vt = _dask.svd_from_projection(Q, plan.op.rmatmat(Q).T, rank, convention, plan.qr)
+    if outcome is not None:
+        (U, Vt), S = outcome.value, outcome.S
+    return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
 
 
 def randomized_svd(
@@ -168,10 +198,25 @@ def randomized_svd(
             n_power_iter = 0
         else:
             auto = False
+    else:
+        auto = False
     plan = _plan(
-        A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, allow_complex=True
+        A,
+        rank,
+        n_oversamples,
+        n_power_iter,
+        qr,
+        init,
+        tol,
+        random_state,
+        backend,
+        n_threads,
+        allow_complex=True,
+        one_graph=True,
     )
     xp = plan.op.xp
+    if plan.backend == "dask" and not plan.dask_checked:  # one graph, one gather (lorainne._dask_graph)
+        return _dask_svd(plan, method, auto, convention)
     if method == "block_krylov":
         depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
 
