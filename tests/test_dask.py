@@ -49,15 +49,18 @@ def _nbytes(x) -> int:
 
 class GatherCounter:
     """Wraps ``client.gather`` (what every ``.compute()`` on a distributed client goes through) and
-    records the bytes of each result brought to the client; ``hook(n)`` runs after the n-th gather.
+    records the bytes of each result brought to the client; ``hook(n)`` runs after the n-th gather,
+    ``before(futures)`` before each gather starts waiting for ``futures``.
     """
 
-    def __init__(self, client, hook=None):
-        self.client, self.hook, self.sizes = client, hook, []
+    def __init__(self, client, hook=None, before=None):
+        self.client, self.hook, self.before, self.sizes = client, hook, before, []
         self.original = client.gather
 
     def __enter__(self):
         def gather(futures, *args, **kwargs):
+            if self.before is not None:
+                self.before(futures)
             result = self.original(futures, *args, **kwargs)
             self.sizes.append(_nbytes(result))
             if self.hook is not None:
@@ -157,12 +160,11 @@ def test_randomized_svd_square_blocked_and_householder():
     A += 1e-4 * rng.standard_normal(A.shape)
     D = da.from_array(A, chunks=(100, 80))
     with dask.config.set(scheduler="threads"):
-        for qr in ("auto", "householder"):
-            for flip in ("vt", "u"):
-                U, S, Vt = randomized_svd(D, 4, n_power_iter=2, qr=qr, flip_sign=flip, random_state=3)
-                U0, S0, Vt0 = randomized_svd(
-                    A, 4, n_power_iter=2, qr=qr, flip_sign=flip, random_state=3, backend="numpy"
-                )
+        for qr, method in (("auto", "subspace"), ("householder", "subspace"), ("auto", "block_krylov")):
+            for flip in ("vt", "u", False):
+                kwargs = dict(n_power_iter=2, qr=qr, flip_sign=flip, method=method, random_state=3)
+                U, S, Vt = randomized_svd(D, 4, **kwargs)
+                U0, S0, Vt0 = randomized_svd(A, 4, backend="numpy", **kwargs)
                 np.testing.assert_allclose(S, S0, rtol=1e-10)
                 np.testing.assert_allclose(U.compute(), U0, atol=1e-10)
                 np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-10)
@@ -173,6 +175,17 @@ def test_randomized_svd_square_blocked_and_householder():
             Q0 = range_finder(A, 4, n_power_iter=2, qr=qr, random_state=1, backend="numpy")
             np.testing.assert_allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-12)
             np.testing.assert_allclose(Q @ (Q.T @ A), Q0 @ (Q0.T @ A), atol=1e-10)
+
+
+def test_randomized_svd_dask_refuses_nan_and_infinity():
+    A = np.ones((40, 30))
+    A[17, 3] = np.nan
+    with dask.config.set(scheduler="sync"):
+        for method in ("subspace", "block_krylov"):
+            with pytest.raises(ValueError, match="A contains NaN or infinity"):
+                randomized_svd(da.from_array(A, chunks=(10, 15)), 3, method=method, random_state=0)
+        with pytest.raises(ValueError, match="A contains NaN or infinity"):
+            range_finder(da.from_array(np.where(A == 1, np.inf, 0.0), chunks=10), 3, random_state=0)
 
 
 def test_randomized_svd_dask_float32_input_not_modified():
@@ -190,18 +203,20 @@ def test_worker_lost_mid_svd_recomputes():
     try:
         A = planted(1200, 400, 6, rows=100, seed=5)
         A_host = A.compute(scheduler="sync")
-        lost = []
+        lost, running = [], []
 
-        def kill_one(n_gathers):
-            if n_gathers == 1 and not lost:  # after the checks of A: its first sketch lives on both workers
+        def kill_one(futures):
+            if not lost:  # the one graph is submitted and running; the client waits for its summary
+                running.append(any(not f.done() for f in distributed.futures_of(futures)))
                 name = sorted(cl.workers)[0]
                 lost.append(cl.workers[name].address)
                 cl.sync(cl.workers[name].close)
 
-        with dask.config.set(scheduler=client), GatherCounter(client, kill_one):
+        with dask.config.set(scheduler=client), GatherCounter(client, before=kill_one):
             U, S, Vt = randomized_svd(A, 4, n_power_iter=1, random_state=0)
             U, Vt = dask.compute(U, Vt)
         assert lost and lost[0] not in client.scheduler_info()["workers"]
+        assert running == [True]  # killed in the middle of the computation
         U0, S0, Vt0 = randomized_svd(A_host, 4, n_power_iter=1, random_state=0, backend="numpy")
         np.testing.assert_allclose(S, S0, rtol=1e-10)
         np.testing.assert_allclose(U, U0, atol=1e-10)

@@ -43,10 +43,25 @@ _PANEL_BYTES = 1 << 20  # rows of A read at once by the first product: its check
 
 
 def _block(part, factor):
-    """The block of a (possibly deferred) CholeskyQR2: ``part[0] R2^{-1}`` with factor = (G2, R2), or
-    ``part[0]`` itself when final (factor None).
+    """The block of a (possibly deferred) CholeskyQR2: ``part[0] R2^{-1}`` with factor = (G2, R2, R2^{-1}),
+    or ``part[0]`` itself when final (factor None).
     """
-    return part[0] if factor is None else _qr.solve_upper_right(part[0], factor[1])
+    return part[0] if factor is None else part[0] @ factor[2]
+
+
+def _inverse_upper(R):
+    """R^{-1} of an upper triangular l x l R by back substitution, formed once per factorization so
+    that each block's solve is a matmul. (Multiplying by R^{-1} keeps the span of the columns exactly
+    and errs like a triangular solve, u cond(R); LAPACK's threaded solve of a tiny R costs
+    milliseconds on a loaded machine, this microseconds.) NaN or infinity for a singular R.
+    """
+    n = R.shape[0]
+    inverse = np.zeros_like(R)
+    for i in range(n - 1, -1, -1):
+        row = -(R[i, i + 1 :] @ inverse[i + 1 :, :])
+        row[i] += 1.0
+        inverse[i, :] = row / R[i, i]
+    return inverse
 
 
 def _basis_row(pairs):
@@ -143,13 +158,21 @@ def _sum_of_small(*rows):
 
 
 def _sum_and_factor(*rows):
-    """(G, R): the sum of the blocks' Gram matrices (index 1) and its upper Cholesky factor (NaN on breakdown)."""
+    """(G, R, R^{-1}): the sum of the blocks' Gram matrices (index 1), its upper Cholesky factor and
+    the factor's inverse (NaN on breakdown).
+    """
     G = _sum_of_small(*rows)
-    return G, _dask._upper_cholesky(G)
+    R = _dask._upper_cholesky(G)
+    return G, R, _inverse_upper(R)
+
+
+def _verdict(first, second) -> bool:
+    """The checks of ``_qr._refine`` on the blocked CholeskyQR2 (``_dask._verdict``)."""
+    return _dask._verdict(first[:2], second[:2])
 
 
 def _solve_and_gram(row, factored):
-    X = _qr.solve_upper_right(row[0], factored[1])
+    X = row[0] @ factored[2]
     return X, X.T @ X
 
 
@@ -395,7 +418,7 @@ class _Graph:
         first = task(_sum_and_factor)(*rows)
         solved = [task(_solve_and_gram)(row, first) for row in rows]
         second = task(_sum_and_factor)(*solved)
-        self.verdicts.append(task(_dask._verdict)(first, second))
+        self.verdicts.append(task(_verdict)(first, second))
         return Basis(solved, second)
 
     def deflate(self, rows: list, basis: list, kind: str) -> list:
