@@ -7,9 +7,7 @@ reference (any array-API library: NumPy, CuPy, torch, ``array_api_strict``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -20,10 +18,11 @@ from array_api_compat import array_namespace, is_numpy_namespace
 from .. import _dask, _dask_graph, _qr
 from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._conjugate import abs2, adjoint, is_complex
-from .._exact_scaling import rescaled, rescaled_array, scale_exponent, times_power_of_two
+from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
 from .._operators import MatrixOperator, as_operator, dask_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from .._warnings import ConvergenceWarning
+from ._dask_run import deferred_checks, one_graph
 
 logger = logging.getLogger("lorainne")
 
@@ -194,7 +193,7 @@ class _Plan(NamedTuple):
     # A sparse matrix or operator on the host (backend "auto"): its products stay SciPy's, the dense
     # block algebra (orthonormalization, products of bases) runs in the Rust kernels.
     host_kernels: bool = False
-    # Dask: False when the checks of A (finite, scale) are left to the one-graph path (_one_graph_dask).
+    # Dask: False when the checks of A (finite, scale) are left to the one-graph path (``_dask_run.one_graph``).
     dask_checked: bool = True
 
 
@@ -221,7 +220,7 @@ def _plan(
     size=None,
     *,
     allow_complex=False,
-    one_graph=False,
+    one_graph=True,
 ) -> _Plan:
     """The validated arguments. ``one_graph``: the caller runs a Dask A through ``lorainne._dask_graph``
     when it can (no ``init``, no ``tol``, CholeskyQR2), which checks A in its own first pass.
@@ -356,50 +355,6 @@ def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
         Z = _orthonormalize(plan, op.rmatmat(Q))
         Q = _orthonormalize(plan, op.matmat(Z))
     return Q
-
-
-def _deferred_dask(plan: _Plan, run: Callable, finish: Callable | None = None):
-    """``run(plan)`` on Dask with every pass submitted at once: the orthonormalizations' checks are
-    deferred (``op.checks``) and gathered in one round trip, by ``finish(plan, *run's results)`` or
-    by :func:`lorainne._dask.verify`. On a failed check (a CholeskyQR2 breakdown) it runs again from
-    the same random numbers with each orthonormalization checked as it is computed (and its fallbacks).
-    """
-    state = plan.rng.bit_generator.state
-    deferred = plan._replace(op=dataclasses.replace(plan.op, checks=[]))
-    result = run(deferred)
-    result = finish(deferred, *result) if finish else (result if _dask.verify(deferred.op.checks)[0] else None)
-    if result is not None:
-        return result
-    logger.debug("dask: a deferred orthonormalization check failed; running again with eager checks")
-    plan.rng.bit_generator.state = state
-    result = run(plan)
-    return finish(plan, *result) if finish else result
-
-
-def _one_graph_dask(plan: _Plan, build: Callable):
-    """``build(A, Omega, held)`` (a ``lorainne._dask_graph`` algorithm: one graph, one gather), with
-    the checks of A it gathers: NaN or infinity raises; entries beyond ~1e+-77 run it again on 2**k A
-    (same Omega). Returns (plan, outcome), the plan of the matrix used (its ``scale``), and outcome
-    None when an orthonormalization failed its checks: the caller then runs the step-by-step path
-    with its fallbacks from the same random numbers (the generator is put back).
-    """
-    state = plan.rng.bit_generator.state
-    dtype = numpy_dtype(plan.op.dtype)
-    omega = plan.rng.standard_normal((plan.op.shape[1], plan.size)).astype(dtype, copy=False)  # as _gaussian
-    held = _dask.held_between_passes(plan.op.dense)
-    outcome = build(plan.op.dense, omega, held)
-    lo, hi = outcome.extremes
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("A contains NaN or infinity")
-    k = scale_exponent(max(-lo, hi), dtype)
-    if k:
-        plan = plan._replace(op=dask_operator(times_power_of_two(plan.op.dense, k)), scale=k)
-        outcome = build(plan.op.dense, omega, held)
-    if outcome.accepted:
-        return plan, outcome
-    logger.debug("dask: a deferred orthonormalization check failed; running again with eager checks")
-    plan.rng.bit_generator.state = state
-    return plan, None
 
 
 class _Products(NamedTuple):
@@ -585,28 +540,16 @@ def range_finder(
     (300, 8)
     """
     plan = _plan(
-        A,
-        rank,
-        n_oversamples,
-        n_power_iter,
-        qr,
-        init,
-        tol,
-        random_state,
-        backend,
-        n_threads,
-        size,
-        allow_complex=True,
-        one_graph=True,
+        A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, size, allow_complex=True
     )
     if plan.tol is not None:
         return _adaptive_range_finder(plan)[0]
     if plan.backend == "dask" and not plan.dask_checked:  # one graph, one gather
         n_iter = plan.n_power_iter
-        plan, outcome = _one_graph_dask(plan, lambda A, omega, held: _dask_graph.range_finder(A, omega, n_iter, held))
+        plan, outcome = one_graph(plan, lambda A, omega, held: _dask_graph.range_finder(A, omega, n_iter, held))
         return outcome.value[0] if outcome is not None else _range_finder_xp(plan, *_start(plan))
     if plan.backend == "dask":
-        return _deferred_dask(plan, lambda p: (_range_finder_xp(p, *_start(p)),))[0]
+        return deferred_checks(plan, lambda p: (_range_finder_xp(p, *_start(p)),))[0]
     start, start_is_range = _start(plan)
     if plan.backend == "rust":
         return core().range_finder(
