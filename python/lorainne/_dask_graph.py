@@ -7,13 +7,13 @@ Krylov's two projections, the Rayleigh-Ritz SVD of the projected matrix) is writ
 the blocks of A:
 
 * a product with A is one task per block of A, which also computes what the next global step needs
-  from its result (its Gram matrix, or its projection on the Krylov basis); for A chunked by rows
-  only, the product with the previous basis's block includes its last triangular solve;
+  from its result (its Gram matrix, or its projection on the Krylov basis), and the last triangular
+  solve of the basis it multiplies (a product with R^{-1}, formed once by the task that factors);
 * a product with A^T is one task per block and one sum per block column (a tree of at most
   ``_FAN_IN`` parts per task); on a matrix chunked by rows only, the sum also orthonormalizes the
   n x l result in memory (CholeskyQR2 with its fallbacks, as ``_qr.cholesky_qr2_xp``);
 * CholeskyQR2 of a tall result is two sums of l x l Gram matrices, each one small task that also
-  factors, with the triangular solves done per block;
+  factors and inverts the l x l factor, with the solves done per block;
 * the checks of A (finiteness, max |a_ij| for the exact rescaling) ride on the first product.
 
 Per power iteration: 6 scheduling steps (a product with A^T, its sum, a product with A, two Gram
@@ -297,7 +297,7 @@ class _Quiet:
 @dataclass(frozen=True)
 class Basis:
     """Blocks of an orthonormal basis (or of a product), one Delayed per block: block i is
-    ``parts[i][0] R2^{-1}`` with ``factor`` = (G2, R2) a deferred last CholeskyQR2 solve, or
+    ``parts[i][0] R2^{-1}`` with ``factor`` = (G2, R2, R2^{-1}) a deferred last CholeskyQR2 solve, or
     ``parts[i][0]`` when ``factor`` is None.
     """
 
