@@ -154,6 +154,21 @@ def test_randomized_svd_on_cluster_larger_than_a_worker(cluster):
     assert all(0 < p < WORKER_LIMIT for p in peaks.values()), peaks
 
 
+def test_persisted_matrix_is_held_between_passes(cluster):
+    """A larger than a quarter of the cluster's memory is streamed (each pass awaited, A read anew),
+    unless it is persisted: then its blocks are in memory anyway and one graph holds them."""
+    from lorainne._dask import held_between_passes
+
+    cl, client = cluster
+    A = planted(1200, 1000, 4, rows=300, seed=3)  # 9.6 MB > a quarter of 2 x 12 MB
+    with dask.config.set(scheduler=client):
+        assert not held_between_passes(A)
+        P = A.persist()  # its blocks are futures at once, computed or not
+        assert held_between_passes(P)
+        assert not held_between_passes(P + 1.0)
+        del P
+
+
 def test_randomized_svd_square_blocked_and_householder():
     rng = np.random.default_rng(2)
     A = rng.standard_normal((300, 6)) @ np.diag(0.5 ** np.arange(6)) @ rng.standard_normal((6, 240))
