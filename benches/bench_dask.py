@@ -9,17 +9,21 @@ persisted`` (default) keeps it in the workers' memory first (data loaded once, a
 ``da.from_zarr(...).persist()``); ``generated`` regenerates it at every read, like data read from
 storage at every pass. Accuracy: the largest relative error of the top ``rank`` singular values
 against svd_compressed run to convergence (12 power iterations; the exact TSQR SVD costs 2 m n^2,
-too much here), cross-checked with lorainne's block Krylov at depth 4. Each configuration runs
+too much here), cross-checked with lorainne's block Krylov at depth 4 (``--reference krylov``:
+block Krylov at depth 4 alone is the reference, for sizes where 26 passes of svd_compressed cost
+too much; it agrees with svd_compressed q=12 to 1e-12 at the smaller sizes). Each configuration runs
 ``--repeat`` times, interleaved with the others; the best time is kept. Peak memory: the largest
 managed memory of a worker during the run (a WorkerPlugin). Passes: reads of each block of A
-(counted by a pass-through ``map_blocks``); svd_compressed builds one graph, so Dask keeps every
-block of A it has read until its last product (1 read, but all of A held), lorainne persists each
-product and lets A's blocks go (2 q + 2 reads: the checks of A ride on the first one).
+(counted by a pass-through ``map_blocks``): both build one graph, so Dask keeps every block of A it
+has read until its last product (1 read); lorainne reads A 2 q + 2 times (one graph per pass, A's
+blocks let go between passes) when A exceeds a quarter of the cluster's memory limit, not the case
+here (no limit). The load average (``os.getloadavg``) before and after the runs is in the header.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import dask
@@ -95,11 +99,16 @@ def main():
     parser.add_argument("--subspace", default="1,2,3")
     parser.add_argument("--krylov", default="1,2")
     parser.add_argument("--theirs", default="1,2,3,4,6")
+    parser.add_argument("--reference", choices=("svd_compressed", "krylov"), default="svd_compressed")
     parser.add_argument("--out", default="benches/RESULTS_dask.md")
     args = parser.parse_args()
     ints = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
     flags = cpu_flags()
-    with threadpool_limits(1), dask.config.set({"distributed.worker.memory.target": False}):
+    # In-process workers share one process: its memory is both workers' and the client's, so Dask's
+    # spilling, pausing and killing by process memory would misfire (8 GB persisted = 70% of a worker's
+    # automatic limit); the peak of each worker's managed memory is what the table reports.
+    memory = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause", "terminate")}
+    with threadpool_limits(1), dask.config.set(memory):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
         client = distributed.Client(cluster)
         client.register_plugin(Peak())
@@ -109,11 +118,17 @@ def main():
             distributed.wait(source)
         A = source.map_blocks(_dask_reads.counted, dtype=source.dtype)
         k = args.rank
-        # The reference: svd_compressed converged (12 power iterations), cross-checked with ours.
-        exact = np.asarray(da.linalg.svd_compressed(source, k, n_power_iter=12, seed=1)[1].compute())
-        check = randomized_svd(source, k, n_power_iter=4, method="block_krylov", random_state=1).S
-        agreement = float(np.max(np.abs(check - exact) / exact))
-        print(f"reference S: svd_compressed q=12; block Krylov q=4 agrees to {agreement:.1e}", flush=True)
+        load_before = os.getloadavg()[0]
+        # The reference: svd_compressed converged (12 power iterations), cross-checked with ours (or the
+        # other way round with --reference krylov).
+        krylov = randomized_svd(source, k, n_power_iter=4, method="block_krylov", random_state=1).S
+        if args.reference == "krylov":  # no cross-check: 14 more passes over A
+            exact, reference, check, other = krylov, "lorainne block Krylov q=4", None, None
+        else:
+            exact = np.asarray(da.linalg.svd_compressed(source, k, n_power_iter=12, seed=1)[1].compute())
+            reference, check, other = "svd_compressed q=12", krylov, "lorainne block Krylov q=4"
+        agreement = "" if check is None else f"; {other} agrees with it to {np.max(np.abs(check - exact) / exact):.1e}"
+        print(f"reference S: {reference}{agreement}", flush=True)
         cases = configurations(A, k, ints(args.subspace), ints(args.krylov), ints(args.theirs))
         results = {}
         for _ in range(args.repeat):
@@ -124,6 +139,7 @@ def main():
                 results[(name, q)] = (min(t, best[0]) if best else t, max(p, best[1]) if best else p, e, reads)
         client.close()
         cluster.close()
+    load_after = os.getloadavg()[0]
     rows = [(name, q, *results[(name, q)]) for name, q, _ in cases]
     theirs = [r for r in rows if r[0].startswith("dask")]
     lines = [
@@ -141,10 +157,11 @@ def main():
     header = (
         f"Matrix {args.m} x {args.n} float64 ({args.m * args.n * 8 / 1e6:.0f} MB, row chunks of {args.rows}), "
         f"{args.source} on the workers; rank {k} (+10 oversampling); 2 in-process workers x 1 thread, BLAS 1 thread; "
-        f"best of {args.repeat}, interleaved. CPU flags: {' '.join(flags)}. Reference S: svd_compressed "
-        f"q=12; lorainne block Krylov q=4 agrees with it to {agreement:.1e}.\n\n"
+        f"best of {args.repeat}, interleaved. CPU flags: {' '.join(flags)}. Load average (1 min) "
+        f"{load_before:.1f} before, {load_after:.1f} after. Reference S: {reference}{agreement}.\n\n"
         f"Command: `PYTHONPATH=python python benches/bench_dask.py --m {args.m} --n {args.n} --rows {args.rows} "
-        f"--rank {k} --source {args.source} --repeat {args.repeat}`\n\n"
+        f"--rank {k} --source {args.source} --repeat {args.repeat} --subspace {args.subspace} "
+        f"--krylov {args.krylov} --theirs {args.theirs} --reference {args.reference}`\n\n"
     )
     with open(args.out + f".{args.source}.table", "w") as f:
         f.write(header + table + "\n")

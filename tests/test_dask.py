@@ -49,15 +49,18 @@ def _nbytes(x) -> int:
 
 class GatherCounter:
     """Wraps ``client.gather`` (what every ``.compute()`` on a distributed client goes through) and
-    records the bytes of each result brought to the client; ``hook(n)`` runs after the n-th gather.
+    records the bytes of each result brought to the client; ``hook(n)`` runs after the n-th gather,
+    ``before(futures)`` before each gather starts waiting for ``futures``.
     """
 
-    def __init__(self, client, hook=None):
-        self.client, self.hook, self.sizes = client, hook, []
+    def __init__(self, client, hook=None, before=None):
+        self.client, self.hook, self.before, self.sizes = client, hook, before, []
         self.original = client.gather
 
     def __enter__(self):
         def gather(futures, *args, **kwargs):
+            if self.before is not None:
+                self.before(futures)
             result = self.original(futures, *args, **kwargs)
             self.sizes.append(_nbytes(result))
             if self.hook is not None:
@@ -134,9 +137,9 @@ def test_randomized_svd_on_cluster_larger_than_a_worker(cluster):
         U, S, Vt = randomized_svd(A, 5, n_power_iter=1, random_state=0)
     assert isinstance(U, da.Array) and isinstance(Vt, da.Array)
     assert isinstance(S, np.ndarray)
-    # only small pieces came to the client: per orthonormalization its two l x l triangles, one l x l
-    # Gram matrix and a flag (l = 15 columns); scalars. An n-sized vector would be 8,000 bytes.
-    assert max(counter.sizes) <= 3 * 8 * 15 * 15 + 8, counter.sizes
+    # one round trip (A is streamed here: each pass is awaited, not gathered), and only small pieces
+    # came to the client: S (5 numbers), min and max of A, one flag. An n-sized vector: 8,000 bytes.
+    assert len(counter.sizes) == 1 and counter.sizes[0] <= 8 * 5, counter.sizes
     U0, S0, Vt0 = randomized_svd(A_host, 5, n_power_iter=1, random_state=0, backend="numpy")
     with dask.config.set(scheduler=client):
         U, Vt = dask.compute(U, Vt)
@@ -151,18 +154,32 @@ def test_randomized_svd_on_cluster_larger_than_a_worker(cluster):
     assert all(0 < p < WORKER_LIMIT for p in peaks.values()), peaks
 
 
+def test_persisted_matrix_is_held_between_passes(cluster):
+    """A larger than a quarter of the cluster's memory is streamed (each pass awaited, A read anew),
+    unless it is persisted: then its blocks are in memory anyway and one graph holds them."""
+    from lorainne._dask import held_between_passes
+
+    cl, client = cluster
+    A = planted(1200, 1000, 4, rows=300, seed=3)  # 9.6 MB > a quarter of 2 x 12 MB
+    with dask.config.set(scheduler=client):
+        assert not held_between_passes(A)
+        P = A.persist()  # its blocks are futures at once, computed or not
+        assert held_between_passes(P)
+        assert not held_between_passes(P + 1.0)
+        del P
+
+
 def test_randomized_svd_square_blocked_and_householder():
     rng = np.random.default_rng(2)
     A = rng.standard_normal((300, 6)) @ np.diag(0.5 ** np.arange(6)) @ rng.standard_normal((6, 240))
     A += 1e-4 * rng.standard_normal(A.shape)
     D = da.from_array(A, chunks=(100, 80))
     with dask.config.set(scheduler="threads"):
-        for qr in ("auto", "householder"):
-            for flip in ("vt", "u"):
-                U, S, Vt = randomized_svd(D, 4, n_power_iter=2, qr=qr, flip_sign=flip, random_state=3)
-                U0, S0, Vt0 = randomized_svd(
-                    A, 4, n_power_iter=2, qr=qr, flip_sign=flip, random_state=3, backend="numpy"
-                )
+        for qr, method in (("auto", "subspace"), ("householder", "subspace"), ("auto", "block_krylov")):
+            for flip in ("vt", "u", False):
+                kwargs = dict(n_power_iter=2, qr=qr, flip_sign=flip, method=method, random_state=3)
+                U, S, Vt = randomized_svd(D, 4, **kwargs)
+                U0, S0, Vt0 = randomized_svd(A, 4, backend="numpy", **kwargs)
                 np.testing.assert_allclose(S, S0, rtol=1e-10)
                 np.testing.assert_allclose(U.compute(), U0, atol=1e-10)
                 np.testing.assert_allclose(Vt.compute(), Vt0, atol=1e-10)
@@ -173,6 +190,17 @@ def test_randomized_svd_square_blocked_and_householder():
             Q0 = range_finder(A, 4, n_power_iter=2, qr=qr, random_state=1, backend="numpy")
             np.testing.assert_allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-12)
             np.testing.assert_allclose(Q @ (Q.T @ A), Q0 @ (Q0.T @ A), atol=1e-10)
+
+
+def test_randomized_svd_dask_refuses_nan_and_infinity():
+    A = np.ones((40, 30))
+    A[17, 3] = np.nan
+    with dask.config.set(scheduler="sync"):
+        for method in ("subspace", "block_krylov"):
+            with pytest.raises(ValueError, match="A contains NaN or infinity"):
+                randomized_svd(da.from_array(A, chunks=(10, 15)), 3, method=method, random_state=0)
+        with pytest.raises(ValueError, match="A contains NaN or infinity"):
+            range_finder(da.from_array(np.where(A == 1, np.inf, 0.0), chunks=10), 3, random_state=0)
 
 
 def test_randomized_svd_dask_float32_input_not_modified():
@@ -190,18 +218,20 @@ def test_worker_lost_mid_svd_recomputes():
     try:
         A = planted(1200, 400, 6, rows=100, seed=5)
         A_host = A.compute(scheduler="sync")
-        lost = []
+        lost, running = [], []
 
-        def kill_one(n_gathers):
-            if n_gathers == 1 and not lost:  # after the checks of A: its first sketch lives on both workers
+        def kill_one(futures):
+            if not lost:  # the one graph is submitted and running; the client waits for its summary
+                running.append(any(not f.done() for f in distributed.futures_of(futures)))
                 name = sorted(cl.workers)[0]
                 lost.append(cl.workers[name].address)
                 cl.sync(cl.workers[name].close)
 
-        with dask.config.set(scheduler=client), GatherCounter(client, kill_one):
+        with dask.config.set(scheduler=client), GatherCounter(client, before=kill_one):
             U, S, Vt = randomized_svd(A, 4, n_power_iter=1, random_state=0)
             U, Vt = dask.compute(U, Vt)
         assert lost and lost[0] not in client.scheduler_info()["workers"]
+        assert running == [True]  # killed in the middle of the computation
         U0, S0, Vt0 = randomized_svd(A_host, 4, n_power_iter=1, random_state=0, backend="numpy")
         np.testing.assert_allclose(S, S0, rtol=1e-10)
         np.testing.assert_allclose(U, U0, atol=1e-10)
@@ -288,9 +318,15 @@ def test_sinkhorn_dask_point_clouds_equal_in_memory():
     np.testing.assert_allclose(got.g.compute(), np.asarray(ref.g), atol=1e-10)
 
 
-def test_block_krylov_dask_equals_in_memory_and_reads_a_2q_plus_2_times():
-    """Block Krylov on Dask: the in-memory answer; subspace and block Krylov read A 2 q + 2 times
-    (its checks ride on the first product)."""
+@pytest.mark.parametrize("held", [True, False])
+def test_block_krylov_dask_equals_in_memory_and_reads_of_a(held, monkeypatch):
+    """Block Krylov and subspace iteration on Dask: the in-memory answer. Held between passes (A fits
+    in a quarter of the cluster's memory, as here on the local scheduler) A is read once by the one
+    graph; otherwise each pass is computed on its own and A read 2 q + 2 times (its checks ride on
+    the first product)."""
+    from lorainne import _dask
+
+    monkeypatch.setattr(_dask, "held_between_passes", lambda A: held)
     rng = np.random.default_rng(7)
     A = rng.standard_normal((400, 8)) @ np.diag(0.6 ** np.arange(8)) @ rng.standard_normal((8, 150))
     A += 1e-3 * rng.standard_normal(A.shape)
@@ -306,7 +342,7 @@ def test_block_krylov_dask_equals_in_memory_and_reads_a_2q_plus_2_times():
             reads.clear()
             U, S, Vt = randomized_svd(D, 4, n_power_iter=q, method=method, random_state=5)
             assert isinstance(S, np.ndarray) and isinstance(U, da.Array)
-            assert len(reads) == 4 * (2 * q + 2), (method, len(reads))  # 4 row blocks
+            assert len(reads) == 4 * ((2 * q + 2) if not held else 1), (method, len(reads))  # 4 row blocks
             U0, S0, Vt0 = randomized_svd(A, 4, n_power_iter=q, method=method, random_state=5, backend="numpy")
             np.testing.assert_allclose(S, S0, rtol=1e-10)
             np.testing.assert_allclose(U.compute(), U0, atol=1e-10)

@@ -431,11 +431,21 @@ def _cluster_memory() -> float | None:
 def held_between_passes(A) -> bool:
     """Whether the passes over A may be submitted without waiting for each other: a distributed
     scheduler keeps every block of A that a later submitted pass still needs (the blocks' keys are
-    shared), so this holds only when A fits in a quarter of the cluster's memory limit; otherwise
-    each product is awaited before the next one is submitted, and A is read anew at every pass.
+    shared), so this holds when A fits in a quarter of the cluster's memory limit, or when every
+    block of A is already in the workers' memory (``A = A.persist()``: holding it costs nothing);
+    otherwise each product is awaited before the next one is submitted, and A is read anew at
+    every pass.
     """
     memory = _cluster_memory()
-    return memory is None or A.nbytes <= memory / 4
+    return memory is None or A.nbytes <= memory / 4 or _persisted(A)
+
+
+def _persisted(A) -> bool:
+    """Every block of A is a future of the cluster (A was persisted), not a task still to run."""
+    from dask.core import flatten
+    from distributed import futures_of
+
+    return set(flatten(A.__dask_keys__())) <= {f.key for f in futures_of(A)}
 
 
 def persisted(product, first_product: tuple[str, Any] | None = None, wait: bool = False):

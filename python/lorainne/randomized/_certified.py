@@ -201,7 +201,9 @@ def svd_certified(
     failure_probability = _check_probability(failure_probability, "failure_probability")
     n_error_vectors = check_int(n_error_vectors, "n_error_vectors", low=1)
     max_passes = 41 if max_passes is None else check_int(max_passes, "max_passes", low=3)
-    plan = _plan(A, rank if rank is not None else 1, 0, 0, "auto", None, None, random_state, backend, n_threads)
+    plan = _plan(
+        A, rank if rank is not None else 1, 0, 0, "auto", None, None, random_state, backend, n_threads, one_graph=False
+    )
     op, xp = plan.op, plan.op.xp
     m, n = op.shape
     small = min(m, n)

@@ -7,7 +7,6 @@ reference (any array-API library: NumPy, CuPy, torch, ``array_api_strict``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -16,13 +15,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-from .. import _dask, _qr
+from .. import _dask, _dask_graph, _qr
 from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._conjugate import abs2, adjoint, is_complex
 from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
 from .._operators import MatrixOperator, as_operator, dask_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from .._warnings import ConvergenceWarning
+from ._dask_run import deferred_checks, one_graph
 
 logger = logging.getLogger("lorainne")
 
@@ -194,6 +194,8 @@ class _Plan(NamedTuple):
     # A sparse matrix or operator on the host (backend "auto"): its products stay SciPy's, the dense
     # block algebra (orthonormalization, products of bases) runs in the Rust kernels.
     host_kernels: bool = False
+    # Dask: False when the checks of A (finite, scale) are left to the one-graph path (``_dask_run.one_graph``).
+    dask_checked: bool = True
 
 
 def auto_power_iterations(rank: int, shape: tuple[int, int], warm_start: bool = False) -> int:
@@ -219,7 +221,11 @@ def _plan(
     size=None,
     *,
     allow_complex=False,
+    one_graph=True,
 ) -> _Plan:
+    """The validated arguments. ``one_graph``: the caller runs a Dask A through ``lorainne._dask_graph``
+    when it can (no ``init``, no ``tol``, CholeskyQR2), which checks A in its own first pass.
+    """
     if is_dask_array(A):  # finiteness and max |a_ij| are checked with the first sketch, below
         if is_complex(A):
             raise TypeError("A is a complex Dask array: the Dask path takes float32 or float64")
@@ -288,10 +294,15 @@ def _plan(
         and not is_complex(op)
         and _core_available()
     )
-    if is_dask_array(A):  # one pass over A: its checks and (without init or tol) the first sketch A Omega
+    dask_checked = True
+    if is_dask_array(A) and one_graph and init is None and tol is None and qr != "householder":
+        dask_checked = False  # the checks ride on the first product of the one graph
+    elif is_dask_array(A):  # one pass over A: its checks and (without init or tol) the first sketch A Omega
         A, scale, first = _dask.first_pass(A, "A", rng, columns if init is None and tol is None else None)
         op = dask_operator(A, first)
-    return _Plan(op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels)
+    return _Plan(
+        op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels, dask_checked
+    )
 
 
 def _core_available() -> bool:
@@ -362,24 +373,6 @@ def _range_finder_xp(plan: _Plan, start, start_is_range: bool):
         Z = _orthonormalize(plan, op.rmatmat(Q))
         Q = _orthonormalize(plan, op.matmat(Z))
     return Q
-
-
-def _deferred_dask(plan: _Plan, run: Callable, finish: Callable | None = None):
-    """``run(plan)`` on Dask with every pass submitted at once: the orthonormalizations' checks are
-    deferred (``op.checks``) and gathered in one round trip, by ``finish(plan, *run's results)`` or
-    by :func:`lorainne._dask.verify`. On a failed check (a CholeskyQR2 breakdown) it runs again from
-    the same random numbers with each orthonormalization checked as it is computed (and its fallbacks).
-    """
-    state = plan.rng.bit_generator.state
-    deferred = plan._replace(op=dataclasses.replace(plan.op, checks=[]))
-    result = run(deferred)
-    result = finish(deferred, *result) if finish else (result if _dask.verify(deferred.op.checks)[0] else None)
-    if result is not None:
-        return result
-    logger.debug("dask: a deferred orthonormalization check failed; running again with eager checks")
-    plan.rng.bit_generator.state = state
-    result = run(plan)
-    return finish(plan, *result) if finish else result
 
 
 class _Products(NamedTuple):
@@ -575,8 +568,12 @@ def range_finder(
     )
     if plan.tol is not None:
         return _adaptive_range_finder(plan)[0]
+    if plan.backend == "dask" and not plan.dask_checked:  # one graph, one gather
+        n_iter = plan.n_power_iter
+        plan, outcome = one_graph(plan, lambda A, omega, held: _dask_graph.range_finder(A, omega, n_iter, held))
+        return outcome.value[0] if outcome is not None else _range_finder_xp(plan, *_start(plan))
     if plan.backend == "dask":
-        return _deferred_dask(plan, lambda p: (_range_finder_xp(p, *_start(p)),))[0]
+        return deferred_checks(plan, lambda p: (_range_finder_xp(p, *_start(p)),))[0]
     start, start_is_range = _start(plan)
     if plan.backend == "rust":
         return core().range_finder(

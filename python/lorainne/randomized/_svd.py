@@ -7,18 +7,18 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import device
 
-from .. import _dask
+from .. import _dask, _dask_graph
 from .._backend import core
 from .._conjugate import adjoint, conj, unit_phases
 from .._exact_scaling import times_power_of_two
 from .._validation import check_option
+from ._dask_run import deferred_checks, one_graph
 from ._krylov import block_krylov_svd
 from ._range_finder import (
     FLIP_SIGNS,
     SVDResult,
     _adaptive_range_finder,
     _as_host_contiguous,
-    _deferred_dask,
     _plan,
     _products,
     _range_finder_xp,
@@ -66,10 +66,39 @@ def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
 
 def _gathered_s(plan, U, Vt, S):
     """Dask: S (NumPy) and the deferred checks of the orthonormalizations in one gather; None when
-    a check failed (``_deferred_dask`` runs again with eager checks).
+    a check failed (``deferred_checks`` runs again with eager checks).
     """
     accepted, (S,) = _dask.verify(plan.op.checks or [], S)
     return (U, Vt, S) if accepted else None
+
+
+def _dask_svd(plan, method: str, auto: bool, convention: str | None) -> SVDResult:
+    """A Dask A through ``lorainne._dask_graph`` (U, Vt lazy, S NumPy); on a failed orthonormalization
+    check, the step-by-step path with its fallbacks from the same random numbers.
+    """
+    rank = plan.rank
+    if method == "block_krylov":
+        depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
+        plan, outcome = one_graph(
+            plan, lambda A, omega, held: _dask_graph.block_krylov_svd(A, omega, depth, rank, convention, held)
+        )
+        if outcome is None:
+            p, xp = plan, plan.op.xp
+            first = p.op.matmat(_start(p)[0])
+            U, S, Vt = block_krylov_svd(_products(p), xp, p.op.shape, p.op.dtype, first, rank, depth)
+            U, Vt = _flip_signs(xp, U, Vt, convention)
+            U, Vt, S = _gathered_s(p, U, Vt, S)
+    else:
+        n_iter = plan.n_power_iter
+        plan, outcome = one_graph(
+            plan, lambda A, omega, held: _dask_graph.subspace_svd(A, omega, n_iter, rank, convention, held)
+        )
+        if outcome is None:
+            Q = _range_finder_xp(plan, *_start(plan))
+            U, S, Vt = _dask.svd_from_projection(Q, plan.op.rmatmat(Q).T, rank, convention, plan.qr)
+    if outcome is not None:
+        (U, Vt), S = outcome.value, outcome.S
+    return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
 
 
 def randomized_svd(
@@ -173,10 +202,14 @@ def randomized_svd(
             n_power_iter = 0
         else:
             auto = False
+    else:
+        auto = False
     plan = _plan(
         A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, allow_complex=True
     )
     xp = plan.op.xp
+    if plan.backend == "dask" and not plan.dask_checked:  # one graph, one gather (lorainne._dask_graph)
+        return _dask_svd(plan, method, auto, convention)
     if method == "block_krylov":
         depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
 
@@ -187,7 +220,7 @@ def randomized_svd(
             U, S, Vt = block_krylov_svd(_products(p), xp, p.op.shape, p.op.dtype, start, p.rank, depth)
             return (*_flip_signs(xp, U, Vt, convention), S)
 
-        U, Vt, S = _deferred_dask(plan, krylov, _gathered_s) if plan.backend == "dask" else krylov(plan)
+        U, Vt, S = deferred_checks(plan, krylov, _gathered_s) if plan.backend == "dask" else krylov(plan)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     if plan.tol is not None:
         Q, B = _adaptive_range_finder(plan)
@@ -206,7 +239,7 @@ def randomized_svd(
         U, Vt = _flip_signs(xp, U, Vt, convention)
         return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     elif plan.backend == "dask":  # U and Vt lazy, S on the client; one gather for all the checks
-        U, S, Vt = _deferred_dask(
+        U, S, Vt = deferred_checks(
             plan,
             lambda p: (_range_finder_xp(p, *_start(p)),),
             lambda p, Q: _dask.svd_from_projection(Q, p.op.rmatmat(Q).T, rank, convention, p.qr, p.op.checks),
