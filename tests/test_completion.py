@@ -85,7 +85,12 @@ def test_kernel_matches_reference(m, n, k, density, reg, solver, seed):
     x_rust, it_r, under_r, empty_r, sq_r = _core.completion_solve_rows(*args, n_threads=2, residual=True)
     x_ref, it_p, under_p, empty_p, _ = solve_rows_reference(*args, residual=True)
     assert (under_r, empty_r) == (under_p, empty_p)
-    np.testing.assert_allclose(x_rust, x_ref, rtol=1e-6, atol=1e-8 * (1 + np.abs(x_ref).max()))
+    # CG stopped by its cap (k steps) before converging, e.g. with a singular preconditioner when
+    # n < k, amplifies rounding differences: the kernel may then be as far from the reference as the
+    # reference is from the exact solve, no farther.
+    exact = solve_rows_reference(*args[:7], "exact", *args[8:])[0]
+    unconverged = 2 * np.abs(x_ref - exact).max() if solver == "cg" else 0.0
+    np.testing.assert_allclose(x_rust, x_ref, rtol=1e-6, atol=1e-8 * (1 + np.abs(x_ref).max()) + unconverged)
     if solver == "exact":
         assert it_r == it_p == 0
     err = _core.completion_observed_error(indptr, indices, data, x_rust, F)
