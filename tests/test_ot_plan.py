@@ -3,12 +3,14 @@ dual with respect to the points (finite differences) and the sparse near-field p
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorainne import SinkhornResult, sinkhorn, sinkhorn_divergence
+from lorainne import ConvergenceWarning, SinkhornResult, sinkhorn, sinkhorn_divergence
 
 METHODS = ("dense", "hierarchical")
 
@@ -47,7 +49,11 @@ def test_plan_matvec_equals_the_dense_plan(method):
 def test_plan_products_property(seed, n, m, d):
     rng = np.random.default_rng(seed)
     x, y = rng.standard_normal((n, d)), rng.standard_normal((m, d))
-    res = sinkhorn(x, y, eps=float(rng.uniform(0.05, 2.0)), tol=1e-8, method="hierarchical")
+    # The identities below hold at any potentials, converged or not; some draws (1-D, eps = 0.056,
+    # cost / eps up to ~700) need more than 10,000 iterations to reach tol, which is not the point.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = sinkhorn(x, y, eps=float(rng.uniform(0.05, 2.0)), tol=1e-8, method="hierarchical", n_iter_max=2000)
     P = _dense_plan(res)
     v = rng.standard_normal(m)
     assert np.all(np.abs(res.plan_matvec(v) - P @ v) <= 1e-8 * (P @ np.abs(v)) + 1e-300)
