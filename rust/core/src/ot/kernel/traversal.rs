@@ -3,7 +3,7 @@
 
 use super::deferred::FarPair;
 use super::simd::exp_fast_with;
-use super::{Ctx, Work, ROWS_MAX};
+use super::{Ctx, Work, MAX_COLUMNS, ROWS_MAX};
 use crate::ot::tree::box_min_dist2;
 
 impl Ctx<'_> {
@@ -47,11 +47,31 @@ impl Ctx<'_> {
                 sum += e;
                 qsum += e * c;
             }
+            let k = self.k;
+            if k == 0 {
+                if in_scale {
+                    acc.s += sum;
+                    acc.q += qsum;
+                } else if sum > 0.0 {
+                    acc.add(zmax + sum.ln(), qsum / sum);
+                }
+                continue;
+            }
+            // the columns' sums from the same exponentials
+            let mut csum = [0.0f64; MAX_COLUMNS];
+            for (c, cs) in csum[..k].iter_mut().enumerate() {
+                let v = &self.vcols[c * s.n + nj.start..c * s.n + nj.end];
+                *cs = v.iter().zip(&w.wt).map(|(v, e)| v * e).sum();
+            }
+            let cols = &mut w.cols[(p - w.offset) * k..(p - w.offset + 1) * k];
             if in_scale {
                 acc.s += sum;
                 acc.q += qsum;
+                for (v, cs) in cols.iter_mut().zip(&csum) {
+                    *v += cs;
+                }
             } else if sum > 0.0 {
-                acc.add(zmax + sum.ln(), qsum / sum);
+                acc.add_cols(cols, zmax + sum.ln(), qsum / sum, |c| csum[c] / sum);
             }
         }
     }
