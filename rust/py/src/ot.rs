@@ -6,8 +6,8 @@ use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
 use crate::interrupt::interruptible;
 use lorainne_core::ot::{
-    log_apply_columns_in_order, log_apply_in_order, sinkhorn, sinkhorn_symmetric, KdTree, KernelOptions,
-    KernelStats as CoreStats, Progress, SinkhornOptions, SinkhornOutput,
+    log_apply_columns_in_order, log_apply_in_order, sinkhorn, sinkhorn_symmetric, KdTree,
+    KernelOptions, KernelStats as CoreStats, Progress, SinkhornOptions, SinkhornOutput,
 };
 use lorainne_core::{parallel, Error};
 use numpy::ndarray::Array2;

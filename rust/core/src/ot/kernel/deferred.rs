@@ -215,7 +215,12 @@ impl Ctx<'_> {
             w.vals_c.clear();
             w.vals_c.resize(k * len, 0.0);
             for (c, out) in w.vals_c.chunks_exact_mut(len).enumerate() {
-                dots::<F>(rows_i, stride_i, &mom[(c + 1) * terms..(c + 2) * terms], out);
+                dots::<F>(
+                    rows_i,
+                    stride_i,
+                    &mom[(c + 1) * terms..(c + 2) * terms],
+                    out,
+                );
             }
         }
         let points = &t.points[ni.start * d..ni.end * d];

@@ -350,7 +350,12 @@ impl Ctx<'_> {
                         let m = &wcol[c * terms..(c + 1) * terms];
                         m.iter().zip(mono).map(|(m, u)| m * u).sum::<f64>() / val
                     };
-                    w.acc[r].add_cols(&mut w.cols[r * kc..(r + 1) * kc], base + val.ln(), cost, frac);
+                    w.acc[r].add_cols(
+                        &mut w.cols[r * kc..(r + 1) * kc],
+                        base + val.ln(),
+                        cost,
+                        frac,
+                    );
                 }
             }
             w.mono = mono_prev;

@@ -425,7 +425,10 @@ fn apply_with_columns(
             if k > 0 {
                 for (r, (a, c)) in w.acc.iter().zip(w.cols.chunks_exact(k)).enumerate() {
                     if a.s > 0.0 {
-                        for (out, v) in ratios[(start + r) * k..(start + r + 1) * k].iter_mut().zip(c) {
+                        for (out, v) in ratios[(start + r) * k..(start + r + 1) * k]
+                            .iter_mut()
+                            .zip(c)
+                        {
                             *out = (v / a.s).clamp(0.0, 1.0);
                         }
                     }
@@ -662,7 +665,9 @@ mod tests {
         for i in 0..tx.n {
             let z: Vec<f64> = (0..m)
                 .map(|j| {
-                    let c: f64 = (0..d).map(|a| (tx.point(i)[a] - ty.point(j)[a]).powi(2)).sum();
+                    let c: f64 = (0..d)
+                        .map(|a| (tx.point(i)[a] - ty.point(j)[a]).powi(2))
+                        .sum();
                     h[j] - c / eps
                 })
                 .collect();
@@ -671,7 +676,11 @@ mod tests {
             let sum: f64 = e.iter().sum();
             logs[i] = top + sum.ln();
             for c in 0..k {
-                let num: f64 = e.iter().zip(&cols[c * m..(c + 1) * m]).map(|(e, v)| e * v).sum();
+                let num: f64 = e
+                    .iter()
+                    .zip(&cols[c * m..(c + 1) * m])
+                    .map(|(e, v)| e * v)
+                    .sum();
                 ratios[i * k + c] = num / sum;
             }
         }
@@ -682,7 +691,12 @@ mod tests {
     fn columns_share_the_traversal_and_keep_the_bound() {
         // cached deferred blocks, uncached rows (order-0 cache) and the general path (with the
         // cost): the log sums as without columns, each ratio within 2 tol of the exact one
-        for (d, n, eps, mode) in [(2usize, 1500usize, 0.01, 0), (3, 1200, 0.03, 0), (2, 1200, 0.01, 1), (2, 900, 0.02, 2)] {
+        for (d, n, eps, mode) in [
+            (2usize, 1500usize, 0.01, 0),
+            (3, 1200, 0.03, 0),
+            (2, 1200, 0.01, 1),
+            (2, 900, 0.02, 2),
+        ] {
             let mut seed = 23u64 + mode as u64;
             let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
             let y: Vec<f64> = (0..n * d).map(|_| 0.7 * lcg(&mut seed)).collect();
@@ -721,7 +735,10 @@ mod tests {
                 assert!((got.log_sum[i] - logs[i]).abs() <= tol);
                 for c in 0..k {
                     let e = (got.ratios[i * k + c] - ratios[i * k + c]).abs();
-                    assert!(e <= 2.0 * tol, "d={d} mode={mode}: column {c} error {e} at {i}");
+                    assert!(
+                        e <= 2.0 * tol,
+                        "d={d} mode={mode}: column {c} error {e} at {i}"
+                    );
                 }
             }
         }
