@@ -116,7 +116,8 @@ def main() -> None:
     print(f"# command: python benches/bench_ot_plans.py {' '.join(sys.argv[1:])}")
     header = (
         "| n | iters | solve s | apply s | gradient_x s (apps measured; iterations) | barycentric_map s "
-        "| plan_matvec s | plan_sparse(1e-6) s (nnz/row; row deficit) | gradient rel. err | dense NumPy gradient s (diff) |"
+        "| plan_matvec s | plan_sparse(1e-6) s (nnz/row; row deficit) | gradient rel. err "
+        "| dense NumPy gradient s (diff) |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
