@@ -57,7 +57,7 @@ impl Ctx<'_> {
             .cached(self.s, j, 0)
             .expect("deferred blocks have cached source rows");
         let stride = rows.len() / len;
-        let per = 1 + self.k;
+        let per = self.per_block();
         let virtual_blocks = group.len() * per;
         // slots 0..4: the weights of the pass's (block, column) pairs; slot 4: the block's weights
         weights.resize(5 * len, 0.0);
@@ -77,11 +77,8 @@ impl Ctx<'_> {
                 if col == 0 {
                     wk.copy_from_slice(base);
                 } else {
-                    let n = self.s.n;
-                    let v = &self.vcols[(col - 1) * n + nj.start..(col - 1) * n + nj.end];
-                    for ((e, b), v) in wk.iter_mut().zip(base.iter()).zip(v) {
-                        *e = b * v;
-                    }
+                    let (dvec, _) = self.offset(group[b].i as usize, j);
+                    self.column_weights(j, &dvec, col, base, wk);
                 }
                 terms[slot] = self.mi.count[group[b].order as usize];
             }
@@ -109,6 +106,50 @@ impl Ctx<'_> {
                 self.scale_moments(&mut moms[off..off + t]);
                 off += t;
             }
+        }
+    }
+
+    /// Moment sets per far block: the weights', then one per column, then (with the cost) those
+    /// of |w|^2 - 2 w.D and of the d coordinates of w (w = y - c_J).
+    #[inline(always)]
+    pub(super) fn per_block(&self) -> usize {
+        1 + self.k + if self.with_cost { 1 + self.t.d } else { 0 }
+    }
+
+    /// Column `col` >= 1 of the moment sets (`per_block`) of a block with source node j and centre
+    /// offset `dvec`, times the block's weights `base`, into `out`.
+    #[inline(always)]
+    pub(super) fn column_weights(
+        &self,
+        j: usize,
+        dvec: &[f64],
+        col: usize,
+        base: &[f64],
+        out: &mut [f64],
+    ) {
+        let (s, nj) = (self.s, &self.s.nodes[j]);
+        if col <= self.k {
+            let v = &self.vcols[(col - 1) * s.n + nj.start..(col - 1) * s.n + nj.end];
+            for ((e, b), v) in out.iter_mut().zip(base).zip(v) {
+                *e = b * v;
+            }
+            return;
+        }
+        let cj = s.center(j);
+        for ((e, b), q) in out.iter_mut().zip(base).zip(nj.start..nj.end) {
+            let y = s.point(q);
+            *e = b * if col == self.k + 1 {
+                let (mut w2, mut wd) = (0.0, 0.0);
+                for a in 0..s.d {
+                    let wa = y[a] - cj[a];
+                    w2 += wa * wa;
+                    wd += wa * dvec[a];
+                }
+                w2 - 2.0 * wd
+            } else {
+                let a = col - self.k - 2;
+                y[a] - cj[a]
+            };
         }
     }
 
@@ -211,9 +252,10 @@ impl Ctx<'_> {
             buf.resize(len, 0.0);
         }
         dots::<F>(rows_i, stride_i, &mom[..terms], &mut w.vals);
-        if k > 0 {
+        let extra = self.per_block() - 1;
+        if extra > 0 {
             w.vals_c.clear();
-            w.vals_c.resize(k * len, 0.0);
+            w.vals_c.resize(extra * len, 0.0);
             for (c, out) in w.vals_c.chunks_exact_mut(len).enumerate() {
                 dots::<F>(
                     rows_i,
@@ -249,20 +291,38 @@ impl Ctx<'_> {
         for (r, a) in acc.iter_mut().enumerate() {
             let val = w.vals[r];
             if val > 0.0 {
+                // sum_j K v C of the block / its sum_j K v (C = |D|^2 + |u|^2 + 2u.D + (|w|^2 -
+                // 2w.D) - 2u.w), from the cost's moment sets
+                let cost = if self.with_cost {
+                    let x = &points[r * d..(r + 1) * d];
+                    let (mut u2, mut ud, mut uw) = (0.0, 0.0, 0.0);
+                    for a in 0..d {
+                        let ua = x[a] - ci[a];
+                        u2 += ua * ua;
+                        ud += ua * dvec[a];
+                        uw += ua * w.vals_c[(k + 1 + a) * len + r];
+                    }
+                    d2 + u2 + 2.0 * ud + (w.vals_c[k * len + r] - 2.0 * uw) / val
+                } else {
+                    0.0
+                };
                 if w.expo[r] - a.m <= SCALE_MAX {
                     a.s = madd::<F>(w.scaled[r], val, a.s);
+                    if self.with_cost {
+                        a.q = madd::<F>(w.scaled[r], val * cost, a.q);
+                    }
                     for c in 0..k {
                         let v = &mut w.cols[(first + r) * k + c];
                         *v = madd::<F>(w.scaled[r], w.vals_c[c * len + r], *v);
                     }
                 } else if k == 0 {
-                    a.add(w.expo[r] + val.ln(), 0.0);
+                    a.add(w.expo[r] + val.ln(), cost);
                 } else {
                     let vals_c = &w.vals_c;
                     a.add_cols(
                         &mut w.cols[(first + r) * k..(first + r + 1) * k],
                         w.expo[r] + val.ln(),
-                        0.0,
+                        cost,
                         |c| vals_c[c * len + r] / val,
                     );
                 }

@@ -172,22 +172,22 @@ impl Ctx<'_> {
         let Some(shift) = self.start_far_block(i, j, order, dvec, w) else {
             return;
         };
-        let k = self.k;
+        let per = self.per_block();
         w.mom.clear();
-        w.mom.resize(terms * (1 + k), 0.0);
+        w.mom.resize(terms * per, 0.0);
         for e in w.wt.iter_mut() {
             *e = exp_fast_with::<F>(*e - shift);
         }
         weighted_column_sums::<F>(rows_j, stride_j, &w.wt, &mut w.mom[..terms]);
-        for c in 0..k {
-            // the column's moments: its values times the block's weights
-            let v = &self.vcols[c * s.n + nj.start..c * s.n + nj.end];
+        for c in 1..per {
+            // the column's (or the cost's) moments: its values times the block's weights
             w.wcol.clear();
-            w.wcol.extend(w.wt.iter().zip(v).map(|(e, v)| e * v));
-            let out = &mut w.mom[(c + 1) * terms..(c + 2) * terms];
+            w.wcol.resize(nj.len(), 0.0);
+            self.column_weights(j, &*dvec, c, &w.wt, &mut w.wcol);
+            let out = &mut w.mom[c * terms..(c + 1) * terms];
             weighted_column_sums::<F>(rows_j, stride_j, &w.wcol, out);
         }
-        for c in 0..=k {
+        for c in 0..per {
             self.scale_moments(&mut w.mom[c * terms..(c + 1) * terms]);
         }
         let mom = std::mem::take(&mut w.mom);

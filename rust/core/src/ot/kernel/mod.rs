@@ -165,7 +165,7 @@ impl Ctx<'_> {
         let mut offs = vec![0usize; n + 1];
         for (r, &k) in sorted.iter().enumerate() {
             pos[k] = r;
-            offs[r + 1] = offs[r] + self.mi.count[pairs[k].order as usize] * (1 + self.k);
+            offs[r + 1] = offs[r] + self.mi.count[pairs[k].order as usize] * self.per_block();
         }
         let sorted: Vec<FarPair> = sorted.iter().map(|&k| pairs[k]).collect();
         let mut moms = vec![0.0; offs[n]];

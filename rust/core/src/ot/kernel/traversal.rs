@@ -223,7 +223,7 @@ impl Ctx<'_> {
             };
             let far_cost = (a + b) * (factor * terms + 20.0);
             if far_cost < dense_cost {
-                if !self.with_cost {
+                {
                     if self.t.d <= 8
                         && self.cached(self.t, i, order).is_some()
                         && self.cached(self.s, j, order).is_some()
