@@ -16,6 +16,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+/// `log_apply_columns`' result: the log sums (targets,) and the ratios (targets, k).
+type LogSumsAndRatios<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
 /// The points of a C-contiguous (n, d) array as a row-major slice, and d (no copy).
 fn points<'a>(a: &'a PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<(&'a [f64], usize)> {
     let d = a.as_array().ncols();
@@ -373,7 +376,7 @@ impl HierarchicalKernel {
         columns: PyReadonlyArray2<'py, f64>,
         transpose: bool,
         n_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    ) -> PyResult<LogSumsAndRatios<'py>> {
         let (t, s) = if transpose {
             (&self.ty, &self.tx)
         } else {
