@@ -24,6 +24,10 @@
 //! Far-field blocks served by the monomial cache are evaluated after the traversal of a batch of
 //! target subtrees, their moments grouped by source node (`deferred`).
 //!
+//! Several quantities share one traversal as extra moment sets of every far block (`per_block`):
+//! source columns in [0, 1] (`log_apply_columns`: the barycentric map and the gradients need
+//! P 1 and P y together) and the plan-weighted cost of each row (`with_cost`).
+//!
 //! Nothing of size n x m is stored: memory is the trees plus O(n) work arrays. Work is split over
 //! a fixed set of target subtrees (independent of the thread count), each traversed sequentially,
 //! so results are bitwise deterministic for any thread count.

@@ -223,30 +223,29 @@ impl Ctx<'_> {
             };
             let far_cost = (a + b) * (factor * terms + 20.0);
             if far_cost < dense_cost {
+                // (the cost's moments, when asked, ride with the weights': `per_block`)
+                if self.t.d <= 8
+                    && self.cached(self.t, i, order).is_some()
+                    && self.cached(self.s, j, order).is_some()
                 {
-                    if self.t.d <= 8
-                        && self.cached(self.t, i, order).is_some()
-                        && self.cached(self.s, j, order).is_some()
-                    {
-                        // evaluated after the traversal, moments grouped by source node
-                        w.pairs.push(FarPair {
-                            i: i as u32,
-                            j: j as u32,
-                            order: order as u32,
-                        });
-                        return;
-                    }
-                    if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
-                        // no cache (too large): the same kernel on rows built for this block
-                        // (blocks above ROWS_MAX points, rare, take `far`: no n-sized scratch)
-                        let (mut ri, mut rj) =
-                            (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
-                        self.monomial_rows(self.t, i, order, &mut ri);
-                        self.monomial_rows(self.s, j, order, &mut rj);
-                        self.far_cached::<F>(i, j, order, w, &ri, &rj);
-                        (w.rows_i, w.rows_j) = (ri, rj);
-                        return;
-                    }
+                    // evaluated after the traversal, moments grouped by source node
+                    w.pairs.push(FarPair {
+                        i: i as u32,
+                        j: j as u32,
+                        order: order as u32,
+                    });
+                    return;
+                }
+                if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
+                    // no cache (too large): the same kernel on rows built for this block
+                    // (blocks above ROWS_MAX points, rare, take `far`: no n-sized scratch)
+                    let (mut ri, mut rj) =
+                        (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
+                    self.monomial_rows(self.t, i, order, &mut ri);
+                    self.monomial_rows(self.s, j, order, &mut rj);
+                    self.far_cached::<F>(i, j, order, w, &ri, &rj);
+                    (w.rows_i, w.rows_j) = (ri, rj);
+                    return;
                 }
                 self.far::<F>(i, j, order, w);
                 return;
