@@ -239,3 +239,47 @@ def test_plan_sparse_is_the_same_in_small_blocks(monkeypatch):
     monkeypatch.setattr(_plan, "SPARSE_CANDIDATES", 500)  # a few rows per block
     parts = res.plan_sparse(1e-6)
     assert (whole != parts).nnz == 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(150, 500), d=st.integers(1, 3), k=st.integers(1, 4))
+def test_kernel_columns_share_one_traversal_property(seed, n, d, k):
+    """The multi-column apply (one traversal for P 1 and k columns) against the dense definition:
+    log sums within tol, ratios within 2 tol, the log sums equal to the single-column apply's."""
+    from lorainne._backend import core
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((n, d)), 0.8 * rng.random((n + 7, d))
+    eps, tol = float(rng.uniform(0.005, 0.05)), 1e-7
+    log_v = 30.0 * (rng.random(n + 7) - 1.0)
+    V = rng.random((n + 7, k)) * (rng.random((n + 7, k)) > 0.2)
+    kernel = core().HierarchicalKernel(x, y, eps, tol, 16, False)
+    logs, ratios = kernel.log_apply_columns(log_v, np.ascontiguousarray(V.T), False, 1)
+    assert np.array_equal(logs, kernel.log_apply(log_v, False, 1))
+    Z = log_v[None, :] - ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) / eps
+    top = Z.max(1, keepdims=True)
+    E = np.exp(Z - top)
+    assert np.all(np.abs(logs - (top[:, 0] + np.log(E.sum(1)))) <= tol)
+    assert np.all(np.abs(ratios - (E @ V) / E.sum(1)[:, None]) <= 2 * tol)
+    logs_t, ratios_t = kernel.log_apply_columns(30.0 * (rng.random(n) - 1.0), np.ones((1, n)), True, 1)
+    assert ratios_t.shape == (n + 7, 1) and np.allclose(ratios_t, 1.0, rtol=0, atol=2 * tol)
+    with pytest.raises(ValueError, match="columns"):
+        kernel.log_apply_columns(log_v, np.full((1, n + 7), 1.5), False, 1)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_gradient_costs_one_kernel_application(transpose):
+    """P 1 and the d coordinates share one traversal on the hierarchical path (issue 13: gradients
+    at the cost of <= 2 applications); the dense array-API path needs d + 1."""
+    from lorainne.ot._plan import _LogKernel, map_and_mass
+
+    rng = np.random.default_rng(3)
+    x, y = rng.random((300, 3)), rng.random((280, 3))
+    res = sinkhorn(x, y, eps=0.02, tol=1e-9, method="hierarchical")
+    kernel = _LogKernel(res.problem)
+    T, mass = map_and_mass(res, transpose, kernel)
+    assert kernel.applications == 1
+    P = _dense_plan(res)
+    P, pts = (P.T, x) if transpose else (P, y)
+    assert np.allclose(mass, P.sum(1), rtol=1e-9, atol=0)
+    assert np.allclose(T, (P @ pts) / P.sum(1)[:, None], rtol=0, atol=2e-9 * np.ptp(pts))

@@ -74,7 +74,8 @@ def barycenter(
     this is the stationarity condition of the objective in ``X``: each step moves every support
     point to the weighted mean of where the plans send it (POT's ``free_support_barycenter`` at
     ``eps -> 0``). The clouds may have different sizes; each iteration costs one Sinkhorn solve
-    and d + 1 kernel applications per cloud, O(n) memory on the hierarchical kernel.
+    and one kernel application with d extra columns per cloud (d + 1 applications on the dense
+    array-API path), O(n) memory on the hierarchical kernel.
 
     Parameters
     ----------

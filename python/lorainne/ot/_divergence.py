@@ -32,7 +32,8 @@ class SinkhornDivergenceResult(NamedTuple):
 
         ``xy.gradient_x() - xx.gradient_x()``: x enters ``OT(a, a)`` through both arguments, and by
         symmetry each contributes the same, so the half in front of it cancels (envelope theorem:
-        the potentials are optimal, only the cost moves).
+        the potentials are optimal, only the cost moves). Two kernel applications on the Rust
+        path, one per solve (each with d extra columns sharing its traversal).
         """
         return self.xy.gradient_x() - self.xx.gradient_x()
 

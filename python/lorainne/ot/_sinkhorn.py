@@ -122,7 +122,8 @@ class SinkhornResult(_SinkhornFields):
 
         Dividing by the plan's row mass ``(P 1)_i`` (equal to ``a_i`` at convergence) makes each
         ``T_i`` a weighted mean of the targets, also for a not fully converged plan or ``a_i = 0``.
-        d + 1 kernel applications (the coordinates shifted to be nonnegative, and ``P 1``);
+        One kernel application on the Rust path (``P 1`` and the d coordinates, mapped onto [0, 1],
+        share one traversal of the trees; d + 1 applications on the dense array-API path);
         absolute error <= about 2 ``kernel_tol`` times the spread of ``y``.
 
         Examples
@@ -146,8 +147,9 @@ class SinkhornResult(_SinkhornFields):
         potentials, exact for any ``f``, ``g``. At the optimum it is the gradient of the entropic
         OT value (envelope theorem: the potentials are stationary), where ``(P 1)_i = a_i``.
         With the plan's row mass rather than ``a_i`` the gradients of x and y sum to zero (a
-        translation of both clouds changes nothing), converged or not. d + 1 kernel applications
-        (through :meth:`barycentric_map`), O(n + m) memory.
+        translation of both clouds changes nothing), converged or not. The cost of one kernel
+        application with d extra columns on the Rust path (through :meth:`barycentric_map`),
+        O(n + m) memory.
 
         Examples
         --------

@@ -6,14 +6,18 @@ use crate::convert::kwargs;
 use crate::errors::{guarded, to_py};
 use crate::interrupt::interruptible;
 use lorainne_core::ot::{
-    log_apply_in_order, sinkhorn, sinkhorn_symmetric, KdTree, KernelOptions,
-    KernelStats as CoreStats, Progress, SinkhornOptions, SinkhornOutput,
+    log_apply_columns_in_order, log_apply_in_order, sinkhorn, sinkhorn_symmetric, KdTree,
+    KernelOptions, KernelStats as CoreStats, Progress, SinkhornOptions, SinkhornOutput,
 };
 use lorainne_core::{parallel, Error};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+/// `log_apply_columns`' result: the log sums (targets,) and the ratios (targets, k).
+type LogSumsAndRatios<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
 
 /// The points of a C-contiguous (n, d) array as a row-major slice, and d (no copy).
 fn points<'a>(a: &'a PyReadonlyArray2<'_, f64>, name: &str) -> PyResult<(&'a [f64], usize)> {
@@ -358,6 +362,52 @@ impl HierarchicalKernel {
         })?;
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         Ok(out.into_pyarray(py))
+    }
+
+    /// log_apply_columns(log_v, columns, transpose=False, n_threads=None) -> (log_sum, ratios):
+    /// `log_apply` and, from the same traversal, for each column c of `columns` (k x sources,
+    /// C-contiguous, entries in [0, 1]) the ratio sum_j exp(log_v_j - C_ij/eps) columns[c, j] /
+    /// sum_j exp(log_v_j - C_ij/eps): ratios has shape (targets, k).
+    #[pyo3(signature = (log_v, columns, transpose=false, n_threads=None))]
+    fn log_apply_columns<'py>(
+        &self,
+        py: Python<'py>,
+        log_v: PyReadonlyArray1<'py, f64>,
+        columns: PyReadonlyArray2<'py, f64>,
+        transpose: bool,
+        n_threads: Option<usize>,
+    ) -> PyResult<LogSumsAndRatios<'py>> {
+        let (t, s) = if transpose {
+            (&self.ty, &self.tx)
+        } else {
+            (&self.tx, &self.ty)
+        };
+        let lv = log_v
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("log_v must be contiguous"))?;
+        let k = columns.as_array().nrows();
+        let cv = columns
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("columns must be C-contiguous"))?;
+        let (eps, tol, exact) = (self.eps, self.tol, self.exact);
+        let (out, ratios, stats) = py.detach(|| {
+            guarded(|| {
+                parallel::run(n_threads, |par| {
+                    let opts = KernelOptions {
+                        eps,
+                        tol,
+                        exact,
+                        parallel: !matches!(par, faer::Par::Seq),
+                    };
+                    log_apply_columns_in_order(t, s, lv, cv, k, &opts)
+                })?
+            })
+        })?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+        let rows = out.len();
+        let ratios = Array2::from_shape_vec((rows, k), ratios)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok((out.into_pyarray(py), ratios.into_pyarray(py)))
     }
 
     /// Block statistics of the last application.

@@ -38,8 +38,10 @@ impl Ctx<'_> {
         (dvec, d2)
     }
 
-    /// Moments of the blocks `group` (all with source node `j`), each of `count[order]` terms,
-    /// concatenated into `moms`, and their shifts (-inf: no source has weight).
+    /// Moments of the blocks `group` (all with source node `j`), each of `count[order]` terms per
+    /// column (the weights, then the `k` source columns times the weights), concatenated into
+    /// `moms`, and their shifts (-inf: no source has weight). A pass over J's rows serves four
+    /// (block, column) pairs.
     #[inline(always)]
     pub(super) fn group_moments<const F: bool>(
         &self,
@@ -55,72 +57,144 @@ impl Ctx<'_> {
             .cached(self.s, j, 0)
             .expect("deferred blocks have cached source rows");
         let stride = rows.len() / len;
+        let per = self.per_block();
+        let virtual_blocks = group.len() * per;
+        // slots 0..4: the weights of the pass's (block, column) pairs; slot 4: the block's weights
+        weights.resize(5 * len, 0.0);
+        let mut current = usize::MAX;
         let mut off = 0;
-        for (chunk, sh) in group.chunks(4).zip(shifts.chunks_mut(4)) {
-            weights.clear();
-            weights.resize(4 * len, 0.0);
+        for first in (0..virtual_blocks).step_by(4) {
+            let count = 4.min(virtual_blocks - first);
             let mut terms = [0usize; 4];
-            for (k, pair) in chunk.iter().enumerate() {
-                let (dvec, _) = self.offset(pair.i as usize, j);
-                let wk = &mut weights[k * len..(k + 1) * len];
-                let mut shift = f64::NEG_INFINITY;
-                let cj = self.s.center(j);
-                for (q, e) in (nj.start..nj.end).zip(wk.iter_mut()) {
-                    let y = self.s.point(q);
-                    let (mut w2, mut wd) = (0.0, 0.0);
-                    for a in 0..self.t.d {
-                        let ya = y[a] - cj[a];
-                        w2 += ya * ya;
-                        wd += ya * dvec[a];
-                    }
-                    *e = self.h[q] - (w2 - 2.0 * wd) * self.inv_eps;
-                    shift = shift.max(*e);
+            for slot in 0..count {
+                let (b, col) = ((first + slot) / per, (first + slot) % per);
+                let (slots, base) = weights.split_at_mut(4 * len);
+                if b != current {
+                    current = b;
+                    shifts[b] = self.block_weights::<F>(group[b].i as usize, j, base);
                 }
-                if shift == f64::NEG_INFINITY || shift.is_nan() {
-                    wk.fill(0.0);
-                    sh[k] = f64::NEG_INFINITY;
+                let wk = &mut slots[slot * len..(slot + 1) * len];
+                if col == 0 {
+                    wk.copy_from_slice(base);
                 } else {
-                    for e in wk.iter_mut() {
-                        *e = exp_fast_with::<F>(*e - shift);
-                    }
-                    sh[k] = shift;
+                    let (dvec, _) = self.offset(group[b].i as usize, j);
+                    self.column_weights(j, &dvec, col, base, wk);
                 }
-                terms[k] = self.mi.count[pair.order as usize];
+                terms[slot] = self.mi.count[group[b].order as usize];
             }
             let width = terms.iter().copied().max().unwrap_or(0);
             let mut out = [[0.0f64; COLS]; 4];
             let mut c = 0;
             while c < width {
                 let cols = COLS.min(stride - c);
-                match chunk.len() {
+                match count {
                     4 => column_pass::<4, F>(rows, stride, c, cols, weights, len, &mut out),
                     3 => column_pass::<3, F>(rows, stride, c, cols, weights, len, &mut out),
                     2 => column_pass::<2, F>(rows, stride, c, cols, weights, len, &mut out),
                     _ => column_pass::<1, F>(rows, stride, c, cols, weights, len, &mut out),
                 }
                 let mut o = off;
-                for k in 0..chunk.len() {
-                    for l in 0..cols.min(terms[k].saturating_sub(c)) {
-                        moms[o + c + l] = out[k][l];
+                for slot in 0..count {
+                    for l in 0..cols.min(terms[slot].saturating_sub(c)) {
+                        moms[o + c + l] = out[slot][l];
                     }
-                    o += terms[k];
+                    o += terms[slot];
                 }
                 c += COLS;
             }
-            // exp(u~.w~) = sum_alpha (2/eps)^|alpha| u^alpha w^alpha / alpha!
-            for &t in &terms[..chunk.len()] {
-                let two_over_eps = 2.0 * self.inv_eps;
-                let (mut scale, mut deg) = (1.0, 0);
-                for a in 0..t {
-                    while self.mi.degree[a] > deg {
-                        scale *= two_over_eps;
-                        deg += 1;
-                    }
-                    moms[off + a] *= scale * self.mi.inv_factorial[a];
-                }
+            for &t in &terms[..count] {
+                self.scale_moments(&mut moms[off..off + t]);
                 off += t;
             }
         }
+    }
+
+    /// Moment sets per far block: the weights', then one per column, then (with the cost) those
+    /// of |w|^2 - 2 w.D and of the d coordinates of w (w = y - c_J).
+    #[inline(always)]
+    pub(super) fn per_block(&self) -> usize {
+        1 + self.k + if self.with_cost { 1 + self.t.d } else { 0 }
+    }
+
+    /// Column `col` >= 1 of the moment sets (`per_block`) of a block with source node j and centre
+    /// offset `dvec`, times the block's weights `base`, into `out`.
+    #[inline(always)]
+    pub(super) fn column_weights(
+        &self,
+        j: usize,
+        dvec: &[f64],
+        col: usize,
+        base: &[f64],
+        out: &mut [f64],
+    ) {
+        let (s, nj) = (self.s, &self.s.nodes[j]);
+        if col <= self.k {
+            let v = &self.vcols[(col - 1) * s.n + nj.start..(col - 1) * s.n + nj.end];
+            for ((e, b), v) in out.iter_mut().zip(base).zip(v) {
+                *e = b * v;
+            }
+            return;
+        }
+        let cj = s.center(j);
+        for ((e, b), q) in out.iter_mut().zip(base).zip(nj.start..nj.end) {
+            let y = s.point(q);
+            *e = b * if col == self.k + 1 {
+                let (mut w2, mut wd) = (0.0, 0.0);
+                for a in 0..s.d {
+                    let wa = y[a] - cj[a];
+                    w2 += wa * wa;
+                    wd += wa * dvec[a];
+                }
+                w2 - 2.0 * wd
+            } else {
+                let a = col - self.k - 2;
+                y[a] - cj[a]
+            };
+        }
+    }
+
+    /// exp(u~.w~) = sum_alpha (2/eps)^|alpha| u^alpha w^alpha / alpha!: the factors of the first
+    /// `mom.len()` moments.
+    #[inline(always)]
+    pub(super) fn scale_moments(&self, mom: &mut [f64]) {
+        let two_over_eps = 2.0 * self.inv_eps;
+        let (mut scale, mut deg) = (1.0, 0);
+        for (a, m) in mom.iter_mut().enumerate() {
+            while self.mi.degree[a] > deg {
+                scale *= two_over_eps;
+                deg += 1;
+            }
+            *m *= scale * self.mi.inv_factorial[a];
+        }
+    }
+
+    /// The source weights exp(h_q - (|w_q|^2 - 2 w_q.D)/eps - shift) of block (i, j) into `out`
+    /// (zeros when no source has weight) and the shift, their maximum exponent (-inf then).
+    #[inline(always)]
+    fn block_weights<const F: bool>(&self, i: usize, j: usize, out: &mut [f64]) -> f64 {
+        let nj = &self.s.nodes[j];
+        let (dvec, _) = self.offset(i, j);
+        let cj = self.s.center(j);
+        let mut shift = f64::NEG_INFINITY;
+        for (q, e) in (nj.start..nj.end).zip(out.iter_mut()) {
+            let y = self.s.point(q);
+            let (mut w2, mut wd) = (0.0, 0.0);
+            for a in 0..self.t.d {
+                let ya = y[a] - cj[a];
+                w2 += ya * ya;
+                wd += ya * dvec[a];
+            }
+            *e = self.h[q] - (w2 - 2.0 * wd) * self.inv_eps;
+            shift = shift.max(*e);
+        }
+        if shift == f64::NEG_INFINITY || shift.is_nan() {
+            out.fill(0.0);
+            return f64::NEG_INFINITY;
+        }
+        for e in out.iter_mut() {
+            *e = exp_fast_with::<F>(*e - shift);
+        }
+        shift
     }
 
     /// Adds the expansion of block (i, j) with moments `mom` and shift `shift` to the targets.
@@ -138,24 +212,59 @@ impl Ctx<'_> {
             w.stats.pruned_blocks += 1;
             return;
         }
-        let (t, d) = (self.t, self.t.d);
-        let ni = &t.nodes[i];
+        let ni = &self.t.nodes[i];
         let terms = self.mi.count[order];
         w.stats.far_blocks += 1;
         w.stats.far_terms += ((ni.len() + self.s.nodes[j].len()) * terms) as u64;
         w.stats.max_order = w.stats.max_order.max(order as u64);
         let rows_i = self
-            .cached(t, i, 0)
+            .cached(self.t, i, 0)
             .expect("deferred blocks have cached target rows");
-        let stride_i = rows_i.len() / ni.len();
         let (dvec, d2) = self.offset(i, j);
-        let ci = t.center(i);
+        self.far_targets::<F>(i, &dvec[..self.t.d], d2, shift, mom, terms, rows_i, w);
+    }
+
+    /// Target side of far block (i, .) with centre offset `dvec` (|D|^2 = `d2`): the expansions
+    /// sum_alpha mom_alpha u^alpha of the weights and of each column (`mom`: `terms` per column,
+    /// from the monomial rows `rows_i`) times exp(shift - (|D|^2 + |u|^2 + 2u.D)/eps), added to
+    /// the targets' sums. In three passes, so that the exponentials form a map that vectorizes
+    /// (one scalar exp per target and block was about half of the far-field time).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn far_targets<const F: bool>(
+        &self,
+        i: usize,
+        dvec: &[f64],
+        d2: f64,
+        shift: f64,
+        mom: &[f64],
+        terms: usize,
+        rows_i: &[f64],
+        w: &mut Work,
+    ) {
+        let (t, d, k) = (self.t, self.t.d, self.k);
+        let ni = &t.nodes[i];
         let len = ni.len();
+        let stride_i = rows_i.len() / len;
+        let ci = t.center(i);
         for buf in [&mut w.vals, &mut w.expo, &mut w.scaled] {
             buf.clear();
             buf.resize(len, 0.0);
         }
         dots::<F>(rows_i, stride_i, &mom[..terms], &mut w.vals);
+        let extra = self.per_block() - 1;
+        if extra > 0 {
+            w.vals_c.clear();
+            w.vals_c.resize(extra * len, 0.0);
+            for (c, out) in w.vals_c.chunks_exact_mut(len).enumerate() {
+                dots::<F>(
+                    rows_i,
+                    stride_i,
+                    &mom[(c + 1) * terms..(c + 2) * terms],
+                    out,
+                );
+            }
+        }
         let points = &t.points[ni.start * d..ni.end * d];
         let acc = &w.acc[ni.start - w.offset..ni.end - w.offset];
         for (((x, e), sc), a) in points
@@ -177,14 +286,45 @@ impl Ctx<'_> {
         for sc in w.scaled.iter_mut() {
             *sc = exp_fast_with::<F>(*sc);
         }
-        let acc = &mut w.acc[ni.start - w.offset..ni.end - w.offset];
+        let first = ni.start - w.offset;
+        let acc = &mut w.acc[first..first + len];
         for (r, a) in acc.iter_mut().enumerate() {
             let val = w.vals[r];
             if val > 0.0 {
+                // sum_j K v C of the block / its sum_j K v (C = |D|^2 + |u|^2 + 2u.D + (|w|^2 -
+                // 2w.D) - 2u.w), from the cost's moment sets
+                let cost = if self.with_cost {
+                    let x = &points[r * d..(r + 1) * d];
+                    let (mut u2, mut ud, mut uw) = (0.0, 0.0, 0.0);
+                    for a in 0..d {
+                        let ua = x[a] - ci[a];
+                        u2 += ua * ua;
+                        ud += ua * dvec[a];
+                        uw += ua * w.vals_c[(k + 1 + a) * len + r];
+                    }
+                    d2 + u2 + 2.0 * ud + (w.vals_c[k * len + r] - 2.0 * uw) / val
+                } else {
+                    0.0
+                };
                 if w.expo[r] - a.m <= SCALE_MAX {
                     a.s = madd::<F>(w.scaled[r], val, a.s);
+                    if self.with_cost {
+                        a.q = madd::<F>(w.scaled[r], val * cost, a.q);
+                    }
+                    for c in 0..k {
+                        let v = &mut w.cols[(first + r) * k + c];
+                        *v = madd::<F>(w.scaled[r], w.vals_c[c * len + r], *v);
+                    }
+                } else if k == 0 {
+                    a.add(w.expo[r] + val.ln(), cost);
                 } else {
-                    a.add(w.expo[r] + val.ln(), 0.0);
+                    let vals_c = &w.vals_c;
+                    a.add_cols(
+                        &mut w.cols[(first + r) * k..(first + r + 1) * k],
+                        w.expo[r] + val.ln(),
+                        cost,
+                        |c| vals_c[c * len + r] / val,
+                    );
                 }
             }
         }

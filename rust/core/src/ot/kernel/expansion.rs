@@ -2,7 +2,7 @@
 //! order from the Lagrange remainder, the monomial rows (cached per tree node or built in scratch
 //! memory) and the moments they give.
 
-use super::simd::{dots, exp_fast_with, madd, weighted_column_sums, SCALE_MAX};
+use super::simd::{exp_fast_with, weighted_column_sums};
 use super::{Ctx, Work};
 use crate::ot::tree::KdTree;
 
@@ -155,9 +155,8 @@ impl Ctx<'_> {
         rows_j: &[f64],
     ) {
         let (t, s, d) = (self.t, self.s, self.t.d);
-        let (ni, nj) = (&t.nodes[i], &s.nodes[j]);
+        let nj = &s.nodes[j];
         let terms = self.mi.count[order];
-        let stride_i = rows_i.len() / ni.len();
         let stride_j = rows_j.len() / nj.len();
         let (ci, cj) = (t.center(i), s.center(j));
         let mut dvec = [0.0f64; 8];
@@ -173,67 +172,27 @@ impl Ctx<'_> {
         let Some(shift) = self.start_far_block(i, j, order, dvec, w) else {
             return;
         };
+        let per = self.per_block();
         w.mom.clear();
-        w.mom.resize(terms, 0.0);
+        w.mom.resize(terms * per, 0.0);
         for e in w.wt.iter_mut() {
             *e = exp_fast_with::<F>(*e - shift);
         }
-        weighted_column_sums::<F>(rows_j, stride_j, &w.wt, &mut w.mom);
-        // exp(u~.w~) = sum_alpha (2/eps)^|alpha| u^alpha w^alpha / alpha!
-        let two_over_eps = 2.0 * self.inv_eps;
-        let mut scale = 1.0;
-        let mut deg = 0;
-        for a in 0..terms {
-            while self.mi.degree[a] > deg {
-                scale *= two_over_eps;
-                deg += 1;
-            }
-            w.mom[a] *= scale * self.mi.inv_factorial[a];
+        weighted_column_sums::<F>(rows_j, stride_j, &w.wt, &mut w.mom[..terms]);
+        for c in 1..per {
+            // the column's (or the cost's) moments: its values times the block's weights
+            w.wcol.clear();
+            w.wcol.resize(nj.len(), 0.0);
+            self.column_weights(j, &*dvec, c, &w.wt, &mut w.wcol);
+            let out = &mut w.mom[c * terms..(c + 1) * terms];
+            weighted_column_sums::<F>(rows_j, stride_j, &w.wcol, out);
         }
-        // target side in three passes so that the exponentials form a map that vectorizes (one
-        // scalar exp per target and block was about half of the far-field time)
-        let len = ni.len();
-        let (vals, expo) = (&mut w.vals, &mut w.expo);
-        vals.clear();
-        vals.resize(len, 0.0);
-        expo.clear();
-        expo.resize(len, 0.0);
-        dots::<F>(rows_i, stride_i, &w.mom[..terms], vals);
-        // exponents, and the same relative to each target's scale (`Acc::add` takes the rare
-        // ones beyond SCALE_MAX), then the exponentials as one map
-        w.scaled.clear();
-        w.scaled.resize(len, 0.0);
-        let acc = &w.acc[ni.start - w.offset..ni.end - w.offset];
-        for (r, ((e, sc), a)) in expo
-            .iter_mut()
-            .zip(w.scaled.iter_mut())
-            .zip(acc)
-            .enumerate()
-        {
-            let x = t.point(ni.start + r);
-            let (mut u2, mut ud) = (0.0, 0.0);
-            for k in 0..d {
-                let uk = x[k] - ci[k];
-                u2 += uk * uk;
-                ud += uk * dvec[k];
-            }
-            *e = shift - (d2 + u2 + 2.0 * ud) * self.inv_eps;
-            *sc = (*e - a.m).min(SCALE_MAX);
+        for c in 0..per {
+            self.scale_moments(&mut w.mom[c * terms..(c + 1) * terms]);
         }
-        for sc in w.scaled.iter_mut() {
-            *sc = exp_fast_with::<F>(*sc);
-        }
-        let acc = &mut w.acc[ni.start - w.offset..ni.end - w.offset];
-        for (r, a) in acc.iter_mut().enumerate() {
-            let val = vals[r];
-            if val > 0.0 {
-                if expo[r] - a.m <= SCALE_MAX {
-                    a.s = madd::<F>(w.scaled[r], val, a.s);
-                } else {
-                    a.add(expo[r] + val.ln(), 0.0);
-                }
-            }
-        }
+        let mom = std::mem::take(&mut w.mom);
+        self.far_targets::<F>(i, &*dvec, d2, shift, &mom, terms, rows_i, w);
+        w.mom = mom;
     }
 
     /// Source side of far block (i, j) with centre offset D = c_I - c_J: e_q = h_q - (|w_q|^2 -
@@ -301,6 +260,10 @@ impl Ctx<'_> {
             w.mom_w.clear();
             w.mom_w.resize(terms * d, 0.0);
         }
+        let kc = self.k;
+        // the columns' moments (kc x terms) ride in `wcol`
+        w.wcol.clear();
+        w.wcol.resize(kc * terms, 0.0);
         w.mono.resize(terms, 0.0);
         for (idx, q) in (nj.start..nj.end).enumerate() {
             let weight = exp_fast_with::<F>(w.wt[idx] - shift);
@@ -315,6 +278,12 @@ impl Ctx<'_> {
             }
             for a in 0..terms {
                 w.mom[a] += w.mono[a];
+            }
+            for c in 0..kc {
+                let v = self.vcols[c * s.n + q];
+                for a in 0..terms {
+                    w.wcol[c * terms + a] += w.mono[a] * v;
+                }
             }
             if self.with_cost {
                 let (mut w2, mut wd) = (0.0, 0.0);
@@ -370,11 +339,26 @@ impl Ctx<'_> {
                 // sum_j K v C / sum_j K v, C = |D|^2 + |u|^2 + 2u.D + (|w|^2 - 2w.D) - 2u.w
                 cost = d2 + u2 + 2.0 * ud + (vc - 2.0 * vw) / val;
             }
-            w.mono = mono_prev;
             if val > 0.0 {
                 let base = shift - (d2 + u2 + 2.0 * ud) * self.inv_eps;
-                w.acc[p - w.offset].add(base + val.ln(), cost);
+                let r = p - w.offset;
+                if kc == 0 {
+                    w.acc[r].add(base + val.ln(), cost);
+                } else {
+                    let (wcol, mono) = (&w.wcol, &mono_prev);
+                    let frac = |c: usize| {
+                        let m = &wcol[c * terms..(c + 1) * terms];
+                        m.iter().zip(mono).map(|(m, u)| m * u).sum::<f64>() / val
+                    };
+                    w.acc[r].add_cols(
+                        &mut w.cols[r * kc..(r + 1) * kc],
+                        base + val.ln(),
+                        cost,
+                        frac,
+                    );
+                }
             }
+            w.mono = mono_prev;
         }
     }
 }

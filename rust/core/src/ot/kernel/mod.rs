@@ -24,6 +24,10 @@
 //! Far-field blocks served by the monomial cache are evaluated after the traversal of a batch of
 //! target subtrees, their moments grouped by source node (`deferred`).
 //!
+//! Several quantities share one traversal as extra moment sets of every far block (`per_block`):
+//! source columns in [0, 1] (`log_apply_columns`: the barycentric map and the gradients need
+//! P 1 and P y together) and the plan-weighted cost of each row (`with_cost`).
+//!
 //! Nothing of size n x m is stored: memory is the trees plus O(n) work arrays. Work is split over
 //! a fixed set of target subtrees (independent of the thread count), each traversed sequentially,
 //! so results are bitwise deterministic for any thread count.
@@ -93,10 +97,16 @@ struct Ctx<'a> {
     tol_far: f64,
     mi: MultiIndex,
     with_cost: bool,
+    /// Extra nonnegative source columns in [0, 1], column-major (`k` columns of `s.n`, tree
+    /// order): each target also gets sum_j exp(h_j - C_ij/eps) v_jc, from the same traversal.
+    vcols: &'a [f64],
+    k: usize,
 }
 
 struct Work {
     acc: Vec<Acc>,
+    /// The columns' sums per target, in each target's `Acc` scale (`k` per target).
+    cols: Vec<f64>,
     offset: usize,
     mono: Vec<f64>,
     mom: Vec<f64>,
@@ -109,6 +119,10 @@ struct Work {
     vals: Vec<f64>,
     expo: Vec<f64>,
     scaled: Vec<f64>,
+    /// Per column and target of a far block: the column's expansion value.
+    vals_c: Vec<f64>,
+    /// A source column times the block's weights (uncached far blocks).
+    wcol: Vec<f64>,
     /// Far-field blocks left for after the traversal (see `deferred`).
     pairs: Vec<FarPair>,
     stats: KernelStats,
@@ -120,6 +134,9 @@ pub struct Applied {
     pub log_sum: Vec<f64>,
     /// sum_j exp(h_j - C_ij/eps) C_ij / sum_j exp(h_j - C_ij/eps) (only when asked; else empty).
     pub mean_cost: Vec<f64>,
+    /// Per target and column c (row-major, `k` per target): sum_j exp(h_j - C_ij/eps) v_jc /
+    /// sum_j exp(h_j - C_ij/eps) (only with columns; else empty).
+    pub ratios: Vec<f64>,
     pub stats: KernelStats,
 }
 
@@ -152,7 +169,7 @@ impl Ctx<'_> {
         let mut offs = vec![0usize; n + 1];
         for (r, &k) in sorted.iter().enumerate() {
             pos[k] = r;
-            offs[r + 1] = offs[r] + self.mi.count[pairs[k].order as usize];
+            offs[r + 1] = offs[r] + self.mi.count[pairs[k].order as usize] * self.per_block();
         }
         let sorted: Vec<FarPair> = sorted.iter().map(|&k| pairs[k]).collect();
         let mut moms = vec![0.0; offs[n]];
@@ -225,6 +242,62 @@ pub fn log_apply(
     opts: &KernelOptions,
     with_cost: bool,
 ) -> Result<Applied> {
+    apply_with_columns(targets, sources, h, &[], 0, opts, with_cost)
+}
+
+/// Most columns `log_apply_columns` takes at once (a gradient in d <= 10 needs d).
+pub const MAX_COLUMNS: usize = 16;
+
+/// `log_apply` and, from the same traversal (the same blocks, each far-field block's moments for
+/// all columns in one pass over its source rows), the ratios
+/// `sum_j exp(h_j - C_ij/eps) v_jc / sum_j exp(h_j - C_ij/eps)` for `k` source columns `v_c`
+/// with entries in [0, 1] (`columns`: column-major, k x sources.n, tree order).
+///
+/// Error: |log_sum - exact| <= tol as for `log_apply`; each ratio is within 2 tol of the exact
+/// one (a pruned or truncated block's share of a column is at most its share of the weights, as
+/// 0 <= v <= 1).
+pub fn log_apply_columns(
+    targets: &KdTree,
+    sources: &KdTree,
+    h: &[f64],
+    columns: &[f64],
+    k: usize,
+    opts: &KernelOptions,
+) -> Result<Applied> {
+    apply_with_columns(targets, sources, h, columns, k, opts, false)
+}
+
+fn apply_with_columns(
+    targets: &KdTree,
+    sources: &KdTree,
+    h: &[f64],
+    columns: &[f64],
+    k: usize,
+    opts: &KernelOptions,
+    with_cost: bool,
+) -> Result<Applied> {
+    if k > MAX_COLUMNS {
+        return Err(Error::invalid(
+            "columns",
+            format!("at most {MAX_COLUMNS} columns, got {k}"),
+        ));
+    }
+    if columns.len() != k * sources.n {
+        return Err(Error::invalid(
+            "columns",
+            format!(
+                "expected {k} columns of {} values, got {} values",
+                sources.n,
+                columns.len()
+            ),
+        ));
+    }
+    if columns.iter().any(|v| !(0.0..=1.0).contains(v)) {
+        return Err(Error::invalid(
+            "columns",
+            "entries must lie in [0, 1] (not NaN)",
+        ));
+    }
     if targets.d != sources.d {
         return Err(Error::invalid(
             "y",
@@ -288,6 +361,8 @@ pub fn log_apply(
         tol_far: 0.25 * tol,
         mi: MultiIndex::new(targets.d),
         with_cost,
+        vcols: columns,
+        k,
     };
     reserve_monomial_cache(targets, tol);
     reserve_monomial_cache(sources, tol);
@@ -306,6 +381,7 @@ pub fn log_apply(
         }
         let mut w = Work {
             acc,
+            cols: vec![0.0; node.len() * k],
             offset: node.start,
             mono: Vec::new(),
             mom: Vec::new(),
@@ -317,6 +393,8 @@ pub fn log_apply(
             vals: Vec::new(),
             expo: Vec::new(),
             scaled: Vec::new(),
+            vals_c: Vec::new(),
+            wcol: Vec::new(),
             pairs: Vec::new(),
             stats: KernelStats::default(),
         };
@@ -329,6 +407,7 @@ pub fn log_apply(
     } else {
         Vec::new()
     };
+    let mut ratios = vec![0.0; targets.n * k];
     let mut stats = KernelStats::default();
     // batches of target subtrees (fixed, so results do not depend on the thread count) bound the
     // memory of the deferred blocks' moments
@@ -341,10 +420,22 @@ pub fn log_apply(
         ctx.deferred(&mut works, opts.parallel);
         for (&i, w) in batch.iter().zip(works) {
             let start = targets.nodes[i].start;
-            for (k, a) in w.acc.iter().enumerate() {
-                log_sum[start + k] = a.log();
+            for (r, a) in w.acc.iter().enumerate() {
+                log_sum[start + r] = a.log();
                 if with_cost {
-                    mean_cost[start + k] = if a.s > 0.0 { a.q / a.s } else { 0.0 };
+                    mean_cost[start + r] = if a.s > 0.0 { a.q / a.s } else { 0.0 };
+                }
+            }
+            if k > 0 {
+                for (r, (a, c)) in w.acc.iter().zip(w.cols.chunks_exact(k)).enumerate() {
+                    if a.s > 0.0 {
+                        for (out, v) in ratios[(start + r) * k..(start + r + 1) * k]
+                            .iter_mut()
+                            .zip(c)
+                        {
+                            *out = (v / a.s).clamp(0.0, 1.0);
+                        }
+                    }
                 }
             }
             stats.merge(&w.stats);
@@ -353,6 +444,7 @@ pub fn log_apply(
     Ok(Applied {
         log_sum,
         mean_cost,
+        ratios,
         stats,
     })
 }
@@ -378,6 +470,44 @@ pub fn log_apply_in_order(
         out[p] = v;
     }
     Ok((out, applied.stats))
+}
+
+/// `log_apply_columns` in the callers' point order: `h` per source point, `columns` column-major
+/// (k x sources.n) in source point order; returns the log sums per target point and the ratios
+/// (row-major, k per target point).
+pub fn log_apply_columns_in_order(
+    targets: &KdTree,
+    sources: &KdTree,
+    h: &[f64],
+    columns: &[f64],
+    k: usize,
+    opts: &KernelOptions,
+) -> Result<(Vec<f64>, Vec<f64>, KernelStats)> {
+    if h.len() != sources.n {
+        return Err(Error::invalid(
+            "log_v",
+            format!("expected {} values, got {}", sources.n, h.len()),
+        ));
+    }
+    if columns.len() != k * sources.n {
+        return Err(Error::invalid(
+            "columns",
+            format!("expected {k} columns of {} values", sources.n),
+        ));
+    }
+    let m = sources.n;
+    let in_tree_order: Vec<f64> = sources.perm.iter().map(|&p| h[p]).collect();
+    let cols_tree: Vec<f64> = (0..k)
+        .flat_map(|c| sources.perm.iter().map(move |&p| columns[c * m + p]))
+        .collect();
+    let applied = log_apply_columns(targets, sources, &in_tree_order, &cols_tree, k, opts)?;
+    let mut out = vec![0.0; targets.n];
+    let mut ratios = vec![0.0; targets.n * k];
+    for (r, &p) in targets.perm.iter().enumerate() {
+        out[p] = applied.log_sum[r];
+        ratios[p * k..(p + 1) * k].copy_from_slice(&applied.ratios[r * k..(r + 1) * k]);
+    }
+    Ok((out, ratios, applied.stats))
 }
 
 #[cfg(test)]
@@ -522,6 +652,121 @@ mod tests {
                 assert!(e <= 1e-7, "d={d}: error {e} at {k}");
             }
         }
+    }
+
+    /// Brute force: log sums and column ratios per target (tree order).
+    fn brute_columns(
+        tx: &KdTree,
+        ty: &KdTree,
+        h: &[f64],
+        cols: &[f64],
+        k: usize,
+        eps: f64,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (d, m) = (tx.d, ty.n);
+        let mut logs = vec![0.0; tx.n];
+        let mut ratios = vec![0.0; tx.n * k];
+        for i in 0..tx.n {
+            let z: Vec<f64> = (0..m)
+                .map(|j| {
+                    let c: f64 = (0..d)
+                        .map(|a| (tx.point(i)[a] - ty.point(j)[a]).powi(2))
+                        .sum();
+                    h[j] - c / eps
+                })
+                .collect();
+            let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            logs[i] = top + sum.ln();
+            for c in 0..k {
+                let num: f64 = e
+                    .iter()
+                    .zip(&cols[c * m..(c + 1) * m])
+                    .map(|(e, v)| e * v)
+                    .sum();
+                ratios[i * k + c] = num / sum;
+            }
+        }
+        (logs, ratios)
+    }
+
+    #[test]
+    fn columns_share_the_traversal_and_keep_the_bound() {
+        // cached deferred blocks, uncached rows (order-0 cache) and the general path (with the
+        // cost): the log sums as without columns, each ratio within 2 tol of the exact one
+        for (d, n, eps, mode) in [
+            (2usize, 1500usize, 0.01, 0),
+            (3, 1200, 0.03, 0),
+            (2, 1200, 0.01, 1),
+            (2, 900, 0.02, 2),
+        ] {
+            let mut seed = 23u64 + mode as u64;
+            let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
+            let y: Vec<f64> = (0..n * d).map(|_| 0.7 * lcg(&mut seed)).collect();
+            let (tx, ty) = (
+                KdTree::build(&x, d, 16).unwrap(),
+                KdTree::build(&y, d, 16).unwrap(),
+            );
+            if mode == 1 {
+                tx.mono_order.set(0).unwrap();
+                ty.mono_order.set(0).unwrap();
+            }
+            let h: Vec<f64> = (0..n).map(|_| 40.0 * (lcg(&mut seed) - 0.5)).collect();
+            let k = 3;
+            // one column spans decades (a weight-like column), one is exactly zero in places
+            let cols: Vec<f64> = (0..k * n)
+                .map(|q| match q / n {
+                    0 => lcg(&mut seed),
+                    1 => (-30.0 * lcg(&mut seed)).exp(),
+                    _ => (lcg(&mut seed) - 0.5).max(0.0),
+                })
+                .collect();
+            let tol = 1e-7;
+            let opts = KernelOptions {
+                eps,
+                tol,
+                exact: false,
+                parallel: false,
+            };
+            let got = apply_with_columns(&tx, &ty, &h, &cols, k, &opts, mode == 2).unwrap();
+            let plain = log_apply(&tx, &ty, &h, &opts, mode == 2).unwrap();
+            assert!(got.stats.far_blocks > 0, "{:?}", got.stats);
+            assert_eq!(got.stats, plain.stats);
+            let (logs, ratios) = brute_columns(&tx, &ty, &h, &cols, k, eps);
+            for i in 0..n {
+                assert_eq!(got.log_sum[i].to_bits(), plain.log_sum[i].to_bits(), "{i}");
+                assert!((got.log_sum[i] - logs[i]).abs() <= tol);
+                for c in 0..k {
+                    let e = (got.ratios[i * k + c] - ratios[i * k + c]).abs();
+                    assert!(
+                        e <= 2.0 * tol,
+                        "d={d} mode={mode}: column {c} error {e} at {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn columns_are_checked() {
+        let x = [0.0, 0.0, 1.0, 1.0];
+        let t = KdTree::build(&x, 2, 16).unwrap();
+        let opts = KernelOptions {
+            eps: 0.1,
+            tol: 1e-6,
+            exact: false,
+            parallel: false,
+        };
+        let h = [0.0, 0.0];
+        assert!(log_apply_columns(&t, &t, &h, &[0.5, 1.5], 1, &opts).is_err());
+        assert!(log_apply_columns(&t, &t, &h, &[0.5, f64::NAN], 1, &opts).is_err());
+        assert!(log_apply_columns(&t, &t, &h, &[0.5], 1, &opts).is_err());
+        let (logs, ratios, _) =
+            log_apply_columns_in_order(&t, &t, &h, &[0.25, 0.75], 1, &opts).unwrap();
+        assert_eq!(logs.len(), 2);
+        // the point order is the caller's: each point is nearest itself
+        assert!(ratios[0] < 0.5 && ratios[1] > 0.5, "{ratios:?}");
     }
 
     #[test]

@@ -204,6 +204,33 @@ impl Acc {
             self.q += e * cost;
         }
     }
+    /// `add`, and exp(log_value) * frac(c) to the target's column sums `cols` (kept in the same
+    /// scale: rescaled with `s`).
+    #[inline]
+    pub(super) fn add_cols(
+        &mut self,
+        cols: &mut [f64],
+        log_value: f64,
+        cost: f64,
+        frac: impl Fn(usize) -> f64,
+    ) {
+        if log_value.is_nan() || log_value == f64::NEG_INFINITY {
+            return;
+        }
+        if log_value > self.m {
+            let r = (self.m - log_value).exp();
+            for (c, v) in cols.iter_mut().enumerate() {
+                *v = *v * r + frac(c);
+            }
+        } else {
+            let e = (log_value - self.m).exp();
+            for (c, v) in cols.iter_mut().enumerate() {
+                *v += e * frac(c);
+            }
+        }
+        self.add(log_value, cost);
+    }
+
     pub(super) fn log(&self) -> f64 {
         if self.s > 0.0 {
             self.m + self.s.ln()

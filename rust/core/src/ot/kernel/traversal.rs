@@ -3,7 +3,7 @@
 
 use super::deferred::FarPair;
 use super::simd::exp_fast_with;
-use super::{Ctx, Work, ROWS_MAX};
+use super::{Ctx, Work, MAX_COLUMNS, ROWS_MAX};
 use crate::ot::tree::box_min_dist2;
 
 impl Ctx<'_> {
@@ -47,11 +47,31 @@ impl Ctx<'_> {
                 sum += e;
                 qsum += e * c;
             }
+            let k = self.k;
+            if k == 0 {
+                if in_scale {
+                    acc.s += sum;
+                    acc.q += qsum;
+                } else if sum > 0.0 {
+                    acc.add(zmax + sum.ln(), qsum / sum);
+                }
+                continue;
+            }
+            // the columns' sums from the same exponentials
+            let mut csum = [0.0f64; MAX_COLUMNS];
+            for (c, cs) in csum[..k].iter_mut().enumerate() {
+                let v = &self.vcols[c * s.n + nj.start..c * s.n + nj.end];
+                *cs = v.iter().zip(&w.wt).map(|(v, e)| v * e).sum();
+            }
+            let cols = &mut w.cols[(p - w.offset) * k..(p - w.offset + 1) * k];
             if in_scale {
                 acc.s += sum;
                 acc.q += qsum;
+                for (v, cs) in cols.iter_mut().zip(&csum) {
+                    *v += cs;
+                }
             } else if sum > 0.0 {
-                acc.add(zmax + sum.ln(), qsum / sum);
+                acc.add_cols(cols, zmax + sum.ln(), qsum / sum, |c| csum[c] / sum);
             }
         }
     }
@@ -203,30 +223,29 @@ impl Ctx<'_> {
             };
             let far_cost = (a + b) * (factor * terms + 20.0);
             if far_cost < dense_cost {
-                if !self.with_cost {
-                    if self.t.d <= 8
-                        && self.cached(self.t, i, order).is_some()
-                        && self.cached(self.s, j, order).is_some()
-                    {
-                        // evaluated after the traversal, moments grouped by source node
-                        w.pairs.push(FarPair {
-                            i: i as u32,
-                            j: j as u32,
-                            order: order as u32,
-                        });
-                        return;
-                    }
-                    if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
-                        // no cache (too large): the same kernel on rows built for this block
-                        // (blocks above ROWS_MAX points, rare, take `far`: no n-sized scratch)
-                        let (mut ri, mut rj) =
-                            (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
-                        self.monomial_rows(self.t, i, order, &mut ri);
-                        self.monomial_rows(self.s, j, order, &mut rj);
-                        self.far_cached::<F>(i, j, order, w, &ri, &rj);
-                        (w.rows_i, w.rows_j) = (ri, rj);
-                        return;
-                    }
+                // (the cost's moments, when asked, ride with the weights': `per_block`)
+                if self.t.d <= 8
+                    && self.cached(self.t, i, order).is_some()
+                    && self.cached(self.s, j, order).is_some()
+                {
+                    // evaluated after the traversal, moments grouped by source node
+                    w.pairs.push(FarPair {
+                        i: i as u32,
+                        j: j as u32,
+                        order: order as u32,
+                    });
+                    return;
+                }
+                if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
+                    // no cache (too large): the same kernel on rows built for this block
+                    // (blocks above ROWS_MAX points, rare, take `far`: no n-sized scratch)
+                    let (mut ri, mut rj) =
+                        (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
+                    self.monomial_rows(self.t, i, order, &mut ri);
+                    self.monomial_rows(self.s, j, order, &mut rj);
+                    self.far_cached::<F>(i, j, order, w, &ri, &rj);
+                    (w.rows_i, w.rows_j) = (ri, rj);
+                    return;
                 }
                 self.far::<F>(i, j, order, w);
                 return;
