@@ -1,6 +1,17 @@
 //! Convergence control of the Sinkhorn loops: the over-relaxation factor read off the measured
-//! linear rate (`Relaxation`) and the stall detector of the final eps stage (`Stall`), used by the
-//! balanced and unbalanced loop of `sinkhorn.rs`.
+//! linear rate (`Relaxation`), the stall detector of the final eps stage (`Stall`), used by the
+//! balanced and unbalanced loop of `sinkhorn.rs`, and the inexact iterations' kernel tolerance
+//! (also used by the symmetric loop of `symmetric.rs`).
+
+/// Inexact iterations: while the marginal error `err` is large the kernel runs at this relative
+/// tolerance ...
+pub(super) fn loose_kernel_tol(err: f64) -> f64 {
+    (1e-2 * err).min(1e-3)
+}
+
+/// ... and an error measured below this multiple of that tolerance is measured again at full
+/// accuracy.
+pub(super) const TRUST: f64 = 30.0;
 
 /// pot <- pot + omega (plain - pot) (plain itself when omega = 1, bit for bit).
 pub(super) fn relax(pot: &mut [f64], plain: &[f64], omega: f64) {

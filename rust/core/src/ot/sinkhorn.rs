@@ -29,7 +29,7 @@
 //! stage stalls (`Stall`) the two `Chain`s race, one iteration each in turn, the first to reach
 //! tol winning (on n_iter_max, the better measured pair of the two).
 
-use super::acceleration::{relax, Relaxation, Stall};
+use super::acceleration::{loose_kernel_tol, relax, Relaxation, Stall, TRUST};
 use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
 use super::tree::KdTree;
 use crate::error::{Error, Result};
@@ -257,13 +257,6 @@ pub(super) fn marginal_error(side: &Side, pot: &[f64], plain: &[f64], eps: f64) 
     sum / side.mass
 }
 
-/// Inexact iterations: the kernel's relative tolerance is this fraction of the marginal error (at
-/// most 1e-3) ...
-pub(super) const INEXACT: f64 = 1e-2;
-/// ... and an error measured below this multiple of that tolerance is measured again at full
-/// accuracy.
-pub(super) const TRUST: f64 = 30.0;
-
 /// One sequence of Sinkhorn iterations at one eps, from a given g (f = F(g) first); the same as
 /// `_Chain` in python/lorainne/ot/_xp.py. `step` runs one iteration and measures the error of the pair
 /// (f, g) it leaves; `advance` then moves f on (over-relaxed when `relax`) and records the error.
@@ -322,7 +315,7 @@ impl Chain {
         opts: &SinkhornOptions,
         stats: &mut KernelStats,
     ) -> Result<f64> {
-        let loose_tol = (INEXACT * self.err).min(1e-3);
+        let loose_tol = loose_kernel_tol(self.err);
         if opts.exact || !(loose_tol > opts.kernel_tol) {
             return self.step_at(p, opts, stats);
         }

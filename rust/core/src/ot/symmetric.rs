@@ -8,10 +8,11 @@
 //! for a Gaussian kernel) linearized Markov operator, so the slow modes of plain Sinkhorn
 //! (mu near 1) converge fastest. Eps-scaling stages as in `sinkhorn`.
 
+use super::acceleration::{loose_kernel_tol, TRUST};
 use super::kernel::{reserve_monomial_cache, KernelStats};
 use super::sinkhorn::{
     check_options, eps_schedule, marginal_error, objective, update, Progress, Side,
-    SinkhornOptions, SinkhornOutput, INEXACT, TRUST,
+    SinkhornOptions, SinkhornOutput,
 };
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
@@ -135,9 +136,10 @@ pub fn sinkhorn_symmetric(
 }
 
 /// The update T(f) at the final eps and the error of (f, f), inexact while the error is large
-/// (as `sinkhorn`'s iterations): the kernel runs at relative tolerance INEXACT * `err_before` (at
-/// most 1e-3), and an error measured below TRUST times that is measured again at `kernel_tol`, so
-/// the pair that meets `tol` is always measured at full accuracy.
+/// (as `sinkhorn`'s iterations): the kernel runs at relative tolerance
+/// `loose_kernel_tol(err_before)` (a hundredth of it, at most 1e-3), and an error measured below
+/// TRUST times that is measured again at `kernel_tol`, so the pair that meets `tol` is always
+/// measured at full accuracy.
 fn inexact_update(
     xs: &Side,
     f: &[f64],
@@ -145,7 +147,7 @@ fn inexact_update(
     err_before: f64,
     stats: &mut KernelStats,
 ) -> Result<(Vec<f64>, f64)> {
-    let loose_tol = (INEXACT * err_before).min(1e-3);
+    let loose_tol = loose_kernel_tol(err_before);
     if !opts.exact && loose_tol > opts.kernel_tol {
         let loose = SinkhornOptions {
             kernel_tol: loose_tol,
