@@ -319,32 +319,13 @@ def cp(
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{flag} must be a bool, got {value!r}")
     rng = check_random_state(random_state)
-    if _dask_sparse.has_sparse_chunks(X):  # sparse.COO chunks: the Rust sparse MTTKRP per chunk
+    sparse_chunks = _dask_sparse.has_sparse_chunks(X)  # sparse.COO chunks: the Rust sparse MTTKRP per chunk
+    if sparse_chunks or isinstance(X, SparseTensor):
         if mask is not None:
-            raise ValueError("mask is not supported on a Dask tensor of sparse chunks: its missing entries are zeros")
-        return _dask_sparse.cp_sparse_chunks(
-            X,
-            rank,
-            init=init,
-            n_iter_max=n_iter_max,
-            tol=tol,
-            nonnegative=nonnegative,
-            l2=l2,
-            l1=l1,
-            n_init=n_init,
-            rng=rng,
-            backend=backend,
-            n_threads=n_threads,
-            verbose=verbose,
-            callback=callback,
-            normalize=bool(normalize_factors),
-            fixed=check_fixed_modes(fixed_modes, X.ndim),
-            callback_at_init=bool(callback_at_init),
-        )
-    if isinstance(X, SparseTensor):
-        if mask is not None:
-            raise ValueError("mask is not supported with a SparseTensor: its missing entries are zeros")
-        return cp_sparse(
+            what = "on a Dask tensor of sparse chunks" if sparse_chunks else "with a SparseTensor"
+            raise ValueError(f"mask is not supported {what}: its missing entries are zeros")
+        solver = _dask_sparse.cp_sparse_chunks if sparse_chunks else cp_sparse
+        return solver(
             X,
             rank,
             init=init,

@@ -3,14 +3,19 @@
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-pub fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
+/// TypeError naming the dtypes a kernel takes (`expected`) and the one it got.
+fn unsupported_dtype(arg: &Bound<'_, PyAny>, expected: &str) -> PyErr {
     let dtype = arg
         .getattr("dtype")
         .map(|d| d.to_string())
         .unwrap_or_else(|_| "unknown".into());
     PyTypeError::new_err(format!(
-        "expected a float32 or float64 NumPy array, got dtype {dtype}"
+        "expected a {expected} NumPy array, got dtype {dtype}"
     ))
+}
+
+pub fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
+    unsupported_dtype(arg, "float32 or float64")
 }
 
 /// `dispatch_float!(PyReadonlyArray2, arg, |T| body)` runs `body` with `T` = f64 or f32 according
@@ -31,13 +36,7 @@ macro_rules! dispatch_float {
 }
 
 pub fn field_dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
-    let dtype = arg
-        .getattr("dtype")
-        .map(|d| d.to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    PyTypeError::new_err(format!(
-        "expected a float32, float64, complex64 or complex128 NumPy array, got dtype {dtype}"
-    ))
+    unsupported_dtype(arg, "float32, float64, complex64 or complex128")
 }
 
 /// `dispatch_field!(PyReadonlyArray2, arg, |T| body)`: as `dispatch_float!`, with the complex
