@@ -279,10 +279,6 @@ def _plan(
     dense = op.dense
     has_kernel = dense is not None and isinstance(dense, np.ndarray)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
-    if chosen == "rust" and backend == "auto" and is_complex(dense):
-        # faer's complex GEMM ran at 0.84-0.91x OpenBLAS's zgemm here (benches/RESULTS_randomized.md):
-        # "auto" keeps complex SVDs on NumPy's BLAS; backend="rust" runs the Rust kernels.
-        chosen = "numpy"
     columns = size if size is not None else min(rank + n_oversamples, m, n)
     # Sparse matrices and operators on the host (a duck-typed operator resolves to "xp" but multiplies
     # NumPy blocks: its namespace is NumPy's).
@@ -494,9 +490,9 @@ def range_finder(
     A : array (m, n), SciPy sparse matrix or SciPy LinearOperator
         Dense arrays of any array-API library (NumPy, CuPy, torch, ...). float32, float64,
         complex64 or complex128; integers are promoted to float64. Complex A is sketched with
-        complex Gaussian test matrices and conjugate transposes (a LinearOperator's ``rmatmat``
-        is the product with A^H); backend "auto" runs it on NumPy's BLAS (faster than faer's
-        complex GEMM here), ``backend="rust"`` on the Rust kernels. Not modified.
+        complex Gaussian test matrices and conjugate transposes (the Rust kernels on a dense
+        NumPy A, the xp reference elsewhere; a LinearOperator's ``rmatmat`` is the product with
+        A^H). Not modified.
     rank : int
         Target rank, 1 <= rank <= min(m, n). With ``tol``, the largest rank allowed. Give
         ``rank`` or ``size``.
