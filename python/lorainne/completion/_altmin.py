@@ -252,18 +252,8 @@ def complete(
         )
     obs = as_observed(M_observed, mask, shape)
     m, n = obs.shape
-    if min(m, n) < 2:
-        raise ValueError(f"M_observed must be at least 2 x 2, got shape {(m, n)}")
-    rank = check_int(rank, "rank", low=1, high=min(m, n) - 1)
-    reg = _check_reg(reg)
-    solver = check_option(solver, "solver", SOLVERS)
-    init = check_option(init, "init", INITS)
+    rank, reg, solver, init, n_iter_max = _check_options(obs.shape, rank, reg, solver, init, n_iter_max, tol, callback)
     backend = check_option(backend, "backend", BACKENDS)
-    n_iter_max = check_int(n_iter_max, "n_iter_max", low=1)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < 1):
-        raise ValueError(f"tol must be a number in [0, 1), got {tol!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     n_threads = check_n_threads(n_threads)
     rng = check_random_state(random_state)
     use_rust = backend in ("auto", "rust")

@@ -18,21 +18,35 @@ pub fn dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
     unsupported_dtype(arg, "float32 or float64")
 }
 
-/// `dispatch_float!(PyReadonlyArray2, arg, |T| body)` runs `body` with `T` = f64 or f32 according
-/// to the dtype of `arg`, read as the given rust-numpy array type (`PyReadonlyArray1`,
-/// `PyReadonlyArray2`, `PyReadonlyArrayDyn`); other dtypes raise `TypeError`.
-macro_rules! dispatch_float {
-    ($array:ident, $arg:expr, |$t:ident| $body:expr) => {{
-        if $arg.extract::<numpy::$array<f64>>().is_ok() {
-            type $t = f64;
-            $body
-        } else if $arg.extract::<numpy::$array<f32>>().is_ok() {
-            type $t = f32;
-            $body
-        } else {
-            Err($crate::dispatch::dtype_error($arg))
+/// `dispatch_types!(PyReadonlyArray2, arg, |T| body, [f64, f32], error)` runs `body` with `T` the
+/// first listed element type `arg` can be read as (a rust-numpy array type: `PyReadonlyArray1`,
+/// `PyReadonlyArray2`, `PyReadonlyArrayDyn`), else evaluates to `Err(error)`.
+macro_rules! dispatch_types {
+    ($array:ident, $arg:expr, |$t:ident| $body:expr, [$($ty:ty),+], $error:expr) => {{
+        'dispatch: {
+            $(
+                if $arg.extract::<numpy::$array<$ty>>().is_ok() {
+                    type $t = $ty;
+                    break 'dispatch ($body);
+                }
+            )+
+            Err($error)
         }
     }};
+}
+
+/// `dispatch_float!(PyReadonlyArray2, arg, |T| body)` runs `body` with `T` = f64 or f32 according
+/// to the dtype of `arg`; other dtypes raise `TypeError`.
+macro_rules! dispatch_float {
+    ($array:ident, $arg:expr, |$t:ident| $body:expr) => {
+        dispatch_types!(
+            $array,
+            $arg,
+            |$t| $body,
+            [f64, f32],
+            $crate::dispatch::dtype_error($arg)
+        )
+    };
 }
 
 pub fn field_dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
@@ -42,21 +56,13 @@ pub fn field_dtype_error(arg: &Bound<'_, PyAny>) -> PyErr {
 /// `dispatch_field!(PyReadonlyArray2, arg, |T| body)`: as `dispatch_float!`, with the complex
 /// types too (`T` = f64, f32, c64 or c32), for the kernels generic over `lorainne_core::Field`.
 macro_rules! dispatch_field {
-    ($array:ident, $arg:expr, |$t:ident| $body:expr) => {{
-        if $arg.extract::<numpy::$array<f64>>().is_ok() {
-            type $t = f64;
-            $body
-        } else if $arg.extract::<numpy::$array<f32>>().is_ok() {
-            type $t = f32;
-            $body
-        } else if $arg.extract::<numpy::$array<faer::c64>>().is_ok() {
-            type $t = faer::c64;
-            $body
-        } else if $arg.extract::<numpy::$array<faer::c32>>().is_ok() {
-            type $t = faer::c32;
-            $body
-        } else {
-            Err($crate::dispatch::field_dtype_error($arg))
-        }
-    }};
+    ($array:ident, $arg:expr, |$t:ident| $body:expr) => {
+        dispatch_types!(
+            $array,
+            $arg,
+            |$t| $body,
+            [f64, f32, faer::c64, faer::c32],
+            $crate::dispatch::field_dtype_error($arg)
+        )
+    };
 }
