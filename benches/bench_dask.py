@@ -16,8 +16,8 @@ too much; it agrees with svd_compressed q=12 to 1e-12 at the smaller sizes). Eac
 managed memory of a worker during the run (a WorkerPlugin). Passes: reads of each block of A
 (counted by a pass-through ``map_blocks``): both build one graph, so Dask keeps every block of A it
 has read until its last product (1 read); lorainne reads A 2 q + 2 times (one graph per pass, A's
-blocks let go between passes) when A exceeds a quarter of the cluster's memory limit, not the case
-here (no limit). The load average (``os.getloadavg``) before and after the runs is in the header.
+blocks let go between passes) when A exceeds the cluster's spill target less 0.1 of its memory limit (half of
+it with spilling off, as here: the workers' automatic limits sum to the machine's memory). The load average (``os.getloadavg``) before and after the runs is in the header.
 """
 
 from __future__ import annotations

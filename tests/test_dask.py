@@ -155,14 +155,18 @@ def test_randomized_svd_on_cluster_larger_than_a_worker(cluster):
 
 
 def test_persisted_matrix_is_held_between_passes(cluster):
-    """A larger than a quarter of the cluster's memory is streamed (each pass awaited, A read anew),
-    unless it is persisted: then its blocks are in memory anyway and one graph holds them."""
+    """A larger than (Dask's spill target - 0.1) of the cluster's memory is streamed (each pass
+    awaited, A read anew), unless it is persisted: then its blocks are in memory anyway and one graph
+    holds them. Below that fraction it is held."""
     from lorainne._dask import held_between_passes
 
     cl, client = cluster
-    A = planted(1200, 1000, 4, rows=300, seed=3)  # 9.6 MB > a quarter of 2 x 12 MB
+    A = planted(1200, 1300, 4, rows=300, seed=3)  # 12.5 MB > 0.5 x 2 x 12 MB (spilling off: 0.6 - 0.1)
     with dask.config.set(scheduler=client):
         assert not held_between_passes(A)
+        assert held_between_passes(A[:, :1200])  # 11.5 MB
+        with dask.config.set({"distributed.worker.memory.target": 0.3}):
+            assert not held_between_passes(A[:, :1200])
         P = A.persist()  # its blocks are futures at once, computed or not
         assert held_between_passes(P)
         assert not held_between_passes(P + 1.0)
@@ -321,7 +325,7 @@ def test_sinkhorn_dask_point_clouds_equal_in_memory():
 @pytest.mark.parametrize("held", [True, False])
 def test_block_krylov_dask_equals_in_memory_and_reads_of_a(held, monkeypatch):
     """Block Krylov and subspace iteration on Dask: the in-memory answer. Held between passes (A fits
-    in a quarter of the cluster's memory, as here on the local scheduler) A is read once by the one
+    in the cluster's memory below its spill target, as here on the local scheduler) A is read once by the one
     graph; otherwise each pass is computed on its own and A read 2 q + 2 times (its checks ride on
     the first product)."""
     from lorainne import _dask

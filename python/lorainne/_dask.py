@@ -431,13 +431,28 @@ def _cluster_memory() -> float | None:
 def held_between_passes(A) -> bool:
     """Whether the passes over A may be submitted without waiting for each other: a distributed
     scheduler keeps every block of A that a later submitted pass still needs (the blocks' keys are
-    shared), so this holds when A fits in a quarter of the cluster's memory limit, or when every
-    block of A is already in the workers' memory (``A = A.persist()``: holding it costs nothing);
-    otherwise each product is awaited before the next one is submitted, and A is read anew at
-    every pass.
+    shared), so this holds when A fits in the cluster's memory below the fraction where Dask starts
+    spilling to disk, with a margin (:func:`_holding_fraction`), or when every block of A is already
+    in the workers' memory (``A = A.persist()``: holding it costs nothing); otherwise each product is
+    awaited before the next one is submitted, and A is read anew at every pass.
     """
     memory = _cluster_memory()
-    return memory is None or A.nbytes <= memory / 4 or _persisted(A)
+    return memory is None or A.nbytes <= _holding_fraction() * memory or _persisted(A)
+
+
+def _holding_fraction() -> float:
+    """The fraction of the cluster's memory limit that A may fill and still be held between passes:
+    the first of Dask's managed-memory thresholds that is enabled (``distributed.worker.memory.target``,
+    then ``spill``, then ``pause``; 0.6, Dask's default target, when none is) less 0.1 for what the
+    passes themselves keep (blocks of l columns, a few times (m + n) l numbers) and for unmanaged memory.
+    """
+    import dask
+
+    for name in ("target", "spill", "pause"):
+        fraction = dask.config.get(f"distributed.worker.memory.{name}", False)
+        if fraction:
+            return max(0.0, float(fraction) - 0.1)
+    return 0.5
 
 
 def _persisted(A) -> bool:
