@@ -17,7 +17,8 @@ managed memory of a worker during the run (a WorkerPlugin). Passes: reads of eac
 (counted by a pass-through ``map_blocks``): both build one graph, so Dask keeps every block of A it
 has read until its last product (1 read); lorainne reads A 2 q + 2 times (one graph per pass, A's
 blocks let go between passes) when A exceeds the cluster's spill target less 0.1 of its memory limit (half of
-it with spilling off, as here: the workers' automatic limits sum to the machine's memory). The load average (``os.getloadavg``) before and after the runs is in the header.
+it with spilling off, as here: the workers' automatic limits sum to the machine's memory). The load
+average (``os.getloadavg``) before and after the runs is in the header.
 """
 
 from __future__ import annotations
