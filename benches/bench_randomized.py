@@ -221,11 +221,22 @@ def bench_equal_accuracy(quick: bool, repeats: int, target: float = 1.01):
 KRYLOV_OVERSAMPLES = (0, 5, 10, 20, 30, 40, 60)
 
 
+def small_side_flops(m: int, n: int, k: int) -> float:
+    """Flops of the exact small-side SVD (``randomized/_small_side.py``) that runs when the block
+    spans min(m, n) = s columns: the Gram matrix (m n s, one syrk), its eigendecomposition (~9 s^3),
+    A V_k (2 m n k), CholeskyQR2 of it (~6 max(m, n) k^2) and the k x k SVD."""
+    s, big = min(m, n), max(m, n)
+    return float(m * n * s + 9 * s**3 + 2 * m * n * k + 6 * big * k * k + 20 * k**3)
+
+
 def krylov_flops(m: int, n: int, k: int, b: int, q: int) -> float:
     """Flops of block Krylov (depth q, blocks of b): 2 q + 2 passes of 2 m n b, the block
     Gram-Schmidt (2 projections of 4 m j b^2 on block j, CholeskyQR2 ~6 m b^2 per block), and the
     Rayleigh-Ritz on L = (q + 1) b columns (CholeskyQR2 of the n x L matrix Z, the L x L SVD, the
-    top-k rows of Vt and columns of U)."""
+    top-k rows of Vt and columns of U). A block of min(m, n) columns or more runs the exact
+    small-side SVD instead (:func:`small_side_flops`), whatever q."""
+    if b >= min(m, n):
+        return small_side_flops(m, n, k)
     L = (q + 1) * b
     passes = (2 * q + 2) * 2 * m * n * b
     gram_schmidt = sum(8 * m * j * b * b + 6 * m * b * b for j in range(q + 1))
@@ -266,8 +277,11 @@ def bench_krylov_tuned(quick: bool, repeats: int, target: float = 1.01):
     for name, A, s in equal_accuracy_matrices(quick):
         k = 10 if A.shape[1] < 100 else RANK
         small = min(A.shape)
+        # Depth 0 too (2 passes), and the block of min(m, n) columns, which spans the whole range in
+        # one product (the exact small-side SVD: on digits' 64 columns it is cheaper than any iteration).
+        candidates = {(q, o) for q in (0, 1, 2, 3) for o in KRYLOV_OVERSAMPLES if (q + 1) * (k + o) <= small}
         tuned = sorted(
-            ((q, o) for q in (1, 2, 3) for o in KRYLOV_OVERSAMPLES if (q + 1) * (k + o) <= small),
+            candidates | {(0, small - k)},
             key=lambda c: (krylov_flops(*A.shape, k, k + c[1], c[0]), c[0]),
         )
         fixed = [(q, 10) for q in range(0, 30)]
