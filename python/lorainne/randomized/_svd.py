@@ -19,12 +19,14 @@ from ._range_finder import (
     SVDResult,
     _adaptive_range_finder,
     _as_host_contiguous,
+    _factor,
     _plan,
     _products,
     _range_finder_xp,
     _rust_qr,
     _start,
 )
+from ._small_side import small_side_svd, spans_small_side
 
 SVD_METHODS = ("subspace", "block_krylov")
 
@@ -101,6 +103,22 @@ def _dask_svd(plan, method: str, auto: bool, convention: str | None) -> SVDResul
     return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
 
 
+def _small_side(plan):
+    """The exact SVD when the block spans min(m, n) columns of a dense NumPy A (no iteration can
+    do better, and one Gram matrix costs about one pass); None when it does not apply.
+    """
+    dense = plan.op.dense
+    if (
+        plan.backend not in ("rust", "numpy")
+        or plan.tol is not None
+        or plan.init is not None
+        or not isinstance(dense, np.ndarray)
+        or not spans_small_side(plan.size, plan.op.shape)
+    ):
+        return None
+    return small_side_svd(_as_host_contiguous(dense), plan.rank, lambda Y: _factor(plan, Y))
+
+
 def randomized_svd(
     A,
     rank: int,
@@ -144,6 +162,12 @@ def randomized_svd(
     (``benches/RESULTS_randomized.md``). It runs on every backend (the products use the Rust
     matmul and CholeskyQR2 kernels on NumPy input). For a rank or accuracy certified by residual
     norms and an a-posteriori error bound, see :func:`lorainne.randomized.svd_certified`.
+
+    When the block (rank + n_oversamples) spans min(m, n) columns of a dense NumPy A, every
+    method gives the exact truncated SVD; it is then computed directly from the Gram matrix of
+    the small side and a Rayleigh-Ritz step (one pass for the Gram matrix, one for A V_k, no
+    random numbers), when the gap below s_k lets the Gram matrix resolve the top-k singular
+    subspace (``randomized/_small_side.py``); otherwise the iteration runs as usual.
 
     Parameters
     ----------
@@ -210,6 +234,11 @@ def randomized_svd(
     xp = plan.op.xp
     if plan.backend == "dask" and not plan.dask_checked:  # one graph, one gather (lorainne._dask_graph)
         return _dask_svd(plan, method, auto, convention)
+    exact = _small_side(plan)
+    if exact is not None:
+        U, S, Vt = exact
+        U, Vt = _flip_signs(xp, U, Vt, convention)
+        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
     if method == "block_krylov":
         depth = auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter
         if backend == "auto" and plan.backend == "rust" and is_complex(plan.op):

@@ -1,0 +1,70 @@
+"""The truncated SVD of a dense matrix whose block spans its small side (rank + oversamples >=
+min(m, n)): the exact answer from the Gram matrix of that side, no random numbers.
+
+A block of min(m, n) columns spans the whole range in one product, so every further pass of
+subspace or block Krylov iteration is wasted; the sketch, its CholeskyQR (which breaks down and
+falls back to Householder when A is rank deficient, as digits' constant-zero pixels make it) and
+the Rayleigh-Ritz step then cost more than the SVD itself. Here, for m >= n (A^H otherwise):
+
+1. ``G = A^H A`` (n x n, one pass, m n^2 flops; accumulated in float64/complex128 for float32
+   input) and its eigendecomposition: the top-k eigenvectors V_k span the top right singular
+   subspace up to ``sin(theta) <~ n eps ||A||_2^2 / (s_k^2 - s_{k+1}^2)``;
+2. Rayleigh-Ritz on them: ``A V_k = Q R`` (CholeskyQR2, m x k), ``R = U_R S W^H``, so
+   ``U = Q U_R`` and ``Vt = W^H V_k^H``: U is orthonormal to working precision whatever the
+   conditioning of the Gram matrix, and ``||A - U S Vt||_2^2 <= s_{k+1}^2 + s_1^2 sin^2(theta)``.
+
+Squaring A in step 1 is what can cost accuracy: :func:`small_side_svd` returns None (the caller
+runs its iteration instead) unless the bound above keeps the error within 1e-3 s_{k+1} (or at the
+rounding level of A's dtype when s_{k+1} is at that level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .._conjugate import adjoint
+
+# The error the Gram route may add to ||A - U S Vt||_2, relative to s_{k+1}.
+RELATIVE_SLACK = 1e-3
+
+
+def spans_small_side(size: int, shape: tuple[int, int]) -> bool:
+    """Whether a block of ``size`` columns spans the whole range of an m x n matrix."""
+    return size >= min(shape)
+
+
+def small_side_svd(A: np.ndarray, rank: int, factor: Callable) -> tuple | None:
+    """Top-``rank`` SVD (U, S, Vt) of the dense NumPy matrix A from the Gram matrix of its small
+    side, or None when the Gram matrix's eigenvectors cannot be trusted to the slack above.
+    ``factor(Y) -> (Q, R)`` is the caller's QR of a tall block (CholeskyQR2 with its fallbacks).
+    """
+    m, n = A.shape
+    if m < n:  # A^H = U' S V'^H, so A = V' S U'^H
+        out = small_side_svd(adjoint(np, A), rank, factor)
+        if out is None:
+            return None
+        U, S, Vt = out
+        return adjoint(np, Vt), S, adjoint(np, U)
+    wide = np.promote_types(A.dtype, np.float64)  # float32 -> float64, complex64 -> complex128
+    A_wide = A.astype(wide, copy=False)
+    eigenvalues, vectors = np.linalg.eigh(adjoint(np, A_wide) @ A_wide)  # ascending
+    eigenvalues = np.maximum(eigenvalues[::-1], 0.0)
+    k = min(rank, n)
+    top, below = eigenvalues[0], (eigenvalues[k] if k < n else 0.0)
+    gap = eigenvalues[k - 1] - below
+    if top == 0.0:  # A = 0: any orthonormal U and V do
+        return None
+    if not gap > 0.0:
+        return None
+    # Rounding in the Gram matrix (~ sqrt(m) eps ||A||^2, summed in random directions) and in eigh
+    # (~ n eps ||G||), over the gap that separates the top k eigenvalues.
+    sin_theta = 4 * (np.sqrt(m) + n) * np.finfo(np.float64).eps * top / gap
+    floor = 10 * np.sqrt(n) * np.finfo(A.dtype).eps * np.sqrt(top)
+    if np.sqrt(top) * sin_theta > max(RELATIVE_SLACK * np.sqrt(below), floor):
+        return None
+    V_k = np.ascontiguousarray(vectors[:, ::-1][:, :k]).astype(A.dtype, copy=False)
+    Q, R = factor(np.ascontiguousarray(A @ V_k))
+    U_R, S, Wh = np.linalg.svd(R)
+    return Q @ U_R, S, Wh @ adjoint(np, V_k)

@@ -1,0 +1,66 @@
+"""The exact small-side SVD that runs when the block spans min(m, n) columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lorainne import randomized_svd
+from lorainne.randomized._small_side import small_side_svd
+
+
+def _digits_like(rng, m, n, dtype):
+    """Rank-deficient like scikit-learn's digits: some columns identically zero, a decaying spectrum."""
+    A = rng.standard_normal((m, n)) @ np.diag(1.0 / (1.0 + np.arange(n))) @ rng.standard_normal((n, n))
+    A[:, :: max(1, n // 8)] = 0.0
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal((m, n)) @ np.diag(1.0 / (1.0 + np.arange(n))) @ rng.standard_normal((n, n))
+    return A.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+@pytest.mark.parametrize("shape", [(600, 40), (40, 600)])
+@pytest.mark.parametrize("method", ["block_krylov", "subspace"])
+def test_block_spanning_the_small_side_gives_the_exact_svd(shape, dtype, method):
+    rng = np.random.default_rng(0)
+    A = _digits_like(rng, *shape, dtype)
+    copy = A.copy()
+    k = 7
+    assert small_side_svd(A, k, np.linalg.qr) is not None  # the exact path runs, not the iteration
+    U, S, Vt = randomized_svd(A, k, n_oversamples=min(shape), method=method, n_power_iter=0, random_state=1)
+    assert np.array_equal(A, copy) and U.dtype == dtype and S.dtype == np.finfo(dtype).dtype
+    exact = np.linalg.svd(A.astype(np.complex128 if np.dtype(dtype).kind == "c" else np.float64), compute_uv=False)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(S, exact[:k], rtol=200 * eps * exact[0] / exact[k - 1])
+    assert np.linalg.norm(U.conj().T @ U - np.eye(k)) < 100 * eps
+    assert np.linalg.norm(Vt @ Vt.conj().T - np.eye(k)) < 100 * eps
+    error = np.linalg.norm(A - (U * S) @ Vt, 2)
+    assert error <= (1 + 1e-3) * exact[k] + 100 * eps * exact[0]
+
+
+def test_small_side_declines_when_the_gap_is_not_resolved():
+    """Equal s_k and s_{k+1}: the Gram matrix cannot pick the top-k subspace; the caller iterates,
+    and the answer is still a best rank-k approximation."""
+    rng = np.random.default_rng(3)
+    m, n, k = 300, 20, 5
+    U0, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    V0, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    s = np.array([10.0, 9, 8, 7, 6, 6, 5, 4, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    A = (U0 * s) @ V0.T
+    assert small_side_svd(A, k, np.linalg.qr) is None
+    assert small_side_svd(A, k - 1, np.linalg.qr) is not None
+    U, S, Vt = randomized_svd(A, k, n_oversamples=n, method="block_krylov", n_power_iter=1, random_state=0)
+    np.testing.assert_allclose(S, s[:k], rtol=1e-12)
+    assert np.linalg.norm(A - (U * S) @ Vt, 2) <= s[k] * (1 + 1e-10)
+
+
+def test_small_side_matches_iteration_on_digits():
+    from sklearn.datasets import load_digits
+
+    D = load_digits().data
+    k = 10
+    exact = np.linalg.svd(D, compute_uv=False)
+    U, S, Vt = randomized_svd(D, k, n_oversamples=54, method="block_krylov", n_power_iter=0, random_state=0)
+    assert np.linalg.norm(D - (U * S) @ Vt, 2) <= (1 + 1e-10) * exact[k]
+    U2, S2, Vt2 = randomized_svd(D, k, n_oversamples=10, method="block_krylov", n_power_iter=3, random_state=0)
+    np.testing.assert_allclose(S, S2, rtol=1e-6)
