@@ -8,6 +8,7 @@
 //! another order (the results agree to rounding).
 
 use super::rows::{fmadd, prefetch_row, PREFETCH_AHEAD};
+use crate::scalar::Scalar;
 
 /// Largest chunk count with a fixed-size kernel (rank <= 32); larger ranks use `rows.rs`.
 pub(super) const MAX_CHUNKS: usize = 8;
@@ -15,12 +16,15 @@ pub(super) const MAX_CHUNKS: usize = 8;
 /// A padded vector of `4 C` lanes.
 pub(super) type Chunks<const C: usize> = [[f64; 4]; C];
 
+/// `4 C` stored values widened to f64 (the spectral start's products gather f32 copies).
 #[inline(always)]
-pub(super) fn load<const C: usize>(s: &[f64]) -> Chunks<C> {
+pub(super) fn load<T: Scalar, const C: usize>(s: &[T]) -> Chunks<C> {
     let s = &s[..4 * C];
     let mut out = [[0.0; 4]; C];
     for c in 0..C {
-        out[c].copy_from_slice(&s[4 * c..4 * c + 4]);
+        for l in 0..4 {
+            out[c][l] = s[4 * c + l].to_f64();
+        }
     }
     out
 }
@@ -69,7 +73,7 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
     rhs: &mut [f64],
 ) {
     let kp = 4 * C;
-    let xv = load::<C>(x);
+    let xv = load::<f64, C>(x);
     let (mut acc_r, mut acc_b) = ([[0.0; 4]; C], [[0.0; 4]; C]);
     for (t, (&j, &b)) in cols.iter().zip(vals).enumerate() {
         if F {
@@ -78,7 +82,7 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
             }
         }
         let j = j as usize;
-        let f = load::<C>(&factor[j * kp..(j + 1) * kp]);
+        let f = load::<f64, C>(&factor[j * kp..(j + 1) * kp]);
         store(&f, &mut rows[t * kp..(t + 1) * kp]);
         let e = b - dot::<F, C>(&f, &xv);
         axpy::<F, C>(e, &f, &mut acc_r);
@@ -91,10 +95,10 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
 /// `out = A^T (A v)` over the gathered rows `A` (stride `4 C`).
 #[inline(always)]
 pub(super) fn normal_pass<const F: bool, const C: usize>(rows: &[f64], v: &[f64], out: &mut [f64]) {
-    let vv = load::<C>(v);
+    let vv = load::<f64, C>(v);
     let mut acc = [[0.0; 4]; C];
     for f in rows.chunks_exact(4 * C) {
-        let f = load::<C>(f);
+        let f = load::<f64, C>(f);
         axpy::<F, C>(dot::<F, C>(&f, &vv), &f, &mut acc);
     }
     store(&acc, out);
@@ -107,10 +111,10 @@ pub(super) fn sq_residual<const F: bool, const C: usize>(
     vals: &[f64],
     x: &[f64],
 ) -> f64 {
-    let xv = load::<C>(x);
+    let xv = load::<f64, C>(x);
     let mut total = [0.0; 2];
     for (t, (f, &b)) in rows.chunks_exact(4 * C).zip(vals).enumerate() {
-        let e = b - dot::<F, C>(&load::<C>(f), &xv);
+        let e = b - dot::<F, C>(&load::<f64, C>(f), &xv);
         total[t & 1] = fmadd::<F>(e, e, total[t & 1]);
     }
     total[0] + total[1]
@@ -129,9 +133,9 @@ pub(super) fn precondition<const F: bool, const C: usize>(
     let kp = 4 * C;
     let mut tmp = [[0.0; 4]; C];
     for i in 0..k {
-        axpy::<F, C>(r[i], &load::<C>(&q[i * kp..]), &mut tmp);
+        axpy::<F, C>(r[i], &load::<f64, C>(&q[i * kp..]), &mut tmp);
     }
-    let d = load::<C>(inv_d);
+    let d = load::<f64, C>(inv_d);
     for c in 0..C {
         for l in 0..4 {
             tmp[c][l] *= d[c][l];
@@ -139,7 +143,7 @@ pub(super) fn precondition<const F: bool, const C: usize>(
     }
     let mut acc = [[0.0; 4]; C];
     for a in 0..k {
-        axpy::<F, C>(tmp[a / 4][a % 4], &load::<C>(&qt[a * kp..]), &mut acc);
+        axpy::<F, C>(tmp[a / 4][a % 4], &load::<f64, C>(&qt[a * kp..]), &mut acc);
     }
     store(&acc, out);
 }

@@ -161,16 +161,17 @@ pub(super) const PREFETCH_AHEAD: usize = 8;
 
 /// Asks for the cache lines of factor row `j` (a hint: no effect on results).
 #[inline(always)]
-pub(super) fn prefetch_row(factor: &[f64], j: usize, kp: usize) {
+pub(super) fn prefetch_row<T>(factor: &[T], j: usize, kp: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let row = &factor[j * kp..(j + 1) * kp];
+        let per_line = 64 / std::mem::size_of::<T>();
         let mut off = 0;
         while off < kp {
             // SAFETY: prefetching an address inside the slice; prefetches never fault
             unsafe { _mm_prefetch::<_MM_HINT_T0>(row[off..].as_ptr().cast()) };
-            off += 8;
+            off += per_line;
         }
         // SAFETY: as above (the row's last element, whose line the stride may skip)
         unsafe { _mm_prefetch::<_MM_HINT_T0>(row[kp - 1..].as_ptr().cast()) };
