@@ -10,8 +10,12 @@
 use super::rows::{fmadd, prefetch_row, PREFETCH_AHEAD};
 use crate::scalar::Scalar;
 
-/// Largest chunk count with a fixed-size kernel (rank <= 32); larger ranks use `rows.rs`.
-pub(super) const MAX_CHUNKS: usize = 8;
+/// Largest chunk count with a fixed-size CG kernel (rank <= 40, so that the rank-scaling
+/// points k = 5..40 all run here); larger ranks use `rows.rs`.
+pub(super) const MAX_CHUNKS: usize = 10;
+
+/// Largest chunk count of the product's column blocks (32 columns: the start's 30).
+pub(super) const PRODUCT_CHUNKS: usize = 8;
 
 /// A padded vector of `4 C` lanes.
 pub(super) type Chunks<const C: usize> = [[f64; 4]; C];

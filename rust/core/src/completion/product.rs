@@ -7,7 +7,7 @@
 //! is gathered from a padded copy stored as `T`: f64, or f32 where a start needs no more (half the
 //! bytes of the random gathers; the sums stay f64).
 
-use super::fixed::{axpy, load, store, Chunks, MAX_CHUNKS};
+use super::fixed::{axpy, load, store, Chunks, PRODUCT_CHUNKS};
 use super::rows::{prefetch_row, PREFETCH_AHEAD};
 use super::solve::{check_csr, padded_aligned, Isa};
 use crate::error::{try_filled, Error, Result};
@@ -57,7 +57,7 @@ fn product_rows<const F: bool, T: Scalar>(
         let (cols, vals) = (&indices[a..b], &data[a..b]);
         let mut off = 0;
         while off < wp {
-            let chunks = ((wp - off) / 4).min(MAX_CHUNKS);
+            let chunks = ((wp - off) / 4).min(PRODUCT_CHUNKS);
             let o = &mut yi[off..];
             match chunks {
                 1 => row_block::<F, 1, T>(cols, vals, x, wp, off, o),

@@ -5,7 +5,7 @@
 //! and zero padding, so the inner loops run over whole 4-lane chunks (one AVX2 register) with no
 //! remainder. The code is generic over `F`: `true` inside the `avx2,fma` build of the caller (fused
 //! multiply-adds), `false` on other CPUs (a plain multiply and add: `mul_add` without the FMA
-//! instruction would call the slow software `fma`). For ranks up to 32 the CG loops run on the
+//! instruction would call the slow software `fma`). For ranks up to 40 the CG loops run on the
 //! fixed-size kernels of `fixed.rs` (accumulators in registers).
 
 use super::fixed;

@@ -274,6 +274,8 @@ fn run_block(
         6 => run_block_with::<6>(h, fast, first, x, w),
         7 => run_block_with::<7>(h, fast, first, x, w),
         8 => run_block_with::<8>(h, fast, first, x, w),
+        9 => run_block_with::<9>(h, fast, first, x, w),
+        10 => run_block_with::<10>(h, fast, first, x, w),
         _ => run_block_with::<0>(h, fast, first, x, w),
     }
 }
