@@ -65,7 +65,7 @@ def test_rust_matches_numpy_backend_end_to_end():
 @given(
     m=st.integers(1, 12),
     n=st.integers(1, 12),
-    k=st.sampled_from([1, 2, 3, 4, 5, 8, 13, 33]),  # 33: above the fixed-size kernels (rank <= 32)
+    k=st.sampled_from([1, 2, 3, 4, 5, 8, 13, 33, 40, 41]),  # 41: above the fixed-size kernels (rank <= 40)
     density=st.floats(0.0, 1.0),
     reg=st.sampled_from([0.0, 1e-3, 0.5]),
     solver=st.sampled_from(["cg", "exact"]),
@@ -105,16 +105,23 @@ def test_kernel_matches_reference(m, n, k, density, reg, solver, seed):
     w=st.sampled_from([1, 3, 4, 5, 20, 30, 32, 33, 47]),
     density=st.floats(0.0, 1.0),
     threads=st.sampled_from([1, 2]),
+    low=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_csr_product_matches_scipy(m, n, w, density, threads, seed):
+def test_csr_product_matches_scipy(m, n, w, density, threads, low, seed):
     rng = np.random.default_rng(seed)
     S = sp.random(m, n, density=density, format="csr", random_state=rng)
     X = rng.standard_normal((n, w))
+    X_in = X.copy()
     Y = _core.completion_csr_product(
-        S.indptr.astype(np.int64), S.indices.astype(np.int64), S.data, X, n_threads=threads
+        S.indptr.astype(np.int64), S.indices.astype(np.int64), S.data, X, n_threads=threads, low_precision=low
     )
-    np.testing.assert_allclose(Y, S @ X, rtol=1e-12, atol=1e-12 * (1 + np.abs(X).sum()))
+    np.testing.assert_array_equal(X, X_in)
+    # low precision: the product with X rounded to float32, summed in float64
+    X_used = X.astype(np.float32).astype(np.float64) if low else X
+    np.testing.assert_allclose(Y, S @ X_used, rtol=1e-12, atol=1e-12 * (1 + np.abs(X).sum()))
+    if low and S.nnz:
+        assert np.abs(Y - S @ X).max() > 0  # the f32 copy was used
     St = S.T.tocsr()
     Yt = _core.completion_csr_product(St.indptr.astype(np.int64), St.indices.astype(np.int64), St.data, Y)
     np.testing.assert_allclose(Yt, S.T @ Y, rtol=1e-12, atol=1e-12 * (1 + np.abs(Y).sum()))

@@ -250,4 +250,5 @@ def completion_csr_product(
     data: NDArray[np.float64],
     x: NDArray[np.float64],
     n_threads: int | None = None,
+    low_precision: bool = False,
 ) -> NDArray[np.float64]: ...

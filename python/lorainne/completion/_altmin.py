@@ -95,19 +95,23 @@ def _predict(U, V, rows, cols):
 def _observed_products(obs: Observed, scale: float, use_rust: bool, n_threads):
     """``(X -> s A X, Y -> s A^T Y)`` for ``A = P_Omega(M)`` and ``s = scale``: both directions
     row-parallel gathers over the CSR of the rows and of the columns already in ``obs`` (no
-    conversion, no scaled copy), in the Rust kernel or, for ``backend="numpy"``, SciPy's.
+    conversion, no scaled copy), in the Rust kernel or, for ``backend="numpy"``, SciPy's. ``X`` and
+    ``Y`` are rounded to float32 (the Rust kernel gathers an f32 copy, half the bytes; the sums stay
+    float64): a start needs no more.
     """
     if use_rust:
         core = _backend.core()
 
         def product(indptr, indices, data, X):
             X = np.ascontiguousarray(X, dtype=np.float64)
-            return scale * core.completion_csr_product(indptr, indices, data, X, n_threads=n_threads)
+            return scale * core.completion_csr_product(
+                indptr, indices, data, X, n_threads=n_threads, low_precision=True
+            )
     else:
 
         def product(indptr, indices, data, X):
             A = sp.csr_matrix((data, indices, indptr), shape=(indptr.shape[0] - 1, X.shape[0]))
-            return scale * np.asarray(A @ X)
+            return scale * np.asarray(A @ np.asarray(X, dtype=np.float32).astype(np.float64))
 
     return (
         lambda X: product(obs.indptr, obs.indices, obs.data, X),
@@ -273,9 +277,10 @@ def complete(
 
     def half_step(indptr, indices, data, factor, x, tol_cg, residual=False):
         nf = factor.shape[0]
-        reg_under = max(reg, 1e-3 * float(np.sum(factor * factor)) / nf)
+        gram = factor.T @ factor / nf  # its trace is |F|_F^2 / nf: no second pass over the factor
+        reg_under = max(reg, 1e-3 * float(np.trace(gram)))
         if solver == "cg":
-            lam, q = np.linalg.eigh(factor.T @ factor / nf)
+            lam, q = np.linalg.eigh(gram)
             lam = np.maximum(lam, 0.0)
         else:
             lam, q = np.zeros(0), np.zeros((0, 0))

@@ -127,11 +127,11 @@ fn completion_observed_error<'py>(
     })
 }
 
-/// completion_csr_product(indptr, indices, data, x, n_threads=None) -> A @ x for the CSR matrix
-/// A = (indptr, indices, data) with x.shape[0] columns (the product with A^T: the same call on the
-/// CSR of the transpose).
+/// completion_csr_product(indptr, indices, data, x, n_threads=None, low_precision=False) -> A @ x
+/// for the CSR matrix A = (indptr, indices, data) with x.shape[0] columns (the product with A^T:
+/// the same call on the CSR of the transpose; low_precision: x is gathered from an f32 copy).
 #[pyfunction]
-#[pyo3(signature = (indptr, indices, data, x, n_threads=None))]
+#[pyo3(signature = (indptr, indices, data, x, n_threads=None, low_precision=false))]
 fn completion_csr_product<'py>(
     py: Python<'py>,
     indptr: PyReadonlyArray1<'py, i64>,
@@ -139,6 +139,7 @@ fn completion_csr_product<'py>(
     data: PyReadonlyArray1<'py, f64>,
     x: PyReadonlyArray2<'py, f64>,
     n_threads: Option<usize>,
+    low_precision: bool,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (n, w) = (x.shape()[0], x.shape()[1]);
     let m = indptr.len().saturating_sub(1);
@@ -147,7 +148,8 @@ fn completion_csr_product<'py>(
     let y = py.detach(|| {
         guarded(|| {
             parallel::run(n_threads, |par| {
-                core::csr_times_dense(indptr, indices, data, x, n, w, !matches!(par, Par::Seq))
+                let parallel = !matches!(par, Par::Seq);
+                core::csr_times_dense(indptr, indices, data, x, n, w, parallel, low_precision)
             })?
         })
     })?;

@@ -8,19 +8,27 @@
 //! another order (the results agree to rounding).
 
 use super::rows::{fmadd, prefetch_row, PREFETCH_AHEAD};
+use crate::scalar::Scalar;
 
-/// Largest chunk count with a fixed-size kernel (rank <= 32); larger ranks use `rows.rs`.
-pub(super) const MAX_CHUNKS: usize = 8;
+/// Largest chunk count with a fixed-size CG kernel (rank <= 40, so that the rank-scaling
+/// points k = 5..40 all run here); larger ranks use `rows.rs`.
+pub(super) const MAX_CHUNKS: usize = 10;
+
+/// Largest chunk count of the product's column blocks (32 columns: the start's 30).
+pub(super) const PRODUCT_CHUNKS: usize = 8;
 
 /// A padded vector of `4 C` lanes.
 pub(super) type Chunks<const C: usize> = [[f64; 4]; C];
 
+/// `4 C` stored values widened to f64 (the spectral start's products gather f32 copies).
 #[inline(always)]
-pub(super) fn load<const C: usize>(s: &[f64]) -> Chunks<C> {
+pub(super) fn load<T: Scalar, const C: usize>(s: &[T]) -> Chunks<C> {
     let s = &s[..4 * C];
     let mut out = [[0.0; 4]; C];
     for c in 0..C {
-        out[c].copy_from_slice(&s[4 * c..4 * c + 4]);
+        for l in 0..4 {
+            out[c][l] = s[4 * c + l].to_f64();
+        }
     }
     out
 }
@@ -36,6 +44,11 @@ pub(super) fn store<const C: usize>(v: &Chunks<C>, d: &mut [f64]) {
 /// `<a, b>` with even and odd chunks in separate sums (half the dependency chain).
 #[inline(always)]
 pub(super) fn dot<const F: bool, const C: usize>(a: &Chunks<C>, b: &Chunks<C>) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if F {
+        // SAFETY: `F` is true only inside the AVX2 + FMA builds, which run where the CPU has them
+        return unsafe { dot_avx::<C>(a, b) };
+    }
     let (mut s0, mut s1) = ([0.0; 4], [0.0; 4]);
     for c in 0..C {
         let s = if c % 2 == 0 { &mut s0 } else { &mut s1 };
@@ -44,6 +57,41 @@ pub(super) fn dot<const F: bool, const C: usize>(a: &Chunks<C>, b: &Chunks<C>) -
         }
     }
     ((s0[0] + s1[0]) + (s0[2] + s1[2])) + ((s0[1] + s1[1]) + (s0[3] + s1[3]))
+}
+
+/// [`dot`] in AVX registers, the same sums in the same order. Written with intrinsics because the
+/// compiler vectorizes the plain version two lanes at a time (it builds its vectors from the final
+/// reduction's pairs of lanes), twice the multiply-adds of the 4-lane chunks.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; inlined into the `avx2,fma` builds only (where the intrinsics
+/// inline too).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dot_avx<const C: usize>(a: &Chunks<C>, b: &Chunks<C>) -> f64 {
+    use std::arch::x86_64::{
+        _mm256_add_pd, _mm256_castpd256_pd128, _mm256_extractf128_pd, _mm256_fmadd_pd,
+        _mm256_loadu_pd, _mm256_setzero_pd, _mm_add_pd, _mm_add_sd, _mm_cvtsd_f64, _mm_unpackhi_pd,
+    };
+    // SAFETY: the caller guarantees AVX2 and FMA; the loads read whole 4-lane arrays
+    unsafe {
+        let (mut s0, mut s1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        for c in 0..C {
+            let prod = (
+                _mm256_loadu_pd(a[c].as_ptr()),
+                _mm256_loadu_pd(b[c].as_ptr()),
+            );
+            if c % 2 == 0 {
+                s0 = _mm256_fmadd_pd(prod.0, prod.1, s0);
+            } else {
+                s1 = _mm256_fmadd_pd(prod.0, prod.1, s1);
+            }
+        }
+        let s = _mm256_add_pd(s0, s1);
+        // lanes (0 + 2) and (1 + 3), then their sum: the plain version's order
+        let h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd::<1>(s));
+        _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)))
+    }
 }
 
 /// `acc += s * f`.
@@ -69,7 +117,7 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
     rhs: &mut [f64],
 ) {
     let kp = 4 * C;
-    let xv = load::<C>(x);
+    let xv = load::<f64, C>(x);
     let (mut acc_r, mut acc_b) = ([[0.0; 4]; C], [[0.0; 4]; C]);
     for (t, (&j, &b)) in cols.iter().zip(vals).enumerate() {
         if F {
@@ -78,7 +126,7 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
             }
         }
         let j = j as usize;
-        let f = load::<C>(&factor[j * kp..(j + 1) * kp]);
+        let f = load::<f64, C>(&factor[j * kp..(j + 1) * kp]);
         store(&f, &mut rows[t * kp..(t + 1) * kp]);
         let e = b - dot::<F, C>(&f, &xv);
         axpy::<F, C>(e, &f, &mut acc_r);
@@ -88,14 +136,30 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
     store(&acc_b, rhs);
 }
 
-/// `out = A^T (A v)` over the gathered rows `A` (stride `4 C`).
+/// `out = A^T (A v)` over the gathered rows `A` (stride `4 C`). Two accumulators: consecutive
+/// entries update different ones, halving the chain of dependent multiply-adds (as in `rows.rs`).
 #[inline(always)]
 pub(super) fn normal_pass<const F: bool, const C: usize>(rows: &[f64], v: &[f64], out: &mut [f64]) {
-    let vv = load::<C>(v);
-    let mut acc = [[0.0; 4]; C];
-    for f in rows.chunks_exact(4 * C) {
-        let f = load::<C>(f);
+    let vv = load::<f64, C>(v);
+    let (mut acc, mut acc2) = ([[0.0; 4]; C], [[0.0; 4]; C]);
+    let mut pairs = rows.chunks_exact(8 * C);
+    for pair in pairs.by_ref() {
+        let (f0, f1) = (
+            load::<f64, C>(&pair[..4 * C]),
+            load::<f64, C>(&pair[4 * C..]),
+        );
+        axpy::<F, C>(dot::<F, C>(&f0, &vv), &f0, &mut acc);
+        axpy::<F, C>(dot::<F, C>(&f1, &vv), &f1, &mut acc2);
+    }
+    let rest = pairs.remainder();
+    if !rest.is_empty() {
+        let f = load::<f64, C>(rest);
         axpy::<F, C>(dot::<F, C>(&f, &vv), &f, &mut acc);
+    }
+    for (a, a2) in acc.iter_mut().zip(&acc2) {
+        for l in 0..4 {
+            a[l] += a2[l];
+        }
     }
     store(&acc, out);
 }
@@ -107,10 +171,10 @@ pub(super) fn sq_residual<const F: bool, const C: usize>(
     vals: &[f64],
     x: &[f64],
 ) -> f64 {
-    let xv = load::<C>(x);
+    let xv = load::<f64, C>(x);
     let mut total = [0.0; 2];
     for (t, (f, &b)) in rows.chunks_exact(4 * C).zip(vals).enumerate() {
-        let e = b - dot::<F, C>(&load::<C>(f), &xv);
+        let e = b - dot::<F, C>(&load::<f64, C>(f), &xv);
         total[t & 1] = fmadd::<F>(e, e, total[t & 1]);
     }
     total[0] + total[1]
@@ -129,9 +193,9 @@ pub(super) fn precondition<const F: bool, const C: usize>(
     let kp = 4 * C;
     let mut tmp = [[0.0; 4]; C];
     for i in 0..k {
-        axpy::<F, C>(r[i], &load::<C>(&q[i * kp..]), &mut tmp);
+        axpy::<F, C>(r[i], &load::<f64, C>(&q[i * kp..]), &mut tmp);
     }
-    let d = load::<C>(inv_d);
+    let d = load::<f64, C>(inv_d);
     for c in 0..C {
         for l in 0..4 {
             tmp[c][l] *= d[c][l];
@@ -139,7 +203,7 @@ pub(super) fn precondition<const F: bool, const C: usize>(
     }
     let mut acc = [[0.0; 4]; C];
     for a in 0..k {
-        axpy::<F, C>(tmp[a / 4][a % 4], &load::<C>(&qt[a * kp..]), &mut acc);
+        axpy::<F, C>(tmp[a / 4][a % 4], &load::<f64, C>(&qt[a * kp..]), &mut acc);
     }
     store(&acc, out);
 }

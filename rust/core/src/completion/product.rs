@@ -3,12 +3,15 @@
 //! observations), so both run row-parallel with gathers only.
 //!
 //! Each output row is accumulated in registers over its observed entries, up to 32 columns at a
-//! time (`C` chunks of 4 lanes, fixed at compile time): one multiply-add per lane and entry.
+//! time (`C` chunks of 4 lanes, fixed at compile time): one multiply-add per lane and entry. `X`
+//! is gathered from a padded copy stored as `T`: f64, or f32 where a start needs no more (half the
+//! bytes of the random gathers; the sums stay f64).
 
-use super::fixed::{axpy, load, store, Chunks, MAX_CHUNKS};
+use super::fixed::{axpy, load, store, Chunks, PRODUCT_CHUNKS};
 use super::rows::{prefetch_row, PREFETCH_AHEAD};
-use super::solve::check_csr;
+use super::solve::{check_csr, padded_aligned, Isa};
 use crate::error::{try_filled, Error, Result};
+use crate::scalar::Scalar;
 use rayon::prelude::*;
 
 /// Output rows per rayon job.
@@ -16,10 +19,10 @@ const ROWS_PER_JOB: usize = 256;
 
 /// `out[..4 C] = sum_t vals[t] X[cols[t], off..off + 4 C]` (X row-major with stride `wp`).
 #[inline(always)]
-fn row_block<const F: bool, const C: usize>(
+fn row_block<const F: bool, const C: usize, T: Scalar>(
     cols: &[i64],
     vals: &[f64],
-    x: &[f64],
+    x: &[T],
     wp: usize,
     off: usize,
     out: &mut [f64],
@@ -32,18 +35,18 @@ fn row_block<const F: bool, const C: usize>(
             }
         }
         let s = j as usize * wp + off;
-        axpy::<F, C>(a, &load::<C>(&x[s..s + 4 * C]), &mut acc);
+        axpy::<F, C>(a, &load::<T, C>(&x[s..s + 4 * C]), &mut acc);
     }
     store(&acc, out);
 }
 
 /// Rows `first..` of the product into `out` (rows of stride `wp`), column blocks of up to 32.
 #[inline(always)]
-fn product_rows<const F: bool>(
+fn product_rows<const F: bool, T: Scalar>(
     indptr: &[i64],
     indices: &[i64],
     data: &[f64],
-    x: &[f64],
+    x: &[T],
     wp: usize,
     first: usize,
     out: &mut [f64],
@@ -54,17 +57,17 @@ fn product_rows<const F: bool>(
         let (cols, vals) = (&indices[a..b], &data[a..b]);
         let mut off = 0;
         while off < wp {
-            let chunks = ((wp - off) / 4).min(MAX_CHUNKS);
+            let chunks = ((wp - off) / 4).min(PRODUCT_CHUNKS);
             let o = &mut yi[off..];
             match chunks {
-                1 => row_block::<F, 1>(cols, vals, x, wp, off, o),
-                2 => row_block::<F, 2>(cols, vals, x, wp, off, o),
-                3 => row_block::<F, 3>(cols, vals, x, wp, off, o),
-                4 => row_block::<F, 4>(cols, vals, x, wp, off, o),
-                5 => row_block::<F, 5>(cols, vals, x, wp, off, o),
-                6 => row_block::<F, 6>(cols, vals, x, wp, off, o),
-                7 => row_block::<F, 7>(cols, vals, x, wp, off, o),
-                _ => row_block::<F, 8>(cols, vals, x, wp, off, o),
+                1 => row_block::<F, 1, T>(cols, vals, x, wp, off, o),
+                2 => row_block::<F, 2, T>(cols, vals, x, wp, off, o),
+                3 => row_block::<F, 3, T>(cols, vals, x, wp, off, o),
+                4 => row_block::<F, 4, T>(cols, vals, x, wp, off, o),
+                5 => row_block::<F, 5, T>(cols, vals, x, wp, off, o),
+                6 => row_block::<F, 6, T>(cols, vals, x, wp, off, o),
+                7 => row_block::<F, 7, T>(cols, vals, x, wp, off, o),
+                _ => row_block::<F, 8, T>(cols, vals, x, wp, off, o),
             }
             off += 4 * chunks;
         }
@@ -73,21 +76,38 @@ fn product_rows<const F: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn product_rows_avx2(
+fn product_rows_avx2<T: Scalar>(
     indptr: &[i64],
     indices: &[i64],
     data: &[f64],
-    x: &[f64],
+    x: &[T],
     wp: usize,
     first: usize,
     out: &mut [f64],
 ) {
-    product_rows::<true>(indptr, indices, data, x, wp, first, out);
+    product_rows::<true, T>(indptr, indices, data, x, wp, first, out);
+}
+
+/// The same with the AVX-512F/VL register file (32 registers: no spills for 32 columns).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+fn product_rows_avx512<T: Scalar>(
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[f64],
+    x: &[T],
+    wp: usize,
+    first: usize,
+    out: &mut [f64],
+) {
+    product_rows::<true, T>(indptr, indices, data, x, wp, first, out);
 }
 
 /// `A X` for the CSR matrix `A = (indptr, indices, data)` of shape m x n (m = `indptr.len() - 1`)
 /// and `X` (n x w, row-major); returns the m x w product, row-major. `parallel`: rows in blocks
-/// on the current rayon pool, else on the calling thread.
+/// on the current rayon pool, else on the calling thread. `low_precision`: gather `X` from an f32
+/// copy (the product of `A` with `X` rounded to f32, summed in f64).
+#[allow(clippy::too_many_arguments)]
 pub fn csr_times_dense(
     indptr: &[i64],
     indices: &[i64],
@@ -96,6 +116,7 @@ pub fn csr_times_dense(
     n: usize,
     w: usize,
     parallel: bool,
+    low_precision: bool,
 ) -> Result<Vec<f64>> {
     if indptr.is_empty() {
         return Err(Error::invalid("indptr", "must hold at least one entry"));
@@ -110,29 +131,29 @@ pub fn csr_times_dense(
     }
     // columns padded to whole 4-lane chunks (zeros: they add nothing)
     let wp = w.div_ceil(4) * 4;
-    let mut xp = try_filled(n * wp, 0.0, "x")?;
-    for (d, s) in xp.chunks_exact_mut(wp).zip(x.chunks_exact(w)) {
-        d[..w].copy_from_slice(s);
-    }
-    let mut yp = try_filled(m * wp, 0.0, "product")?;
-    let fast = super::solve::has_avx2_fma();
-    let job = |(b, out): (usize, &mut [f64])| {
-        let first = b * ROWS_PER_JOB;
-        #[cfg(target_arch = "x86_64")]
-        if fast {
-            // SAFETY: `fast` is the run-time detection of AVX2 and FMA
-            return unsafe { product_rows_avx2(indptr, indices, data, &xp, wp, first, out) };
-        }
-        let _ = fast;
-        product_rows::<false>(indptr, indices, data, &xp, wp, first, out);
-    };
-    if parallel {
-        yp.par_chunks_mut(ROWS_PER_JOB * wp)
-            .enumerate()
-            .for_each(job);
+    let yp = if low_precision {
+        let (xp, off) = padded_aligned::<f32>(x, w, wp, "x")?;
+        product_into(
+            indptr,
+            indices,
+            data,
+            &xp[off..off + n * wp],
+            m,
+            wp,
+            parallel,
+        )?
     } else {
-        yp.chunks_mut(ROWS_PER_JOB * wp).enumerate().for_each(job);
-    }
+        let (xp, off) = padded_aligned::<f64>(x, w, wp, "x")?;
+        product_into(
+            indptr,
+            indices,
+            data,
+            &xp[off..off + n * wp],
+            m,
+            wp,
+            parallel,
+        )?
+    };
     if wp == w {
         return Ok(yp);
     }
@@ -141,6 +162,45 @@ pub fn csr_times_dense(
         d.copy_from_slice(&s[..w]);
     }
     Ok(y)
+}
+
+/// The m x `wp` product with the padded `xp` (rows of stride `wp`).
+fn product_into<T: Scalar>(
+    indptr: &[i64],
+    indices: &[i64],
+    data: &[f64],
+    xp: &[T],
+    m: usize,
+    wp: usize,
+    parallel: bool,
+) -> Result<Vec<f64>> {
+    let mut yp = try_filled(m * wp, 0.0, "product")?;
+    let isa = Isa::detect();
+    let job = |(b, out): (usize, &mut [f64])| {
+        let first = b * ROWS_PER_JOB;
+        #[cfg(target_arch = "x86_64")]
+        match isa {
+            // SAFETY: `isa` is the run-time detection of these features
+            Isa::Avx512 => {
+                return unsafe { product_rows_avx512(indptr, indices, data, xp, wp, first, out) }
+            }
+            // SAFETY: as above
+            Isa::Avx2 => {
+                return unsafe { product_rows_avx2(indptr, indices, data, xp, wp, first, out) }
+            }
+            Isa::Portable => {}
+        }
+        let _ = isa;
+        product_rows::<false, T>(indptr, indices, data, xp, wp, first, out);
+    };
+    if parallel {
+        yp.par_chunks_mut(ROWS_PER_JOB * wp)
+            .enumerate()
+            .for_each(job);
+    } else {
+        yp.chunks_mut(ROWS_PER_JOB * wp).enumerate().for_each(job);
+    }
+    Ok(yp)
 }
 
 #[cfg(test)]
@@ -163,8 +223,9 @@ mod tests {
         }
         for w in [1usize, 3, 4, 5, 30, 33, 40] {
             let x: Vec<f64> = (0..n * w).map(|t| ((t * 37 % 11) as f64) - 5.0).collect();
-            for parallel in [false, true] {
-                let y = csr_times_dense(&indptr, &indices, &data, &x, n, w, parallel).unwrap();
+            // low precision: the product with x rounded to f32 (exact here: small integers)
+            for (parallel, low) in [(false, false), (true, false), (true, true)] {
+                let y = csr_times_dense(&indptr, &indices, &data, &x, n, w, parallel, low).unwrap();
                 for i in 0..m {
                     for c in 0..w {
                         let mut want = 0.0;
@@ -180,8 +241,8 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors() {
-        assert!(csr_times_dense(&[0, 1], &[0], &[1.0], &[1.0, 2.0], 1, 3, false).is_err());
-        assert!(csr_times_dense(&[0, 1], &[2], &[1.0], &[1.0], 1, 1, false).is_err());
-        assert!(csr_times_dense(&[], &[], &[], &[1.0], 1, 1, false).is_err());
+        assert!(csr_times_dense(&[0, 1], &[0], &[1.0], &[1.0, 2.0], 1, 3, false, false).is_err());
+        assert!(csr_times_dense(&[0, 1], &[2], &[1.0], &[1.0], 1, 1, false, false).is_err());
+        assert!(csr_times_dense(&[], &[], &[], &[1.0], 1, 1, false, true).is_err());
     }
 }

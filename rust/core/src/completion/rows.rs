@@ -5,7 +5,7 @@
 //! and zero padding, so the inner loops run over whole 4-lane chunks (one AVX2 register) with no
 //! remainder. The code is generic over `F`: `true` inside the `avx2,fma` build of the caller (fused
 //! multiply-adds), `false` on other CPUs (a plain multiply and add: `mul_add` without the FMA
-//! instruction would call the slow software `fma`). For ranks up to 32 the CG loops run on the
+//! instruction would call the slow software `fma`). For ranks up to 40 the CG loops run on the
 //! fixed-size kernels of `fixed.rs` (accumulators in registers).
 
 use super::fixed;
@@ -159,21 +159,23 @@ fn precondition<const F: bool, const C: usize>(
 /// current one, so asking for them early hides most of their latency.
 pub(super) const PREFETCH_AHEAD: usize = 8;
 
-/// Asks for the cache lines of factor row `j` (a hint: no effect on results).
+/// Asks for the cache lines of factor row `j` (a hint: no effect on results). Addresses are
+/// computed, not indexed: a prefetch never faults, so `j` needs no bounds check here.
 #[inline(always)]
-pub(super) fn prefetch_row(factor: &[f64], j: usize, kp: usize) {
+pub(super) fn prefetch_row<T>(factor: &[T], j: usize, kp: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let row = &factor[j * kp..(j + 1) * kp];
+        let bytes = kp * std::mem::size_of::<T>();
+        let row = factor.as_ptr().wrapping_add(j * kp).cast::<i8>();
         let mut off = 0;
-        while off < kp {
-            // SAFETY: prefetching an address inside the slice; prefetches never fault
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(row[off..].as_ptr().cast()) };
-            off += 8;
+        while off < bytes {
+            // SAFETY: a prefetch is a hint that never faults, whatever the address
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(off)) };
+            off += 64;
         }
-        // SAFETY: as above (the row's last element, whose line the stride may skip)
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(row[kp - 1..].as_ptr().cast()) };
+        // SAFETY: as above (the row's last byte, whose line the stride may skip)
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(bytes - 1)) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (factor, j, kp);
