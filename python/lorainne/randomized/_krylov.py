@@ -179,13 +179,20 @@ def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
     return products.matmul(Ubk, Uc), S, products.matmul(Wt, adjoint(xp, Qc))
 
 
-def block_krylov_svd(products: _Products, xp: Any, shape, dtype, start, rank: int, depth: int):
-    """Block Krylov SVD of depth ``depth`` (depth + 1 blocks, 2 depth + 2 passes): (U, S, Vt)."""
+def block_krylov_svd(
+    products: _Products, xp: Any, shape, dtype, start, rank: int, depth: int, *, gram_route: bool = True
+):
+    """Block Krylov SVD of depth ``depth`` (depth + 1 blocks, 2 depth + 2 passes): (U, S, Vt).
+
+    ``gram_route=False`` keeps the QR route's Rayleigh-Ritz (the one ``lorainne._dask_graph``
+    mirrors): with no sign convention applied afterwards, the two routes' signs differ.
+    """
     krylov = BlockKrylov(products, xp, shape, dtype, start)
     for j in range(depth + 1):
         if not krylov.extend(last=j == depth):
             break
-    gram = gram_route_svd(products, xp, xp.concat(krylov.Z_blocks, axis=1), rank, krylov.eps)
+    Z = xp.concat(krylov.Z_blocks, axis=1)
+    gram = gram_route_svd(products, xp, Z, rank, krylov.eps) if gram_route else None
     if gram is not None:
         Ub, S, Vt = gram
         return products.matmul(krylov._basis(), Ub), S, Vt
