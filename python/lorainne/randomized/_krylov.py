@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import numpy_dtype
+from .._backend import is_dask_array, numpy_dtype
 from .._conjugate import abs2, adjoint
 from ._range_finder import _Products
 
@@ -144,11 +144,57 @@ class BlockKrylov:
         return self.xp.linalg.svdvals(self.xp.concat(self.Z_blocks, axis=1))
 
 
-def block_krylov_svd(products: _Products, xp: Any, shape, dtype, start, rank: int, depth: int):
-    """Block Krylov SVD of depth ``depth`` (depth + 1 blocks, 2 depth + 2 passes): (U, S, Vt)."""
+# The Gram route's extra squared error is at most ~2 ||E|| (E: the rounding of B B^T, ||E|| <~ L u s_1^2),
+# against s_{k+1}^2: taken only where that is below 1e-6 s_{k+1}^2 (error/optimal raised by < 1e-6).
+GRAM_ROUTE_MARGIN = 1e6
+
+
+def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
+    """Top-``rank`` SVD of B = Z^H (L x n, Z = A^H Q) through the L x L Gram matrix, or None.
+
+    The eigenvectors U_B of B B^H = Z^H Z (n L^2 flops, an L x L ``eigh``) give the subspace; the
+    SVD of the small C = U_Bk^H B (rank x n, through the CholeskyQR2 of C^H) gives U_C S Vt
+    orthonormal and S to working precision, and U = Q U_Bk U_C. This replaces the CholeskyQR2 of
+    the n x L matrix Z and the L x L SVD. Whatever U_Bk's rounding error, U S Vt is B projected on
+    span(U_Bk), whose error is at most s_{k+1}^2 + 2 ||E|| (E: the Gram matrix's rounding): None
+    (use the QR route) when that could be above 1e-6 s_{k+1}^2, in single precision (u L s_1^2 too
+    large), or on Dask.
+    """
+    L = int(Z.shape[1])
+    if is_dask_array(Z) or eps > 1e-12 or rank >= L:
+        return None
+    G = products.matmul(adjoint(xp, Z), Z)
+    G = (G + adjoint(xp, G)) / 2  # exactly Hermitian for eigh
+    w, Ub = xp.linalg.eigh(G)  # ascending
+    top, below = float(w[L - 1]), float(w[L - rank - 1])
+    if not below > GRAM_ROUTE_MARGIN * 2 * L * eps * top:
+        return None
+    Ubk = xp.flip(Ub[:, L - rank :], axis=1)
+    # C^H = Z U_Bk = Q_c R_c (CholeskyQR2, n x rank), C = R_c^H Q_c^H: the rank x rank SVD of R_c^H
+    # gives C's (LAPACK's SVD of the wide rank x n C ran 2-3x slower).
+    Qc, Rc = products.qr(products.matmul(Z, Ubk))
+    if Rc is None:
+        return None
+    Uc, S, Wt = xp.linalg.svd(adjoint(xp, Rc), full_matrices=False)
+    return products.matmul(Ubk, Uc), S, products.matmul(Wt, adjoint(xp, Qc))
+
+
+def block_krylov_svd(
+    products: _Products, xp: Any, shape, dtype, start, rank: int, depth: int, *, gram_route: bool = True
+):
+    """Block Krylov SVD of depth ``depth`` (depth + 1 blocks, 2 depth + 2 passes): (U, S, Vt).
+
+    ``gram_route=False`` keeps the QR route's Rayleigh-Ritz (the one ``lorainne._dask_graph``
+    mirrors): with no sign convention applied afterwards, the two routes' signs differ.
+    """
     krylov = BlockKrylov(products, xp, shape, dtype, start)
     for j in range(depth + 1):
         if not krylov.extend(last=j == depth):
             break
+    Z = xp.concat(krylov.Z_blocks, axis=1)
+    gram = gram_route_svd(products, xp, Z, rank, krylov.eps) if gram_route else None
+    if gram is not None:
+        Ub, S, Vt = gram
+        return products.matmul(krylov._basis(), Ub), S, Vt
     _, Ub, S, Vt = krylov.projected_svd(rank)
     return products.matmul(krylov._basis(), Ub[:, :rank]), S[:rank], Vt

@@ -87,7 +87,9 @@ def _dask_svd(plan, method: str, auto: bool, convention: str | None) -> SVDResul
         if outcome is None:
             p, xp = plan, plan.op.xp
             first = p.op.matmat(_start(p)[0])
-            U, S, Vt = block_krylov_svd(_products(p), xp, p.op.shape, p.op.dtype, first, rank, depth)
+            U, S, Vt = block_krylov_svd(
+                _products(p), xp, p.op.shape, p.op.dtype, first, rank, depth, gram_route=convention is not None
+            )
             U, Vt = _flip_signs(xp, U, Vt, convention)
             U, Vt, S = _gathered_s(p, U, Vt, S)
     else:
@@ -250,7 +252,11 @@ def randomized_svd(
             start, start_is_range = _start(p)
             if not start_is_range:
                 start = _products(p).matmat(start)
-            U, S, Vt = block_krylov_svd(_products(p), xp, p.op.shape, p.op.dtype, start, p.rank, depth)
+            # flip_sign=False: LAPACK's signs, as the Dask graph gives them (it mirrors the QR route).
+            route = convention is not None
+            U, S, Vt = block_krylov_svd(
+                _products(p), xp, p.op.shape, p.op.dtype, start, p.rank, depth, gram_route=route
+            )
             return (*_flip_signs(xp, U, Vt, convention), S)
 
         U, Vt, S = deferred_checks(plan, krylov, _gathered_s) if plan.backend == "dask" else krylov(plan)
