@@ -171,7 +171,9 @@ class GaussianKernel:
     def stats(self) -> dict:
         """Memory and block statistics: ``memory_bytes`` (held by the operator),
         ``dense_bytes`` (what the n x m kernel would take), tree sizes, and the block counts of
-        the last application (near/far/pruned blocks, dense entries, far-field terms, max order).
+        the last application (near/far/pruned blocks, dense entries, far-field terms, max order;
+        far blocks by path: ``far_cached`` from the monomial caches, ``far_rows`` building their rows,
+        ``far_general`` on the scalar path, with ``far_general_points``; ``cache_order``).
         """
         n, m = self.shape
         info: dict[str, Any] = {"method": self.method, "shape": self.shape, "dense_bytes": 8 * n * m}

@@ -48,6 +48,11 @@ struct PyKernelStats {
     near_entries: u64,
     far_terms: u64,
     max_order: u64,
+    far_cached: u64,
+    far_rows: u64,
+    far_general: u64,
+    far_general_points: u64,
+    cache_order: u64,
 }
 
 impl From<&CoreStats> for PyKernelStats {
@@ -59,6 +64,11 @@ impl From<&CoreStats> for PyKernelStats {
             near_entries: s.near_entries,
             far_terms: s.far_terms,
             max_order: s.max_order,
+            far_cached: s.far_cached,
+            far_rows: s.far_rows,
+            far_general: s.far_general,
+            far_general_points: s.far_general_points,
+            cache_order: s.cache_order,
         }
     }
 }
@@ -74,18 +84,29 @@ impl PyKernelStats {
         dict.set_item("near_entries", self.near_entries)?;
         dict.set_item("far_terms", self.far_terms)?;
         dict.set_item("max_order", self.max_order)?;
+        dict.set_item("far_cached", self.far_cached)?;
+        dict.set_item("far_rows", self.far_rows)?;
+        dict.set_item("far_general", self.far_general)?;
+        dict.set_item("far_general_points", self.far_general_points)?;
+        dict.set_item("cache_order", self.cache_order)?;
         Ok(dict)
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "KernelStats(near_blocks={}, far_blocks={}, pruned_blocks={}, near_entries={}, far_terms={}, max_order={})",
+            "KernelStats(near_blocks={}, far_blocks={}, pruned_blocks={}, near_entries={}, far_terms={}, max_order={}, \
+             far_cached={}, far_rows={}, far_general={}, far_general_points={}, cache_order={})",
             self.near_blocks,
             self.far_blocks,
             self.pruned_blocks,
             self.near_entries,
             self.far_terms,
-            self.max_order
+            self.max_order,
+            self.far_cached,
+            self.far_rows,
+            self.far_general,
+            self.far_general_points,
+            self.cache_order
         )
     }
 }

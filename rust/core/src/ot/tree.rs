@@ -31,6 +31,23 @@ impl Node {
     }
 }
 
+/// One node's cached monomial rows: double precision, or single precision where the cache would
+/// not fit the memory cap otherwise (halves it; the rounding enters the kernel's error budget).
+#[derive(Debug, Clone)]
+pub enum MonoRows {
+    Double(Box<[f64]>),
+    Single(Box<[f32]>),
+}
+
+impl MonoRows {
+    pub fn bytes(&self) -> usize {
+        match self {
+            MonoRows::Double(v) => v.len() * 8,
+            MonoRows::Single(v) => v.len() * 4,
+        }
+    }
+}
+
 /// A k-d tree over `n` points of dimension `d`.
 #[derive(Debug, Clone)]
 pub struct KdTree {
@@ -46,11 +63,14 @@ pub struct KdTree {
     pub geometry: Vec<f64>,
     /// Leaves in tree order (left to right).
     pub leaves: Vec<usize>,
-    /// Per node, filled on first far-field use: the monomials u^alpha (u = point - centre, all
-    /// multi-indices of degree <= `mono_order`), one row per point. Depends on geometry only.
-    pub mono_cache: Vec<OnceLock<Box<[f64]>>>,
+    /// Per node, filled on first far-field use: the monomials (u/r)^alpha (u = point - centre, r
+    /// the node's radius, all multi-indices of degree <= `mono_order`), one row per point, in
+    /// double or (`mono_single`) single precision. Depends on geometry only.
+    pub mono_cache: Vec<OnceLock<MonoRows>>,
     /// The order of the cached monomials, fixed by the first application that uses the cache.
     pub mono_order: OnceLock<usize>,
+    /// Whether the cache stores single precision (set with `mono_order`; unset means double).
+    pub mono_single: OnceLock<bool>,
 }
 
 impl KdTree {
@@ -87,6 +107,7 @@ impl KdTree {
             leaves: Vec::new(),
             mono_cache: Vec::new(),
             mono_order: OnceLock::new(),
+            mono_single: OnceLock::new(),
         };
         tree.split(points, &mut perm, 0, n);
         tree.points = Vec::with_capacity(n * d);
@@ -212,12 +233,12 @@ impl KdTree {
         let cached: usize = self
             .mono_cache
             .iter()
-            .map(|c| c.get().map_or(0, |v| v.len() * 8))
+            .map(|c| c.get().map_or(0, MonoRows::bytes))
             .sum();
         self.points.len() * 8
             + self.perm.len() * 8
             + self.nodes.len()
-                * (std::mem::size_of::<Node>() + std::mem::size_of::<OnceLock<Box<[f64]>>>())
+                * (std::mem::size_of::<Node>() + std::mem::size_of::<OnceLock<MonoRows>>())
             + self.geometry.len() * 8
             + self.leaves.len() * 8
             + cached

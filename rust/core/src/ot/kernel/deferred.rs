@@ -10,6 +10,7 @@
 //! Every moment is a sequential sum over J's points in tree order, whichever blocks share its
 //! pass: results do not depend on the grouping, nor on the thread count.
 
+use super::expansion::{row_radius, RowValue, Rows};
 use super::simd::{dots, exp_fast_with, madd, SCALE_MAX};
 use super::{Ctx, Work};
 
@@ -51,12 +52,34 @@ impl Ctx<'_> {
         shifts: &mut [f64],
         weights: &mut Vec<f64>,
     ) {
+        match self
+            .cached(self.s, j, 0)
+            .expect("deferred blocks have cached source rows")
+        {
+            Rows::Double(rows) => {
+                self.moments_from::<F, f64>(j, group, moms, shifts, weights, rows)
+            }
+            Rows::Single(rows) => {
+                self.moments_from::<F, f32>(j, group, moms, shifts, weights, rows)
+            }
+        }
+    }
+
+    /// `group_moments` on J's cached rows of one precision.
+    #[inline(always)]
+    fn moments_from<const F: bool, R: RowValue>(
+        &self,
+        j: usize,
+        group: &[FarPair],
+        moms: &mut [f64],
+        shifts: &mut [f64],
+        weights: &mut Vec<f64>,
+        rows: &[R],
+    ) {
         let nj = &self.s.nodes[j];
         let len = nj.len();
-        let rows = self
-            .cached(self.s, j, 0)
-            .expect("deferred blocks have cached source rows");
         let stride = rows.len() / len;
+        let r_j = row_radius(self.s, j);
         let per = self.per_block();
         let virtual_blocks = group.len() * per;
         // slots 0..4: the weights of the pass's (block, column) pairs; slot 4: the block's weights
@@ -88,10 +111,10 @@ impl Ctx<'_> {
             while c < width {
                 let cols = COLS.min(stride - c);
                 match count {
-                    4 => column_pass::<4, F>(rows, stride, c, cols, weights, len, &mut out),
-                    3 => column_pass::<3, F>(rows, stride, c, cols, weights, len, &mut out),
-                    2 => column_pass::<2, F>(rows, stride, c, cols, weights, len, &mut out),
-                    _ => column_pass::<1, F>(rows, stride, c, cols, weights, len, &mut out),
+                    4 => column_pass::<4, F, R>(rows, stride, c, cols, weights, len, &mut out),
+                    3 => column_pass::<3, F, R>(rows, stride, c, cols, weights, len, &mut out),
+                    2 => column_pass::<2, F, R>(rows, stride, c, cols, weights, len, &mut out),
+                    _ => column_pass::<1, F, R>(rows, stride, c, cols, weights, len, &mut out),
                 }
                 let mut o = off;
                 for slot in 0..count {
@@ -102,8 +125,10 @@ impl Ctx<'_> {
                 }
                 c += COLS;
             }
-            for &t in &terms[..count] {
-                self.scale_moments(&mut moms[off..off + t]);
+            for (slot, &t) in terms[..count].iter().enumerate() {
+                let b = (first + slot) / per;
+                let radii = row_radius(self.t, group[b].i as usize) * r_j;
+                self.scale_moments(&mut moms[off..off + t], radii);
                 off += t;
             }
         }
@@ -153,11 +178,11 @@ impl Ctx<'_> {
         }
     }
 
-    /// exp(u~.w~) = sum_alpha (2/eps)^|alpha| u^alpha w^alpha / alpha!: the factors of the first
-    /// `mom.len()` moments.
+    /// exp(u~.w~) = sum_alpha (2 r_I r_J / eps)^|alpha| (u/r_I)^alpha (w/r_J)^alpha / alpha!: the
+    /// factors of the first `mom.len()` moments (`radii` = r_I r_J, the rows' normalizations).
     #[inline(always)]
-    pub(super) fn scale_moments(&self, mom: &mut [f64]) {
-        let two_over_eps = 2.0 * self.inv_eps;
+    pub(super) fn scale_moments(&self, mom: &mut [f64], radii: f64) {
+        let two_over_eps = 2.0 * self.inv_eps * radii;
         let (mut scale, mut deg) = (1.0, 0);
         for (a, m) in mom.iter_mut().enumerate() {
             while self.mi.degree[a] > deg {
@@ -215,13 +240,18 @@ impl Ctx<'_> {
         let ni = &self.t.nodes[i];
         let terms = self.mi.count[order];
         w.stats.far_blocks += 1;
+        w.stats.far_cached += 1;
         w.stats.far_terms += ((ni.len() + self.s.nodes[j].len()) * terms) as u64;
         w.stats.max_order = w.stats.max_order.max(order as u64);
-        let rows_i = self
-            .cached(self.t, i, 0)
-            .expect("deferred blocks have cached target rows");
         let (dvec, d2) = self.offset(i, j);
-        self.far_targets::<F>(i, &dvec[..self.t.d], d2, shift, mom, terms, rows_i, w);
+        let dvec = &dvec[..self.t.d];
+        match self
+            .cached(self.t, i, 0)
+            .expect("deferred blocks have cached target rows")
+        {
+            Rows::Double(r) => self.far_targets::<F, f64>(i, dvec, d2, shift, mom, terms, r, w),
+            Rows::Single(r) => self.far_targets::<F, f32>(i, dvec, d2, shift, mom, terms, r, w),
+        }
     }
 
     /// Target side of far block (i, .) with centre offset `dvec` (|D|^2 = `d2`): the expansions
@@ -231,7 +261,7 @@ impl Ctx<'_> {
     /// (one scalar exp per target and block was about half of the far-field time).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub(super) fn far_targets<const F: bool>(
+    pub(super) fn far_targets<const F: bool, R: RowValue>(
         &self,
         i: usize,
         dvec: &[f64],
@@ -239,7 +269,7 @@ impl Ctx<'_> {
         shift: f64,
         mom: &[f64],
         terms: usize,
-        rows_i: &[f64],
+        rows_i: &[R],
         w: &mut Work,
     ) {
         let (t, d, k) = (self.t, self.t.d, self.k);
@@ -251,13 +281,13 @@ impl Ctx<'_> {
             buf.clear();
             buf.resize(len, 0.0);
         }
-        dots::<F>(rows_i, stride_i, &mom[..terms], &mut w.vals);
+        dots::<F, R>(rows_i, stride_i, &mom[..terms], &mut w.vals);
         let extra = self.per_block() - 1;
         if extra > 0 {
             w.vals_c.clear();
             w.vals_c.resize(extra * len, 0.0);
             for (c, out) in w.vals_c.chunks_exact_mut(len).enumerate() {
-                dots::<F>(
+                dots::<F, R>(
                     rows_i,
                     stride_i,
                     &mom[(c + 1) * terms..(c + 2) * terms],
@@ -334,8 +364,8 @@ impl Ctx<'_> {
 /// `out[k][l] = sum_q weights[k * len + q] * rows[q * stride + c + l]` for k < K, l < cols: each
 /// row read once for K blocks, every sum sequential over q (the same value for any K).
 #[inline(always)]
-fn column_pass<const K: usize, const F: bool>(
-    rows: &[f64],
+fn column_pass<const K: usize, const F: bool, R: RowValue>(
+    rows: &[R],
     stride: usize,
     c: usize,
     cols: usize,
@@ -347,9 +377,10 @@ fn column_pass<const K: usize, const F: bool>(
     let ws: [&[f64]; K] = std::array::from_fn(|k| &weights[k * len..(k + 1) * len]);
     if cols == COLS {
         for q in 0..len {
-            let row: &[f64; COLS] = rows[q * stride + c..q * stride + c + COLS]
+            let row: &[R; COLS] = rows[q * stride + c..q * stride + c + COLS]
                 .try_into()
                 .expect("COLS columns");
+            let row: [f64; COLS] = std::array::from_fn(|l| row[l].get());
             for k in 0..K {
                 let wq = ws[k][q];
                 for l in 0..COLS {
@@ -363,7 +394,7 @@ fn column_pass<const K: usize, const F: bool>(
             for k in 0..K {
                 let wq = ws[k][q];
                 for l in 0..cols {
-                    acc[k][l] = madd::<F>(wq, row[l], acc[k][l]);
+                    acc[k][l] = madd::<F>(wq, row[l].get(), acc[k][l]);
                 }
             }
         }

@@ -4,7 +4,52 @@
 
 use super::simd::{exp_fast_with, weighted_column_sums};
 use super::{Ctx, Work};
-use crate::ot::tree::KdTree;
+use crate::ot::tree::{KdTree, MonoRows};
+
+/// Relative error of a far-field block whose monomial rows (target's and source's) are stored in
+/// single precision: each row entry (u/r)^alpha in [-1, 1] is rounded by at most 2^-24 relative
+/// (entries below f32's normal range by at most 2^-150 absolute, negligible), so the expansion
+/// errs by at most 2 * 2^-24 * (sum of its terms' magnitudes) <= 2 * 2^-24 * e^T * sum of the
+/// weights, while its value is at least e^-T * sum of the weights: <= 2^-23 e^(2 MAX_T) =
+/// 3.24e-7 (T <= MAX_T = 0.5), rounded up.
+pub(super) const SINGLE_ROUNDING: f64 = 3.3e-7;
+
+/// A cached row entry: f64, or f32 read as f64.
+pub(super) trait RowValue: Copy {
+    fn get(self) -> f64;
+}
+
+impl RowValue for f64 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self
+    }
+}
+
+impl RowValue for f32 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self as f64
+    }
+}
+
+/// A node's cached monomial rows, in either precision.
+#[derive(Clone, Copy)]
+pub(super) enum Rows<'a> {
+    Double(&'a [f64]),
+    Single(&'a [f32]),
+}
+
+/// The factor that normalizes a node's offsets u = x - c to |u / r| <= 1 in its monomial rows.
+#[inline(always)]
+pub(super) fn row_radius(tree: &KdTree, id: usize) -> f64 {
+    let r = tree.nodes[id].radius;
+    if r > 0.0 {
+        r
+    } else {
+        1.0
+    }
+}
 
 /// Multi-indices of total degree <= p_max in d variables, sorted by degree; each (but the first)
 /// is its parent plus one unit on `axis`.
@@ -89,12 +134,14 @@ impl MultiIndex {
 }
 
 impl Ctx<'_> {
-    /// The monomial rows u^alpha (degree <= order) of the points of node `id`, into `out`.
+    /// The monomial rows (u/r)^alpha (degree <= order, r = `row_radius`) of the points of node
+    /// `id`, into `out`.
     #[inline(always)]
     pub(super) fn monomial_rows(&self, tree: &KdTree, id: usize, order: usize, out: &mut Vec<f64>) {
         let terms = self.mi.count[order];
         let node = &tree.nodes[id];
         let c = tree.center(id);
+        let inv_r = 1.0 / row_radius(tree, id);
         out.clear();
         out.resize(node.len() * terms, 0.0);
         let (parent, axis) = (&self.mi.parent[..terms], &self.mi.axis[..terms]);
@@ -102,7 +149,7 @@ impl Ctx<'_> {
             let x = tree.point(p);
             let mut u = [0.0f64; 8];
             for k in 0..tree.d {
-                u[k] = x[k] - c[k];
+                u[k] = (x[k] - c[k]) * inv_r;
             }
             let row = &mut out[r * terms..(r + 1) * terms];
             row[0] = 1.0;
@@ -112,34 +159,27 @@ impl Ctx<'_> {
         }
     }
 
-    /// The cached monomial rows of node `id` of `tree` (filled on first use), if the cache serves `order`.
-    pub(super) fn cached<'t>(
-        &self,
-        tree: &'t KdTree,
-        id: usize,
-        order: usize,
-    ) -> Option<&'t [f64]> {
+    /// The cached monomial rows of node `id` of `tree` (filled on first use), if the cache serves
+    /// `order` (and, for a single-precision cache, this application's tolerance).
+    pub(super) fn cached<'t>(&self, tree: &'t KdTree, id: usize, order: usize) -> Option<Rows<'t>> {
         let cache_order = *tree.mono_order.get()?;
-        if order > cache_order {
+        let single = tree.mono_single.get().copied().unwrap_or(false);
+        if order > cache_order || (single && !self.single_ok) {
             return None;
         }
-        let stride = self.mi.count[cache_order];
-        let mi = &self.mi;
         let rows = tree.mono_cache[id].get_or_init(|| {
-            let node = &tree.nodes[id];
-            let c = tree.center(id);
-            let mut out = vec![0.0; node.len() * stride];
-            for (r, p) in (node.start..node.end).enumerate() {
-                let x = tree.point(p);
-                let row = &mut out[r * stride..(r + 1) * stride];
-                row[0] = 1.0;
-                for a in 1..stride {
-                    row[a] = row[mi.parent[a]] * (x[mi.axis[a]] - c[mi.axis[a]]);
-                }
+            let mut out = Vec::new();
+            self.monomial_rows(tree, id, cache_order, &mut out);
+            if single {
+                MonoRows::Single(out.iter().map(|&v| v as f32).collect())
+            } else {
+                MonoRows::Double(out.into_boxed_slice())
             }
-            out.into_boxed_slice()
         });
-        Some(rows)
+        Some(match rows {
+            MonoRows::Double(v) => Rows::Double(v),
+            MonoRows::Single(v) => Rows::Single(v),
+        })
     }
 
     /// Far-field block from cached monomials: the moments are one pass of axpys over contiguous
@@ -187,11 +227,12 @@ impl Ctx<'_> {
             let out = &mut w.mom[c * terms..(c + 1) * terms];
             weighted_column_sums::<F>(rows_j, stride_j, &w.wcol, out);
         }
+        let radii = row_radius(t, i) * row_radius(s, j);
         for c in 0..per {
-            self.scale_moments(&mut w.mom[c * terms..(c + 1) * terms]);
+            self.scale_moments(&mut w.mom[c * terms..(c + 1) * terms], radii);
         }
         let mom = std::mem::take(&mut w.mom);
-        self.far_targets::<F>(i, &*dvec, d2, shift, &mom, terms, rows_i, w);
+        self.far_targets::<F, f64>(i, &*dvec, d2, shift, &mom, terms, rows_i, w);
         w.mom = mom;
     }
 

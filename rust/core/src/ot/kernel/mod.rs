@@ -42,7 +42,7 @@ use super::tree::KdTree;
 use crate::error::{Error, Result};
 use bounds::{leaf_lower_bound, node_lse};
 use deferred::FarPair;
-use expansion::{MultiIndex, MAX_T};
+use expansion::{MultiIndex, MAX_T, SINGLE_ROUNDING};
 use rayon::prelude::*;
 use simd::Acc;
 
@@ -58,6 +58,15 @@ pub struct KernelStats {
     pub far_terms: u64,
     /// Largest expansion order used.
     pub max_order: u64,
+    /// Far blocks by path: served by the monomial caches (deferred), on monomial rows built for
+    /// the block (order above the caches'), on the general scalar path (nodes over `ROWS_MAX`
+    /// points, or the dimension over 8), and the points (|I| + |J|) of the general path's blocks.
+    pub far_cached: u64,
+    pub far_rows: u64,
+    pub far_general: u64,
+    pub far_general_points: u64,
+    /// The order of the monomial caches (the smaller of the two trees').
+    pub cache_order: u64,
 }
 
 impl KernelStats {
@@ -68,6 +77,10 @@ impl KernelStats {
         self.near_entries += o.near_entries;
         self.far_terms += o.far_terms;
         self.max_order = self.max_order.max(o.max_order);
+        self.far_cached += o.far_cached;
+        self.far_rows += o.far_rows;
+        self.far_general += o.far_general;
+        self.far_general_points += o.far_general_points;
     }
 }
 
@@ -96,6 +109,13 @@ struct Ctx<'a> {
     log_spread: f64,
     tol_far: f64,
     mi: MultiIndex,
+    /// The smaller of the two trees' monomial cache orders (0 for a cache this application may
+    /// not use).
+    cache_order: usize,
+    /// Whether single-precision caches may serve this application (its tolerance leaves room).
+    single_ok: bool,
+    /// Subtracted from each far block's budget when a single-precision cache may serve it.
+    rounding: f64,
     with_cost: bool,
     /// Extra nonnegative source columns in [0, 1], column-major (`k` columns of `s.n`, tree
     /// order): each target also gets sum_j exp(h_j - C_ij/eps) v_jc, from the same traversal.
@@ -219,21 +239,43 @@ impl Ctx<'_> {
     }
 }
 
-/// Fixes the order of `tree`'s monomial cache for applications at relative tolerance `tol` (the
-/// first call wins; `log_apply` calls it with its own tolerance). A caller that applies the kernel
-/// at several tolerances (Sinkhorn's loose early eps stages) calls it first with the finest one.
-/// The order is that of the largest admissible T at `tol`, lowered until the estimated cache fits
-/// the cap; blocks of a higher order build their monomial rows each time (measured: a cache of
-/// order 4 instead of none makes the n = 1e6 solve over 1.6x faster).
+/// Fixes the order and precision of `tree`'s monomial cache for applications at relative
+/// tolerance `tol` (the first call wins; `log_apply` calls it with its own tolerance). A caller
+/// that applies the kernel at several tolerances (Sinkhorn's loose early eps stages) calls it
+/// first with the finest one. The order is that of the largest admissible T at `tol`, in double
+/// precision if the estimated cache fits the cap; else in single precision (half the bytes) where
+/// `tol` leaves room for its rounding (`SINGLE_ROUNDING`), lowered until the cache fits. Blocks
+/// of a higher order build their monomial rows each time (measured at n = 1e6, 2-D, tol 1e-5:
+/// the double cache fits order 4 of the 7 needed, half the far blocks built their rows, and one
+/// application took 2.6-4x the CPU time it takes with the single-precision cache of order 7).
 pub fn reserve_monomial_cache(tree: &KdTree, tol: f64) {
     let mi = MultiIndex::new(tree.d);
-    let finest = mi.order_for(MAX_T, 0.25 * tol).unwrap_or(0);
-    // the largest order that fits: blocks of higher order build their rows each time
-    let fits =
-        |p: usize| (tree.n as u128) * ((mi.count[p] * 8 * CACHE_LEVELS) as u128) <= CACHE_BYTES;
-    let order = (0..=finest).rev().find(|&p| fits(p)).unwrap_or(0);
-    let _ = tree.mono_order.get_or_init(|| order);
+    let fits = |p: usize, bytes: usize| {
+        (tree.n as u128) * ((mi.count[p] * bytes * CACHE_LEVELS) as u128) <= CACHE_BYTES
+    };
+    let tol_far = 0.25 * tol;
+    let finest = mi.order_for(MAX_T, tol_far).unwrap_or(0);
+    let (order, single) = if fits(finest, 8) {
+        (finest, false)
+    } else if single_allowed(tol_far) {
+        let finest = mi.order_for(MAX_T, tol_far - SINGLE_ROUNDING).unwrap_or(0);
+        ((0..=finest).rev().find(|&p| fits(p, 4)).unwrap_or(0), true)
+    } else {
+        ((0..=finest).rev().find(|&p| fits(p, 8)).unwrap_or(0), false)
+    };
+    let _ = tree.mono_order.get_or_init(|| {
+        // published with the order: a reader that sees the order sees the precision
+        let _ = tree.mono_single.set(single);
+        order
+    });
 }
+
+/// Whether single-precision monomial rows fit a far-field budget `tol_far` (their rounding
+/// takes at most a quarter of it).
+fn single_allowed(tol_far: f64) -> bool {
+    tol_far >= 4.0 * SINGLE_ROUNDING
+}
+
 /// Applies the kernel in the log domain: targets and sources in tree order, `h` per source.
 pub fn log_apply(
     targets: &KdTree,
@@ -348,6 +390,18 @@ fn apply_with_columns(
             }
         }
     }
+    reserve_monomial_cache(targets, tol);
+    reserve_monomial_cache(sources, tol);
+    let single = |t: &KdTree| t.mono_single.get().copied().unwrap_or(false);
+    let single_ok = single_allowed(0.25 * tol);
+    // the order a usable cache serves (none: a single-precision cache at too fine a tolerance)
+    let cache_order = |t: &KdTree| {
+        if single(t) && !single_ok {
+            0
+        } else {
+            *t.mono_order.get().unwrap_or(&0)
+        }
+    };
     let ctx = Ctx {
         t: targets,
         s: sources,
@@ -360,12 +414,17 @@ fn apply_with_columns(
         log_spread: -(sources.leaves.len() as f64).ln(),
         tol_far: 0.25 * tol,
         mi: MultiIndex::new(targets.d),
+        cache_order: cache_order(targets).min(cache_order(sources)),
+        single_ok,
+        rounding: if single_ok && (single(targets) || single(sources)) {
+            SINGLE_ROUNDING
+        } else {
+            0.0
+        },
         with_cost,
         vcols: columns,
         k,
     };
-    reserve_monomial_cache(targets, tol);
-    reserve_monomial_cache(sources, tol);
     let tasks = targets.frontier(TASKS);
     let run = |&i: &usize| -> Work {
         let node = &targets.nodes[i];
@@ -441,6 +500,7 @@ fn apply_with_columns(
             stats.merge(&w.stats);
         }
     }
+    stats.cache_order = ctx.cache_order as u64;
     Ok(Applied {
         log_sum,
         mean_cost,
@@ -511,327 +571,4 @@ pub fn log_apply_columns_in_order(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::simd::{exp_fast, exp_fast_with};
-    use super::*;
-
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn check(n: usize, m: usize, d: usize, eps: f64, spread: f64) {
-        let mut seed = 7u64;
-        let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
-        let y: Vec<f64> = (0..m * d).map(|_| lcg(&mut seed)).collect();
-        let tx = KdTree::build(&x, d, 16).unwrap();
-        let ty = KdTree::build(&y, d, 16).unwrap();
-        let h: Vec<f64> = (0..m).map(|_| spread * (lcg(&mut seed) - 0.5)).collect();
-        let tol = 1e-6;
-        let approx = log_apply(
-            &tx,
-            &ty,
-            &h,
-            &KernelOptions {
-                eps,
-                tol,
-                exact: false,
-                parallel: false,
-            },
-            true,
-        )
-        .unwrap();
-        let exact = log_apply(
-            &tx,
-            &ty,
-            &h,
-            &KernelOptions {
-                eps,
-                tol,
-                exact: true,
-                parallel: false,
-            },
-            true,
-        )
-        .unwrap();
-        for k in 0..n {
-            let e = (approx.log_sum[k] - exact.log_sum[k]).abs();
-            assert!(e <= tol, "n={n} d={d} eps={eps}: error {e} at {k}");
-            let c = (approx.mean_cost[k] - exact.mean_cost[k]).abs();
-            assert!(c <= 1e-5 * (1.0 + exact.mean_cost[k]), "cost error {c}");
-        }
-        assert!(approx.stats.far_blocks + approx.stats.pruned_blocks > 0 || n < 100);
-        // without the cost, far-field blocks run from the cached monomials
-        let cached = log_apply(
-            &tx,
-            &ty,
-            &h,
-            &KernelOptions {
-                eps,
-                tol,
-                exact: false,
-                parallel: false,
-            },
-            false,
-        )
-        .unwrap();
-        assert!(tx.mono_order.get().is_some());
-        assert_eq!(
-            cached.stats.far_blocks > 0,
-            tx.mono_cache.iter().any(|c| c.get().is_some())
-        );
-        for k in 0..n {
-            assert!((cached.log_sum[k] - exact.log_sum[k]).abs() <= tol);
-        }
-    }
-
-    #[test]
-    fn matches_dense() {
-        check(1500, 1300, 2, 0.01, 40.0);
-        check(1500, 1300, 2, 0.05, 40.0);
-        check(800, 900, 1, 0.001, 40.0);
-        check(1000, 1000, 3, 0.02, 40.0);
-    }
-
-    #[test]
-    fn deferred_far_field_is_deterministic_and_accurate() {
-        // the deferred blocks' moments are grouped by source node across target subtrees: the
-        // result must not depend on the threads, and must keep the entrywise bound (3-D too)
-        for (d, n, eps) in [(2usize, 3000usize, 0.01), (3, 2500, 0.03)] {
-            let mut seed = 17u64;
-            let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
-            let y: Vec<f64> = (0..n * d).map(|_| 0.6 * lcg(&mut seed) + 0.2).collect();
-            let (tx, ty) = (
-                KdTree::build(&x, d, 16).unwrap(),
-                KdTree::build(&y, d, 16).unwrap(),
-            );
-            let h: Vec<f64> = (0..n).map(|_| 60.0 * (lcg(&mut seed) - 0.5)).collect();
-            let opts = KernelOptions {
-                eps,
-                tol: 1e-7,
-                exact: false,
-                parallel: false,
-            };
-            let one = log_apply(&tx, &ty, &h, &opts, false).unwrap();
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(3)
-                .build()
-                .unwrap();
-            let par = pool
-                .install(|| {
-                    log_apply(
-                        &tx,
-                        &ty,
-                        &h,
-                        &KernelOptions {
-                            parallel: true,
-                            ..opts
-                        },
-                        false,
-                    )
-                })
-                .unwrap();
-            assert!(one.stats.far_blocks > 100, "{:?}", one.stats);
-            assert_eq!(one.stats, par.stats);
-            let exact = log_apply(
-                &tx,
-                &ty,
-                &h,
-                &KernelOptions {
-                    exact: true,
-                    ..opts
-                },
-                false,
-            )
-            .unwrap();
-            for k in 0..n {
-                assert_eq!(one.log_sum[k].to_bits(), par.log_sum[k].to_bits(), "{k}");
-                let e = (one.log_sum[k] - exact.log_sum[k]).abs();
-                assert!(e <= 1e-7, "d={d}: error {e} at {k}");
-            }
-        }
-    }
-
-    /// Brute force: log sums and column ratios per target (tree order).
-    fn brute_columns(
-        tx: &KdTree,
-        ty: &KdTree,
-        h: &[f64],
-        cols: &[f64],
-        k: usize,
-        eps: f64,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let (d, m) = (tx.d, ty.n);
-        let mut logs = vec![0.0; tx.n];
-        let mut ratios = vec![0.0; tx.n * k];
-        for i in 0..tx.n {
-            let z: Vec<f64> = (0..m)
-                .map(|j| {
-                    let c: f64 = (0..d)
-                        .map(|a| (tx.point(i)[a] - ty.point(j)[a]).powi(2))
-                        .sum();
-                    h[j] - c / eps
-                })
-                .collect();
-            let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
-            let sum: f64 = e.iter().sum();
-            logs[i] = top + sum.ln();
-            for c in 0..k {
-                let num: f64 = e
-                    .iter()
-                    .zip(&cols[c * m..(c + 1) * m])
-                    .map(|(e, v)| e * v)
-                    .sum();
-                ratios[i * k + c] = num / sum;
-            }
-        }
-        (logs, ratios)
-    }
-
-    #[test]
-    fn columns_share_the_traversal_and_keep_the_bound() {
-        // cached deferred blocks, uncached rows (order-0 cache) and the general path (with the
-        // cost): the log sums as without columns, each ratio within 2 tol of the exact one
-        for (d, n, eps, mode) in [
-            (2usize, 1500usize, 0.01, 0),
-            (3, 1200, 0.03, 0),
-            (2, 1200, 0.01, 1),
-            (2, 900, 0.02, 2),
-        ] {
-            let mut seed = 23u64 + mode as u64;
-            let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
-            let y: Vec<f64> = (0..n * d).map(|_| 0.7 * lcg(&mut seed)).collect();
-            let (tx, ty) = (
-                KdTree::build(&x, d, 16).unwrap(),
-                KdTree::build(&y, d, 16).unwrap(),
-            );
-            if mode == 1 {
-                tx.mono_order.set(0).unwrap();
-                ty.mono_order.set(0).unwrap();
-            }
-            let h: Vec<f64> = (0..n).map(|_| 40.0 * (lcg(&mut seed) - 0.5)).collect();
-            let k = 3;
-            // one column spans decades (a weight-like column), one is exactly zero in places
-            let cols: Vec<f64> = (0..k * n)
-                .map(|q| match q / n {
-                    0 => lcg(&mut seed),
-                    1 => (-30.0 * lcg(&mut seed)).exp(),
-                    _ => (lcg(&mut seed) - 0.5).max(0.0),
-                })
-                .collect();
-            let tol = 1e-7;
-            let opts = KernelOptions {
-                eps,
-                tol,
-                exact: false,
-                parallel: false,
-            };
-            let got = apply_with_columns(&tx, &ty, &h, &cols, k, &opts, mode == 2).unwrap();
-            let plain = log_apply(&tx, &ty, &h, &opts, mode == 2).unwrap();
-            assert!(got.stats.far_blocks > 0, "{:?}", got.stats);
-            assert_eq!(got.stats, plain.stats);
-            let (logs, ratios) = brute_columns(&tx, &ty, &h, &cols, k, eps);
-            for i in 0..n {
-                assert_eq!(got.log_sum[i].to_bits(), plain.log_sum[i].to_bits(), "{i}");
-                assert!((got.log_sum[i] - logs[i]).abs() <= tol);
-                for c in 0..k {
-                    let e = (got.ratios[i * k + c] - ratios[i * k + c]).abs();
-                    assert!(
-                        e <= 2.0 * tol,
-                        "d={d} mode={mode}: column {c} error {e} at {i}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn columns_are_checked() {
-        let x = [0.0, 0.0, 1.0, 1.0];
-        let t = KdTree::build(&x, 2, 16).unwrap();
-        let opts = KernelOptions {
-            eps: 0.1,
-            tol: 1e-6,
-            exact: false,
-            parallel: false,
-        };
-        let h = [0.0, 0.0];
-        assert!(log_apply_columns(&t, &t, &h, &[0.5, 1.5], 1, &opts).is_err());
-        assert!(log_apply_columns(&t, &t, &h, &[0.5, f64::NAN], 1, &opts).is_err());
-        assert!(log_apply_columns(&t, &t, &h, &[0.5], 1, &opts).is_err());
-        let (logs, ratios, _) =
-            log_apply_columns_in_order(&t, &t, &h, &[0.25, 0.75], 1, &opts).unwrap();
-        assert_eq!(logs.len(), 2);
-        // the point order is the caller's: each point is nearest itself
-        assert!(ratios[0] < 0.5 && ratios[1] > 0.5, "{ratios:?}");
-    }
-
-    #[test]
-    fn uncached_far_field_matches_dense() {
-        // a cache of order 0 serves no far block: every block builds its own monomial rows
-        let mut seed = 5u64;
-        let (n, d, eps, tol) = (1200, 2, 0.01, 1e-6);
-        let x: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
-        let y: Vec<f64> = (0..n * d).map(|_| lcg(&mut seed)).collect();
-        let (tx, ty) = (
-            KdTree::build(&x, d, 16).unwrap(),
-            KdTree::build(&y, d, 16).unwrap(),
-        );
-        tx.mono_order.set(0).unwrap();
-        ty.mono_order.set(0).unwrap();
-        let h: Vec<f64> = (0..n).map(|_| 40.0 * (lcg(&mut seed) - 0.5)).collect();
-        let opts = KernelOptions {
-            eps,
-            tol,
-            exact: false,
-            parallel: false,
-        };
-        let approx = log_apply(&tx, &ty, &h, &opts, false).unwrap();
-        let exact = log_apply(
-            &tx,
-            &ty,
-            &h,
-            &KernelOptions {
-                exact: true,
-                ..opts
-            },
-            false,
-        )
-        .unwrap();
-        assert!(approx.stats.far_blocks > 0);
-        for k in 0..n {
-            assert!((approx.log_sum[k] - exact.log_sum[k]).abs() <= tol, "{k}");
-        }
-    }
-
-    #[test]
-    fn exp_fast_is_accurate() {
-        let mut seed = 11u64;
-        let mut worst: f64 = 0.0;
-        for _ in 0..200_000 {
-            let x = -700.0 * lcg(&mut seed) + 5.0 * (lcg(&mut seed) - 0.5);
-            let (a, b) = (exp_fast(x), x.exp());
-            worst = worst.max(((a - b) / b).abs());
-            let fused = exp_fast_with::<true>(x);
-            worst = worst.max(((fused - b) / b).abs());
-        }
-        assert!(worst < 5e-16, "worst relative error {worst}");
-        assert_eq!(exp_fast(f64::NEG_INFINITY), 0.0);
-        assert_eq!(exp_fast(-800.0), 0.0);
-        assert_eq!(exp_fast(0.0), 1.0);
-    }
-
-    #[test]
-    fn multi_index_counts() {
-        let mi = MultiIndex::new(2);
-        assert_eq!(mi.count[0], 1);
-        assert_eq!(mi.count[3], 10);
-        let mi = MultiIndex::new(3);
-        assert_eq!(mi.count[2], 10);
-        assert!(mi.order_for(0.5, 1e-6).unwrap() >= 5);
-        assert!(mi.order_for(1.0, 1e-6).is_none()); // beyond MAX_T: split instead
-    }
-}
+mod tests;

@@ -2,6 +2,8 @@
 //! when the caller is compiled with FMA, dot products and column sums with independent partial
 //! sums in a fixed order, so results stay deterministic), and the log-sum-exp accumulator.
 
+use super::expansion::RowValue;
+
 /// exp(x) for x <= ~709, to about 2 ulp (0 below -708): Cody-Waite reduction to |r| <= ln2/2
 /// and a degree-13 Taylor polynomial, branch-free so that loops over it vectorize.
 #[cfg(test)]
@@ -61,7 +63,7 @@ pub(super) fn exp_fast_with<const F: bool>(x: f64) -> f64 {
 /// Dot product with four independent partial sums (vectorizes; the order is fixed, so results
 /// stay deterministic).
 #[inline(always)]
-pub(super) fn dot<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
+pub(super) fn dot<const F: bool, R: RowValue>(a: &[R], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut s = [0.0f64; 4];
@@ -69,12 +71,12 @@ pub(super) fn dot<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
         for l in 0..4 {
-            s[l] = madd::<F>(x[l], y[l], s[l]);
+            s[l] = madd::<F>(x[l].get(), y[l], s[l]);
         }
     }
     let mut tail = 0.0;
     for (x, y) in ar.iter().zip(br) {
-        tail = madd::<F>(*x, *y, tail);
+        tail = madd::<F>(x.get(), *y, tail);
     }
     (s[0] + s[1]) + (s[2] + s[3]) + tail
 }
@@ -83,7 +85,12 @@ pub(super) fn dot<const F: bool>(a: &[f64], b: &[f64]) -> f64 {
 /// (four independent chains share the loads of `v`), each summed in `dot`'s order, so the values
 /// are `dot`'s bit for bit.
 #[inline(always)]
-pub(super) fn dots<const F: bool>(rows: &[f64], stride: usize, v: &[f64], out: &mut [f64]) {
+pub(super) fn dots<const F: bool, R: RowValue>(
+    rows: &[R],
+    stride: usize,
+    v: &[f64],
+    out: &mut [f64],
+) {
     let terms = v.len();
     let k0 = terms / 4 * 4;
     let mut quads = out.chunks_exact_mut(4);
@@ -100,16 +107,16 @@ pub(super) fn dots<const F: bool>(rows: &[f64], stride: usize, v: &[f64], out: &
             .zip(rs[3].chunks_exact(4))
         {
             for l in 0..4 {
-                s[0][l] = madd::<F>(a0[l], vc[l], s[0][l]);
-                s[1][l] = madd::<F>(a1[l], vc[l], s[1][l]);
-                s[2][l] = madd::<F>(a2[l], vc[l], s[2][l]);
-                s[3][l] = madd::<F>(a3[l], vc[l], s[3][l]);
+                s[0][l] = madd::<F>(a0[l].get(), vc[l], s[0][l]);
+                s[1][l] = madd::<F>(a1[l].get(), vc[l], s[1][l]);
+                s[2][l] = madd::<F>(a2[l].get(), vc[l], s[2][l]);
+                s[3][l] = madd::<F>(a3[l].get(), vc[l], s[3][l]);
             }
         }
         for ((o, su), a) in o.iter_mut().zip(&s).zip(rs) {
             let mut tail = 0.0;
             for (x, y) in a[k0..].iter().zip(&v[k0..]) {
-                tail = madd::<F>(*x, *y, tail);
+                tail = madd::<F>(x.get(), *y, tail);
             }
             *o = (su[0] + su[1]) + (su[2] + su[3]) + tail;
         }
@@ -117,7 +124,7 @@ pub(super) fn dots<const F: bool>(rows: &[f64], stride: usize, v: &[f64], out: &
     }
     for (k, o) in quads.into_remainder().iter_mut().enumerate() {
         let q = r + k;
-        *o = dot::<F>(&rows[q * stride..q * stride + terms], v);
+        *o = dot::<F, R>(&rows[q * stride..q * stride + terms], v);
     }
 }
 

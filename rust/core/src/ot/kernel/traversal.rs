@@ -214,7 +214,8 @@ impl Ctx<'_> {
         let block_tol = (self.tol_far * loosen.max(1.0)).min(0.5);
         // (Allowing loosened blocks a larger T, up to 3, was measured to add work: big blocks then
         // take the expansion before their sub-blocks could be pruned.)
-        if let Some(order) = self.mi.order_for(tt, block_tol) {
+        // (less the rounding of single-precision monomial rows, where they may serve)
+        if let Some(order) = self.mi.order_for(tt, block_tol - self.rounding) {
             let terms = self.mi.count[order] as f64;
             let factor = if self.with_cost {
                 2.0 + self.t.d as f64
@@ -239,6 +240,7 @@ impl Ctx<'_> {
                 if self.t.d <= 8 && ni.len().max(nj.len()) <= ROWS_MAX {
                     // no cache (too large): the same kernel on rows built for this block
                     // (blocks above ROWS_MAX points, rare, take `far`: no n-sized scratch)
+                    w.stats.far_rows += 1;
                     let (mut ri, mut rj) =
                         (std::mem::take(&mut w.rows_i), std::mem::take(&mut w.rows_j));
                     self.monomial_rows(self.t, i, order, &mut ri);
@@ -247,6 +249,8 @@ impl Ctx<'_> {
                     (w.rows_i, w.rows_j) = (ri, rj);
                     return;
                 }
+                w.stats.far_general += 1;
+                w.stats.far_general_points += (ni.len() + nj.len()) as u64;
                 self.far::<F>(i, j, order, w);
                 return;
             }
