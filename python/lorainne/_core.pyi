@@ -262,3 +262,16 @@ def completion_csr_product(
     n_threads: int | None = None,
     low_precision: bool = False,
 ) -> NDArray[np.float64]: ...
+def completion_both_sides(
+    indptr: NDArray[np.int32] | NDArray[np.int64],
+    indices: NDArray[np.int32] | NDArray[np.int64],
+    data: NDArray[np.float64],
+    n: int,
+) -> tuple[
+    NDArray[np.int64],
+    NDArray[np.int64] | None,
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.float64],
+    bool,
+]: ...

@@ -143,7 +143,10 @@ def _spectral_start(obs: Observed, rank: int, rng, n_threads, use_rust: bool = T
     norms = np.linalg.norm(U0, axis=1)
     over = norms > cap
     U0[over] *= (cap / norms[over])[:, None]
-    Q, R = np.linalg.qr(U0)
+    # CholeskyQR2 (Householder where U0 is ill-conditioned) gives R a nonnegative diagonal, the
+    # sign convention that the Householder branch sets by hand
+    Q, R = qr(U0)
+    Q = np.asarray(Q, dtype=np.float64)
     Q *= np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))
     return Q * np.sqrt(np.maximum(np.asarray(S, dtype=np.float64), 0.0))
 

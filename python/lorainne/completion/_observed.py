@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _backend
 from .._validation import check_int
 
 
@@ -67,45 +68,39 @@ def _from_coords(rows, cols, values, shape, name: str) -> Observed:
     values = values.astype(np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name} contains NaN or infinity among the observed values")
-    coo = sp.coo_matrix((values, (rows.astype(np.int64), cols.astype(np.int64))), shape=(m, n))
-    csr = coo.tocsr()
-    csr.sort_indices()
+    csr = sp.coo_matrix((values, (rows.astype(np.int64), cols.astype(np.int64))), shape=(m, n)).tocsr()
     if csr.nnz != rows.size:
         raise ValueError(f"{name} has duplicate coordinates ({rows.size - csr.nnz} repeated entries)")
-    csc_t = coo.T.tocsr()
-    csc_t.sort_indices()
-    i64 = np.int64
-    return Observed(
-        (m, n),
-        csr.indptr.astype(i64),
-        csr.indices.astype(i64),
-        np.ascontiguousarray(csr.data, dtype=np.float64),
-        csc_t.indptr.astype(i64),
-        csc_t.indices.astype(i64),
-        np.ascontiguousarray(csc_t.data, dtype=np.float64),
-        dtype,
-    )
+    csr.sort_indices()
+    return _with_columns((m, n), csr.indptr, csr.indices, csr.data, dtype, name)
 
 
-def _from_canonical_csr(csr, name: str) -> Observed:
-    """A CSR matrix with sorted, unique indices: its arrays as they are (no round trip through
-    coordinates), the column side from SciPy's CSR -> CSC conversion (sorted within each column).
+def _with_columns(shape, indptr, indices, data, dtype, name: str) -> Observed:
+    """The observations of a CSR matrix with sorted, unique indices in each row: its arrays as they
+    are (no copy but of int32 indices to int64 and of non-float64 values to float64), the column
+    side by the Rust counting sort over the columns (SciPy's CSR -> CSC conversion where the
+    compiled core is missing), the values checked finite in the same pass. Not modified.
     """
-    data = np.asarray(csr.data, dtype=np.float64)
-    if not np.all(np.isfinite(data)):
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    if indptr.dtype not in (np.int32, np.int64) or indices.dtype != indptr.dtype:
+        indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+    try:
+        core = _backend.core()
+    except RuntimeError:
+        core = None
+    if core is not None:
+        indptr, wide, t_indptr, t_indices, t_data, finite = core.completion_both_sides(
+            np.ascontiguousarray(indptr), np.ascontiguousarray(indices), data, shape[1]
+        )
+        indices = np.ascontiguousarray(indices) if wide is None else wide
+    else:
+        t = sp.csr_matrix((data, indices, indptr), shape=shape).tocsc()
+        t_indptr, t_indices, t_data = t.indptr.astype(np.int64), t.indices.astype(np.int64), t.data
+        indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+        finite = bool(np.all(np.isfinite(data)))
+    if not finite:
         raise ValueError(f"{name} contains NaN or infinity among the observed values")
-    t = sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape).tocsc()
-    i64 = np.int64
-    return Observed(
-        tuple(int(v) for v in csr.shape),
-        csr.indptr.astype(i64),
-        csr.indices.astype(i64),
-        np.ascontiguousarray(data),
-        t.indptr.astype(i64),
-        t.indices.astype(i64),
-        np.ascontiguousarray(t.data, dtype=np.float64),
-        _float_dtype(csr.dtype, name),
-    )
+    return Observed(tuple(int(v) for v in shape), indptr, indices, data, t_indptr, t_indices, t_data, dtype)
 
 
 def as_observed(M_observed: Any, mask: Any = None, shape: Any = None, name: str = "M_observed") -> Observed:
@@ -121,7 +116,9 @@ def as_observed(M_observed: Any, mask: Any = None, shape: Any = None, name: str 
         if M_observed.ndim != 2:
             raise ValueError(f"{name} must be 2-D")
         if M_observed.format == "csr" and M_observed.has_canonical_format and M_observed.nnz > 0:
-            return _from_canonical_csr(M_observed, name)
+            csr = M_observed
+            shape = tuple(int(v) for v in csr.shape)
+            return _with_columns(shape, csr.indptr, csr.indices, csr.data, _float_dtype(csr.dtype, name), name)
         coo = sp.coo_matrix(M_observed)
         out = _from_coords(coo.row, coo.col, coo.data, tuple(int(s) for s in M_observed.shape), name)
         return replace(out, dtype=_float_dtype(M_observed.dtype, name))

@@ -6,7 +6,9 @@ use crate::errors::guarded;
 use faer::Par;
 use lorainne_core::completion::{self as core, RowProblem, RowSolver};
 use lorainne_core::parallel;
-use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -90,7 +92,7 @@ fn completion_solve_rows<'py>(
     let out = numpy::ndarray::Array2::from_shape_vec((m, k), x)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok((
-        numpy::IntoPyArray::into_pyarray(out, py),
+        out.into_pyarray(py),
         stats.cg_iterations,
         stats.underdetermined,
         stats.empty,
@@ -155,12 +157,68 @@ fn completion_csr_product<'py>(
     })?;
     let out = numpy::ndarray::Array2::from_shape_vec((m, w), y)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(numpy::IntoPyArray::into_pyarray(out, py))
+    Ok(out.into_pyarray(py))
+}
+
+/// A CSR index array as SciPy stores it: int32 or int64.
+#[derive(FromPyObject)]
+enum IndexArray<'py> {
+    I32(PyReadonlyArray1<'py, i32>),
+    I64(PyReadonlyArray1<'py, i64>),
+}
+
+/// The row pointers, the row indices (`None` when given as int64: use the input's) and the CSR of
+/// the transpose (pointers, indices, values), and whether every value is finite.
+type BothSidesOut<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Option<Bound<'py, PyArray1<i64>>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+    bool,
+);
+
+/// completion_both_sides(indptr, indices, data, n) -> (indptr, indices or None, t_indptr, t_indices,
+/// t_data, finite): the CSR (int32 or int64 indices) of an m x n matrix with int64 pointers and
+/// indices (indices None when they were int64 already), the CSR of its transpose, and whether the
+/// values are finite. The structure is checked (ValueError naming indptr or indices).
+#[pyfunction]
+fn completion_both_sides<'py>(
+    py: Python<'py>,
+    indptr: IndexArray<'py>,
+    indices: IndexArray<'py>,
+    data: PyReadonlyArray1<'py, f64>,
+    n: usize,
+) -> PyResult<BothSidesOut<'py>> {
+    let indptr: Vec<i64> = match &indptr {
+        IndexArray::I32(a) => a.as_slice()?.iter().map(|&v| i64::from(v)).collect(),
+        IndexArray::I64(a) => a.as_slice()?.to_vec(),
+    };
+    let data = data.as_slice()?;
+    let both = match &indices {
+        IndexArray::I32(a) => {
+            let a = a.as_slice()?;
+            py.detach(|| guarded(|| core::csr_both_sides(&indptr, a, data, n, true)))?
+        }
+        IndexArray::I64(a) => {
+            let a = a.as_slice()?;
+            py.detach(|| guarded(|| core::csr_both_sides(&indptr, a, data, n, false)))?
+        }
+    };
+    Ok((
+        indptr.into_pyarray(py),
+        both.row_indices.map(|v| v.into_pyarray(py)),
+        both.cols.indptr.into_pyarray(py),
+        both.cols.indices.into_pyarray(py),
+        both.cols.data.into_pyarray(py),
+        both.finite,
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(completion_solve_rows, m)?)?;
     m.add_function(wrap_pyfunction!(completion_observed_error, m)?)?;
     m.add_function(wrap_pyfunction!(completion_csr_product, m)?)?;
+    m.add_function(wrap_pyfunction!(completion_both_sides, m)?)?;
     Ok(())
 }

@@ -21,6 +21,8 @@ mod fixed;
 mod product;
 mod rows;
 mod solve;
+mod transpose;
 
 pub use product::csr_times_dense;
 pub use solve::{observed_sq_error, solve_rows, HalfStep, RowProblem, RowSolver};
+pub use transpose::{csr_both_sides, BothSides, Csr};

@@ -9,7 +9,7 @@
 
 use super::fixed::{axpy, load, store, Chunks, PRODUCT_CHUNKS};
 use super::rows::{prefetch_row, PREFETCH_AHEAD};
-use super::solve::{check_csr, padded_aligned, Isa};
+use super::solve::{check_indptr, index_error, indices_below, padded_aligned, Isa};
 use crate::error::{try_filled, Error, Result};
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -40,21 +40,27 @@ fn row_block<const F: bool, const C: usize, T: Scalar>(
     store(&acc, out);
 }
 
-/// Rows `first..` of the product into `out` (rows of stride `wp`), column blocks of up to 32.
+/// Rows `first..` of the product into `out` (rows of stride `wp`), column blocks of up to 32; false
+/// (at the first such row) if a row has an index outside `[0, n)`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn product_rows<const F: bool, T: Scalar>(
     indptr: &[i64],
     indices: &[i64],
     data: &[f64],
     x: &[T],
     wp: usize,
+    n: usize,
     first: usize,
     out: &mut [f64],
-) {
+) -> bool {
     for (t, yi) in out.chunks_exact_mut(wp).enumerate() {
         let i = first + t;
         let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
         let (cols, vals) = (&indices[a..b], &data[a..b]);
+        if !indices_below(cols, n) {
+            return false;
+        }
         let mut off = 0;
         while off < wp {
             let chunks = ((wp - off) / 4).min(PRODUCT_CHUNKS);
@@ -72,35 +78,40 @@ fn product_rows<const F: bool, T: Scalar>(
             off += 4 * chunks;
         }
     }
+    true
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 fn product_rows_avx2<T: Scalar>(
     indptr: &[i64],
     indices: &[i64],
     data: &[f64],
     x: &[T],
     wp: usize,
+    n: usize,
     first: usize,
     out: &mut [f64],
-) {
-    product_rows::<true, T>(indptr, indices, data, x, wp, first, out);
+) -> bool {
+    product_rows::<true, T>(indptr, indices, data, x, wp, n, first, out)
 }
 
 /// The same with the AVX-512F/VL register file (32 registers: no spills for 32 columns).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[allow(clippy::too_many_arguments)]
 fn product_rows_avx512<T: Scalar>(
     indptr: &[i64],
     indices: &[i64],
     data: &[f64],
     x: &[T],
     wp: usize,
+    n: usize,
     first: usize,
     out: &mut [f64],
-) {
-    product_rows::<true, T>(indptr, indices, data, x, wp, first, out);
+) -> bool {
+    product_rows::<true, T>(indptr, indices, data, x, wp, n, first, out)
 }
 
 /// `A X` for the CSR matrix `A = (indptr, indices, data)` of shape m x n (m = `indptr.len() - 1`)
@@ -122,7 +133,7 @@ pub fn csr_times_dense(
         return Err(Error::invalid("indptr", "must hold at least one entry"));
     }
     let m = indptr.len() - 1;
-    check_csr(indptr, indices, data.len(), m, n)?;
+    check_indptr(indptr, indices.len(), data.len(), m)?;
     if w == 0 || x.len() != n * w {
         return Err(Error::invalid(
             "x",
@@ -139,6 +150,7 @@ pub fn csr_times_dense(
             data,
             &xp[off..off + n * wp],
             m,
+            n,
             wp,
             parallel,
         )?
@@ -150,6 +162,7 @@ pub fn csr_times_dense(
             data,
             &xp[off..off + n * wp],
             m,
+            n,
             wp,
             parallel,
         )?
@@ -171,34 +184,43 @@ fn product_into<T: Scalar>(
     data: &[f64],
     xp: &[T],
     m: usize,
+    n: usize,
     wp: usize,
     parallel: bool,
 ) -> Result<Vec<f64>> {
     let mut yp = try_filled(m * wp, 0.0, "product")?;
     let isa = Isa::detect();
-    let job = |(b, out): (usize, &mut [f64])| {
-        let first = b * ROWS_PER_JOB;
+    let rows = |first: usize, out: &mut [f64]| -> bool {
         #[cfg(target_arch = "x86_64")]
         match isa {
             // SAFETY: `isa` is the run-time detection of these features
             Isa::Avx512 => {
-                return unsafe { product_rows_avx512(indptr, indices, data, xp, wp, first, out) }
+                return unsafe { product_rows_avx512(indptr, indices, data, xp, wp, n, first, out) }
             }
             // SAFETY: as above
             Isa::Avx2 => {
-                return unsafe { product_rows_avx2(indptr, indices, data, xp, wp, first, out) }
+                return unsafe { product_rows_avx2(indptr, indices, data, xp, wp, n, first, out) }
             }
             Isa::Portable => {}
         }
         let _ = isa;
-        product_rows::<false, T>(indptr, indices, data, xp, wp, first, out);
+        product_rows::<false, T>(indptr, indices, data, xp, wp, n, first, out)
+    };
+    let job = |(b, out): (usize, &mut [f64])| {
+        if rows(b * ROWS_PER_JOB, out) {
+            Ok(())
+        } else {
+            Err(index_error(n))
+        }
     };
     if parallel {
         yp.par_chunks_mut(ROWS_PER_JOB * wp)
             .enumerate()
-            .for_each(job);
+            .try_for_each(job)?;
     } else {
-        yp.chunks_mut(ROWS_PER_JOB * wp).enumerate().for_each(job);
+        yp.chunks_mut(ROWS_PER_JOB * wp)
+            .enumerate()
+            .try_for_each(job)?;
     }
     Ok(yp)
 }
