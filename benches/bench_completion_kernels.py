@@ -7,8 +7,9 @@ checkout's, loaded into one process and called alternately on the benchmark's da
 
 Calls: one column and one row half-step (gather only, ``cg_max_iter=0``; and gather + 2 CG steps) and the
 spectral start's two products with 30 columns (this checkout's with its f32 gathers, ``low_precision=True``,
-when its build has them). Interleaving in one process makes the ratio robust to the load of a shared
-machine, which moves both builds' times together.
+when its build has them). Each build reads the index type it takes: int32 as SciPy stores them where
+the build accepts them (``completion_transpose`` present), int64 copies otherwise. Interleaving in one
+process makes the ratio robust to the load of a shared machine, which moves both builds' times together.
 """
 
 from __future__ import annotations
@@ -50,10 +51,16 @@ def main():
     rng = np.random.default_rng(1)
     U, V = rng.standard_normal(U0.shape), rng.standard_normal(V0.shape)
     X, Y = rng.standard_normal((10000, 30)), rng.standard_normal((20000, 30))
-    sides = {
-        "column half-step": (obs.t_indptr, obs.t_indices, obs.t_data, U, V),
-        "row half-step": (obs.indptr, obs.indices, obs.data, V, U),
-    }
+
+    def sides(core):
+        def idx(a):
+            return a if hasattr(core, "completion_transpose") else a.astype(np.int64)
+
+        return {
+            "column half-step": (obs.t_indptr, idx(obs.t_indices), obs.t_data, U, V),
+            "row half-step": (obs.indptr, idx(obs.indices), obs.data, V, U),
+        }
+
     best: dict = {}
 
     def timed(key, fn):
@@ -64,7 +71,8 @@ def main():
     load_before = os.getloadavg()[:3]
     for _ in range(opts.repeats):
         for name, core in builds.items():
-            for side, (indptr, indices, data, F, x) in sides.items():
+            structure = sides(core)
+            for side, (indptr, indices, data, F, x) in structure.items():
                 lam, q = np.linalg.eigh(F.T @ F / F.shape[0])
                 q = np.ascontiguousarray(q)
                 for steps in (0, 2):
@@ -76,12 +84,10 @@ def main():
             kw = {"n_threads": 1}
             if has_low_precision(core):
                 kw["low_precision"] = True
-            timed(
-                ("product A X", name), lambda: core.completion_csr_product(obs.indptr, obs.indices, obs.data, X, **kw)
-            )
+            timed(("product A X", name), lambda: core.completion_csr_product(*structure["row half-step"][:3], X, **kw))
             timed(
                 ("product A^T Y", name),
-                lambda: core.completion_csr_product(obs.t_indptr, obs.t_indices, obs.t_data, Y, **kw),
+                lambda: core.completion_csr_product(*structure["column half-step"][:3], Y, **kw),
             )
     print(f"load average before {load_before}, after {os.getloadavg()[:3]}; best of {opts.repeats}, CPU s, 1 thread")
     print("| call | baseline | this checkout | ratio |\n|---|---|---|---|")

@@ -232,7 +232,7 @@ def philox_uniform(
 # --- matrix completion (rust/py/src/completion.rs)
 def completion_solve_rows(
     indptr: NDArray[np.int64],
-    indices: NDArray[np.int64],
+    indices: NDArray[np.int32] | NDArray[np.int64],
     data: NDArray[np.float64],
     factor: NDArray[np.float64],
     x0: NDArray[np.float64],
@@ -256,22 +256,15 @@ def completion_observed_error(
 ) -> float: ...
 def completion_csr_product(
     indptr: NDArray[np.int64],
-    indices: NDArray[np.int64],
+    indices: NDArray[np.int32] | NDArray[np.int64],
     data: NDArray[np.float64],
     x: NDArray[np.float64],
     n_threads: int | None = None,
     low_precision: bool = False,
 ) -> NDArray[np.float64]: ...
-def completion_both_sides(
-    indptr: NDArray[np.int32] | NDArray[np.int64],
+def completion_transpose(
+    indptr: NDArray[np.int64],
     indices: NDArray[np.int32] | NDArray[np.int64],
     data: NDArray[np.float64],
     n: int,
-) -> tuple[
-    NDArray[np.int64],
-    NDArray[np.int64] | None,
-    NDArray[np.int64],
-    NDArray[np.int64],
-    NDArray[np.float64],
-    bool,
-]: ...
+) -> tuple[NDArray[np.int64], NDArray[np.int32] | NDArray[np.int64], NDArray[np.float64], bool]: ...

@@ -16,7 +16,9 @@ from .._validation import check_int
 
 @dataclass(frozen=True)
 class Observed:
-    """Observed entries of an m x n matrix: ``rows`` as CSR, ``cols`` as the CSR of the transpose."""
+    """Observed entries of an m x n matrix: ``rows`` as CSR, ``cols`` as the CSR of the transpose
+    (int64 pointers; int32 or int64 indices, as SciPy gives them).
+    """
 
     shape: tuple[int, int]
     indptr: np.ndarray
@@ -77,26 +79,23 @@ def _from_coords(rows, cols, values, shape, name: str) -> Observed:
 
 def _with_columns(shape, indptr, indices, data, dtype, name: str) -> Observed:
     """The observations of a CSR matrix with sorted, unique indices in each row: its arrays as they
-    are (no copy but of int32 indices to int64 and of non-float64 values to float64), the column
-    side by the Rust counting sort over the columns (SciPy's CSR -> CSC conversion where the
-    compiled core is missing), the values checked finite in the same pass. Not modified.
+    are (the kernels read int32 or int64 indices; only the m + 1 pointers become int64 and values
+    other than float64 are converted), the column side by the Rust counting sort over the columns
+    (SciPy's CSR -> CSC conversion where the compiled core is missing), the values checked finite
+    in the same pass. Not modified.
     """
     data = np.ascontiguousarray(data, dtype=np.float64)
-    if indptr.dtype not in (np.int32, np.int64) or indices.dtype != indptr.dtype:
-        indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=indices.dtype if indices.dtype in (np.int32, np.int64) else np.int64)
     try:
         core = _backend.core()
     except RuntimeError:
         core = None
     if core is not None:
-        indptr, wide, t_indptr, t_indices, t_data, finite = core.completion_both_sides(
-            np.ascontiguousarray(indptr), np.ascontiguousarray(indices), data, shape[1]
-        )
-        indices = np.ascontiguousarray(indices) if wide is None else wide
+        t_indptr, t_indices, t_data, finite = core.completion_transpose(indptr, indices, data, shape[1])
     else:
         t = sp.csr_matrix((data, indices, indptr), shape=shape).tocsc()
-        t_indptr, t_indices, t_data = t.indptr.astype(np.int64), t.indices.astype(np.int64), t.data
-        indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+        t_indptr, t_indices, t_data = t.indptr.astype(np.int64), t.indices, t.data
         finite = bool(np.all(np.isfinite(data)))
     if not finite:
         raise ValueError(f"{name} contains NaN or infinity among the observed values")

@@ -4,7 +4,9 @@
 
 use crate::errors::guarded;
 use faer::Par;
-use lorainne_core::completion::{self as core, RowProblem, RowSolver};
+use lorainne_core::completion::{
+    self as core, ColIndex, HalfStep, RowNumbers, RowProblem, RowSolver,
+};
 use lorainne_core::parallel;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
@@ -22,14 +24,15 @@ type SolveRowsOut<'py> = (Bound<'py, PyArray2<f64>>, usize, usize, usize, f64);
 
 /// completion_solve_rows(indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter,
 /// cg_tol, q, lam, n_threads=None, residual=False) -> (x, cg_iterations, underdetermined, empty,
-/// sq_residual) (sq_residual: the new rows' squared residual over the observed entries, or 0).
+/// sq_residual) (sq_residual: the new rows' squared residual over the observed entries, or 0;
+/// indices: int32 or int64, read as they are).
 #[pyfunction]
 #[pyo3(signature = (indptr, indices, data, factor, x0, reg, reg_under, solver, cg_max_iter, cg_tol, q, lam, n_threads=None, residual=false))]
 #[allow(clippy::too_many_arguments)]
 fn completion_solve_rows<'py>(
     py: Python<'py>,
     indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i64>,
+    indices: IndexArray<'py>,
     data: PyReadonlyArray1<'py, f64>,
     factor: PyReadonlyArray2<'py, f64>,
     x0: PyReadonlyArray2<'py, f64>,
@@ -62,33 +65,38 @@ fn completion_solve_rows<'py>(
         ));
     }
     let n = factor.shape()[0];
-    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let (indptr, data) = (indptr.as_slice()?, data.as_slice()?);
     let (factor, q, lam) = (
         contiguous(&factor, "factor")?,
         q.as_slice()?,
         lam.as_slice()?,
     );
     let mut x = contiguous(&x0, "x0")?.to_vec();
-    let problem = RowProblem {
-        indptr,
-        indices,
-        data,
-        factor,
-        n,
-        k,
-        reg,
-        reg_under,
-        solver,
-        q,
-        lam,
+    macro_rules! problem {
+        ($indices:expr) => {
+            RowProblem {
+                indptr,
+                indices: $indices,
+                data,
+                factor,
+                n,
+                k,
+                reg,
+                reg_under,
+                solver,
+                q,
+                lam,
+            }
+        };
+    }
+    let stats = match &indices {
+        IndexArray::I32(a) => {
+            solve_with(py, &problem!(a.as_slice()?), &mut x, n_threads, residual)?
+        }
+        IndexArray::I64(a) => {
+            solve_with(py, &problem!(a.as_slice()?), &mut x, n_threads, residual)?
+        }
     };
-    let stats = py.detach(|| {
-        guarded(|| {
-            parallel::run(n_threads, |par| {
-                core::solve_rows(&problem, &mut x, !matches!(par, Par::Seq), residual)
-            })?
-        })
-    })?;
     let out = numpy::ndarray::Array2::from_shape_vec((m, k), x)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok((
@@ -98,6 +106,23 @@ fn completion_solve_rows<'py>(
         stats.empty,
         stats.sq_residual,
     ))
+}
+
+/// One half-step with the GIL released, for either index type.
+fn solve_with<I: ColIndex>(
+    py: Python<'_>,
+    problem: &RowProblem<'_, I>,
+    x: &mut [f64],
+    n_threads: Option<usize>,
+    residual: bool,
+) -> PyResult<HalfStep> {
+    py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                core::solve_rows(problem, x, !matches!(par, Par::Seq), residual)
+            })?
+        })
+    })
 }
 
 /// completion_observed_error(indptr, indices, data, u, v, n_threads=None) -> sum of squared residuals.
@@ -137,7 +162,7 @@ fn completion_observed_error<'py>(
 fn completion_csr_product<'py>(
     py: Python<'py>,
     indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i64>,
+    indices: IndexArray<'py>,
     data: PyReadonlyArray1<'py, f64>,
     x: PyReadonlyArray2<'py, f64>,
     n_threads: Option<usize>,
@@ -145,16 +170,43 @@ fn completion_csr_product<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (n, w) = (x.shape()[0], x.shape()[1]);
     let m = indptr.len().saturating_sub(1);
-    let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let (indptr, data) = (indptr.as_slice()?, data.as_slice()?);
     let x = contiguous(&x, "x")?;
-    let y = py.detach(|| {
-        guarded(|| {
-            parallel::run(n_threads, |par| {
-                let parallel = !matches!(par, Par::Seq);
-                core::csr_times_dense(indptr, indices, data, x, n, w, parallel, low_precision)
-            })?
+    fn product<I: ColIndex>(
+        py: Python<'_>,
+        (indptr, indices, data): (&[i64], &[I], &[f64]),
+        x: &[f64],
+        (n, w): (usize, usize),
+        n_threads: Option<usize>,
+        low_precision: bool,
+    ) -> PyResult<Vec<f64>> {
+        py.detach(|| {
+            guarded(|| {
+                parallel::run(n_threads, |par| {
+                    let parallel = !matches!(par, Par::Seq);
+                    core::csr_times_dense(indptr, indices, data, x, n, w, parallel, low_precision)
+                })?
+            })
         })
-    })?;
+    }
+    let y = match &indices {
+        IndexArray::I32(a) => product(
+            py,
+            (indptr, a.as_slice()?, data),
+            x,
+            (n, w),
+            n_threads,
+            low_precision,
+        )?,
+        IndexArray::I64(a) => product(
+            py,
+            (indptr, a.as_slice()?, data),
+            x,
+            (n, w),
+            n_threads,
+            low_precision,
+        )?,
+    };
     let out = numpy::ndarray::Array2::from_shape_vec((m, w), y)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(out.into_pyarray(py))
@@ -167,51 +219,47 @@ enum IndexArray<'py> {
     I64(PyReadonlyArray1<'py, i64>),
 }
 
-/// The row pointers, the row indices (`None` when given as int64: use the input's) and the CSR of
-/// the transpose (pointers, indices, values), and whether every value is finite.
-type BothSidesOut<'py> = (
+/// The CSR of the transpose: pointers, row numbers (int32 where they fit, else int64), values, and
+/// whether every value is finite.
+type TransposeOut<'py> = (
     Bound<'py, PyArray1<i64>>,
-    Option<Bound<'py, PyArray1<i64>>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyAny>,
     Bound<'py, PyArray1<f64>>,
     bool,
 );
 
-/// completion_both_sides(indptr, indices, data, n) -> (indptr, indices or None, t_indptr, t_indices,
-/// t_data, finite): the CSR (int32 or int64 indices) of an m x n matrix with int64 pointers and
-/// indices (indices None when they were int64 already), the CSR of its transpose, and whether the
-/// values are finite. The structure is checked (ValueError naming indptr or indices).
+/// completion_transpose(indptr, indices, data, n) -> (t_indptr, t_indices, t_data, finite): the CSR
+/// of the transpose of the m x n CSR matrix (int32 or int64 indices, int64 pointers; repeated
+/// entries kept, rows in order within each column, as SciPy's tocsc()), and whether the values are
+/// finite. The structure is checked (ValueError naming indptr or indices); the input is only read.
 #[pyfunction]
-fn completion_both_sides<'py>(
+fn completion_transpose<'py>(
     py: Python<'py>,
-    indptr: IndexArray<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
     indices: IndexArray<'py>,
     data: PyReadonlyArray1<'py, f64>,
     n: usize,
-) -> PyResult<BothSidesOut<'py>> {
-    let indptr: Vec<i64> = match &indptr {
-        IndexArray::I32(a) => a.as_slice()?.iter().map(|&v| i64::from(v)).collect(),
-        IndexArray::I64(a) => a.as_slice()?.to_vec(),
-    };
-    let data = data.as_slice()?;
-    let both = match &indices {
+) -> PyResult<TransposeOut<'py>> {
+    let (indptr, data) = (indptr.as_slice()?, data.as_slice()?);
+    let t = match &indices {
         IndexArray::I32(a) => {
             let a = a.as_slice()?;
-            py.detach(|| guarded(|| core::csr_both_sides(&indptr, a, data, n, true)))?
+            py.detach(|| guarded(|| core::csr_transpose(indptr, a, data, n)))?
         }
         IndexArray::I64(a) => {
             let a = a.as_slice()?;
-            py.detach(|| guarded(|| core::csr_both_sides(&indptr, a, data, n, false)))?
+            py.detach(|| guarded(|| core::csr_transpose(indptr, a, data, n)))?
         }
     };
+    let rows = match t.indices {
+        RowNumbers::Narrow(v) => v.into_pyarray(py).into_any(),
+        RowNumbers::Wide(v) => v.into_pyarray(py).into_any(),
+    };
     Ok((
-        indptr.into_pyarray(py),
-        both.row_indices.map(|v| v.into_pyarray(py)),
-        both.cols.indptr.into_pyarray(py),
-        both.cols.indices.into_pyarray(py),
-        both.cols.data.into_pyarray(py),
-        both.finite,
+        t.indptr.into_pyarray(py),
+        rows,
+        t.data.into_pyarray(py),
+        t.finite,
     ))
 }
 
@@ -219,6 +267,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(completion_solve_rows, m)?)?;
     m.add_function(wrap_pyfunction!(completion_observed_error, m)?)?;
     m.add_function(wrap_pyfunction!(completion_csr_product, m)?)?;
-    m.add_function(wrap_pyfunction!(completion_both_sides, m)?)?;
+    m.add_function(wrap_pyfunction!(completion_transpose, m)?)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! another order (the results agree to rounding).
 
 use super::rows::{fmadd, prefetch_row, PREFETCH_AHEAD};
+use super::solve::ColIndex;
 use crate::scalar::Scalar;
 
 /// Largest chunk count with a fixed-size CG kernel (rank <= 40, so that the rank-scaling
@@ -107,9 +108,9 @@ pub(super) fn axpy<const F: bool, const C: usize>(s: f64, f: &Chunks<C>, acc: &m
 /// Gathers the factor rows `cols` into `rows` (contiguous, stride `4 C`) and writes
 /// `r = A^T (b - A x)` and `rhs = A^T b` (one pass over the factor, prefetched ahead).
 #[inline(always)]
-pub(super) fn gather_residual<const F: bool, const C: usize>(
+pub(super) fn gather_residual<const F: bool, const C: usize, I: ColIndex>(
     factor: &[f64],
-    cols: &[i64],
+    cols: &[I],
     vals: &[f64],
     x: &[f64],
     rows: &mut [f64],
@@ -122,10 +123,10 @@ pub(super) fn gather_residual<const F: bool, const C: usize>(
     for (t, (&j, &b)) in cols.iter().zip(vals).enumerate() {
         if F {
             if let Some(&ahead) = cols.get(t + PREFETCH_AHEAD) {
-                prefetch_row(factor, ahead as usize, kp);
+                prefetch_row(factor, ahead.at(), kp);
             }
         }
-        let j = j as usize;
+        let j = j.at();
         let f = load::<f64, C>(&factor[j * kp..(j + 1) * kp]);
         store(&f, &mut rows[t * kp..(t + 1) * kp]);
         let e = b - dot::<F, C>(&f, &xv);

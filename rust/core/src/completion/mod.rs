@@ -24,5 +24,5 @@ mod solve;
 mod transpose;
 
 pub use product::csr_times_dense;
-pub use solve::{observed_sq_error, solve_rows, HalfStep, RowProblem, RowSolver};
-pub use transpose::{csr_both_sides, BothSides, Csr};
+pub use solve::{observed_sq_error, solve_rows, ColIndex, HalfStep, RowProblem, RowSolver};
+pub use transpose::{csr_transpose, Columns, RowNumbers};

@@ -9,7 +9,7 @@
 
 use super::fixed::{axpy, load, store, Chunks, PRODUCT_CHUNKS};
 use super::rows::{prefetch_row, PREFETCH_AHEAD};
-use super::solve::{check_indptr, index_error, indices_below, padded_aligned, Isa};
+use super::solve::{check_indptr, index_error, indices_below, padded_aligned, ColIndex, Isa};
 use crate::error::{try_filled, Error, Result};
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -19,8 +19,8 @@ const ROWS_PER_JOB: usize = 256;
 
 /// `out[..4 C] = sum_t vals[t] X[cols[t], off..off + 4 C]` (X row-major with stride `wp`).
 #[inline(always)]
-fn row_block<const F: bool, const C: usize, T: Scalar>(
-    cols: &[i64],
+fn row_block<const F: bool, const C: usize, T: Scalar, I: ColIndex>(
+    cols: &[I],
     vals: &[f64],
     x: &[T],
     wp: usize,
@@ -31,10 +31,10 @@ fn row_block<const F: bool, const C: usize, T: Scalar>(
     for (t, (&j, &a)) in cols.iter().zip(vals).enumerate() {
         if F && off == 0 {
             if let Some(&ahead) = cols.get(t + PREFETCH_AHEAD) {
-                prefetch_row(x, ahead as usize, wp);
+                prefetch_row(x, ahead.at(), wp);
             }
         }
-        let s = j as usize * wp + off;
+        let s = j.at() * wp + off;
         axpy::<F, C>(a, &load::<T, C>(&x[s..s + 4 * C]), &mut acc);
     }
     store(&acc, out);
@@ -44,9 +44,9 @@ fn row_block<const F: bool, const C: usize, T: Scalar>(
 /// (at the first such row) if a row has an index outside `[0, n)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn product_rows<const F: bool, T: Scalar>(
+fn product_rows<const F: bool, T: Scalar, I: ColIndex>(
     indptr: &[i64],
-    indices: &[i64],
+    indices: &[I],
     data: &[f64],
     x: &[T],
     wp: usize,
@@ -66,14 +66,14 @@ fn product_rows<const F: bool, T: Scalar>(
             let chunks = ((wp - off) / 4).min(PRODUCT_CHUNKS);
             let o = &mut yi[off..];
             match chunks {
-                1 => row_block::<F, 1, T>(cols, vals, x, wp, off, o),
-                2 => row_block::<F, 2, T>(cols, vals, x, wp, off, o),
-                3 => row_block::<F, 3, T>(cols, vals, x, wp, off, o),
-                4 => row_block::<F, 4, T>(cols, vals, x, wp, off, o),
-                5 => row_block::<F, 5, T>(cols, vals, x, wp, off, o),
-                6 => row_block::<F, 6, T>(cols, vals, x, wp, off, o),
-                7 => row_block::<F, 7, T>(cols, vals, x, wp, off, o),
-                _ => row_block::<F, 8, T>(cols, vals, x, wp, off, o),
+                1 => row_block::<F, 1, T, I>(cols, vals, x, wp, off, o),
+                2 => row_block::<F, 2, T, I>(cols, vals, x, wp, off, o),
+                3 => row_block::<F, 3, T, I>(cols, vals, x, wp, off, o),
+                4 => row_block::<F, 4, T, I>(cols, vals, x, wp, off, o),
+                5 => row_block::<F, 5, T, I>(cols, vals, x, wp, off, o),
+                6 => row_block::<F, 6, T, I>(cols, vals, x, wp, off, o),
+                7 => row_block::<F, 7, T, I>(cols, vals, x, wp, off, o),
+                _ => row_block::<F, 8, T, I>(cols, vals, x, wp, off, o),
             }
             off += 4 * chunks;
         }
@@ -84,9 +84,9 @@ fn product_rows<const F: bool, T: Scalar>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-fn product_rows_avx2<T: Scalar>(
+fn product_rows_avx2<T: Scalar, I: ColIndex>(
     indptr: &[i64],
-    indices: &[i64],
+    indices: &[I],
     data: &[f64],
     x: &[T],
     wp: usize,
@@ -94,16 +94,16 @@ fn product_rows_avx2<T: Scalar>(
     first: usize,
     out: &mut [f64],
 ) -> bool {
-    product_rows::<true, T>(indptr, indices, data, x, wp, n, first, out)
+    product_rows::<true, T, I>(indptr, indices, data, x, wp, n, first, out)
 }
 
 /// The same with the AVX-512F/VL register file (32 registers: no spills for 32 columns).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
 #[allow(clippy::too_many_arguments)]
-fn product_rows_avx512<T: Scalar>(
+fn product_rows_avx512<T: Scalar, I: ColIndex>(
     indptr: &[i64],
-    indices: &[i64],
+    indices: &[I],
     data: &[f64],
     x: &[T],
     wp: usize,
@@ -111,7 +111,7 @@ fn product_rows_avx512<T: Scalar>(
     first: usize,
     out: &mut [f64],
 ) -> bool {
-    product_rows::<true, T>(indptr, indices, data, x, wp, n, first, out)
+    product_rows::<true, T, I>(indptr, indices, data, x, wp, n, first, out)
 }
 
 /// `A X` for the CSR matrix `A = (indptr, indices, data)` of shape m x n (m = `indptr.len() - 1`)
@@ -119,9 +119,9 @@ fn product_rows_avx512<T: Scalar>(
 /// on the current rayon pool, else on the calling thread. `low_precision`: gather `X` from an f32
 /// copy (the product of `A` with `X` rounded to f32, summed in f64).
 #[allow(clippy::too_many_arguments)]
-pub fn csr_times_dense(
+pub fn csr_times_dense<I: ColIndex>(
     indptr: &[i64],
-    indices: &[i64],
+    indices: &[I],
     data: &[f64],
     x: &[f64],
     n: usize,
@@ -178,9 +178,9 @@ pub fn csr_times_dense(
 }
 
 /// The m x `wp` product with the padded `xp` (rows of stride `wp`).
-fn product_into<T: Scalar>(
+fn product_into<T: Scalar, I: ColIndex>(
     indptr: &[i64],
-    indices: &[i64],
+    indices: &[I],
     data: &[f64],
     xp: &[T],
     m: usize,
@@ -204,7 +204,7 @@ fn product_into<T: Scalar>(
             Isa::Portable => {}
         }
         let _ = isa;
-        product_rows::<false, T>(indptr, indices, data, xp, wp, n, first, out)
+        product_rows::<false, T, I>(indptr, indices, data, xp, wp, n, first, out)
     };
     let job = |(b, out): (usize, &mut [f64])| {
         if rows(b * ROWS_PER_JOB, out) {
@@ -248,6 +248,11 @@ mod tests {
             // low precision: the product with x rounded to f32 (exact here: small integers)
             for (parallel, low) in [(false, false), (true, false), (true, true)] {
                 let y = csr_times_dense(&indptr, &indices, &data, &x, n, w, parallel, low).unwrap();
+                // int32 indices (SciPy's usual type) read as they are: the same product
+                let narrow: Vec<i32> = indices.iter().map(|&j| j as i32).collect();
+                let y32 =
+                    csr_times_dense(&indptr, &narrow, &data, &x, n, w, parallel, low).unwrap();
+                assert_eq!(y, y32);
                 for i in 0..m {
                     for c in 0..w {
                         let mut want = 0.0;
@@ -265,6 +270,7 @@ mod tests {
     fn bad_shapes_are_errors() {
         assert!(csr_times_dense(&[0, 1], &[0], &[1.0], &[1.0, 2.0], 1, 3, false, false).is_err());
         assert!(csr_times_dense(&[0, 1], &[2], &[1.0], &[1.0], 1, 1, false, false).is_err());
-        assert!(csr_times_dense(&[], &[], &[], &[1.0], 1, 1, false, true).is_err());
+        assert!(csr_times_dense::<i64>(&[], &[], &[], &[1.0], 1, 1, false, true).is_err());
+        assert!(csr_times_dense(&[0, 1], &[-1i32], &[1.0], &[1.0], 1, 1, false, false).is_err());
     }
 }

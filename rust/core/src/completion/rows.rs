@@ -9,6 +9,7 @@
 //! fixed-size kernels of `fixed.rs` (accumulators in registers).
 
 use super::fixed;
+use super::solve::ColIndex;
 
 /// `a * b + c`, fused where the build has FMA.
 #[inline(always)]
@@ -89,8 +90,8 @@ impl Work {
 }
 
 /// One row of data: the observed columns, their values, the ridge and `c = |Omega_i| / n`.
-pub(super) struct RowData<'a> {
-    pub cols: &'a [i64],
+pub(super) struct RowData<'a, I> {
+    pub cols: &'a [I],
     pub vals: &'a [f64],
     pub reg: f64,
     pub c: f64,
@@ -194,15 +195,15 @@ fn gathered_sq_residual<const F: bool>(rows: &[f64], kp: usize, vals: &[f64], x:
 
 /// The same from the factor rows (the exact solver does not gather).
 #[inline(always)]
-pub(super) fn factor_sq_residual<const F: bool>(
+pub(super) fn factor_sq_residual<const F: bool, I: ColIndex>(
     factor: &[f64],
     kp: usize,
-    row: &RowData<'_>,
+    row: &RowData<'_, I>,
     x: &[f64],
 ) -> f64 {
     let mut total = 0.0;
     for (&j, &b) in row.cols.iter().zip(row.vals) {
-        let e = b - dot4::<F>(&factor[j as usize * kp..(j as usize + 1) * kp], x);
+        let e = b - dot4::<F>(&factor[j.at() * kp..(j.at() + 1) * kp], x);
         total = fmadd::<F>(e, e, total);
     }
     total
@@ -211,16 +212,21 @@ pub(super) fn factor_sq_residual<const F: bool>(
 /// Gathers the row's factor rows into `w.rows` and returns, in `w.r` and `w.rhs`, the residual
 /// `A^T (b - A x)` and `A^T b` (one pass over the factor).
 #[inline(always)]
-fn gather_residual<const F: bool>(factor: &[f64], kp: usize, row: &RowData<'_>, w: &mut Work) {
+fn gather_residual<const F: bool, I: ColIndex>(
+    factor: &[f64],
+    kp: usize,
+    row: &RowData<'_, I>,
+    w: &mut Work,
+) {
     w.r.fill(0.0);
     w.rhs.fill(0.0);
     for (t, (&j, &b)) in row.cols.iter().zip(row.vals).enumerate() {
         if F {
             if let Some(&ahead) = row.cols.get(t + PREFETCH_AHEAD) {
-                prefetch_row(factor, ahead as usize, kp);
+                prefetch_row(factor, ahead.at(), kp);
             }
         }
-        let f = &factor[j as usize * kp..(j as usize + 1) * kp];
+        let f = &factor[j.at() * kp..(j.at() + 1) * kp];
         // chunk by chunk: register moves (a slice copy of runtime length calls memmove)
         for (d, s) in w.rows[t * kp..(t + 1) * kp]
             .chunks_exact_mut(4)
@@ -240,11 +246,11 @@ fn gather_residual<const F: bool>(factor: &[f64], kp: usize, row: &RowData<'_>, 
 /// padded rank, run-time-length loops.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn cg_row<const F: bool, const C: usize>(
+pub(super) fn cg_row<const F: bool, const C: usize, I: ColIndex>(
     factor: &[f64],
     k: usize,
     kp: usize,
-    row: &RowData<'_>,
+    row: &RowData<'_, I>,
     pc: &Precond,
     max_iter: usize,
     tol: f64,
@@ -252,9 +258,17 @@ pub(super) fn cg_row<const F: bool, const C: usize>(
 ) -> usize {
     if C > 0 {
         let (cols, vals) = (row.cols, row.vals);
-        fixed::gather_residual::<F, C>(factor, cols, vals, &w.x, &mut w.rows, &mut w.r, &mut w.rhs);
+        fixed::gather_residual::<F, C, I>(
+            factor,
+            cols,
+            vals,
+            &w.x,
+            &mut w.rows,
+            &mut w.r,
+            &mut w.rhs,
+        );
     } else {
-        gather_residual::<F>(factor, kp, row, w);
+        gather_residual::<F, I>(factor, kp, row, w);
     }
     let nr = row.cols.len();
     for (ri, xi) in w.r.iter_mut().zip(&w.x) {
@@ -366,17 +380,17 @@ fn cholesky_solve(l: &[f64], k: usize, kp: usize, b: &mut [f64]) {
 /// at a time (each row of G is loaded and stored once per four rank-one updates), then Cholesky.
 /// Returns false when G stays singular under any tolerable jitter (non-finite data).
 #[inline(always)]
-pub(super) fn exact_row<const F: bool>(
+pub(super) fn exact_row<const F: bool, I: ColIndex>(
     factor: &[f64],
     k: usize,
     kp: usize,
-    row: &RowData<'_>,
+    row: &RowData<'_, I>,
     w: &mut Work,
 ) -> bool {
     let g = &mut w.g;
     g.fill(0.0);
     w.rhs.fill(0.0);
-    let row_of = |j: i64| &factor[j as usize * kp..(j as usize + 1) * kp];
+    let row_of = |j: I| &factor[j.at() * kp..(j.at() + 1) * kp];
     let mut quads = row.cols.chunks_exact(4);
     let mut vals = row.vals.chunks_exact(4);
     for (js, bs) in quads.by_ref().zip(vals.by_ref()) {

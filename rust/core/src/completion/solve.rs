@@ -50,11 +50,42 @@ pub(super) fn check_indptr(indptr: &[i64], nnz: usize, data_len: usize, m: usize
     Ok(())
 }
 
+/// A column index of the observations: `i32` or `i64`, SciPy's two index types (int32 indices,
+/// the common case, are read as they are: half the bytes of every pass over the structure).
+pub trait ColIndex: Copy + Send + Sync + 'static {
+    /// The index as a position (meaningful once [`indices_below`] has checked it).
+    fn at(self) -> usize;
+    /// The index sign-extended to `u64`: a negative one becomes a huge value.
+    fn key(self) -> u64;
+}
+
+impl ColIndex for i32 {
+    #[inline(always)]
+    fn at(self) -> usize {
+        self as usize
+    }
+    #[inline(always)]
+    fn key(self) -> u64 {
+        i64::from(self) as u64
+    }
+}
+
+impl ColIndex for i64 {
+    #[inline(always)]
+    fn at(self) -> usize {
+        self as usize
+    }
+    #[inline(always)]
+    fn key(self) -> u64 {
+        self as u64
+    }
+}
+
 /// Whether every index lies in `[0, n)`: a negative one wraps to a huge `u64`, so one maximum
 /// (vectorized) decides.
 #[inline(always)]
-pub(super) fn indices_below(indices: &[i64], n: usize) -> bool {
-    indices.is_empty() || indices.iter().fold(0u64, |m, &j| m.max(j as u64)) < n as u64
+pub(super) fn indices_below<I: ColIndex>(indices: &[I], n: usize) -> bool {
+    indices.is_empty() || indices.iter().fold(0u64, |m, &j| m.max(j.key())) < n as u64
 }
 
 pub(super) fn index_error(n: usize) -> Error {
@@ -109,9 +140,9 @@ pub(super) fn padded_aligned<T: Scalar>(
     Ok((out, off))
 }
 
-struct HalfStepInput<'a> {
+struct HalfStepInput<'a, I> {
     indptr: &'a [i64],
-    indices: &'a [i64],
+    indices: &'a [I],
     data: &'a [f64],
     factor: &'a [f64],
     n: usize,
@@ -132,8 +163,8 @@ type BlockStats = (usize, usize, usize, f64);
 /// first row whose exact normal matrix could not be factored. `C`: as in [`cg_row`] (the exact
 /// solver runs with `C = 0` only).
 #[inline(always)]
-fn solve_block<const F: bool, const C: usize>(
-    h: &HalfStepInput<'_>,
+fn solve_block<const F: bool, const C: usize, I: ColIndex>(
+    h: &HalfStepInput<'_, I>,
     first: usize,
     x: &mut [f64],
     w: &mut Work,
@@ -168,17 +199,17 @@ fn solve_block<const F: bool, const C: usize>(
                         "exact rows run on the C = 0 build",
                     ));
                 }
-                if !exact_row::<F>(h.factor, k, kp, &row, w) {
+                if !exact_row::<F, I>(h.factor, k, kp, &row, w) {
                     return Err(Error::NumericalBreakdown(
                         "row normal matrix is not finite".into(),
                     ));
                 }
                 if h.residual {
-                    sq += factor_sq_residual::<F>(h.factor, kp, &row, &w.x);
+                    sq += factor_sq_residual::<F, I>(h.factor, kp, &row, &w.x);
                 }
             }
             RowSolver::Cg { max_iter, tol } => {
-                steps += cg_row::<F, C>(h.factor, k, kp, &row, &h.precond, max_iter, tol, w);
+                steps += cg_row::<F, C, I>(h.factor, k, kp, &row, &h.precond, max_iter, tol, w);
                 if h.residual {
                     sq += cg_sq_residual::<F, C>(kp, row.cols.len(), row.vals, w);
                 }
@@ -191,13 +222,13 @@ fn solve_block<const F: bool, const C: usize>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn solve_block_avx2<const C: usize>(
-    h: &HalfStepInput<'_>,
+fn solve_block_avx2<const C: usize, I: ColIndex>(
+    h: &HalfStepInput<'_, I>,
     first: usize,
     x: &mut [f64],
     w: &mut Work,
 ) -> Result<BlockStats> {
-    solve_block::<true, C>(h, first, x, w)
+    solve_block::<true, C, I>(h, first, x, w)
 }
 
 /// The same AVX2 code with AVX-512F/VL enabled: 32 vector registers instead of 16, so the
@@ -205,13 +236,13 @@ fn solve_block_avx2<const C: usize>(
 /// in the gather) stay in registers instead of spilling to the stack on every entry.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-fn solve_block_avx512<const C: usize>(
-    h: &HalfStepInput<'_>,
+fn solve_block_avx512<const C: usize, I: ColIndex>(
+    h: &HalfStepInput<'_, I>,
     first: usize,
     x: &mut [f64],
     w: &mut Work,
 ) -> Result<BlockStats> {
-    solve_block::<true, C>(h, first, x, w)
+    solve_block::<true, C, I>(h, first, x, w)
 }
 
 /// The instruction sets the kernels are built for (chosen at run time).
@@ -252,8 +283,8 @@ impl Isa {
     }
 }
 
-fn run_block_with<const C: usize>(
-    h: &HalfStepInput<'_>,
+fn run_block_with<const C: usize, I: ColIndex>(
+    h: &HalfStepInput<'_, I>,
     isa: Isa,
     first: usize,
     x: &mut [f64],
@@ -262,19 +293,19 @@ fn run_block_with<const C: usize>(
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: `isa` comes from `Isa::detect` (or a test's `Isa::available`): the CPU has these features
-        Isa::Avx512 => return unsafe { solve_block_avx512::<C>(h, first, x, w) },
+        Isa::Avx512 => return unsafe { solve_block_avx512::<C, I>(h, first, x, w) },
         // SAFETY: as above
-        Isa::Avx2 => return unsafe { solve_block_avx2::<C>(h, first, x, w) },
+        Isa::Avx2 => return unsafe { solve_block_avx2::<C, I>(h, first, x, w) },
         Isa::Portable => {}
     }
     let _ = isa;
-    solve_block::<false, C>(h, first, x, w)
+    solve_block::<false, C, I>(h, first, x, w)
 }
 
 /// The block on the build for its padded rank: CG with `kp <= 4 MAX_CHUNKS` on the fixed-size
 /// kernels, everything else on the run-time-length loops.
-fn run_block(
-    h: &HalfStepInput<'_>,
+fn run_block<I: ColIndex>(
+    h: &HalfStepInput<'_, I>,
     fast: Isa,
     first: usize,
     x: &mut [f64],
@@ -285,26 +316,26 @@ fn run_block(
         _ => 0,
     };
     match chunks {
-        1 => run_block_with::<1>(h, fast, first, x, w),
-        2 => run_block_with::<2>(h, fast, first, x, w),
-        3 => run_block_with::<3>(h, fast, first, x, w),
-        4 => run_block_with::<4>(h, fast, first, x, w),
-        5 => run_block_with::<5>(h, fast, first, x, w),
-        6 => run_block_with::<6>(h, fast, first, x, w),
-        7 => run_block_with::<7>(h, fast, first, x, w),
-        8 => run_block_with::<8>(h, fast, first, x, w),
-        9 => run_block_with::<9>(h, fast, first, x, w),
-        10 => run_block_with::<10>(h, fast, first, x, w),
-        _ => run_block_with::<0>(h, fast, first, x, w),
+        1 => run_block_with::<1, I>(h, fast, first, x, w),
+        2 => run_block_with::<2, I>(h, fast, first, x, w),
+        3 => run_block_with::<3, I>(h, fast, first, x, w),
+        4 => run_block_with::<4, I>(h, fast, first, x, w),
+        5 => run_block_with::<5, I>(h, fast, first, x, w),
+        6 => run_block_with::<6, I>(h, fast, first, x, w),
+        7 => run_block_with::<7, I>(h, fast, first, x, w),
+        8 => run_block_with::<8, I>(h, fast, first, x, w),
+        9 => run_block_with::<9, I>(h, fast, first, x, w),
+        10 => run_block_with::<10, I>(h, fast, first, x, w),
+        _ => run_block_with::<0, I>(h, fast, first, x, w),
     }
 }
 
 /// One half-step's regressions: the observed entries (CSR of shape m x `n`), the fixed factor and
 /// the solver.
 #[derive(Debug, Clone, Copy)]
-pub struct RowProblem<'a> {
+pub struct RowProblem<'a, I = i64> {
     pub indptr: &'a [i64],
-    pub indices: &'a [i64],
+    pub indices: &'a [I],
     pub data: &'a [f64],
     /// The fixed factor, `n x k`, row-major.
     pub factor: &'a [f64],
@@ -326,8 +357,8 @@ pub struct RowProblem<'a> {
 /// Rows with fewer than k observations use the ridge `max(reg, reg_under)`; rows without any are
 /// set to zero. `parallel`: rows in blocks on the current rayon pool, else on the calling thread.
 /// `residual`: also return the squared residual of the new rows over their observed entries.
-pub fn solve_rows(
-    p: &RowProblem<'_>,
+pub fn solve_rows<I: ColIndex>(
+    p: &RowProblem<'_, I>,
     x: &mut [f64],
     parallel: bool,
     residual: bool,
@@ -337,8 +368,8 @@ pub fn solve_rows(
 
 /// [`solve_rows`] on the build `fast` (one the CPU runs), and
 /// with (`fixed`) or without the fixed-size CG kernels.
-fn solve_rows_on(
-    p: &RowProblem<'_>,
+fn solve_rows_on<I: ColIndex>(
+    p: &RowProblem<'_, I>,
     x: &mut [f64],
     parallel: bool,
     residual: bool,
@@ -605,6 +636,20 @@ mod tests {
         };
         let r = solve_rows(&problem, &mut x, false, false);
         assert!(r.is_err());
+        let negative = RowProblem {
+            indptr: &[0, 1],
+            indices: &[-1i32],
+            data: &[1.0],
+            factor: &[1.0, 1.0],
+            n: 1,
+            k: 2,
+            reg: 0.0,
+            reg_under: 0.0,
+            solver: RowSolver::Exact,
+            q: &[],
+            lam: &[],
+        };
+        assert!(solve_rows(&negative, &mut x, false, false).is_err());
     }
 
     #[test]
@@ -681,6 +726,24 @@ mod tests {
                     lam: &lam,
                 };
                 let s = solve_rows_on(&problem, &mut x, false, true, fast, fixed).unwrap();
+                // int32 indices (SciPy's usual type) read as they are: the same rows
+                let narrow: Vec<i32> = indices.iter().map(|&j| j as i32).collect();
+                let mut x32 = x0.clone();
+                let problem32 = RowProblem {
+                    indptr: problem.indptr,
+                    indices: &narrow,
+                    data: problem.data,
+                    factor: problem.factor,
+                    n,
+                    k,
+                    reg: problem.reg,
+                    reg_under: problem.reg_under,
+                    solver,
+                    q: &q,
+                    lam: &lam,
+                };
+                let s32 = solve_rows_on(&problem32, &mut x32, false, true, fast, fixed).unwrap();
+                assert_eq!((&x, s), (&x32, s32));
                 (x, s)
             };
             let (xa, sa) = run(Isa::Portable, false);
