@@ -178,6 +178,7 @@ pub fn csr_times_dense<I: ColIndex>(
 }
 
 /// The m x `wp` product with the padded `xp` (rows of stride `wp`).
+#[allow(clippy::too_many_arguments)]
 fn product_into<T: Scalar, I: ColIndex>(
     indptr: &[i64],
     indices: &[I],
