@@ -246,7 +246,8 @@ fn max_abs_typed<T: Scalar + Element>(
     let values = a.as_slice().map_err(|_| {
         crate::errors::to_py(Error::invalid("a", "must be C- or Fortran-contiguous"))
     })?;
-    let top = py.detach(|| guarded(|| parallel::run(n_threads, |par| core::max_abs(values, par))))?;
+    let top =
+        py.detach(|| guarded(|| parallel::run(n_threads, |par| core::max_abs(values, par))))?;
     Ok(top.to_f64())
 }
 

@@ -30,7 +30,9 @@ fn max_abs_seq<T: Scalar>(values: &[T]) -> (T, T) {
         best[0] = if a > best[0] { a } else { best[0] };
         poison[0] += a * T::ZERO;
     }
-    let top = best.iter().fold(T::ZERO, |acc, &b| if b > acc { b } else { acc });
+    let top = best
+        .iter()
+        .fold(T::ZERO, |acc, &b| if b > acc { b } else { acc });
     (top, poison.iter().fold(T::ZERO, |acc, &p| acc + p))
 }
 

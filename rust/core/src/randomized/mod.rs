@@ -5,8 +5,8 @@ pub mod checks;
 pub mod qr;
 pub mod svd;
 
-pub use qr::{cholesky_qr2, householder_qr, QrMethod};
 pub use checks::max_abs;
+pub use qr::{cholesky_qr2, householder_qr, QrMethod};
 pub use svd::{
     adjoint_product, product, randomized_svd, range_finder, svd_from_basis, Orthonormalizer,
     PowerIterations,
