@@ -74,6 +74,8 @@ def is_host_input(x: Any) -> bool:
 
 def numpy_dtype(dtype: Any) -> np.dtype:
     """The NumPy dtype of the same name as an array library's dtype (``torch.float32`` -> float32)."""
+    if isinstance(dtype, np.dtype):  # NumPy's own (and CuPy's): no round trip through its name
+        return dtype
     return np.dtype(str(dtype).split(".")[-1])
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
-from ._backend import is_linear_operator, is_scipy_sparse, numpy_dtype
+from ._backend import core, is_linear_operator, is_scipy_sparse, numpy_dtype
 
 _RESCALABLE = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
 
@@ -91,10 +91,18 @@ def max_abs(A: Any) -> float | None:
 
 
 def _largest_magnitude(xp, A) -> float:
-    """The largest |a_ij|: for a real NumPy A from its max and min (no temporary |A| of A's size), else
-    from |A| (one reduction: a lazy Dask array is read once).
+    """The largest |a_ij|, NaN or inf when an entry is not finite: for a contiguous real NumPy A in one
+    read by the Rust kernel (NaN for any non-finite entry), else from its max and min (no temporary |A|
+    of A's size), else from |A| (one reduction: a lazy Dask array is read once).
     """
     if isinstance(A, np.ndarray) and A.dtype.kind == "f":
+        if A.dtype.itemsize in (4, 8) and (A.flags.c_contiguous or A.flags.f_contiguous):
+            try:
+                kernels = core()
+            except RuntimeError:  # no compiled module: NumPy's two reads
+                kernels = None
+            if kernels is not None:
+                return kernels.max_abs(A, 1)  # memory-bound: one thread reads as fast
         return max(float(A.max()), -float(A.min()))
     return float(xp.max(xp.abs(A)))
 
@@ -105,19 +113,29 @@ def rescaled(A: Any, *, even: bool = False) -> tuple[Any, int]:
     Operators (LinearOperator, objects with ``matmat``) are returned as given with k = 0. With
     ``even``, k is even (so that 2**(k/2), for square roots, is exact too).
     """
+    return rescaled_finite(A, even=even)[:2]
+
+
+def rescaled_finite(A: Any, *, even: bool = False) -> tuple[Any, int, bool]:
+    """:func:`rescaled` and whether its read of A proved every entry finite: True for a dense NumPy
+    float array whose largest magnitude is finite (NaN and inf make it NaN or inf), so the caller
+    may skip its own finiteness pass over A; False when unknown (or not finite: the caller's check
+    then raises).
+    """
     largest = max_abs(A)
     if largest is None:
-        return A, 0
+        return A, 0, False
+    finite = isinstance(A, np.ndarray) and math.isfinite(largest)
     k = scale_exponent(largest, A.dtype)
     if even and k % 2:
         k += 1
     if k == 0:
-        return A, 0
+        return A, 0, finite
     if is_scipy_sparse(A):
         scaled = A.tocsr(copy=True)
         scaled.data = times_power_of_two(scaled.data, k)
-        return scaled, k
-    return times_power_of_two(A, k), k
+        return scaled, k, finite
+    return times_power_of_two(A, k), k, finite
 
 
 def rescaled_array(A: Any) -> tuple[Any, int]:

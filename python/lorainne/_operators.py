@@ -35,12 +35,15 @@ class MatrixOperator:
     dense: Any = None  # the validated dense array, when A is one
 
 
-def as_operator(A: Any, name: str = "A", *, allow_complex: bool = False) -> MatrixOperator:
+def as_operator(
+    A: Any, name: str = "A", *, allow_complex: bool = False, finite_checked: bool = False
+) -> MatrixOperator:
     """Validate ``A`` and wrap it. Inputs are never modified (promotions copy).
 
     With ``allow_complex`` (callers whose algebra uses conjugate transposes), complex dense arrays,
     sparse matrices and LinearOperators are accepted and ``rmatmat`` is the product with A^H;
-    otherwise a complex A raises ``TypeError`` naming it.
+    otherwise a complex A raises ``TypeError`` naming it. ``finite_checked``: the caller has proved
+    a dense A finite (:func:`lorainne._exact_scaling.rescaled_finite`), so its pass is not repeated.
     """
     if is_scipy_sparse(A):
         return _sparse_operator(A, name, allow_complex)
@@ -54,7 +57,7 @@ def as_operator(A: Any, name: str = "A", *, allow_complex: bool = False) -> Matr
         )
     if isinstance(A, np.ndarray) and A.dtype.kind == "O":
         raise TypeError(f"{name} has unsupported dtype object: use float32 or float64")
-    dense = as_float_array(A, name, ndim=2, allow_complex=allow_complex)
+    dense = as_float_array(A, name, ndim=2, allow_complex=allow_complex, finite=not finite_checked)
     xp = array_namespace(dense)
     from array_api_compat import device
 

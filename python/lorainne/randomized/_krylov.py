@@ -100,7 +100,7 @@ class BlockKrylov:
             return False
         xp = self.xp
         smallest = float(xp.min(xp.linalg.svdvals(R))) if R.shape[0] else 0.0
-        norm = float(xp.linalg.vector_norm(Y))
+        norm = float(xp.linalg.matrix_norm(Y))  # Frobenius; vector_norm copied an F-ordered Y to flatten it
         return smallest > 0 and 10 * self.size * self.eps * norm <= math.sqrt(self.eps) * smallest
 
     def extend(self, *, last: bool = False) -> bool:
@@ -163,7 +163,9 @@ def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
     L = int(Z.shape[1])
     if is_dask_array(Z) or eps > 1e-12 or rank >= L:
         return None
-    G = products.matmul(adjoint(xp, Z), Z)
+    # The array library's own product: NumPy sees Z^H Z and runs BLAS's syrk (0.54 against faer's
+    # 0.71 ms at 1000 x 150, 1 thread).
+    G = adjoint(xp, Z) @ Z
     G = (G + adjoint(xp, G)) / 2  # exactly Hermitian for eigh
     w, Ub = xp.linalg.eigh(G)  # ascending
     top, below = float(w[L - 1]), float(w[L - rank - 1])

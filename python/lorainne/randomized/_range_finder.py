@@ -18,7 +18,7 @@ from array_api_compat import array_namespace, is_numpy_namespace
 from .. import _dask, _dask_graph, _qr
 from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._conjugate import abs2, adjoint, is_complex
-from .._exact_scaling import rescaled, rescaled_array, times_power_of_two
+from .._exact_scaling import rescaled_array, rescaled_finite, times_power_of_two
 from .._operators import MatrixOperator, as_operator, dask_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
 from .._warnings import ConvergenceWarning
@@ -232,8 +232,8 @@ def _plan(
         A, scale = as_float_array(A, "A", ndim=2, finite=False), 0
         op = dask_operator(A)
     else:
-        A, scale = rescaled(A)
-        op = as_operator(A, "A", allow_complex=allow_complex)
+        A, scale, finite = rescaled_finite(A)  # one read of a dense NumPy A: scale and finiteness
+        op = as_operator(A, "A", allow_complex=allow_complex, finite_checked=finite)
     m, n = op.shape
     if size is not None:
         size = check_int(size, "size", low=1, high=min(m, n))
@@ -383,12 +383,25 @@ class _Products(NamedTuple):
     qr: Callable  # Y -> (Q, R), R None where the backend keeps it on the workers (Dask)
 
 
+# A^H X for a real C-ordered A through NumPy's BLAS as (X^T A)^T (A streamed row by row): faer's
+# GEMM ran A^T X at 0.65-0.85x the rate of A X (2000 x 1000 and 854 x 1920, blocks of 50-80, 1 thread),
+# BLAS at that of A X (benches/RESULTS_randomized.md, sixth pass). False: faer's product.
+BLAS_ADJOINT_PRODUCT = True
+
+
+def _adjoint_product(kernels, dense, threads: int | None) -> Callable:
+    """X -> A^H X for the Rust backend's dense A."""
+    if BLAS_ADJOINT_PRODUCT and dense.dtype.kind == "f" and dense.flags.c_contiguous:
+        return lambda X: (X.T @ dense).T
+    return lambda X: kernels.matmul(dense, X, threads, True)
+
+
 def _products(plan: _Plan) -> _Products:
     if plan.backend == "rust":
         kernels, dense, threads = core(), _as_host_contiguous(plan.op.dense), plan.n_threads
         return _Products(
             matmat=lambda X: kernels.matmul(dense, X, threads),
-            rmatmat=lambda X: kernels.matmul(dense, X, threads, True),  # A^H X
+            rmatmat=_adjoint_product(kernels, dense, threads),  # A^H X
             matmul=lambda a, b: kernels.matmul(a, b, threads),
             orthonormalize=lambda Y: _factor(plan, Y)[0],
             qr=lambda Y: _factor(plan, Y),

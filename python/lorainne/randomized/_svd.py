@@ -161,8 +161,10 @@ def randomized_svd(
     rank + n_oversamples columns, re-orthonormalized block by block) instead of its last block,
     and the SVD is the Rayleigh-Ritz projection on it. Both methods make 2 q + 2 passes over A;
     on slowly decaying spectra block Krylov reaches a given accuracy with fewer of them
-    (``benches/RESULTS_randomized.md``). It runs on every backend (the products use the Rust
-    matmul and CholeskyQR2 kernels on NumPy input). For a rank or accuracy certified by residual
+    (``benches/RESULTS_randomized.md``). It runs on every backend (on NumPy input the products use
+    the Rust matmul and CholeskyQR2 kernels, except the products with A^T of a real C-ordered A,
+    which run as (Y^T A)^T through NumPy's BLAS, faster at these shapes: ``n_threads`` does not
+    reach them; pin BLAS with threadpoolctl). For a rank or accuracy certified by residual
     norms and an a-posteriori error bound, see :func:`lorainne.randomized.svd_certified`.
 
     When the block (rank + n_oversamples) spans min(m, n) columns of a dense NumPy A, every

@@ -30,6 +30,7 @@ pub trait Scalar:
     fn sqrt(self) -> Self;
     fn abs(self) -> Self;
     fn is_finite(self) -> bool;
+    fn is_nan(self) -> bool;
 }
 
 macro_rules! impl_scalar {
@@ -57,6 +58,10 @@ macro_rules! impl_scalar {
             #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
             }
         }
     };

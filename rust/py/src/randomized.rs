@@ -6,8 +6,8 @@ use crate::convert::{to_numpy, vec_to_numpy, view};
 use crate::errors::guarded;
 use crate::interrupt::interruptible;
 use lorainne_core::randomized::{self as core, Orthonormalizer, PowerIterations};
-use lorainne_core::{parallel, Error, Field};
-use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
+use lorainne_core::{parallel, Error, Field, Scalar};
+use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -238,8 +238,34 @@ fn matmul<'py>(
     .into_any()))
 }
 
+fn max_abs_typed<T: Scalar + Element>(
+    py: Python<'_>,
+    a: PyReadonlyArrayDyn<'_, T>,
+    n_threads: Option<usize>,
+) -> PyResult<f64> {
+    let values = a.as_slice().map_err(|_| {
+        crate::errors::to_py(Error::invalid("a", "must be C- or Fortran-contiguous"))
+    })?;
+    let top =
+        py.detach(|| guarded(|| parallel::run(n_threads, |par| core::max_abs(values, par))))?;
+    Ok(top.to_f64())
+}
+
+/// max_abs(a, n_threads=None) -> the largest |a_i| of a contiguous float array in one read (NaN
+/// when an entry is NaN or infinite; 0.0 when empty).
+#[pyfunction]
+#[pyo3(signature = (a, n_threads=None))]
+fn max_abs(py: Python<'_>, a: &Bound<'_, PyAny>, n_threads: Option<usize>) -> PyResult<f64> {
+    dispatch_float!(PyReadonlyArrayDyn, a, |T| max_abs_typed::<T>(
+        py,
+        a.extract()?,
+        n_threads
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
+    m.add_function(wrap_pyfunction!(max_abs, m)?)?;
     m.add_function(wrap_pyfunction!(householder_qr, m)?)?;
     m.add_function(wrap_pyfunction!(cholesky_qr2, m)?)?;
     m.add_function(wrap_pyfunction!(range_finder, m)?)?;

@@ -1,8 +1,11 @@
-//! Randomized linear algebra: QR factorizations and the randomized range finder / SVD.
+//! Randomized linear algebra: QR factorizations, the randomized range finder / SVD, and the
+//! one-read check of a dense input (`checks`).
 
+pub mod checks;
 pub mod qr;
 pub mod svd;
 
+pub use checks::max_abs;
 pub use qr::{cholesky_qr2, householder_qr, QrMethod};
 pub use svd::{
     adjoint_product, product, randomized_svd, range_finder, svd_from_basis, Orthonormalizer,

@@ -1,0 +1,114 @@
+"""The one-read input check (Rust ``max_abs``: largest magnitude, NaN on any non-finite entry) that
+the randomized SVD's validation uses instead of NumPy's max, min and sum, and block Krylov's
+products with A^T through NumPy's BLAS as (Y^T A)^T against faer's product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lorainne import _exact_scaling, randomized_svd, range_finder
+from lorainne._backend import core
+from lorainne.randomized import _range_finder
+
+shapes = st.tuples(st.integers(1, 70), st.integers(1, 70))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=shapes,
+    dtype=st.sampled_from([np.float32, np.float64]),
+    order=st.sampled_from(["C", "F"]),
+    scale=st.sampled_from([1e-300, 1e-30, 1.0, 1e30, 1e300]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_max_abs_equals_numpy(shape, dtype, order, scale, seed):
+    rng = np.random.default_rng(seed)
+    if dtype == np.float32:  # inside float32's range
+        scale = min(max(scale, 1e-30), 1e30)
+    A = np.asarray(rng.standard_normal(shape) * scale, dtype=dtype, order=order)
+    expected = float(np.max(np.abs(A)))
+    for threads in (1, 2):
+        assert core().max_abs(A, threads) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(1, 300_000),
+    where=st.floats(0, 1, exclude_max=True),
+    bad=st.sampled_from([np.nan, np.inf, -np.inf]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_max_abs_is_nan_on_a_non_finite_entry(size, where, bad, dtype):
+    values = np.full(size, -2.5, dtype=dtype)
+    values[int(where * size)] = bad
+    for threads in (1, 2):
+        assert np.isnan(core().max_abs(values, threads))
+
+
+def test_max_abs_of_an_empty_array_is_zero_and_strided_input_is_refused():
+    assert core().max_abs(np.zeros((0, 3)), 1) == 0.0
+    with pytest.raises(ValueError, match="contiguous"):
+        core().max_abs(np.ones((6, 6))[:, ::2], 1)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_rescaled_finite_reports_what_its_read_proved(layout, dtype):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 30)).astype(dtype)
+    A = {"C": A, "F": np.asfortranarray(A), "strided": A[:, ::2]}[layout]
+    scaled, k, finite = _exact_scaling.rescaled_finite(A * 1e-200 if dtype == np.float64 else A)
+    assert finite
+    if dtype == np.float64:
+        assert k > 0 and np.max(np.abs(scaled)) < 1.0
+    B = A.copy()
+    B[3, 4] = np.nan
+    assert not _exact_scaling.rescaled_finite(B)[2]
+    # Integers are promoted later, by the caller's own checks: nothing proved here.
+    assert not _exact_scaling.rescaled_finite(np.arange(6).reshape(2, 3))[2]
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["subspace", "block_krylov"])
+def test_non_finite_input_is_refused_and_never_modified(layout, bad, method):
+    A = np.random.default_rng(1).standard_normal((60, 40))
+    A[7, 8] = bad  # an even column: kept by the strided view
+    A = {"C": A, "F": np.asfortranarray(A), "strided": A[:, ::2]}[layout]
+    before = A.copy()
+    with pytest.raises(ValueError, match="A contains NaN or infinity"):
+        randomized_svd(A, 5, method=method, random_state=0)
+    with pytest.raises(ValueError, match="A contains NaN or infinity"):
+        range_finder(A, 5, random_state=0)
+    np.testing.assert_array_equal(A, before)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_krylov_blas_adjoint_product_matches_faer(monkeypatch, order, dtype):
+    """The A^T Y products through NumPy's BLAS give block Krylov's answer to rounding (faer's
+    product is the reference; an F-ordered A keeps faer's product, so both arms agree exactly)."""
+    rng = np.random.default_rng(2)
+    m, n, k = 400, 250, 15
+    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = np.asarray((U * (1.0 + np.arange(n)) ** -1.0) @ V.T, dtype=dtype, order=order)
+    results = {}
+    for blas in (False, True):
+        monkeypatch.setattr(_range_finder, "BLAS_ADJOINT_PRODUCT", blas)
+        results[blas] = randomized_svd(A, k, n_power_iter=2, method="block_krylov", random_state=3, n_threads=1)
+    eps = np.finfo(dtype).eps
+    (U0, S0, Vt0), (U1, S1, Vt1) = results[False], results[True]
+    np.testing.assert_allclose(S1, S0, rtol=200 * eps)
+    # Singular vectors agree to rounding over the gap; the sign convention fixes their signs.
+    gap = float(np.min(np.abs(np.diff(S0.astype(np.float64)))))
+    tol = 200 * eps * float(S0[0]) / gap
+    assert np.max(np.abs(U1 - U0)) < tol and np.max(np.abs(Vt1 - Vt0)) < tol
+    Y = rng.standard_normal((m, 7)).astype(dtype)
+    dense = _range_finder._as_host_contiguous(A)
+    monkeypatch.setattr(_range_finder, "BLAS_ADJOINT_PRODUCT", True)
+    product = _range_finder._adjoint_product(core(), dense, 1)(Y)
+    np.testing.assert_allclose(product, A.T.astype(np.float64) @ Y, rtol=0, atol=50 * eps * np.abs(A).sum(0).max())
