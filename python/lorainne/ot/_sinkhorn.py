@@ -214,6 +214,7 @@ def sinkhorn(
     n_iter_max: int = 10000,
     eps_scaling: float | bool | None = None,
     overrelaxation: bool = True,
+    acceleration: str = "anderson",
     kernel_tol: float | None = None,
     random_state=None,
     backend: str = "auto",
@@ -272,10 +273,16 @@ def sinkhorn(
         iteration and takes over in a race when the final stage stalls (module notes), so the
         schedule costs at most about twice the iterations of ``eps_scaling=False``.
     overrelaxation : bool
-        Over-relax the iterations of the final eps stage, ``f <- f + omega (F(g) - f)`` and
-        likewise for ``g``, with ``omega = 2 / (1 + sqrt(1 - theta))`` where ``theta`` is the
-        linear rate measured on the stage's first plain iterations (the SOR choice; capped at
-        1.9). Measured here: 3-4x fewer iterations at eps = 0.01. False: plain Sinkhorn.
+        Accelerate the iterations of the final eps stage (default), as ``acceleration`` says.
+        False: plain Sinkhorn.
+    acceleration : {"anderson", "overrelaxation"}
+        ``"anderson"`` (default): Anderson mixing of the map ``f -> F(G(f))`` (one iteration) over
+        the last 8 iterations, ``g`` kept the plain update ``G(f)`` so every measured pair has exact
+        column marginals; a step whose error exceeds twice the best so far restarts the mixing.
+        Measured at n = 1e4, eps = 0.01: 29-37 iterations where over-relaxation needs 59-64.
+        ``"overrelaxation"``: ``f <- f + omega (F(g) - f)`` and likewise for ``g``, with
+        ``omega = 2 / (1 + sqrt(1 - theta))`` where ``theta`` is the linear rate measured on the
+        stage's first plain iterations (the SOR choice; capped at 1.9).
     kernel_tol : float, optional
         Entrywise relative error of the hierarchical kernel (default ``tol / 10``, so kernel
         errors stay below the marginal tolerance).
@@ -348,6 +355,7 @@ def sinkhorn(
         n_iter_max=n_iter_max,
         eps_scaling=eps_scaling,
         overrelaxation=overrelaxation,
+        acceleration=acceleration,
         kernel_tol=kernel_tol,
         random_state=random_state,
         backend=backend,

@@ -26,6 +26,10 @@ logger = logging.getLogger("lorainne")
 METHODS = ("auto", "dense", "hierarchical")
 #: ``method="auto"`` uses the dense kernel up to this many pairs n * m, the hierarchical one beyond.
 AUTO_DENSE_PAIRS = 100_000
+ACCELERATIONS = ("anderson", "overrelaxation")
+#: Iterations the Anderson mixing remembers (measured at n = 1e4, eps = 0.01: memory 3 needs 16 more
+#: iterations than 5, 8 and 12 three fewer than 5, 20 as many as 8).
+ANDERSON_MEMORY = 8
 
 
 def _raw_weights(w, log_w, n: int, name: str) -> np.ndarray:
@@ -48,7 +52,18 @@ def _raw_weights(w, log_w, n: int, name: str) -> np.ndarray:
 
 
 def _options(
-    eps, method, tol, n_iter_max, eps_scaling, overrelaxation, kernel_tol, random_state, n_threads, verbose, callback
+    eps,
+    method,
+    tol,
+    n_iter_max,
+    eps_scaling,
+    overrelaxation,
+    acceleration,
+    kernel_tol,
+    random_state,
+    n_threads,
+    verbose,
+    callback,
 ):
     eps = _check_eps(eps)
     method = check_option(method, "method", METHODS)
@@ -59,6 +74,9 @@ def _options(
     ratio = _check_eps_scaling(eps_scaling)
     if not isinstance(overrelaxation, (bool, np.bool_)):
         raise TypeError(f"overrelaxation must be True or False, got {overrelaxation!r}")
+    acceleration = check_option(acceleration, "acceleration", ACCELERATIONS)
+    # the Anderson memory (0: over-relaxation where relax is on)
+    anderson = ANDERSON_MEMORY if overrelaxation and acceleration == "anderson" else 0
     kernel_tol = check_tol(kernel_tol, "kernel_tol")
     if kernel_tol is None:
         kernel_tol = max(tol / 10.0, 1e-13)
@@ -67,7 +85,7 @@ def _options(
     verbose = check_verbose(verbose)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    return eps, method, tol, n_iter_max, ratio, bool(overrelaxation), kernel_tol, n_threads, verbose
+    return eps, method, tol, n_iter_max, ratio, bool(overrelaxation), anderson, kernel_tol, n_threads, verbose
 
 
 def _solve(
@@ -85,6 +103,7 @@ def _solve(
     n_iter_max=10000,
     eps_scaling=None,
     overrelaxation=True,
+    acceleration="anderson",
     kernel_tol=None,
     random_state=None,
     backend="auto",
@@ -104,13 +123,14 @@ def _solve(
             f"x and y must have the same dimension d, got x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
         )
     n, m = x.shape[0], y.shape[0]
-    eps, method, tol, n_iter_max, ratio, relax, kernel_tol, n_threads, verbose = _options(
+    eps, method, tol, n_iter_max, ratio, relax, anderson, kernel_tol, n_threads, verbose = _options(
         eps,
         method,
         tol,
         n_iter_max,
         eps_scaling,
         overrelaxation,
+        acceleration,
         kernel_tol,
         random_state,
         n_threads,
@@ -171,6 +191,7 @@ def _solve(
             "exact": method == "dense",
             "leaf_size": DEFAULT_LEAF_SIZE,
             "relax": relax,
+            "anderson": anderson,
             "n_threads": n_threads,
             "callback": hook if needs_hook else None,
         }
@@ -191,7 +212,7 @@ def _solve(
         )
     else:
         f, g, n_iter, err, converged, cost, dual = _sinkhorn_xp(
-            x, y, a_host, b_host, eps_k, tol, n_iter_max, ratio, relax, hook, k, rhos_k, mass
+            x, y, a_host, b_host, eps_k, tol, n_iter_max, ratio, relax, hook, k, rhos_k, mass, anderson
         )
     # back to the caller's scale and masses (balanced: P = sum(a) P_normalized, f lower by eps log sum(b))
     xp = array_namespace(x)

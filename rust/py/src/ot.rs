@@ -142,6 +142,9 @@ struct SinkhornArgs {
     exact: bool,
     #[pyo3(default = true)]
     relax: bool,
+    /// Anderson memory of the accelerated stage (0: over-relaxation).
+    #[pyo3(default)]
+    anderson: usize,
     /// KL penalties of the two marginals (None: balanced).
     #[pyo3(default)]
     rho_a: Option<f64>,
@@ -152,7 +155,7 @@ struct SinkhornArgs {
     mass: f64,
 }
 
-const SINKHORN_KEYS: [&str; 11] = [
+const SINKHORN_KEYS: [&str; 12] = [
     "eps",
     "tol",
     "n_iter_max",
@@ -161,6 +164,7 @@ const SINKHORN_KEYS: [&str; 11] = [
     "eps_scaling",
     "exact",
     "relax",
+    "anderson",
     "rho_a",
     "rho_b",
     "mass",
@@ -178,6 +182,7 @@ impl SinkhornArgs {
             leaf_size: self.leaf_size,
             parallel,
             relax: self.relax,
+            anderson: self.anderson,
             rho_a: self.rho_a.unwrap_or(f64::INFINITY),
             rho_b: self.rho_b.unwrap_or(f64::INFINITY),
             mass: self.mass,
