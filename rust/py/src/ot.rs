@@ -145,6 +145,9 @@ struct SinkhornArgs {
     /// Anderson memory of the accelerated stage (0: over-relaxation).
     #[pyo3(default)]
     anderson: usize,
+    /// Points per leaf of the early stages' coarse clouds (0: no multiscale warm start).
+    #[pyo3(default)]
+    coarse_leaf: usize,
     /// KL penalties of the two marginals (None: balanced).
     #[pyo3(default)]
     rho_a: Option<f64>,
@@ -155,7 +158,7 @@ struct SinkhornArgs {
     mass: f64,
 }
 
-const SINKHORN_KEYS: [&str; 12] = [
+const SINKHORN_KEYS: [&str; 13] = [
     "eps",
     "tol",
     "n_iter_max",
@@ -165,6 +168,7 @@ const SINKHORN_KEYS: [&str; 12] = [
     "exact",
     "relax",
     "anderson",
+    "coarse_leaf",
     "rho_a",
     "rho_b",
     "mass",
@@ -183,6 +187,7 @@ impl SinkhornArgs {
             parallel,
             relax: self.relax,
             anderson: self.anderson,
+            coarse_leaf: self.coarse_leaf,
             rho_a: self.rho_a.unwrap_or(f64::INFINITY),
             rho_b: self.rho_b.unwrap_or(f64::INFINITY),
             mass: self.mass,

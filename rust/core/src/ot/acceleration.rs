@@ -13,6 +13,10 @@ pub(super) fn loose_kernel_tol(err: f64) -> f64 {
 /// accuracy.
 pub(super) const TRUST: f64 = 30.0;
 
+/// ... when it could be within tol: a bound (in units of that tolerance times 1 + err) on how far
+/// a loose kernel moves the measured error of a pair and the pair's unmeasured column error.
+pub(super) const SLACK: f64 = 4.0;
+
 /// pot <- pot + omega (plain - pot) (plain itself when omega = 1, bit for bit).
 pub(super) fn relax(pot: &mut [f64], plain: &[f64], omega: f64) {
     if omega == 1.0 {

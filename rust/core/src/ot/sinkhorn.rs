@@ -32,8 +32,10 @@
 //! stage stalls (`Stall`) the two `Chain`s race, one iteration each in turn, the first to reach
 //! tol winning (on n_iter_max, the better measured pair of the two).
 
-use super::acceleration::{loose_kernel_tol, relax, Anderson, Relaxation, Stall, TRUST};
+use super::acceleration::{loose_kernel_tol, relax, Anderson, Relaxation, Stall, SLACK, TRUST};
 use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
+use super::multiscale::{coarse_side, extend};
+use super::objective::objective;
 use super::tree::KdTree;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
@@ -56,6 +58,9 @@ pub struct SinkhornOptions {
     pub relax: bool,
     /// Memory of the Anderson mixing (0: over-relaxation instead).
     pub anderson: usize,
+    /// Points per leaf of the coarse clouds of the stages before the last (0: those stages run on
+    /// the full clouds; see multiscale.rs).
+    pub coarse_leaf: usize,
     /// Strength of the KL penalty on the marginal of x (on a), and of y; infinity: balanced.
     pub rho_a: f64,
     pub rho_b: f64,
@@ -87,6 +92,7 @@ impl SinkhornOptions {
             parallel: false,
             relax,
             anderson: 0,
+            coarse_leaf: 0,
             rho_a: f64::INFINITY,
             rho_b: f64::INFINITY,
             mass: 1.0,
@@ -318,8 +324,12 @@ impl Chain {
     /// One iteration (inexact Sinkhorn): while the marginal error is large the kernel only needs
     /// a hundredth of it as relative tolerance (at most 1e-3, that of the early eps stages), which
     /// perturbs the iterates and the measured error by about 1% of the error. An error measured
-    /// below `TRUST` times that tolerance is measured again from the same state at `kernel_tol`,
-    /// so the pair that meets `tol` is always measured at full accuracy.
+    /// below `TRUST` times that tolerance is measured again from the same state at `kernel_tol`
+    /// when it could be within `tol`: a kernel of relative error t moves each marginal's measured
+    /// error by at most about t (1 + err) and leaves a column error of about t (g is the loose
+    /// G(f)), so a measured err above tol + `SLACK` t (1 + err) is above tol (not measured
+    /// again: an error that fell more than 3x in one Anderson step needs no exact value); the
+    /// pair that meets `tol` is always measured at full accuracy.
     fn step(
         &mut self,
         p: &Problem<'_>,
@@ -336,7 +346,7 @@ impl Chain {
             ..opts.clone()
         };
         let err = self.step_at(p, &loose, stats)?;
-        if err > TRUST * loose_tol {
+        if err > TRUST * loose_tol || err > opts.tol + SLACK * loose_tol * (1.0 + err) {
             return Ok(err);
         }
         self.g = g;
@@ -503,72 +513,6 @@ pub(super) fn eps_schedule(tx: &KdTree, ty: &KdTree, opts: &SinkhornOptions) -> 
     Ok(schedule)
 }
 
-/// rho <w, 1 - exp(-pot/rho)> for a penalized side, <w, pot> for a fixed one (zero weights skipped).
-fn dual_term(side: &Side, pot: &[f64]) -> f64 {
-    let rho = side.rho;
-    side.w
-        .iter()
-        .zip(pot)
-        .map(|(&w, &v)| match (w > 0.0, rho.is_finite()) {
-            (false, _) => 0.0,
-            (true, true) => -w * rho * (-v / rho).exp_m1(),
-            (true, false) => w * v,
-        })
-        .sum()
-}
-
-/// The marginal of the plan on `t`'s side: t.w_i exp(pot_i/eps + log_sum_i), and sum_i of
-/// marginal_i log(marginal_i / w_i) - marginal_i + w_i (the generalized KL to w).
-fn marginal_kl(t: &Side, pot: &[f64], log_sum: &[f64], eps: f64) -> (f64, f64) {
-    let (mut mass, mut kl) = (0.0, 0.0);
-    for ((&w, &v), &l) in t.w.iter().zip(pot).zip(log_sum) {
-        if w > 0.0 {
-            let log_ratio = v / eps + l;
-            let mi = w * log_ratio.exp();
-            mass += mi;
-            kl += mi * log_ratio - mi + w;
-        }
-    }
-    (mass, kl)
-}
-
-/// The returned objective values of potentials f (on `xs`), g (on `ys`), tree order:
-/// cost = sum_ij P_ij C_ij + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b) (the KL terms only for
-/// penalized sides), dual = a.f + b.g when balanced, else
-/// sum over sides of (rho <w, 1 - exp(-pot/rho)> or <w, pot>) - eps (sum_ij P_ij - sum(a) sum(b)).
-pub(super) fn objective(
-    xs: &Side,
-    ys: &Side,
-    f: &[f64],
-    g: &[f64],
-    opts: &SinkhornOptions,
-) -> Result<(f64, f64)> {
-    let eps = opts.eps;
-    // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
-    let applied = apply(xs, ys, g, opts, eps, true)?;
-    let mut cost = 0.0;
-    for i in 0..f.len() {
-        if xs.w[i] > 0.0 {
-            let mass = xs.w[i] * (f[i] / eps + applied.log_sum[i]).exp();
-            cost += mass * applied.mean_cost[i];
-        }
-    }
-    let mut dual = dual_term(xs, f) + dual_term(ys, g);
-    if xs.rho.is_finite() || ys.rho.is_finite() {
-        let (plan_mass, kl_a) = marginal_kl(xs, f, &applied.log_sum, eps);
-        if xs.rho.is_finite() {
-            cost += xs.rho * kl_a;
-        }
-        if ys.rho.is_finite() {
-            let cols = apply(ys, xs, f, opts, eps, false)?;
-            cost += ys.rho * marginal_kl(ys, g, &cols.log_sum, eps).1;
-        }
-        let (sa, sb) = (xs.w.iter().sum::<f64>(), ys.w.iter().sum::<f64>());
-        dual -= eps * (plan_mass - sa * sb);
-    }
-    Ok((cost, dual))
-}
-
 /// Solves entropic OT between x (n x d) and y (m x d), row-major, with weights a, b.
 /// `callback` is called after every iteration; returning true stops the loop. `interrupt` is
 /// checked before every iteration (`Error::Interrupted` once raised).
@@ -609,6 +553,17 @@ pub fn sinkhorn(
         kernel_tol: opts.kernel_tol.max(opts.tol.max(1e-2) / 10.0),
         ..opts.clone()
     };
+    // multiscale: the stages before the last on coarse clouds (multiscale.rs)
+    let coarse = if opts.coarse_leaf > 0 && schedule.len() > 1 {
+        let cx = coarse_side(&xs, opts.coarse_leaf, opts.leaf_size)?;
+        let cy = coarse_side(&ys, opts.coarse_leaf, opts.leaf_size)?;
+        reserve_monomial_cache(&cx.tree, loose.kernel_tol);
+        reserve_monomial_cache(&cy.tree, loose.kernel_tol);
+        Some((cx, cy))
+    } else {
+        None
+    };
+    let cp = coarse.as_ref().map(|(cx, cy)| Problem { xs: cx, ys: cy });
     let mut n_iter = 0usize;
     let mut converged = false;
     let last = schedule.len() - 1;
@@ -649,10 +604,21 @@ pub fn sinkhorn(
             opts.tol.max(1e-2)
         };
         let stage_opts = if final_stage { opts } else { &loose };
-        let g = warm.take().map_or_else(|| vec![0.0; m], |c| c.g);
-        // warm start from the previous stage's g
+        let prob = match (&cp, final_stage) {
+            (Some(coarse_problem), false) => coarse_problem,
+            _ => &p,
+        };
+        // warm start from the previous stage's g (from the coarse f's c-transform onto the full y
+        // when the previous stage ran on the coarse clouds)
+        let g = match (warm.take(), &cp) {
+            (None, _) => vec![0.0; prob.ys.w.len()],
+            (Some(c), Some(coarse_problem)) if final_stage => {
+                extend(&ys, coarse_problem.xs, &c.f, &loose, eps, &mut stats)?
+            }
+            (Some(c), _) => c.g,
+        };
         let mut chain = Chain::new(
-            &p,
+            prob,
             g,
             stage_opts,
             eps,
@@ -676,7 +642,7 @@ pub fn sinkhorn(
                 }
                 state = run(
                     &mut chain,
-                    &p,
+                    prob,
                     stage_opts,
                     stage_tol,
                     &mut n_iter,
@@ -689,7 +655,7 @@ pub fn sinkhorn(
             } else {
                 state = run(
                     &mut chain,
-                    &p,
+                    prob,
                     stage_opts,
                     stage_tol,
                     &mut n_iter,
@@ -730,6 +696,9 @@ pub fn sinkhorn(
         // stopped inside an eps-scaling stage: project onto the final eps so that the potentials,
         // cost and error all refer to it (not counted as an iteration)
         let eps = opts.eps;
+        if let Some(coarse_problem) = &cp {
+            g = extend(&ys, coarse_problem.xs, &f, opts, eps, &mut stats)?; // a coarse chain's g
+        }
         f = update(&xs, &ys, &g, opts, eps, &mut stats)?;
         g = update(&ys, &xs, &f, opts, eps, &mut stats)?;
         let f_next = update(&xs, &ys, &g, opts, eps, &mut stats)?;
