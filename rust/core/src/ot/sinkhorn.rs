@@ -304,7 +304,13 @@ impl Chain {
         relax: bool,
         stats: &mut KernelStats,
     ) -> Result<Chain> {
-        let f = update(p.xs, p.ys, &g, opts, eps, stats)?;
+        // the first f only starts the chain (every measured pair is (f, G(f)) with f_plain = F(G(f))
+        // measured at the step's tolerance), so the early stages' loose kernel serves
+        let start = SinkhornOptions {
+            kernel_tol: opts.kernel_tol.max(loose_kernel_tol(f64::INFINITY)),
+            ..opts.clone()
+        };
+        let f = update(p.xs, p.ys, &g, &start, eps, stats)?;
         let anderson = (relax && opts.anderson > 0).then(|| Anderson::new(opts.anderson, &p.xs.w));
         Ok(Chain {
             eps,
