@@ -80,7 +80,7 @@ error above twice the best so far restarts the mixing), or over-relaxed with the
 omega = 2 / (1 + sqrt(1 - theta)) read off the measured linear rate theta of the first plain ones
 (56 iterations instead of 198 to 1e-6 at eps = 0.01 on 2-D mixtures, 114 instead of 892 at
 eps = 0.002). With the hierarchical kernel and at least 2000 points per cloud, the stages before
-the last run on coarse clouds (``multiscale=``: one point per k-d tree leaf of 8 at the leaf's
+the last run on coarse clouds (``multiscale=``: one point per k-d tree leaf of at most 8 at the leaf's
 weighted centroid, with its weight) and the final stage starts from the c-transform of the coarse
 potential onto the full clouds; at n = 1e4, eps = 0.01 Anderson and the multiscale start together
 take 30-36 iterations (15-16 on the full clouds) where over-relaxation took 59-64 on the full clouds.

@@ -288,10 +288,10 @@ def sinkhorn(
     multiscale : bool
         Multiscale warm start (default; ``method="hierarchical"`` with n, m >= 2000, else
         ignored): the eps-scaling stages before the last run on coarse clouds, one point per k-d
-        tree leaf of 8 points at the leaf's weighted centroid with the leaf's weight; the final
-        stage starts from the c-transform of the coarse potential onto the full clouds and runs to
-        ``tol`` there, so the answer's accuracy is the same. Measured at n = 1e4, eps = 0.01: the
-        early stages cost ~1/10, the final stage starts at marginal error 1.4e-2 instead of 5e-2,
+        tree leaf of at most 8 points at the leaf's weighted centroid with the leaf's weight; the
+        final stage starts from the c-transform of the coarse potential onto the full clouds and
+        runs to ``tol`` there, so the answer's accuracy is the same. Measured at n = 1e4, eps = 0.01: the
+        early stages cost ~1/5, the final stage starts at marginal error 1.4e-2 instead of 5e-2,
         and the solve takes 0.57x the CPU time. Those stages count in ``n_iter`` and the callback
         sees them with the coarse problem's error. False: every stage on the full clouds.
     kernel_tol : float, optional

@@ -1,11 +1,11 @@
 //! Multiscale warm start (GeomLoss's multiscale idea, implemented here on the k-d tree): the
-//! eps-scaling stages before the last run on coarse clouds, each leaf of a tree with `coarse_leaf`
-//! points per leaf replaced by one point at its weighted centroid carrying the leaf's weight; the
-//! final stage starts on the full clouds from g = G(f_coarse), one c-transform of the coarse f onto
-//! the full y. The stages only warm-start the final one, which runs to `tol` on the full clouds as
-//! before, so the answer's accuracy does not depend on the coarsening; at n = 1e4 in 2-D (leaves of
-//! 8: ~1,700 coarse points) the early stages cost ~1/10 and the final stage starts closer to the
-//! solution (marginal error 1.4e-2 instead of 5.2e-2).
+//! eps-scaling stages before the last run on coarse clouds, each leaf of a tree with at most
+//! `coarse_leaf` points per leaf replaced by one point at its weighted centroid carrying the
+//! leaf's weight; the final stage starts on the full clouds from g = G(f_coarse), one c-transform
+//! of the coarse f onto the full y. The stages only warm-start the final one, which runs to `tol`
+//! on the full clouds as before, so the answer's accuracy does not depend on the coarsening; at
+//! n = 1e4 in 2-D (leaves of at most 8: 2,048 coarse points) the early stages cost ~1/5 and the
+//! final stage starts closer to the solution (marginal error 1.4e-2 instead of 5.2e-2).
 
 use super::sinkhorn::{update, Side, SinkhornOptions};
 use super::tree::KdTree;
