@@ -84,6 +84,17 @@ def test_multiscale_warm_start_same_solution(rng):
     assert np.isfinite(early.cost) and abs(err - early.marginal_error) <= 0.05 * err
 
 
+def test_multiscale_unbalanced_same_solution(rng):
+    x, y = rng.random((2500, 2)), rng.random((2200, 2)) * 0.7 + 0.2
+    a, b = np.full(2500, 1 / 2500), np.full(2200, 1.3 / 2200)
+    kw = dict(eps=0.01, reach=0.3, tol=1e-6, method="hierarchical", n_threads=1)
+    full = sinkhorn(x, y, a, b, multiscale=False, **kw)
+    multi = sinkhorn(x, y, a, b, **kw)
+    assert full.converged and multi.converged and multi.marginal_error <= 1e-6
+    assert abs(multi.dual - full.dual) <= 1e-8 * abs(full.dual)  # measured 3e-14
+    assert abs(multi.cost - full.cost) <= 1e-6 * full.cost  # measured 6e-8
+
+
 def test_multiscale_is_ignored_by_the_dense_method_and_small_clouds(rng):
     x, y = rng.random((300, 2)), mixture(rng, 200)
     for method in ("dense", "hierarchical"):
