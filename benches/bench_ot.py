@@ -79,17 +79,25 @@ def child(spec: dict) -> dict:
     n, solver, threads = spec["n"], spec["solver"], spec["threads"]
     x, y = data(n, case=spec.get("case", "mixture-2d"))
     a = np.full(n, 1.0 / n)
+    # the modules are imported before the clocks start: the table times the solve, not the ~1 s of
+    # CPU that importing lorainne or POT takes (included before 2026-12-02)
+    if solver.startswith("lorainne"):
+        import lorainne  # noqa: F401
+    elif solver in ("pot", "pot-log"):
+        import ot  # noqa: F401
     base = peak_mb()
     with threadpool_limits(threads):
         start = time.perf_counter()
         cpu_start = time.process_time()
-        if solver in ("lorainne", "lorainne-dense", "lorainne-plain"):
+        if solver in ("lorainne", "lorainne-dense", "lorainne-plain", "lorainne-sor"):
             import warnings
 
             from lorainne import sinkhorn
 
             method = "dense" if solver == "lorainne-dense" else "hierarchical"
             kw = {"overrelaxation": solver != "lorainne-plain"}
+            if solver == "lorainne-sor":  # the algorithm before Anderson mixing and the multiscale start
+                kw.update(acceleration="overrelaxation", multiscale=False)
             if spec.get("iters"):
                 kw = {"n_iter_max": spec["iters"], "eps_scaling": False}
             if spec.get("tol"):
@@ -174,10 +182,14 @@ def fmt(r: dict | None, key: str, f: str) -> str:
     return format(r[key], f)
 
 
-def speed_table(n: int, repeats: int, cases: list[str], timeout: float, baseline: str | None = None) -> None:
+def speed_table(
+    n: int, repeats: int, cases: list[str], timeout: float, baseline: str | None = None, sor: bool = False
+) -> None:
     """The one-thread goal of issue 13: lorainne vs POT ``ot.sinkhorn`` per data set, runs interleaved,
     best of ``repeats`` (wall and CPU time of the child process); with ``baseline`` (a directory to put
-    first on PYTHONPATH, holding another build of lorainne) that build too, as "lorainne-baseline"."""
+    first on PYTHONPATH, holding another build of lorainne) that build too, as "lorainne-baseline";
+    with ``sor`` also lorainne with over-relaxation and no multiscale start ("lorainne-sor", the
+    previous algorithm)."""
     load = os.getloadavg()
     print(f"## speed: n = {n}, 1 thread, best of {repeats} interleaved runs per solver")
     print(f"# load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; CPU flags: {' '.join(cpu_flags())}")
@@ -190,7 +202,8 @@ def speed_table(n: int, repeats: int, cases: list[str], timeout: float, baseline
     for case in cases:
         best: dict[str, dict] = {}
         for _ in range(repeats):
-            for solver in ("lorainne", "pot") + (("lorainne-baseline",) if baseline else ()):
+            extra = (("lorainne-baseline",) if baseline else ()) + (("lorainne-sor",) if sor else ())
+            for solver in ("lorainne", "pot") + extra:
                 spec = {"n": n, "solver": solver, "threads": 1, "case": case}
                 if solver == "lorainne-baseline":
                     spec.update(solver="lorainne", pythonpath=baseline)
@@ -239,6 +252,7 @@ def main() -> None:
     p.add_argument("--speed-n", type=int, default=10000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--baseline", help="directory holding another lorainne build, timed beside this one")
+    p.add_argument("--sor", action="store_true", help="also time the over-relaxed solve without multiscale start")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -248,7 +262,7 @@ def main() -> None:
         print(f"# machine: {machine()}")
         print(f"# eps = {EPS} (C = |x-y|^2), tol = {TOL} (L1 marginals; POT stopThr = tol/sqrt(n))")
         print()
-        speed_table(args.speed_n, args.repeats, args.speed or list(CASES), args.timeout, args.baseline)
+        speed_table(args.speed_n, args.repeats, args.speed or list(CASES), args.timeout, args.baseline, args.sor)
         return
     try:
         import geomloss  # noqa: F401

@@ -160,17 +160,28 @@ def test_eps_scaling_on_a_100_point_grid_is_at_most_twice_none(backend, n, eps):
 
 def test_rust_and_xp_agree_through_a_race(rng):
     x = np.arange(50.0)[:, None]
-    ref = sinkhorn(x, x, eps=0.2, tol=1e-8, n_iter_max=20_000, backend="numpy")
-    res = sinkhorn(x, x, eps=0.2, tol=1e-8, n_iter_max=20_000, backend="rust")
+    # over-relaxation: the final stage stalls and races the plain run, step for step alike
+    kw = dict(eps=0.2, tol=1e-8, n_iter_max=20_000, acceleration="overrelaxation")
+    ref = sinkhorn(x, x, backend="numpy", **kw)
+    res = sinkhorn(x, x, backend="rust", **kw)
     assert res.n_iter == ref.n_iter and res.n_iter > 1000  # the race ran
     np.testing.assert_allclose(res.f, ref.f, rtol=0, atol=1e-9)
+    # Anderson mixing (the default) converges without the race; its extrapolation amplifies the
+    # rounding differences of the two kernels on this degenerate grid (measured 516 vs 540)
+    ref = sinkhorn(x, x, eps=0.2, tol=1e-8, n_iter_max=20_000, backend="numpy")
+    res = sinkhorn(x, x, eps=0.2, tol=1e-8, n_iter_max=20_000, backend="rust")
+    assert res.converged and ref.converged and abs(res.n_iter - ref.n_iter) <= 0.1 * ref.n_iter
+    assert abs(res.cost - ref.cost) <= 1e-9 * ref.cost
     # stopped by n_iter_max during the race: the better of the two measured pairs, the same on both
     a = np.exp(-((np.arange(100.0) - 20) ** 2) / 50)
     g = np.arange(100.0)[:, None] / 99
     outs = []
+    kw = {"acceleration": "overrelaxation"}
     for backend in ("rust", "numpy"):
         with pytest.warns(lorainne_warning(), match="n_iter_max"):
-            outs.append(sinkhorn(g, g, a / a.sum(), a / a.sum(), eps=1e-5, tol=1e-8, n_iter_max=600, backend=backend))
+            outs.append(
+                sinkhorn(g, g, a / a.sum(), a / a.sum(), eps=1e-5, tol=1e-8, n_iter_max=600, backend=backend, **kw)
+            )
     assert outs[0].n_iter == outs[1].n_iter == 600
     assert abs(outs[0].marginal_error - outs[1].marginal_error) <= 1e-3 * outs[1].marginal_error
 

@@ -109,20 +109,15 @@ def test_dual_equals_primal_and_marginals_are_the_optimality_conditions(rng):
     assert abs(res.dual - primal) <= 1e-9 * primal
     assert abs(res.cost - cost) <= 1e-9 * cost
     # stopped early: marginal_error is the L1 gap to the marginals the potentials ask for
-    for overrelaxation in (False, True):  # (True: after 30 iterations omega > 1, both marginals off)
+    # plain; over-relaxed (after 30 iterations omega > 1, both marginals off); Anderson (converges
+    # to 1e-14 within 30 iterations here: stopped after 6)
+    for kw in (
+        {"overrelaxation": False, "n_iter_max": 30},
+        {"acceleration": "overrelaxation", "n_iter_max": 30},
+        {"n_iter_max": 6},
+    ):
         with pytest.warns(ConvergenceWarning):
-            early = sinkhorn(
-                x,
-                y,
-                a,
-                b,
-                eps=eps,
-                reach=reach,
-                n_iter_max=30,
-                tol=1e-14,
-                eps_scaling=False,
-                overrelaxation=overrelaxation,
-            )
+            early = sinkhorn(x, y, a, b, eps=eps, reach=reach, tol=1e-14, eps_scaling=False, **kw)
         f, g = np.asarray(early.f), np.asarray(early.g)
         P = plan(x, y, a, b, f, g, eps)
         gap = np.abs(P.sum(1) - a * np.exp(-f / 0.25)).sum() + np.abs(P.sum(0) - b * np.exp(-g / 0.09)).sum()

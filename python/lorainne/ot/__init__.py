@@ -74,9 +74,17 @@ The hot loops are compiled twice, baseline x86-64 and AVX2 + FMA, chosen at run 
 
 Iterations. eps-scaling (stages from the squared diameter down to eps, each only to marginal
 error 1e-2 with a kernel tolerance to match) warm-starts the final stage, whose iterations are
-over-relaxed with the SOR factor omega = 2 / (1 + sqrt(1 - theta)) read off the measured linear
-rate theta of the first plain ones: 56 iterations instead of 198 to 1e-6 at eps = 0.01 (2-D
-mixtures), 114 instead of 892 at eps = 0.002. See benches/RESULTS_ot.md for the timings.
+accelerated (``acceleration=``): by default with Anderson mixing of the map f -> F(G(f)) over the
+last 8 iterations (g stays the plain G(f), so every measured pair has exact column marginals; an
+error above twice the best so far restarts the mixing), or over-relaxed with the SOR factor
+omega = 2 / (1 + sqrt(1 - theta)) read off the measured linear rate theta of the first plain ones
+(56 iterations instead of 198 to 1e-6 at eps = 0.01 on 2-D mixtures, 114 instead of 892 at
+eps = 0.002). With the hierarchical kernel and at least 2000 points per cloud, the stages before
+the last run on coarse clouds (``multiscale=``: one point per k-d tree leaf of at most 8 at the leaf's
+weighted centroid, with its weight) and the final stage starts from the c-transform of the coarse
+potential onto the full clouds; at n = 1e4, eps = 0.01 Anderson and the multiscale start together
+take 30-36 iterations (15-16 on the full clouds) where over-relaxation took 59-64 on the full clouds.
+See benches/RESULTS_ot.md for the timings.
 A schedule is never much worse than none: the plain run at eps (``eps_scaling=False``) makes its
 first iteration before the schedule (returned at once if it already meets ``tol``, as on a grid
 with x = y), and when the final stage stalls (its measured rate predicts more than 10 times the

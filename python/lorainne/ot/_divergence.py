@@ -114,8 +114,8 @@ def sinkhorn_divergence(
     >>> from lorainne import sinkhorn_divergence
     >>> rng = np.random.default_rng(0)
     >>> x = rng.random((200, 2))
-    >>> round(float(sinkhorn_divergence(x, x, eps=0.01).value), 8)
-    0.0
+    >>> bool(abs(sinkhorn_divergence(x, x, eps=0.01).value) < 1e-10)  # zero up to the duals' rounding
+    True
     >>> s = sinkhorn_divergence(x, x + [0.1, 0.0], eps=0.01).value
     >>> bool(0.009 < s < 0.0101)  # about |t|^2 = 0.01 for a small translation t
     True

@@ -214,6 +214,8 @@ def sinkhorn(
     n_iter_max: int = 10000,
     eps_scaling: float | bool | None = None,
     overrelaxation: bool = True,
+    acceleration: str = "anderson",
+    multiscale: bool = True,
     kernel_tol: float | None = None,
     random_state=None,
     backend: str = "auto",
@@ -272,10 +274,26 @@ def sinkhorn(
         iteration and takes over in a race when the final stage stalls (module notes), so the
         schedule costs at most about twice the iterations of ``eps_scaling=False``.
     overrelaxation : bool
-        Over-relax the iterations of the final eps stage, ``f <- f + omega (F(g) - f)`` and
-        likewise for ``g``, with ``omega = 2 / (1 + sqrt(1 - theta))`` where ``theta`` is the
-        linear rate measured on the stage's first plain iterations (the SOR choice; capped at
-        1.9). Measured here: 3-4x fewer iterations at eps = 0.01. False: plain Sinkhorn.
+        Accelerate the iterations of the final eps stage (default), as ``acceleration`` says.
+        False: plain Sinkhorn.
+    acceleration : {"anderson", "overrelaxation"}
+        ``"anderson"`` (default): Anderson mixing of the map ``f -> F(G(f))`` (one iteration) over
+        the last 8 iterations, ``g`` kept the plain update ``G(f)`` so every measured pair has exact
+        column marginals; a step whose error exceeds twice the best so far restarts the mixing.
+        Measured at n = 1e4, eps = 0.01 (full clouds): 30 and 38 iterations on the 2-D mixture and
+        uniform data of benches/bench_ot.py, where over-relaxation needs 59 and 64.
+        ``"overrelaxation"``: ``f <- f + omega (F(g) - f)`` and likewise for ``g``, with
+        ``omega = 2 / (1 + sqrt(1 - theta))`` where ``theta`` is the linear rate measured on the
+        stage's first plain iterations (the SOR choice; capped at 1.9).
+    multiscale : bool
+        Multiscale warm start (default; ``method="hierarchical"`` with n, m >= 2000, else
+        ignored): the eps-scaling stages before the last run on coarse clouds, one point per k-d
+        tree leaf of at most 8 points at the leaf's weighted centroid with the leaf's weight; the
+        final stage starts from the c-transform of the coarse potential onto the full clouds and
+        runs to ``tol`` there, so the answer's accuracy is the same. Measured at n = 1e4, eps = 0.01: the
+        early stages cost ~1/5, the final stage starts at marginal error 1.4e-2 instead of 5e-2,
+        and the solve takes 0.57x the CPU time. Those stages count in ``n_iter`` and the callback
+        sees them with the coarse problem's error. False: every stage on the full clouds.
     kernel_tol : float, optional
         Entrywise relative error of the hierarchical kernel (default ``tol / 10``, so kernel
         errors stay below the marginal tolerance).
@@ -348,6 +366,8 @@ def sinkhorn(
         n_iter_max=n_iter_max,
         eps_scaling=eps_scaling,
         overrelaxation=overrelaxation,
+        acceleration=acceleration,
+        multiscale=multiscale,
         kernel_tol=kernel_tol,
         random_state=random_state,
         backend=backend,

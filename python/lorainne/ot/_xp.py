@@ -96,6 +96,81 @@ class _Relaxation:
             self.errors = []
 
 
+class _Anderson:
+    """Anderson mixing of one eps stage's map T(f) = F(G(f)) (one Sinkhorn iteration).
+
+    The same rule as ``Anderson`` in rust/core/src/ot/acceleration.rs: the next f is
+    ``T(f_k) - sum_j gamma_j (T(f_{j+1}) - T(f_j))`` over the last ``memory`` steps, gamma the
+    least-squares fit (weights w / sum(w), ridge ``RIDGE`` times the trace) of the newest residual
+    ``(T(f_k) - f_k) / eps`` by the residual differences; an error above ``RESTART`` times the best
+    so far clears the history (the next step is the plain T(f_k)).
+    """
+
+    RESTART, RIDGE = 2.0, 1e-10
+
+    def __init__(self, xp, memory: int, w):
+        self.xp, self.memory = xp, memory
+        total = float(xp.sum(w))
+        self.w = w / total if 0.0 < total < math.inf else w * 0.0
+        self.images: list = []
+        self.residuals: list = []
+        self.best = math.inf
+
+    def next(self, f, image, err: float, eps: float):
+        xp = self.xp
+        if err > self.RESTART * self.best:
+            self.images, self.residuals = [], []
+        self.best = min(self.best, err)
+        self.images.append(image)
+        self.residuals.append((image - f) / eps)
+        if len(self.images) > self.memory + 1:
+            self.images.pop(0)
+            self.residuals.pop(0)
+        k = len(self.images) - 1
+        if k == 0:
+            return image
+        diffs = [self.residuals[j + 1] - self.residuals[j] for j in range(k)]
+        newest = self.residuals[k]
+        m = [[0.0] * k for _ in range(k)]
+        rhs = [float(xp.sum(self.w * diffs[i] * newest)) for i in range(k)]
+        for i in range(k):
+            for j in range(i + 1):
+                m[i][j] = m[j][i] = float(xp.sum(self.w * diffs[i] * diffs[j]))
+        trace = sum(m[i][i] for i in range(k))
+        gamma = None
+        if 0.0 < trace < math.inf:
+            for i in range(k):
+                m[i][i] += self.RIDGE * trace
+            gamma = _cholesky_solve(m, rhs)
+        if gamma is None or not all(math.isfinite(v) for v in gamma):
+            self.images, self.residuals = [], []
+            return image
+        out = image
+        for j, gj in enumerate(gamma):
+            out = out - gj * (self.images[j + 1] - self.images[j])
+        return out
+
+
+def _cholesky_solve(m: list, b: list) -> list | None:
+    """The solution of m x = b for a symmetric positive definite m (lists); None when a pivot is not positive."""
+    k = len(b)
+    low = [[0.0] * k for _ in range(k)]
+    for j in range(k):
+        d = m[j][j] - sum(low[j][p] ** 2 for p in range(j))
+        if not d > 0.0:
+            return None
+        low[j][j] = math.sqrt(d)
+        for i in range(j + 1, k):
+            low[i][j] = (m[i][j] - sum(low[i][p] * low[j][p] for p in range(j))) / low[j][j]
+    y = [0.0] * k
+    for i in range(k):
+        y[i] = (b[i] - sum(low[i][p] * y[p] for p in range(i))) / low[i][i]
+    x = [0.0] * k
+    for i in reversed(range(k)):
+        x[i] = (y[i] - sum(low[p][i] * x[p] for p in range(i + 1, k))) / low[i][i]
+    return x
+
+
 class _Stall:
     """Whether the final eps stage has stalled, read off its error history.
 
@@ -149,8 +224,9 @@ class _Chain:
     when ``relax``, and records the error. The same as ``Chain`` in rust/core/src/ot/sinkhorn.rs.
     """
 
-    def __init__(self, ops, e: float, g, relax: bool):
-        self.ops, self.e, self.relax = ops, e, relax
+    def __init__(self, ops, e: float, g, relax: bool, anderson: int = 0):
+        self.anderson = _Anderson(ops.xp, anderson, ops.a) if relax and anderson > 0 else None
+        self.ops, self.e, self.relax = ops, e, relax and self.anderson is None
         self.g = g
         self.f = ops.update_f(g, e)
         self.relaxation = _Relaxation()
@@ -171,6 +247,9 @@ class _Chain:
         return self.err
 
     def advance(self) -> None:
+        if self.anderson is not None:
+            self.f = persist_if_dask(self.anderson.next(self.f, self.f_plain, self.err, self.e))
+            return
         omega = self.omega
         self.f = self.f_plain if omega == 1.0 else self.f + omega * (self.f_plain - self.f)
         self.relaxation.observe(self.err)
@@ -226,10 +305,11 @@ class _DenseOps:
         return cost, dual
 
 
-def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook, k=0, rhos=None, mass=1.0):
+def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook, k=0, rhos=None, mass=1.0, anderson=0):
     """The dense log-domain reference on any array-API library (float64 internally), on the
     points times ``2**k`` (``eps`` and the KL strengths ``rhos = (rho_a, rho_b)`` are the scaled
-    ones; None: balanced).
+    ones; None: balanced). ``relax`` accelerates the final stage: Anderson mixing of memory
+    ``anderson`` when that is > 0, else over-relaxation.
 
     Iterations: eps-scaling stages (each to marginal error 1e-2 or 50 iterations) warm-start the
     final stage. With a schedule, the plain run at eps (the one ``eps_scaling=False`` does) makes
@@ -252,7 +332,7 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook,
     zeros = xp.zeros(C.shape[1], dtype=xp.float64, device=dev)
 
     n_iter, converged = 0, False
-    plain = _Chain(ops, eps, zeros, relax) if len(stages) > 1 else None
+    plain = _Chain(ops, eps, zeros, relax, anderson) if len(stages) > 1 else None
     chain = plain  # the chain whose (f, g) is returned
     state = "run"
 
@@ -280,7 +360,7 @@ def _sinkhorn_xp(x, y, a_host, b_host, eps, tol, n_iter_max, ratio, relax, hook,
             break
         final = s == len(stages) - 1
         stage_tol = tol if final else max(tol, 1e-2)
-        chain = _Chain(ops, e, g, final and relax)  # warm start from the previous stage's g
+        chain = _Chain(ops, e, g, final and relax, anderson)  # warm start from the previous stage's g
         stall = _Stall(tol) if (final and plain is not None) else None
         result = chain
         while state == "run":

@@ -142,6 +142,12 @@ struct SinkhornArgs {
     exact: bool,
     #[pyo3(default = true)]
     relax: bool,
+    /// Anderson memory of the accelerated stage (0: over-relaxation).
+    #[pyo3(default)]
+    anderson: usize,
+    /// Points per leaf of the early stages' coarse clouds (0: no multiscale warm start).
+    #[pyo3(default)]
+    coarse_leaf: usize,
     /// KL penalties of the two marginals (None: balanced).
     #[pyo3(default)]
     rho_a: Option<f64>,
@@ -152,7 +158,7 @@ struct SinkhornArgs {
     mass: f64,
 }
 
-const SINKHORN_KEYS: [&str; 11] = [
+const SINKHORN_KEYS: [&str; 13] = [
     "eps",
     "tol",
     "n_iter_max",
@@ -161,6 +167,8 @@ const SINKHORN_KEYS: [&str; 11] = [
     "eps_scaling",
     "exact",
     "relax",
+    "anderson",
+    "coarse_leaf",
     "rho_a",
     "rho_b",
     "mass",
@@ -178,6 +186,8 @@ impl SinkhornArgs {
             leaf_size: self.leaf_size,
             parallel,
             relax: self.relax,
+            anderson: self.anderson,
+            coarse_leaf: self.coarse_leaf,
             rho_a: self.rho_a.unwrap_or(f64::INFINITY),
             rho_b: self.rho_b.unwrap_or(f64::INFINITY),
             mass: self.mass,

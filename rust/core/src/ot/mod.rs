@@ -4,6 +4,8 @@
 
 mod acceleration;
 pub mod kernel;
+mod multiscale;
+mod objective;
 pub mod sinkhorn;
 pub mod symmetric;
 pub mod tree;

@@ -14,6 +14,9 @@
 //! theta is measured on the first plain iterations of the stage. With omega != 1 neither marginal is
 //! exact, so the error is the L1 sum of both, each read off the updates computed anyway:
 //! column j of (f, g) is b_j exp((g_j - G(f)_j)/eps), row i is a_i exp((f_i - F(g)_i)/eps).
+//! With `anderson` > 0 the final stage mixes instead (`Anderson` in acceleration.rs): g stays the
+//! plain G(f), so every measured pair has exact columns, and f moves to an extrapolation of the
+//! last images F(G(f)); no rate has to be measured first (n = 1e4, eps = 0.01: 44 -> ~16 iterations).
 //!
 //! Unbalanced OT (`rho_a`, `rho_b` finite: KL penalties of strength rho on the two marginals, see
 //! python/lorainne/ot/__init__.py for the objective and its dual): every update is damped,
@@ -29,8 +32,10 @@
 //! stage stalls (`Stall`) the two `Chain`s race, one iteration each in turn, the first to reach
 //! tol winning (on n_iter_max, the better measured pair of the two).
 
-use super::acceleration::{loose_kernel_tol, relax, Relaxation, Stall, TRUST};
+use super::acceleration::{loose_kernel_tol, relax, Anderson, Relaxation, Stall, SLACK, TRUST};
 use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
+use super::multiscale::{coarse_side, extend};
+use super::objective::objective;
 use super::tree::KdTree;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
@@ -48,8 +53,14 @@ pub struct SinkhornOptions {
     pub exact: bool,
     pub leaf_size: usize,
     pub parallel: bool,
-    /// Over-relax the final eps stage (see the module notes).
+    /// Accelerate the final eps stage (see the module notes): by Anderson mixing when `anderson`
+    /// > 0, else by over-relaxation.
     pub relax: bool,
+    /// Memory of the Anderson mixing (0: over-relaxation instead).
+    pub anderson: usize,
+    /// Points per leaf of the coarse clouds of the stages before the last (0: those stages run on
+    /// the full clouds; see multiscale.rs).
+    pub coarse_leaf: usize,
     /// Strength of the KL penalty on the marginal of x (on a), and of y; infinity: balanced.
     pub rho_a: f64,
     pub rho_b: f64,
@@ -80,6 +91,8 @@ impl SinkhornOptions {
             leaf_size,
             parallel: false,
             relax,
+            anderson: 0,
+            coarse_leaf: 0,
             rho_a: f64::INFINITY,
             rho_b: f64::INFINITY,
             mass: 1.0,
@@ -272,6 +285,8 @@ struct Chain {
     err: f64,
     iters: usize,
     relaxation: Relaxation,
+    /// Anderson mixing instead of over-relaxation (then `relax` is false).
+    anderson: Option<Anderson>,
 }
 
 /// The two sides and the options every chain works with.
@@ -289,10 +304,17 @@ impl Chain {
         relax: bool,
         stats: &mut KernelStats,
     ) -> Result<Chain> {
-        let f = update(p.xs, p.ys, &g, opts, eps, stats)?;
+        // the first f only starts the chain (every measured pair is (f, G(f)) with f_plain = F(G(f))
+        // measured at the step's tolerance), so the early stages' loose kernel serves
+        let start = SinkhornOptions {
+            kernel_tol: opts.kernel_tol.max(loose_kernel_tol(f64::INFINITY)),
+            ..opts.clone()
+        };
+        let f = update(p.xs, p.ys, &g, &start, eps, stats)?;
+        let anderson = (relax && opts.anderson > 0).then(|| Anderson::new(opts.anderson, &p.xs.w));
         Ok(Chain {
             eps,
-            relax,
+            relax: relax && anderson.is_none(),
             f,
             g,
             f_step: None,
@@ -301,14 +323,19 @@ impl Chain {
             err: f64::INFINITY,
             iters: 0,
             relaxation: Relaxation::new(),
+            anderson,
         })
     }
 
     /// One iteration (inexact Sinkhorn): while the marginal error is large the kernel only needs
     /// a hundredth of it as relative tolerance (at most 1e-3, that of the early eps stages), which
     /// perturbs the iterates and the measured error by about 1% of the error. An error measured
-    /// below `TRUST` times that tolerance is measured again from the same state at `kernel_tol`,
-    /// so the pair that meets `tol` is always measured at full accuracy.
+    /// below `TRUST` times that tolerance is measured again from the same state at `kernel_tol`
+    /// when it could be within `tol`: a kernel of relative error t moves each marginal's measured
+    /// error by at most about t (1 + err) and leaves a column error of about t (g is the loose
+    /// G(f)), so a measured err above tol + `SLACK` t (1 + err) is above tol (not measured
+    /// again: an error that fell more than 3x in one Anderson step needs no exact value); the
+    /// pair that meets `tol` is always measured at full accuracy.
     fn step(
         &mut self,
         p: &Problem<'_>,
@@ -325,7 +352,7 @@ impl Chain {
             ..opts.clone()
         };
         let err = self.step_at(p, &loose, stats)?;
-        if err > TRUST * loose_tol {
+        if err > TRUST * loose_tol || err > opts.tol + SLACK * loose_tol * (1.0 + err) {
             return Ok(err);
         }
         self.g = g;
@@ -364,8 +391,12 @@ impl Chain {
         if keep_step {
             self.f_step = Some(self.f.clone());
         }
-        relax(&mut self.f, &self.f_plain, self.omega);
-        self.relaxation.observe(self.err);
+        if let Some(acc) = self.anderson.as_mut() {
+            self.f = acc.next(&self.f, &self.f_plain, self.err, self.eps);
+        } else {
+            relax(&mut self.f, &self.f_plain, self.omega);
+            self.relaxation.observe(self.err);
+        }
     }
 
     /// The measured pair (f, g) whose error is `err`, and the error.
@@ -488,72 +519,6 @@ pub(super) fn eps_schedule(tx: &KdTree, ty: &KdTree, opts: &SinkhornOptions) -> 
     Ok(schedule)
 }
 
-/// rho <w, 1 - exp(-pot/rho)> for a penalized side, <w, pot> for a fixed one (zero weights skipped).
-fn dual_term(side: &Side, pot: &[f64]) -> f64 {
-    let rho = side.rho;
-    side.w
-        .iter()
-        .zip(pot)
-        .map(|(&w, &v)| match (w > 0.0, rho.is_finite()) {
-            (false, _) => 0.0,
-            (true, true) => -w * rho * (-v / rho).exp_m1(),
-            (true, false) => w * v,
-        })
-        .sum()
-}
-
-/// The marginal of the plan on `t`'s side: t.w_i exp(pot_i/eps + log_sum_i), and sum_i of
-/// marginal_i log(marginal_i / w_i) - marginal_i + w_i (the generalized KL to w).
-fn marginal_kl(t: &Side, pot: &[f64], log_sum: &[f64], eps: f64) -> (f64, f64) {
-    let (mut mass, mut kl) = (0.0, 0.0);
-    for ((&w, &v), &l) in t.w.iter().zip(pot).zip(log_sum) {
-        if w > 0.0 {
-            let log_ratio = v / eps + l;
-            let mi = w * log_ratio.exp();
-            mass += mi;
-            kl += mi * log_ratio - mi + w;
-        }
-    }
-    (mass, kl)
-}
-
-/// The returned objective values of potentials f (on `xs`), g (on `ys`), tree order:
-/// cost = sum_ij P_ij C_ij + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b) (the KL terms only for
-/// penalized sides), dual = a.f + b.g when balanced, else
-/// sum over sides of (rho <w, 1 - exp(-pot/rho)> or <w, pot>) - eps (sum_ij P_ij - sum(a) sum(b)).
-pub(super) fn objective(
-    xs: &Side,
-    ys: &Side,
-    f: &[f64],
-    g: &[f64],
-    opts: &SinkhornOptions,
-) -> Result<(f64, f64)> {
-    let eps = opts.eps;
-    // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
-    let applied = apply(xs, ys, g, opts, eps, true)?;
-    let mut cost = 0.0;
-    for i in 0..f.len() {
-        if xs.w[i] > 0.0 {
-            let mass = xs.w[i] * (f[i] / eps + applied.log_sum[i]).exp();
-            cost += mass * applied.mean_cost[i];
-        }
-    }
-    let mut dual = dual_term(xs, f) + dual_term(ys, g);
-    if xs.rho.is_finite() || ys.rho.is_finite() {
-        let (plan_mass, kl_a) = marginal_kl(xs, f, &applied.log_sum, eps);
-        if xs.rho.is_finite() {
-            cost += xs.rho * kl_a;
-        }
-        if ys.rho.is_finite() {
-            let cols = apply(ys, xs, f, opts, eps, false)?;
-            cost += ys.rho * marginal_kl(ys, g, &cols.log_sum, eps).1;
-        }
-        let (sa, sb) = (xs.w.iter().sum::<f64>(), ys.w.iter().sum::<f64>());
-        dual -= eps * (plan_mass - sa * sb);
-    }
-    Ok((cost, dual))
-}
-
 /// Solves entropic OT between x (n x d) and y (m x d), row-major, with weights a, b.
 /// `callback` is called after every iteration; returning true stops the loop. `interrupt` is
 /// checked before every iteration (`Error::Interrupted` once raised).
@@ -594,6 +559,17 @@ pub fn sinkhorn(
         kernel_tol: opts.kernel_tol.max(opts.tol.max(1e-2) / 10.0),
         ..opts.clone()
     };
+    // multiscale: the stages before the last on coarse clouds (multiscale.rs)
+    let coarse = if opts.coarse_leaf > 0 && schedule.len() > 1 {
+        let cx = coarse_side(&xs, opts.coarse_leaf, opts.leaf_size)?;
+        let cy = coarse_side(&ys, opts.coarse_leaf, opts.leaf_size)?;
+        reserve_monomial_cache(&cx.tree, loose.kernel_tol);
+        reserve_monomial_cache(&cy.tree, loose.kernel_tol);
+        Some((cx, cy))
+    } else {
+        None
+    };
+    let cp = coarse.as_ref().map(|(cx, cy)| Problem { xs: cx, ys: cy });
     let mut n_iter = 0usize;
     let mut converged = false;
     let last = schedule.len() - 1;
@@ -634,10 +610,21 @@ pub fn sinkhorn(
             opts.tol.max(1e-2)
         };
         let stage_opts = if final_stage { opts } else { &loose };
-        let g = warm.take().map_or_else(|| vec![0.0; m], |c| c.g);
-        // warm start from the previous stage's g
+        let prob = match (&cp, final_stage) {
+            (Some(coarse_problem), false) => coarse_problem,
+            _ => &p,
+        };
+        // warm start from the previous stage's g (from the coarse f's c-transform onto the full y
+        // when the previous stage ran on the coarse clouds)
+        let g = match (warm.take(), &cp) {
+            (None, _) => vec![0.0; prob.ys.w.len()],
+            (Some(c), Some(coarse_problem)) if final_stage => {
+                extend(&ys, coarse_problem.xs, &c.f, &loose, eps, &mut stats)?
+            }
+            (Some(c), _) => c.g,
+        };
         let mut chain = Chain::new(
-            &p,
+            prob,
             g,
             stage_opts,
             eps,
@@ -661,7 +648,7 @@ pub fn sinkhorn(
                 }
                 state = run(
                     &mut chain,
-                    &p,
+                    prob,
                     stage_opts,
                     stage_tol,
                     &mut n_iter,
@@ -674,7 +661,7 @@ pub fn sinkhorn(
             } else {
                 state = run(
                     &mut chain,
-                    &p,
+                    prob,
                     stage_opts,
                     stage_tol,
                     &mut n_iter,
@@ -715,6 +702,9 @@ pub fn sinkhorn(
         // stopped inside an eps-scaling stage: project onto the final eps so that the potentials,
         // cost and error all refer to it (not counted as an iteration)
         let eps = opts.eps;
+        if let Some(coarse_problem) = &cp {
+            g = extend(&ys, coarse_problem.xs, &f, opts, eps, &mut stats)?; // a coarse chain's g
+        }
         f = update(&xs, &ys, &g, opts, eps, &mut stats)?;
         g = update(&ys, &xs, &f, opts, eps, &mut stats)?;
         let f_next = update(&xs, &ys, &g, opts, eps, &mut stats)?;
@@ -766,6 +756,35 @@ mod tests {
         );
         assert!((dense.dual - hier.dual).abs() <= 1e-6 * dense.cost.abs());
         assert!(dense.n_iter.abs_diff(hier.n_iter) <= 1 + dense.n_iter / 10);
+    }
+
+    #[test]
+    fn anderson_gives_the_same_solution_in_fewer_iterations() {
+        let mut seed = 5u64;
+        let mut r = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (n, m) = (400, 300);
+        let x: Vec<f64> = (0..2 * n).map(|_| r()).collect();
+        let y: Vec<f64> = (0..2 * m).map(|_| 0.4 * r() + 0.3).collect();
+        let (a, b) = (vec![1.0 / n as f64; n], vec![1.0 / m as f64; m]);
+        let solve = |anderson: usize, exact: bool| {
+            let mut opts =
+                SinkhornOptions::balanced(0.01, 1e-7, 5000, Some(0.5), 1e-8, exact, 16, true);
+            opts.anderson = anderson;
+            sinkhorn(&x, &y, 2, &a, &b, &opts, &mut |_| false, &NEVER).unwrap()
+        };
+        let (sor, acc, hier) = (solve(0, true), solve(8, true), solve(8, false));
+        assert!(sor.converged && acc.converged && hier.converged);
+        assert!(acc.n_iter < sor.n_iter, "{} vs {}", acc.n_iter, sor.n_iter);
+        for other in [&acc, &hier] {
+            assert!((other.cost - sor.cost).abs() <= 1e-6 * sor.cost);
+            assert!(other.marginal_error <= 1e-7);
+        }
+        assert!(hier.n_iter.abs_diff(acc.n_iter) <= 1 + acc.n_iter / 10);
     }
 
     #[test]
@@ -849,46 +868,5 @@ mod tests {
                 plain.n_iter
             );
         }
-    }
-
-    #[test]
-    fn stall_fires_on_a_flat_error_not_on_a_linear_decrease() {
-        let mut flat = Stall::new(1e-8);
-        let fired = (0..60).any(|_| flat.observe(1e-3));
-        assert!(fired && flat.stalled());
-        let mut linear = Stall::new(1e-8);
-        assert!(!(0..300).any(|k| linear.observe(0.95f64.powi(k))));
-    }
-
-    #[test]
-    fn relaxation_reads_the_rate_then_corrects_an_underestimate() {
-        let mut r = Relaxation::new();
-        for k in 0..8 {
-            r.observe(0.95f64.powi(k));
-        }
-        let expected = 2.0 / (1.0 + 0.05f64.sqrt());
-        assert!((r.omega() - expected).abs() < 1e-9, "{}", r.omega());
-        // the true plain rate was 0.99: SOR with this omega converges at a rate above omega - 1
-        let theta: f64 = 0.99;
-        let om = r.omega();
-        // largest root of (l + om - 1)^2 = l om^2 theta
-        let (bq, cq) = (2.0 * (om - 1.0) - om * om * theta, (om - 1.0) * (om - 1.0));
-        let rate = (-bq + (bq * bq - 4.0 * cq).sqrt()) / 2.0;
-        for k in 0..8 {
-            r.observe(rate.powi(k));
-        }
-        let better = 2.0 / (1.0 + (1.0 - theta).sqrt());
-        assert!(
-            (r.omega() - better.min(1.9)).abs() < 1e-6,
-            "{} vs {}",
-            r.omega(),
-            better
-        );
-        // not converging linearly: no change
-        let mut q = Relaxation::new();
-        for k in 0..20 {
-            q.observe(if k % 2 == 0 { 1.0 } else { 0.5 });
-        }
-        assert_eq!(q.omega(), 1.0);
     }
 }

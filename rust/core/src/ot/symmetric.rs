@@ -10,9 +10,10 @@
 
 use super::acceleration::{loose_kernel_tol, TRUST};
 use super::kernel::{reserve_monomial_cache, KernelStats};
+use super::objective::objective;
 use super::sinkhorn::{
-    check_options, eps_schedule, marginal_error, objective, update, Progress, Side,
-    SinkhornOptions, SinkhornOutput,
+    check_options, eps_schedule, marginal_error, update, Progress, Side, SinkhornOptions,
+    SinkhornOutput,
 };
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
