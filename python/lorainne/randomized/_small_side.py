@@ -12,6 +12,8 @@ the Rayleigh-Ritz step then cost more than the SVD itself. Here, for m >= n (A^H
 2. Rayleigh-Ritz on them: ``A V_k = Q R`` (CholeskyQR2, m x k), ``R = U_R S W^H``, so
    ``U = Q U_R`` and ``Vt = W^H V_k^H``: U is orthonormal to working precision whatever the
    conditioning of the Gram matrix, and ``||A - U S Vt||_2^2 <= s_{k+1}^2 + s_1^2 sin^2(theta)``.
+   When the columns of A V_k are already orthogonal to working precision (checked on their k x k
+   Gram matrix), that SVD is their normalization and the QR is skipped: the same A V_k V_k^H.
 
 Squaring A in step 1 is what can cost accuracy: :func:`small_side_svd` returns None (the caller
 runs its iteration instead) unless the bound above keeps the error within 1e-3 s_{k+1} (or at the
@@ -28,6 +30,10 @@ from .._conjugate import adjoint
 
 # The error the Gram route may add to ||A - U S Vt||_2, relative to s_{k+1}.
 RELATIVE_SLACK = 1e-3
+# How far from orthogonal (in units of k eps) the columns of A V_k may be for their normalization to
+# stand for the Rayleigh-Ritz step: CholeskyQR2 gave 0.2-0.7 k eps on digits; digits' A V_k is at
+# 1.5 k eps for k = 10 (normalized) and 2.3 k eps for k = 40 (falls back to the QR).
+ORTHOGONALITY_SLACK = 2.0
 
 
 def spans_small_side(size: int, shape: tuple[int, int]) -> bool:
@@ -65,6 +71,34 @@ def small_side_svd(A: np.ndarray, rank: int, factor: Callable) -> tuple | None:
     if np.sqrt(top) * sin_theta > max(RELATIVE_SLACK * np.sqrt(below), floor):
         return None
     V_k = np.ascontiguousarray(vectors[:, ::-1][:, :k]).astype(A.dtype, copy=False)
-    Q, R = factor(np.ascontiguousarray(A @ V_k))
+    Y = np.ascontiguousarray(A @ V_k)
+    normalized = _orthogonal_columns(Y)
+    if normalized is not None:  # Y = U diag(S) already: its Rayleigh-Ritz rotation is the identity
+        U, S, order = normalized
+        return U, S, adjoint(np, V_k[:, order])
+    Q, R = factor(Y)
     U_R, S, Wh = np.linalg.svd(R)
     return Q @ U_R, S, Wh @ adjoint(np, V_k)
+
+
+def _orthogonal_columns(Y: np.ndarray) -> tuple | None:
+    """``(U, S, order)`` with ``Y[:, order] = U diag(S)``, S nonincreasing, when the columns of Y
+    are orthogonal to working precision (``|u_i^H u_j| <= ORTHOGONALITY_SLACK k eps``); else None.
+
+    The columns of Y = A V_k are orthogonal up to the rounding of the eigenvectors, so its SVD
+    (the Rayleigh-Ritz step) is Y's columns normalized, and the approximation U diag(S) V_k^H =
+    A V_k V_k^H is the one the QR route gives; only the factorization of A V_k is skipped (its
+    CholeskyQR2, the SVD of R and Q U_R: ~0.17 of 1.2 ms on digits, ``benches/RESULTS_randomized.md``).
+    """
+    k = Y.shape[1]
+    gram = adjoint(np, Y) @ Y
+    squares = gram.diagonal().real
+    if not squares.min() > 0.0:
+        return None
+    norms = np.sqrt(squares)
+    cosines = np.abs(gram) / norms[:, None] / norms[None, :]
+    np.fill_diagonal(cosines, 0.0)
+    if cosines.max() > ORTHOGONALITY_SLACK * k * np.finfo(Y.dtype).eps:
+        return None
+    order = np.argsort(-norms, kind="stable")
+    return Y[:, order] / norms[order].astype(Y.dtype), norms[order].astype(np.finfo(Y.dtype).dtype), order
