@@ -76,8 +76,8 @@ def test_normalized_columns_match_the_qr_route(shape, dtype, monkeypatch):
     A = _digits_like(rng, *shape, dtype)
     k = 6
     taken = []
-    orthogonal_rows = small_side._orthogonal_rows
-    monkeypatch.setattr(small_side, "_orthogonal_rows", lambda Yt: taken.append(orthogonal_rows(Yt)) or taken[-1])
+    orthogonal_rows = small_side.orthogonal_rows
+    monkeypatch.setattr(small_side, "orthogonal_rows", lambda Yt: taken.append(orthogonal_rows(Yt)) or taken[-1])
     fast = randomized_svd(A, k, n_oversamples=min(shape), method="block_krylov", n_power_iter=0, random_state=0)
     assert taken[-1] is not None  # the normalization ran
     monkeypatch.setattr(small_side, "ORTHOGONALITY_SLACK", -1.0)
@@ -94,16 +94,16 @@ def test_normalized_columns_match_the_qr_route(shape, dtype, monkeypatch):
 
 def test_columns_not_orthogonal_are_factored():
     """Rows of Yt that are not orthogonal to working precision, or a zero row, are refused."""
-    from lorainne.randomized._small_side import _orthogonal_rows
+    from lorainne.randomized._small_side import orthogonal_rows
 
     rng = np.random.default_rng(2)
     Yt = np.linalg.qr(rng.standard_normal((300, 4)))[0].T * np.array([[1.0], [3.0], [2.0], [0.5]])
-    Ut, S, order = _orthogonal_rows(Yt)
+    Ut, S, order = orthogonal_rows(Yt)
     np.testing.assert_array_equal(order, [1, 2, 0, 3])
     np.testing.assert_allclose(S, [3.0, 2.0, 1.0, 0.5], rtol=1e-14)
     np.testing.assert_allclose(S[:, None] * Ut, Yt[order], rtol=1e-14)
     bent = Yt.copy()
     bent[0] += 1e-12 * Yt[1]  # a cosine of ~3e-12, far above 2 k eps
-    assert _orthogonal_rows(bent) is None
+    assert orthogonal_rows(bent) is None
     bent[0] = 0.0
-    assert _orthogonal_rows(bent) is None
+    assert orthogonal_rows(bent) is None

@@ -74,7 +74,7 @@ def small_side_svd(A: np.ndarray, rank: int, factor: Callable) -> tuple | None:
     # (A V_k)^T as V_k^T A^T: k rows of m contiguous entries, which NumPy's BLAS forms and scales
     # faster than A V_k's m rows of k (0.7-0.8x the time on digits, k = 10).
     Yt = V_k.T @ A.T
-    normalized = _orthogonal_rows(Yt)
+    normalized = orthogonal_rows(Yt)
     if normalized is not None:  # A V_k = U diag(S) already: its Rayleigh-Ritz rotation is the identity
         Ut, S, order = normalized
         return Ut.T, S, adjoint(np, V_k if order is None else V_k[:, order])
@@ -83,16 +83,17 @@ def small_side_svd(A: np.ndarray, rank: int, factor: Callable) -> tuple | None:
     return Q @ U_R, S, Wh @ adjoint(np, V_k)
 
 
-def _orthogonal_rows(Yt: np.ndarray) -> tuple | None:
+def orthogonal_rows(Yt: np.ndarray) -> tuple | None:
     """``(Ut, S, order)`` with ``Yt[order] = diag(S) Ut`` (order None: as is), S nonincreasing, when
     the rows of Yt are orthogonal to working precision (``|u_i^H u_j| <= ORTHOGONALITY_SLACK k eps``
-    for the rows u_i of Ut); else None.
+    for the rows u_i of Ut); else None. Then ``Ut`` (rows) with S and the permutation ``order`` is
+    the SVD of Yt.
 
-    The columns of A V_k (the rows of Yt) are orthogonal up to the rounding of the eigenvectors, so
-    its SVD (the Rayleigh-Ritz step) is its columns normalized, and the approximation
-    U diag(S) V_k^H = A V_k V_k^H is the one the QR route gives; only the factorization of A V_k is
-    skipped (its CholeskyQR2, the SVD of R and Q U_R: ~0.17 of 1.2 ms on digits,
-    ``benches/RESULTS_randomized.md``).
+    Rows that are orthogonal up to the rounding of an eigendecomposition come from a Rayleigh-Ritz
+    step already done: here Yt = (A V_k)^T with V_k the Gram matrix's eigenvectors, in block Krylov's
+    Gram route C = U_Bk^H B (``_krylov.gram_route_svd``). Normalizing them gives the approximation the
+    QR route gives (A V_k V_k^H; Q U_Bk C) and skips the QR and the small SVD (on digits, their
+    CholeskyQR2, SVD of R and Q U_R: ~0.17 of 1.2 ms, ``benches/RESULTS_randomized.md``).
     """
     k = Yt.shape[0]
     gram = Yt @ adjoint(np, Yt)  # the conjugate of (A V_k)^H (A V_k): same moduli, same diagonal
