@@ -107,3 +107,28 @@ def test_columns_not_orthogonal_are_factored():
     assert orthogonal_rows(bent) is None
     bent[0] = 0.0
     assert orthogonal_rows(bent) is None
+
+
+def test_seeded_generator_is_built_on_first_use_with_the_same_numbers():
+    """The plan's generator for a seed is seeded when first used; the same numbers, checks and errors."""
+    import copy
+    import pickle
+
+    from lorainne._validation import check_random_state, lazy_random_state
+
+    for seed in (0, 7, np.random.SeedSequence(3)):
+        deferred = lazy_random_state(seed)
+        assert deferred._generator is None
+        np.testing.assert_array_equal(deferred.standard_normal(5), check_random_state(seed).standard_normal(5))
+        again = pickle.loads(pickle.dumps(copy.deepcopy(deferred)))
+        np.testing.assert_array_equal(again.standard_normal(3), deferred.standard_normal(3))
+    generator = np.random.default_rng(1)
+    assert lazy_random_state(generator) is generator
+    legacy = np.random.RandomState(2)
+    lazy_random_state(legacy)
+    assert legacy.randint(10**6) != np.random.RandomState(2).randint(10**6)  # advanced now, as before
+    for bad, error in ((-1, ValueError), (True, TypeError), ("0", TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="random_state"):
+            lazy_random_state(bad)
+    with pytest.raises(TypeError, match="random_state"):
+        randomized_svd(np.eye(4), 2, n_oversamples=4, random_state="seed")
