@@ -74,3 +74,30 @@ def test_gram_route_declines_steep_spectra_and_single_precision(monkeypatch):
     U, S, Vt = randomized_svd(A.astype(np.float32), k, n_oversamples=6, n_power_iter=1, method="block_krylov")
     assert taken[-1] is None  # float32: u L s_1^2 is too coarse
     assert np.linalg.norm(Vt @ Vt.T - np.eye(k)) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_gram_route_normalized_rows_match_its_qr(monkeypatch, dtype):
+    """C = U_Bk^H B with rows orthogonal to working precision is normalized, not factored: the
+    same U, S, Vt to rounding as the CholeskyQR2 of C^H and its SVD."""
+    from lorainne.randomized import _small_side
+
+    rng = np.random.default_rng(4)
+    m, n, k = 300, 200, 12
+    s = (1.0 + np.arange(n)) ** -0.5
+    A = planted(rng, m, n, s) + (1j * planted(rng, m, n, s) if dtype == np.complex128 else 0)
+    normalized = []
+    orthogonal_rows = _krylov.orthogonal_rows
+    monkeypatch.setattr(_krylov, "orthogonal_rows", lambda C: normalized.append(orthogonal_rows(C)) or normalized[-1])
+    kwargs = dict(n_oversamples=8, n_power_iter=2, method="block_krylov", random_state=0)
+    fast = randomized_svd(A, k, **kwargs)
+    assert normalized[-1] is not None
+    monkeypatch.setattr(_small_side, "ORTHOGONALITY_SLACK", -1.0)
+    factored = randomized_svd(A, k, **kwargs)
+    assert normalized[-1] is None
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_allclose(fast.S, factored.S, rtol=100 * eps)
+    np.testing.assert_allclose(fast.U, factored.U, atol=1e-12)
+    np.testing.assert_allclose(fast.Vt, factored.Vt, atol=1e-12)
+    assert np.abs(fast.Vt @ fast.Vt.conj().T - np.eye(k)).max() <= 2 * k * eps * 1.01
+    assert abs(spectral_error(A, *fast) - spectral_error(A, *factored)) <= 1e-12 * s[k]

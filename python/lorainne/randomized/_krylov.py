@@ -24,6 +24,7 @@ import numpy as np
 from .._backend import is_dask_array, numpy_dtype
 from .._conjugate import abs2, adjoint
 from ._range_finder import _Products
+from ._small_side import orthogonal_rows
 
 
 class BlockKrylov:
@@ -158,7 +159,8 @@ def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
     the n x L matrix Z and the L x L SVD. Whatever U_Bk's rounding error, U S Vt is B projected on
     span(U_Bk), whose error is at most s_{k+1}^2 + 2 ||E|| (E: the Gram matrix's rounding): None
     (use the QR route) when that could be above 1e-6 s_{k+1}^2, in single precision (u L s_1^2 too
-    large), or on Dask.
+    large), or on Dask. On NumPy, when C's rows are already orthogonal to working precision (a flat
+    spectrum: s_1 / s_k small), its SVD is their normalization (``_small_side.orthogonal_rows``).
     """
     L = int(Z.shape[1])
     if is_dask_array(Z) or eps > 1e-12 or rank >= L:
@@ -172,6 +174,13 @@ def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
     if not below > GRAM_ROUTE_MARGIN * 2 * L * eps * top:
         return None
     Ubk = xp.flip(Ub[:, L - rank :], axis=1)
+    if isinstance(Z, np.ndarray):
+        # C = U_Bk^H B has rows orthogonal up to eigh's rounding: when they are to working precision
+        # its SVD is their normalization (the same U S Vt = Q U_Bk C), and C's QR and SVD are skipped.
+        normalized = orthogonal_rows(adjoint(np, Ubk) @ adjoint(np, Z))
+        if normalized is not None:
+            Vt, S, order = normalized
+            return (Ubk if order is None else Ubk[:, order]), S, Vt
     # C^H = Z U_Bk = Q_c R_c (CholeskyQR2, n x rank), C = R_c^H Q_c^H: the rank x rank SVD of R_c^H
     # gives C's (LAPACK's SVD of the wide rank x n C ran 2-3x slower).
     Qc, Rc = products.qr(products.matmul(Z, Ubk))

@@ -20,7 +20,7 @@ from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._conjugate import abs2, adjoint, is_complex
 from .._exact_scaling import rescaled_array, rescaled_finite, times_power_of_two
 from .._operators import MatrixOperator, as_operator, dask_operator
-from .._validation import as_float_array, check_int, check_n_threads, check_option, check_random_state, check_tol
+from .._validation import as_float_array, check_int, check_n_threads, check_option, check_tol, lazy_random_state
 from .._warnings import ConvergenceWarning
 from ._dask_run import deferred_checks, one_graph
 
@@ -265,7 +265,7 @@ def _plan(
                 "tol needs ||A||_F, which a LinearOperator does not give: pass a dense or sparse A, or a fixed rank"
             )
     n_threads = check_n_threads(n_threads)
-    rng = check_random_state(random_state)
+    rng = lazy_random_state(random_state)  # the small side draws no random numbers
     if init is not None:
         init = as_float_array(init, "init", ndim=2, allow_complex=is_complex(op))
         if is_complex(init) and not is_complex(op):  # never drop an imaginary part silently

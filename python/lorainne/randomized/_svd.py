@@ -58,6 +58,10 @@ def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
     if convention is None:
         return U, Vt
     basis = Vt if convention == "vt" else U.T
+    if isinstance(basis, np.ndarray) and basis.dtype.kind == "f":  # the same signs, without array-API dispatch
+        pivots = basis[np.arange(basis.shape[0]), np.argmax(np.abs(basis), axis=1)]
+        signs = np.where(pivots < 0, -1, 1).astype(basis.dtype)
+        return U * signs[None, :], Vt * signs[:, None]
     k, n = basis.shape
     where = xp.argmax(xp.abs(basis), axis=1) + xp.arange(k, device=device(basis)) * n
     phases = unit_phases(xp, xp.take(xp.reshape(basis, (-1,)), where))
