@@ -188,7 +188,7 @@ def complete(
     2024), which shows AltMin tolerates approximate solves whose error shrinks with the iterate's.
     The preconditioner is the expected normal matrix under uniform sampling, ``(|Omega_i| / n) F^T F
     + reg I`` (one k x k eigendecomposition per half-step), and the CG tolerance is tightened
-    geometrically: 0.01 in the first iteration, then ``clip(0.1 * e_t, 1e-14, 0.1)`` with ``e_t``
+    geometrically: 0.05 in the first iteration, then ``clip(0.1 * e_t, 1e-14, 0.1)`` with ``e_t``
     the current relative error on ``Omega``, at most ``rank`` CG steps per row. Rows run in
     parallel in Rust with the GIL released. From the third iteration, while the last one cut the
     error by more than half, the column step is over-relaxed, ``V <- V + 1.2 (V_solved - V)`` (U stays the exact row
