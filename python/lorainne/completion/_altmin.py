@@ -191,8 +191,9 @@ def complete(
     geometrically: 0.05 in the first iteration, then ``clip(0.1 * e_t, 1e-14, 0.1)`` with ``e_t``
     the current relative error on ``Omega``, at most ``rank`` CG steps per row. Rows run in
     parallel in Rust with the GIL released. From the third iteration, while the last one cut the
-    error by more than half, the column step is over-relaxed, ``V <- V + 1.2 (V_solved - V)`` (U stays the exact row
-    solve for that V): a faster linear rate in that regime, plain AltMin once progress slows.
+    error by more than half, the column step is over-relaxed, ``V <- V + 1.2 (V_solved - V)`` (U
+    stays the exact row solve for that V): a faster linear rate in that regime, plain AltMin once
+    progress slows.
 
     Rows or columns with fewer than ``rank`` observations are solved with the ridge
     ``max(reg, 1e-3 |F|_F^2 / n)`` (a row without observations is zero) and counted in the result.

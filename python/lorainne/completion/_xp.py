@@ -137,11 +137,11 @@ SPECTRAL_OVERSAMPLES, SPECTRAL_POWER_STEPS = 10, 2
 # The AltMin schedule shared by the Rust and xp loops. The first iteration's CG tolerance is 0.05
 # (no error known yet: 0.1 leaves the benchmark's 5th iterate at 1.2e-4; 0.01-0.03 end 0.5-1% worse
 # on the noisy digits test); the later ones 0.1 times the observed relative error. The column
-# half-step is over-relaxed, V <- V + 1.2 (V_solved - V), while the last iteration cut the error by more than half (the linear
-# regime of a well-posed problem; not after the first iteration, whose cut from the start says
-# little: on noisy data it misleads); U stays the exact row solve for that V, so the reported error
-# is that of a consistent pair. Measured on the benchmark: 8.9e-5 held-out error after 5 iterations
-# instead of 3.5e-4 (1e-4 in 5 iterations instead of 6).
+# half-step is over-relaxed, V <- V + 1.2 (V_solved - V), while the last iteration cut the error by
+# more than half (the linear regime of a well-posed problem; not after the first iteration, whose
+# cut from the start says little: on noisy data it misleads); U stays the exact row solve for that V,
+# so the reported error is that of a consistent pair. Measured on the benchmark: 8.9e-5 held-out
+# error after 5 iterations instead of 3.5e-4 (1e-4 in 5 iterations instead of 6).
 CG_TOL_FIRST, CG_TOL_FACTOR, CG_TOL_MAX = 0.05, 0.1, 0.1
 OVER_RELAXATION, RELAX_WHILE_CONTRACTION_BELOW = 1.2, 0.5
 
