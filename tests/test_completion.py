@@ -221,3 +221,26 @@ def test_canonical_csr_fast_path_matches_coordinates():
     S.data[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         complete(S, 2)
+
+
+def test_relaxation_schedule_falls_back_to_plain_altmin():
+    from lorainne.completion._xp import CG_TOL_FIRST, OVER_RELAXATION, cg_tolerance, relaxation
+
+    assert cg_tolerance([]) == CG_TOL_FIRST
+    assert cg_tolerance([0.5]) == pytest.approx(0.05)
+    assert relaxation([]) == relaxation([0.2]) == 1.0  # no contraction measured yet
+    assert relaxation([0.2, 0.05]) == OVER_RELAXATION  # the error quartered: linear regime
+    assert relaxation([0.2, 0.15]) == 1.0  # slow progress (noise, misspecification): plain AltMin
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-2, 0.1])
+@pytest.mark.parametrize("solver", ["cg", "exact"])
+def test_observed_error_never_increases(noise, solver):
+    # the stopping rule reads an increase as convergence: the over-relaxed steps must not cause one
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 200))
+    mask = rng.random(M.shape) < 0.15
+    res = complete(M + noise * rng.standard_normal(M.shape), 5, mask=mask, solver=solver, tol=1e-10, random_state=3)
+    errors = np.array(res.errors)
+    assert np.all(errors[1:] <= errors[:-1]), errors
+    assert np.linalg.norm(res.to_dense() - M) / np.linalg.norm(M) < max(1e-8, 2 * noise)

@@ -19,14 +19,13 @@ from .._warnings import ConvergenceWarning
 from ..randomized import cholesky_qr2
 from ._observed import Observed, as_observed
 from ._reference import solve_rows_reference
-from ._xp import spectral_basis
+from ._xp import cg_tolerance, relaxation, spectral_basis
 
 logger = logging.getLogger("lorainne")
 
 SOLVERS = ("cg", "exact")
 INITS = ("spectral", "random")
 BACKENDS = ("auto", "rust", "numpy", "xp")
-_CG_TOL_FACTOR, _CG_TOL_MAX = 0.1, 0.1
 
 
 @dataclass(frozen=True)
@@ -189,8 +188,12 @@ def complete(
     2024), which shows AltMin tolerates approximate solves whose error shrinks with the iterate's.
     The preconditioner is the expected normal matrix under uniform sampling, ``(|Omega_i| / n) F^T F
     + reg I`` (one k x k eigendecomposition per half-step), and the CG tolerance is tightened
-    geometrically: ``clip(0.1 * e_t, 1e-14, 0.1)`` with ``e_t`` the current relative error on
-    ``Omega``, at most ``rank`` CG steps per row. Rows run in parallel in Rust with the GIL released.
+    geometrically: 0.05 in the first iteration, then ``clip(0.1 * e_t, 1e-14, 0.1)`` with ``e_t``
+    the current relative error on ``Omega``, at most ``rank`` CG steps per row. Rows run in
+    parallel in Rust with the GIL released. From the third iteration, while the last one cut the
+    error by more than half, the column step is over-relaxed, ``V <- V + 1.2 (V_solved - V)`` (U
+    stays the exact row solve for that V): a faster linear rate in that regime, plain AltMin once
+    progress slows.
 
     Rows or columns with fewer than ``rank`` observations are solved with the ridge
     ``max(reg, 1e-3 |F|_F^2 / n)`` (a row without observations is zero) and counted in the result.
@@ -299,8 +302,12 @@ def complete(
     err = 1.0
     it = 0
     for it in range(1, n_iter_max + 1):
-        tol_cg = float(np.clip(_CG_TOL_FACTOR * err, 1e-14, _CG_TOL_MAX))
-        V, c1, under_cols, _, _ = half_step(obs.t_indptr, obs.t_indices, obs.t_data, np.ascontiguousarray(U), V, tol_cg)
+        tol_cg, omega = cg_tolerance(errors), relaxation(errors)
+        V_solved, c1, under_cols, _, _ = half_step(
+            obs.t_indptr, obs.t_indices, obs.t_data, np.ascontiguousarray(U), V, tol_cg
+        )
+        # over-relaxed column step (see _xp.relaxation); U below is the exact row solve for this V
+        V = V_solved if omega == 1.0 else V + omega * (V_solved - V)
         # the row half-step returns the observed residual of (U, V): no separate pass for the error
         U, c2, under_rows, _, sq = half_step(
             obs.indptr, obs.indices, obs.data, np.ascontiguousarray(V), U, tol_cg, residual=True

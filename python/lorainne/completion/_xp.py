@@ -134,6 +134,32 @@ def host_mask(xp, M, mask):
 SPECTRAL_OVERSAMPLES, SPECTRAL_POWER_STEPS = 10, 2
 
 
+# The AltMin schedule shared by the Rust and xp loops. The first iteration's CG tolerance is 0.05
+# (no error known yet: 0.1 leaves the benchmark's 5th iterate at 1.2e-4; 0.01-0.03 end 0.5-1% worse
+# on the noisy digits test); the later ones 0.1 times the observed relative error. The column
+# half-step is over-relaxed, V <- V + 1.2 (V_solved - V), while the last iteration cut the error by
+# more than half (the linear regime of a well-posed problem; not after the first iteration, whose
+# cut from the start says little: on noisy data it misleads); U stays the exact row solve for that V,
+# so the reported error is that of a consistent pair. Measured on the benchmark: 8.9e-5 held-out
+# error after 5 iterations instead of 3.5e-4 (1e-4 in 5 iterations instead of 6).
+CG_TOL_FIRST, CG_TOL_FACTOR, CG_TOL_MAX = 0.05, 0.1, 0.1
+OVER_RELAXATION, RELAX_WHILE_CONTRACTION_BELOW = 1.2, 0.5
+
+
+def cg_tolerance(errors: list) -> float:
+    """The CG tolerance of the next iteration, given the observed relative errors so far."""
+    if not errors:
+        return CG_TOL_FIRST
+    return float(np.clip(CG_TOL_FACTOR * errors[-1], 1e-14, CG_TOL_MAX))
+
+
+def relaxation(errors: list) -> float:
+    """The over-relaxation factor of the next column half-step (1.0: plain AltMin)."""
+    if len(errors) < 2:
+        return 1.0
+    return OVER_RELAXATION if errors[-1] < RELAX_WHILE_CONTRACTION_BELOW * errors[-2] else 1.0
+
+
 def spectral_basis(xp, matmat, rmatmat, n, rank, rng, qr, device=None):
     """Top-``rank`` left singular vectors and values of an m x n matrix seen through its products:
     subspace iteration from a Gaussian block of ``rank + 10`` columns with two power steps,
@@ -199,8 +225,9 @@ def altmin_xp(xp, shape, rows, cols_side, A_spectral, rank, reg, solver, n_iter_
     cg_total = under_rows = under_cols = 0
     err, it = 1.0, 0
     for it in range(1, n_iter_max + 1):
-        tol_cg = float(np.clip(0.1 * err, 1e-14, 0.1))
-        V, c1, under_cols, _, _ = half_step(cols_side, U, V, tol_cg)
+        tol_cg, omega = cg_tolerance(errors), relaxation(errors)
+        V_solved, c1, under_cols, _, _ = half_step(cols_side, U, V, tol_cg)
+        V = V_solved if omega == 1.0 else V + omega * (V_solved - V)
         U, c2, under_rows, _, sq = half_step(rows, V, U, tol_cg, residual=True)
         cg_total += c1 + c2
         new_err = float(np.sqrt(sq)) / norm_obs
