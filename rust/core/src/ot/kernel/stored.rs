@@ -31,6 +31,9 @@ pub const DRIFT_MAX: f64 = 30.0;
 /// Row blocks of the column-side product (fixed: results do not depend on the thread count).
 const COL_BLOCKS: usize = 32;
 
+/// The log sums of one side's targets and their error bound.
+pub type LogSums = (Vec<f64>, f64);
+
 pub struct StoredKernel {
     n: usize,
     m: usize,
@@ -191,7 +194,9 @@ impl StoredKernel {
                 .zip(r.iter_mut())
                 .enumerate()
                 .map(row)
-                .fold(true, |x, y| x && y)
+                .filter(|ok| !ok)
+                .count()
+                == 0
         };
         if !ok {
             return Err(Error::invalid(
@@ -247,7 +252,7 @@ impl StoredKernel {
         b: &[f64],
         g: &[f64],
         parallel: bool,
-    ) -> Result<((Vec<f64>, f64), (Vec<f64>, f64))> {
+    ) -> Result<(LogSums, LogSums)> {
         Self::check(a, f, self.n, "a")?;
         Self::check(b, g, self.m, "b")?;
         let (rows, rb, _) = self.rows(b, g, parallel);
