@@ -89,12 +89,12 @@ def child(spec: dict) -> dict:
     with threadpool_limits(threads):
         start = time.perf_counter()
         cpu_start = time.process_time()
-        if solver in ("lorainne", "lorainne-dense", "lorainne-plain", "lorainne-sor"):
+        if solver in ("lorainne", "lorainne-dense", "lorainne-plain", "lorainne-sor", "lorainne-matrix"):
             import warnings
 
             from lorainne import sinkhorn
 
-            method = "dense" if solver == "lorainne-dense" else "hierarchical"
+            method = {"lorainne-dense": "dense", "lorainne-matrix": "matrix"}.get(solver, "hierarchical")
             kw = {"overrelaxation": solver != "lorainne-plain"}
             if solver == "lorainne-sor":  # the algorithm before Anderson mixing and the multiscale start
                 kw.update(acceleration="overrelaxation", multiscale=False)
@@ -188,6 +188,7 @@ def speed_table(
     """The one-thread goal of issue 13: lorainne vs POT ``ot.sinkhorn`` per data set, runs interleaved,
     best of ``repeats`` (wall and CPU time of the child process); with ``baseline`` (a directory to put
     first on PYTHONPATH, holding another build of lorainne) that build too, as "lorainne-baseline";
+    "lorainne-matrix" is ``method="matrix"`` (the stored float32 stabilized kernel) in every run;
     with ``sor`` also lorainne with over-relaxation and no multiscale start ("lorainne-sor", the
     previous algorithm)."""
     load = os.getloadavg()
@@ -203,7 +204,7 @@ def speed_table(
         best: dict[str, dict] = {}
         for _ in range(repeats):
             extra = (("lorainne-baseline",) if baseline else ()) + (("lorainne-sor",) if sor else ())
-            for solver in ("lorainne", "pot") + extra:
+            for solver in ("lorainne", "lorainne-matrix", "pot") + extra:
                 spec = {"n": n, "solver": solver, "threads": 1, "case": case}
                 if solver == "lorainne-baseline":
                     spec.update(solver="lorainne", pythonpath=baseline)

@@ -188,6 +188,7 @@ def sinkhorn_log(
     rho_a: float | None = None,
     rho_b: float | None = None,
     mass: float = 1.0,
+    stored: bool = False,
 ) -> SinkhornResult: ...
 def sinkhorn_log_symmetric(
     x: NDArray[np.float64],
@@ -208,7 +209,19 @@ def sinkhorn_log_symmetric(
     rho_a: float | None = None,
     rho_b: float | None = None,
     mass: float = 1.0,
+    stored: bool = False,
 ) -> SinkhornResult: ...
+def stored_kernel_apply(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    g_hat: NDArray[np.float64],
+    f: NDArray[np.float64],
+    g: NDArray[np.float64],
+    eps: float,
+    n_threads: int | None = None,
+) -> tuple[tuple[NDArray[np.float64], float], tuple[NDArray[np.float64], float]]: ...
 
 @final
 class HierarchicalKernel:

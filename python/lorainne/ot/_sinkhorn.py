@@ -15,7 +15,7 @@ class SinkhornProblem(NamedTuple):
 
     ``x``, ``y`` are the validated points (the caller's arrays when no conversion was needed: never
     modified), ``a``, ``b`` the weights as float64 NumPy arrays in the caller's masses, ``eps`` the
-    caller's eps, ``method`` the kernel that solved it (``"dense"`` or ``"hierarchical"``),
+    caller's eps, ``method`` the kernel that solved it (``"dense"``, ``"hierarchical"`` or ``"matrix"``),
     ``backend`` the backend that ran (``"rust"`` or an array-API one), ``kernel_tol`` and
     ``n_threads`` the kernel's settings.
     """
@@ -256,11 +256,20 @@ def sinkhorn(
         domain (total masses beyond the float64 range are fine; ``cost`` and ``dual`` scale with
         the mass and may then over- or underflow, the potentials do not); unbalanced problems,
         not invariant under a change of mass, need ``sum(exp(log_a))`` within the float64 range.
-    method : {"auto", "dense", "hierarchical"}
+    method : {"auto", "dense", "hierarchical", "matrix"}
         ``"dense"`` evaluates all n*m kernel entries per iteration; ``"hierarchical"`` (Rust,
         NumPy input) uses k-d tree block approximations with entrywise relative error
         ``kernel_tol``, O(n + m) memory; ``"auto"``: dense up to n*m = 1e5 pairs (and on non-NumPy
-        arrays), hierarchical beyond (measured faster from n = m = 1000 on).
+        arrays), hierarchical beyond (measured faster from n = m = 1000 on). ``"matrix"`` (opt-in,
+        Rust, NumPy input, balanced or unbalanced, not the symmetric solves of a divergence)
+        stores the log-domain stabilized kernel ``exp((f^_i + g^_j - C_ij) / eps)`` once per
+        absorption in float32 (4 n m bytes; refused above 4 GB), so that each application of the
+        final eps stage is one matrix-vector product with float64 sums; it is absorbed again at
+        each eps stage and whenever the potentials drift more than 30 eps (half-range) from the
+        absorbed ones, and each application's error bound ``2^-24 + f32 flush level * sum(v) /
+        sum`` is checked at run time; a measurement whose bound exceeds ``kernel_tol`` and that
+        could meet ``tol`` is repeated on the accurate kernel (dense up to 1e5 pairs, else
+        hierarchical, which also serves the coarse stages and the objective).
     tol : float
         Stop when ``marginal_error <= tol * sum(a)``: relative to the total mass (absolute for
         normalized weights). Unbalanced: the same bound on the unbalanced ``marginal_error``.

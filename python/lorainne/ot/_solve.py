@@ -23,7 +23,7 @@ from ._xp import _sinkhorn_symmetric_xp, _sinkhorn_xp
 
 logger = logging.getLogger("lorainne")
 
-METHODS = ("auto", "dense", "hierarchical")
+METHODS = ("auto", "dense", "hierarchical", "matrix")
 #: ``method="auto"`` uses the dense kernel up to this many pairs n * m, the hierarchical one beyond.
 AUTO_DENSE_PAIRS = 100_000
 ACCELERATIONS = ("anderson", "overrelaxation")
@@ -35,6 +35,8 @@ ANDERSON_MEMORY = 8
 #: its weighted centroid); below that size the early stages are cheap anyway.
 COARSE_LEAF = 8
 MULTISCALE_MIN_POINTS = 2000
+#: ``method="matrix"`` stores n * m float32 kernel entries; above this many bytes it refuses.
+MATRIX_MAX_BYTES = 4_000_000_000
 
 
 def _raw_weights(w, log_w, n: int, name: str) -> np.ndarray:
@@ -172,10 +174,23 @@ def _solve(
     chosen = resolve(x, y, backend=backend)
     if method == "auto":
         method = "dense" if (chosen != "rust" or n * m <= AUTO_DENSE_PAIRS) else "hierarchical"
-    if method == "hierarchical" and chosen != "rust":
+    if method in ("hierarchical", "matrix") and chosen != "rust":
         raise ValueError(
-            f"method='hierarchical' needs the Rust backend (NumPy input); got backend {chosen!r}: use method='dense'"
+            f"method={method!r} needs the Rust backend (NumPy input); got backend {chosen!r}: use method='dense'"
         )
+    stored = method == "matrix"
+    if stored and symmetric:
+        raise ValueError(
+            f"method='matrix' is not available for the symmetric solves of {name} "
+            "(use method='hierarchical' or 'dense')"
+        )
+    if stored and 4 * n * m > MATRIX_MAX_BYTES:
+        raise ValueError(
+            f"method='matrix' stores n * m = {n * m} float32 kernel entries ({4 * n * m} bytes), above the cap "
+            f"of {MATRIX_MAX_BYTES} bytes: use method='hierarchical'"
+        )
+    # the kernel of the accurate measurements, projections and objective of method="matrix"
+    accurate = "dense" if stored and n * m <= AUTO_DENSE_PAIRS else ("hierarchical" if stored else method)
     # solved on unit spread (exact for a power of two: C / eps, C / rho and the plan do not change)
     k = _scale_exponent(x, y, eps)
     eps_k = math.ldexp(eps, 2 * k)
@@ -199,15 +214,16 @@ def _solve(
             "n_iter_max": n_iter_max,
             "eps_scaling": ratio,
             "kernel_tol": kernel_tol,
-            "exact": method == "dense",
+            "exact": accurate == "dense",
             "leaf_size": DEFAULT_LEAF_SIZE,
             "relax": relax,
             "anderson": anderson,
             "coarse_leaf": COARSE_LEAF
-            if multiscale and method == "hierarchical" and min(n, m) >= MULTISCALE_MIN_POINTS
+            if multiscale and accurate == "hierarchical" and min(n, m) >= MULTISCALE_MIN_POINTS
             else 0,
             "n_threads": n_threads,
             "callback": hook if needs_hook else None,
+            "stored": stored,
         }
         if rhos_k is not None:
             options.update(rho_a=rhos_k[0], rho_b=rhos_k[1], mass=mass)

@@ -438,3 +438,44 @@ def _sinkhorn_symmetric_xp(x, a_host, eps, tol, n_iter_max, ratio, hook, k=0, rh
         err = 2.0 * ops.marginal_error_a(f, ops.update_f(f, eps), eps)
     cost, dual = ops.objective(f, f, eps)
     return f, f, n_iter, err, converged, cost, dual
+
+
+#: The stored kernel's rounding bound per entry (float32, plus the float64 sums) and flush level:
+#: the same constants as rust/core/src/ot/kernel/stored.rs.
+STORED_ROUNDING = 5.97e-8
+F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _stored_kernel_xp(x, y, b, g_hat, eps):
+    """The stored stabilized kernel of ``method="matrix"`` absorbed at ``g_hat``: K~ (float32,
+    entries below the float32 normal range flushed to 0), its row and column scalings r, c, and
+    the row log sums at ``g_hat`` (``log sum_j b_j exp((g_hat_j - C_ij)/eps) = -r_i``).
+    """
+    xp = array_namespace(x, y)
+    c = g_hat / eps
+    Z = c[None, :] - _sq_dists(xp, x, y) / eps
+    log_rows = _lse(xp, Z + _safe_log(xp, b)[None, :], axis=1)
+    K = xp.exp(Z - log_rows[:, None])
+    K = xp.where(K < F32_TINY, xp.zeros_like(K), K)
+    return xp.astype(K, xp.float32), -log_rows, c, log_rows
+
+
+def _stored_apply_xp(K, shift_t, shift_s, w, pot, eps, transpose: bool):
+    """One application of the stored kernel: log sum_k w_k exp((pot_k - C)/eps) per target and the
+    run-time error bound (in log) of rust/core/src/ot/kernel/stored.rs.
+    """
+    xp = array_namespace(K, w, pot)
+    e = pot / eps - shift_s
+    positive = w > 0
+    top = xp.max(xp.where(positive, e, xp.full_like(e, -xp.inf)))
+    v = xp.where(positive, w * xp.exp(xp.where(positive, e - top, xp.zeros_like(e))), xp.zeros_like(e))
+    K64 = xp.astype(K, xp.float64)
+    sums = (xp.matrix_transpose(K64) @ v) if transpose else (K64 @ v)
+    # a target whose every entry was flushed has sum 0: its bound is infinite (no division by 0)
+    positive = sums > 0
+    safe = xp.where(positive, sums, xp.ones_like(sums))
+    rel = xp.where(positive, STORED_ROUNDING + F32_TINY * xp.sum(v) / safe, xp.full_like(sums, xp.inf))
+    small = rel < 1.0
+    ratio = xp.where(small, rel / (1.0 - xp.where(small, rel, xp.zeros_like(rel))), xp.full_like(rel, xp.inf))
+    logs = xp.where(positive, -shift_t + top + xp.log(safe), xp.full_like(sums, -xp.inf))
+    return logs, float(xp.max(ratio))

@@ -8,6 +8,7 @@ use crate::interrupt::interruptible;
 use lorainne_core::ot::{
     log_apply_columns_in_order, log_apply_in_order, sinkhorn, sinkhorn_symmetric, KdTree,
     KernelOptions, KernelStats as CoreStats, Progress, SinkhornOptions, SinkhornOutput,
+    StoredKernel,
 };
 use lorainne_core::{parallel, Error};
 use numpy::ndarray::Array2;
@@ -156,9 +157,12 @@ struct SinkhornArgs {
     /// The mass the marginal error is divided by.
     #[pyo3(default = 1.0)]
     mass: f64,
+    /// The stored stabilized kernel on the full clouds (method="matrix").
+    #[pyo3(default)]
+    stored: bool,
 }
 
-const SINKHORN_KEYS: [&str; 13] = [
+const SINKHORN_KEYS: [&str; 14] = [
     "eps",
     "tol",
     "n_iter_max",
@@ -172,6 +176,7 @@ const SINKHORN_KEYS: [&str; 13] = [
     "rho_a",
     "rho_b",
     "mass",
+    "stored",
 ];
 
 impl SinkhornArgs {
@@ -191,6 +196,7 @@ impl SinkhornArgs {
             rho_a: self.rho_a.unwrap_or(f64::INFINITY),
             rho_b: self.rho_b.unwrap_or(f64::INFINITY),
             mass: self.mass,
+            stored: self.stored,
         }
     }
 }
@@ -306,6 +312,54 @@ fn sinkhorn_log_symmetric<'py>(
     run_solver(py, &args, n_threads, callback, |opts, hook, interrupt| {
         sinkhorn_symmetric(xv, d, av, opts, hook, interrupt)
     })
+}
+
+/// The log sums of one side and their error bound.
+type LogSumsAndBound<'py> = (Bound<'py, PyArray1<f64>>, f64);
+
+fn contiguous<'a>(v: &'a PyReadonlyArray1<'_, f64>, name: &str) -> PyResult<&'a [f64]> {
+    v.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be contiguous")))
+}
+
+/// stored_kernel_apply(x, y, a, b, g_hat, f, g, eps, n_threads=None) -> ((rows, bound),
+/// (cols, bound)): the stored stabilized kernel of method="matrix" absorbed at g_hat, applied to g
+/// (rows: log sum_j b_j exp((g_j - C_ij)/eps)) and to f (columns: log sum_i a_i exp((f_i -
+/// C_ij)/eps)), each with its run-time error bound (in log).
+#[pyfunction]
+#[pyo3(signature = (x, y, a, b, g_hat, f, g, eps, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn stored_kernel_apply<'py>(
+    x: PyReadonlyArray2<'py, f64>,
+    y: PyReadonlyArray2<'py, f64>,
+    a: PyReadonlyArray1<'py, f64>,
+    b: PyReadonlyArray1<'py, f64>,
+    g_hat: PyReadonlyArray1<'py, f64>,
+    f: PyReadonlyArray1<'py, f64>,
+    g: PyReadonlyArray1<'py, f64>,
+    eps: f64,
+    n_threads: Option<usize>,
+) -> PyResult<(LogSumsAndBound<'py>, LogSumsAndBound<'py>)> {
+    let py = x.py();
+    let (xv, d) = points(&x, "x")?;
+    let (yv, dy) = points(&y, "y")?;
+    same_dimension(d, dy)?;
+    let (av, bv) = (contiguous(&a, "a")?, contiguous(&b, "b")?);
+    let (hv, fv, gv) = (
+        contiguous(&g_hat, "g_hat")?,
+        contiguous(&f, "f")?,
+        contiguous(&g, "g")?,
+    );
+    let ((rows, rb), (cols, cb)) = py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                let parallel = !matches!(par, faer::Par::Seq);
+                let (kern, _) = StoredKernel::build(xv, yv, d, bv, hv, eps, parallel)?;
+                kern.apply_checked(av, fv, bv, gv, parallel)
+            })?
+        })
+    })?;
+    Ok(((rows.into_pyarray(py), rb), (cols.into_pyarray(py), cb)))
 }
 
 /// The Gibbs kernel exp(-|x_i - y_j|^2 / eps) on two k-d trees, applied in the log domain.
@@ -463,6 +517,7 @@ impl HierarchicalKernel {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sinkhorn_log, m)?)?;
     m.add_function(wrap_pyfunction!(sinkhorn_log_symmetric, m)?)?;
+    m.add_function(wrap_pyfunction!(stored_kernel_apply, m)?)?;
     m.add_class::<HierarchicalKernel>()?;
     m.add_class::<SinkhornResult>()?;
     m.add_class::<PyKernelStats>()?;

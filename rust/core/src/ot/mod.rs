@@ -12,7 +12,7 @@ pub mod tree;
 
 pub use kernel::{
     log_apply, log_apply_columns, log_apply_columns_in_order, log_apply_in_order,
-    reserve_monomial_cache, Applied, KernelOptions, KernelStats, MAX_COLUMNS,
+    reserve_monomial_cache, Applied, KernelOptions, KernelStats, StoredKernel, MAX_COLUMNS,
 };
 pub use sinkhorn::{sinkhorn, Progress, SinkhornOptions, SinkhornOutput};
 pub use symmetric::sinkhorn_symmetric;

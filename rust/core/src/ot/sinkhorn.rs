@@ -27,18 +27,28 @@
 //! strictly concave there, so the linearized iteration is a two-block Gauss-Seidel on a definite
 //! Hessian and the same SOR rule applies (Ostrowski-Reich: omega in (0, 2)).
 //!
+//! With `stored` (method="matrix") the chains on the full clouds apply a stored float32 stabilized
+//! kernel (kernel/stored.rs; sinkhorn/stored_step.rs): each application is one matrix-vector
+//! product, the kernel is absorbed again at each chain start and when the potentials drift, and its
+//! run-time error bound takes the loose kernel tolerance's place in `Chain::step`.
+//!
 //! A schedule is never much worse than none: the plain run at eps (no scaling) makes its first
 //! iteration before the schedule (and is returned at once if that meets tol), and when the final
 //! stage stalls (`Stall`) the two `Chain`s race, one iteration each in turn, the first to reach
 //! tol winning (on n_iter_max, the better measured pair of the two).
 
 use super::acceleration::{loose_kernel_tol, relax, Anderson, Relaxation, Stall, SLACK, TRUST};
-use super::kernel::{log_apply, reserve_monomial_cache, Applied, KernelOptions, KernelStats};
+use super::kernel::{
+    log_apply, reserve_monomial_cache, stored_bytes, Applied, KernelOptions, KernelStats,
+    StoredKernel,
+};
 use super::multiscale::{coarse_side, extend};
 use super::objective::objective;
 use super::tree::KdTree;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
+
+mod stored_step;
 
 #[derive(Debug, Clone)]
 pub struct SinkhornOptions {
@@ -66,6 +76,10 @@ pub struct SinkhornOptions {
     pub rho_b: f64,
     /// The marginal error is reported (and compared with tol) divided by this mass.
     pub mass: f64,
+    /// The chains on the full clouds apply the stored stabilized kernel (`StoredKernel`, n * m
+    /// float32 entries) instead; `exact` then picks the accurate kernel of the measurements that
+    /// need one (its bound above `kernel_tol`), the projections and the objective.
+    pub stored: bool,
 }
 
 impl SinkhornOptions {
@@ -96,6 +110,7 @@ impl SinkhornOptions {
             rho_a: f64::INFINITY,
             rho_b: f64::INFINITY,
             mass: 1.0,
+            stored: false,
         }
     }
 }
@@ -287,6 +302,10 @@ struct Chain {
     relaxation: Relaxation,
     /// Anderson mixing instead of over-relaxation (then `relax` is false).
     anderson: Option<Anderson>,
+    /// The stored stabilized kernel this chain applies (`SinkhornOptions::stored`), and the
+    /// drift of the first f applied to it (unbalanced potentials keep an offset; NaN: none yet).
+    matrix: Option<StoredKernel>,
+    drift0: f64,
 }
 
 /// The two sides and the options every chain works with.
@@ -302,15 +321,32 @@ impl Chain {
         opts: &SinkhornOptions,
         eps: f64,
         relax: bool,
+        stored: bool,
         stats: &mut KernelStats,
     ) -> Result<Chain> {
-        // the first f only starts the chain (every measured pair is (f, G(f)) with f_plain = F(G(f))
-        // measured at the step's tolerance), so the early stages' loose kernel serves
-        let start = SinkhornOptions {
-            kernel_tol: opts.kernel_tol.max(loose_kernel_tol(f64::INFINITY)),
-            ..opts.clone()
+        let (f, matrix) = if stored {
+            // the absorption at g is a dense log-domain application: f = F(g) exactly
+            let (xt, yt) = (&p.xs.tree, &p.ys.tree);
+            let (kern, log_rows) = StoredKernel::build(
+                &xt.points,
+                &yt.points,
+                xt.d,
+                &p.ys.w,
+                &g,
+                eps,
+                opts.parallel,
+            )?;
+            let scale = -eps * p.xs.damping(eps);
+            (log_rows.iter().map(|&l| scale * l).collect(), Some(kern))
+        } else {
+            // the first f only starts the chain (every measured pair is (f, G(f)) with f_plain =
+            // F(G(f)) measured at the step's tolerance), so the early stages' loose kernel serves
+            let start = SinkhornOptions {
+                kernel_tol: opts.kernel_tol.max(loose_kernel_tol(f64::INFINITY)),
+                ..opts.clone()
+            };
+            (update(p.xs, p.ys, &g, &start, eps, stats)?, None)
         };
-        let f = update(p.xs, p.ys, &g, &start, eps, stats)?;
         let anderson = (relax && opts.anderson > 0).then(|| Anderson::new(opts.anderson, &p.xs.w));
         Ok(Chain {
             eps,
@@ -324,6 +360,8 @@ impl Chain {
             iters: 0,
             relaxation: Relaxation::new(),
             anderson,
+            matrix,
+            drift0: f64::NAN,
         })
     }
 
@@ -342,6 +380,20 @@ impl Chain {
         opts: &SinkhornOptions,
         stats: &mut KernelStats,
     ) -> Result<f64> {
+        if self.matrix.is_some() {
+            // the stored kernel's bound plays the loose tolerance's part (same re-measure rule)
+            let g = self.g.clone();
+            let (err, bound) = self.step_stored(p, opts)?;
+            if bound <= opts.kernel_tol
+                || err > TRUST * bound
+                || err > opts.tol + SLACK * bound * (1.0 + err)
+            {
+                return Ok(err);
+            }
+            self.g = g;
+            self.iters -= 1;
+            return self.step_at(p, opts, stats);
+        }
         let loose_tol = loose_kernel_tol(self.err);
         if opts.exact || !(loose_tol > opts.kernel_tol) {
             return self.step_at(p, opts, stats);
@@ -545,7 +597,10 @@ pub fn sinkhorn(
     check_options(opts)?;
     let xs = Side::new(x, d, a, opts.leaf_size, opts.rho_a, opts.mass)?;
     let ys = Side::new(y, d, b, opts.leaf_size, opts.rho_b, opts.mass)?;
-    let memory_bytes = xs.tree.memory_bytes() + ys.tree.memory_bytes() + 8 * 8 * (n + m);
+    let mut memory_bytes = xs.tree.memory_bytes() + ys.tree.memory_bytes() + 8 * 8 * (n + m);
+    if opts.stored {
+        memory_bytes += stored_bytes(n, m)?; // refused above the cap before any work
+    }
     let schedule = eps_schedule(&xs.tree, &ys.tree, opts)?;
 
     // the caches serve the final tolerance, not that of the first (loose) stage
@@ -583,6 +638,7 @@ pub fn sinkhorn(
             opts,
             opts.eps,
             opts.relax,
+            false,
             &mut stats,
         )?)
     } else {
@@ -629,6 +685,7 @@ pub fn sinkhorn(
             stage_opts,
             eps,
             final_stage && opts.relax,
+            opts.stored && (cp.is_none() || final_stage),
             &mut stats,
         )?;
         let mut stall = (final_stage && plain.is_some()).then(|| Stall::new(opts.tol));
@@ -725,148 +782,4 @@ pub fn sinkhorn(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::interrupt::NEVER;
-
-    #[test]
-    fn hierarchical_matches_dense() {
-        let mut seed = 3u64;
-        let mut r = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let (n, m, d) = (600, 500, 2);
-        let x: Vec<f64> = (0..n * d).map(|_| r()).collect();
-        let y: Vec<f64> = (0..m * d).map(|_| 0.5 * r() + 0.3).collect();
-        let a = vec![1.0 / n as f64; n];
-        let b = vec![1.0 / m as f64; m];
-        let mut opts = SinkhornOptions::balanced(0.01, 1e-7, 5000, Some(0.5), 1e-8, true, 16, true);
-        let dense = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
-        opts.exact = false;
-        let hier = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
-        assert!(dense.converged && hier.converged);
-        assert!(
-            (dense.cost - hier.cost).abs() <= 1e-6 * dense.cost,
-            "{} vs {}",
-            dense.cost,
-            hier.cost
-        );
-        assert!((dense.dual - hier.dual).abs() <= 1e-6 * dense.cost.abs());
-        assert!(dense.n_iter.abs_diff(hier.n_iter) <= 1 + dense.n_iter / 10);
-    }
-
-    #[test]
-    fn anderson_gives_the_same_solution_in_fewer_iterations() {
-        let mut seed = 5u64;
-        let mut r = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let (n, m) = (400, 300);
-        let x: Vec<f64> = (0..2 * n).map(|_| r()).collect();
-        let y: Vec<f64> = (0..2 * m).map(|_| 0.4 * r() + 0.3).collect();
-        let (a, b) = (vec![1.0 / n as f64; n], vec![1.0 / m as f64; m]);
-        let solve = |anderson: usize, exact: bool| {
-            let mut opts =
-                SinkhornOptions::balanced(0.01, 1e-7, 5000, Some(0.5), 1e-8, exact, 16, true);
-            opts.anderson = anderson;
-            sinkhorn(&x, &y, 2, &a, &b, &opts, &mut |_| false, &NEVER).unwrap()
-        };
-        let (sor, acc, hier) = (solve(0, true), solve(8, true), solve(8, false));
-        assert!(sor.converged && acc.converged && hier.converged);
-        assert!(acc.n_iter < sor.n_iter, "{} vs {}", acc.n_iter, sor.n_iter);
-        for other in [&acc, &hier] {
-            assert!((other.cost - sor.cost).abs() <= 1e-6 * sor.cost);
-            assert!(other.marginal_error <= 1e-7);
-        }
-        assert!(hier.n_iter.abs_diff(acc.n_iter) <= 1 + acc.n_iter / 10);
-    }
-
-    #[test]
-    fn unbalanced_dual_equals_primal_and_hierarchical_matches_dense() {
-        let (n, m) = (120, 90);
-        let mut seed = 11u64;
-        let mut r = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let x: Vec<f64> = (0..2 * n).map(|_| r()).collect();
-        let y: Vec<f64> = (0..2 * m).map(|_| 0.6 * r() + 0.3).collect();
-        let a = vec![1.0 / n as f64; n];
-        let b = vec![1.5 / m as f64; m];
-        let (eps, rho_a, rho_b) = (0.05, 0.3, 0.7);
-        let mut opts =
-            SinkhornOptions::balanced(eps, 1e-10, 5000, Some(0.5), 1e-11, true, 16, true);
-        (opts.rho_a, opts.rho_b) = (rho_a, rho_b);
-        let dense = sinkhorn(&x, &y, 2, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
-        opts.exact = false;
-        let hier = sinkhorn(&x, &y, 2, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
-        assert!(dense.converged && hier.converged);
-        assert!((dense.dual - hier.dual).abs() <= 1e-9 * dense.dual.abs());
-        // primal at the plan: cost (transport + marginal KLs) + eps KL(P | a b^T) = dual
-        let (mut rows, mut cols, mut ent) = (vec![0.0; n], vec![0.0; m], 0.0);
-        let mut transport = 0.0;
-        for i in 0..n {
-            for j in 0..m {
-                let c = (x[2 * i] - y[2 * j]).powi(2) + (x[2 * i + 1] - y[2 * j + 1]).powi(2);
-                let lr = (dense.f[i] + dense.g[j] - c) / eps;
-                let p = a[i] * b[j] * lr.exp();
-                rows[i] += p;
-                cols[j] += p;
-                transport += p * c;
-                ent += p * lr - p + a[i] * b[j];
-            }
-        }
-        let kl = |mu: &[f64], w: &[f64]| -> f64 {
-            mu.iter()
-                .zip(w)
-                .map(|(&p, &q)| p * (p / q).ln() - p + q)
-                .sum()
-        };
-        let cost = transport + rho_a * kl(&rows, &a) + rho_b * kl(&cols, &b);
-        assert!(
-            (cost - dense.cost).abs() <= 1e-9 * cost,
-            "{cost} vs {}",
-            dense.cost
-        );
-        let primal = cost + eps * ent;
-        assert!(
-            (primal - dense.dual).abs() <= 1e-8 * primal,
-            "{primal} vs {}",
-            dense.dual
-        );
-        // the marginals are those the potentials ask for: P 1 = a exp(-f / rho_a)
-        for i in 0..n {
-            let want = a[i] * (-dense.f[i] / rho_a).exp();
-            assert!((rows[i] - want).abs() <= 1e-8 * want);
-        }
-    }
-
-    #[test]
-    fn eps_scaling_on_a_grid_is_at_most_about_twice_no_scaling() {
-        // x = y = a grid: the scaled stages left an error the final eps removed very slowly
-        for (n, eps, tol) in [(10usize, 0.1, 1e-9), (50, 0.2, 1e-8)] {
-            let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
-            let w = vec![1.0 / n as f64; n];
-            let mut opts =
-                SinkhornOptions::balanced(eps, tol, 20_000, None, tol / 10.0, true, 16, true);
-            let plain = sinkhorn(&x, &x, 1, &w, &w, &opts, &mut |_| false, &NEVER).unwrap();
-            opts.eps_scaling = Some(0.5);
-            let scaled = sinkhorn(&x, &x, 1, &w, &w, &opts, &mut |_| false, &NEVER).unwrap();
-            assert!(plain.converged && scaled.converged);
-            assert!(
-                scaled.n_iter <= 2 * plain.n_iter + 100,
-                "{} vs {}",
-                scaled.n_iter,
-                plain.n_iter
-            );
-        }
-    }
-}
+mod tests;

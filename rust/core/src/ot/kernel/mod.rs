@@ -28,7 +28,9 @@
 //! source columns in [0, 1] (`log_apply_columns`: the barycentric map and the gradients need
 //! P 1 and P y together) and the plan-weighted cost of each row (`with_cost`).
 //!
-//! Nothing of size n x m is stored: memory is the trees plus O(n) work arrays. Work is split over
+//! Nothing of size n x m is stored (except by the opt-in `stored` kernel of `method="matrix"`, a
+//! float32 n x m matrix of the stabilized kernel, see stored.rs): memory is the trees plus O(n) work
+//! arrays. Work is split over
 //! a fixed set of target subtrees (independent of the thread count), each traversed sequentially,
 //! so results are bitwise deterministic for any thread count.
 
@@ -36,6 +38,7 @@ mod bounds;
 mod deferred;
 mod expansion;
 mod simd;
+mod stored;
 mod traversal;
 
 use super::tree::KdTree;
@@ -45,6 +48,7 @@ use deferred::FarPair;
 use expansion::{MultiIndex, MAX_T, SINGLE_ROUNDING};
 use rayon::prelude::*;
 use simd::Acc;
+pub use stored::{stored_bytes, StoredKernel, DRIFT_MAX, STORED_MAX_BYTES, STORED_ROUNDING};
 
 /// Block counts and work of one application.
 #[derive(Debug, Clone, Default, PartialEq)]
