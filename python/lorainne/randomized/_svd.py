@@ -61,6 +61,11 @@ def _flip_signs(xp, U, Vt, convention: str | None = "vt"):
     if isinstance(basis, np.ndarray) and basis.dtype.kind == "f":  # the same signs, without array-API dispatch
         pivots = basis[np.arange(basis.shape[0]), np.argmax(np.abs(basis), axis=1)]
         signs = np.where(pivots < 0, -1, 1).astype(basis.dtype)
+        if U.flags.writeable and Vt.flags.writeable and not np.may_share_memory(U, Vt):
+            # U and Vt are this call's own arrays: flipped in place, without two new ones.
+            U *= signs[None, :]
+            Vt *= signs[:, None]
+            return U, Vt
         return U * signs[None, :], Vt * signs[:, None]
     k, n = basis.shape
     where = xp.argmax(xp.abs(basis), axis=1) + xp.arange(k, device=device(basis)) * n
