@@ -381,6 +381,8 @@ class _Products(NamedTuple):
     matmul: Callable
     orthonormalize: Callable
     qr: Callable  # Y -> (Q, R), R None where the backend keeps it on the workers (Dask)
+    # Y -> (Q, R) where only Q matters (a basis; Q R = Y to u cond(Y)): ``_qr.cholesky_qr2_blas`` first.
+    basis_qr: Callable | None = None
 
 
 # A^H X for a real C-ordered A through NumPy's BLAS as (X^T A)^T (A streamed row by row): faer's
@@ -405,6 +407,7 @@ def _products(plan: _Plan) -> _Products:
             matmul=lambda a, b: kernels.matmul(a, b, threads),
             orthonormalize=lambda Y: _factor(plan, Y)[0],
             qr=lambda Y: _factor(plan, Y),
+            basis_qr=None if plan.qr == "householder" else lambda Y: _qr.cholesky_qr2_blas(Y) or _factor(plan, Y),
         )
     if plan.host_kernels:
         kernels, threads = core(), plan.n_threads
