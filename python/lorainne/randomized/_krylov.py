@@ -254,13 +254,17 @@ def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
     if isinstance(Z, np.ndarray):
         # C = U_Bk^H B has rows orthogonal up to eigh's rounding: when they are to working precision
         # its SVD is their normalization (the same U S Vt = Q U_Bk C), and C's QR and SVD are skipped.
-        normalized = orthogonal_rows(adjoint(np, Ubk) @ adjoint(np, Z))
+        C = adjoint(np, Ubk) @ adjoint(np, Z)
+        normalized = orthogonal_rows(C)
         if normalized is not None:
             Vt, S, order = normalized
             return (Ubk if order is None else Ubk[:, order]), S, Vt
+        Ch = adjoint(np, C)  # real: a Fortran-ordered view, not a second product Z U_Bk
+    else:
+        Ch = products.matmul(Z, Ubk)
     # C^H = Z U_Bk = Q_c R_c (CholeskyQR2, n x rank), C = R_c^H Q_c^H: the rank x rank SVD of R_c^H
     # gives C's (LAPACK's SVD of the wide rank x n C ran 2-3x slower).
-    Qc, Rc = products.qr(products.matmul(Z, Ubk))
+    Qc, Rc = products.qr(Ch)
     if Rc is None:
         return None
     Uc, S, Wt = xp.linalg.svd(adjoint(xp, Rc), full_matrices=False)
