@@ -90,9 +90,7 @@ class BlockKrylov:
     ``capacity``: the columns the caller expects the basis to reach (a hint for NumPy's buffers).
     """
 
-    def __init__(
-        self, products: _Products, xp: Any, shape: tuple[int, int], dtype: Any, start, capacity: int = 0
-    ):
+    def __init__(self, products: _Products, xp: Any, shape: tuple[int, int], dtype: Any, start, capacity: int = 0):
         self.products, self.xp, self.shape, self.dtype = products, xp, shape, dtype
         self.eps = float(np.finfo(numpy_dtype(dtype)).eps)
         self._Q = _Columns(xp, capacity, min(shape))  # orthonormal blocks Q_j (m, b_j)
