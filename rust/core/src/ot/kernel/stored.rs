@@ -5,9 +5,10 @@
 //! `sum_j b_j exp((g_j - C_ij)/eps) = exp(-r_i) sum_j K~_ij [b_j exp(g_j/eps - c_j)]` (rows) and
 //! `sum_i a_i exp((f_i - C_ij)/eps) = exp(-c_j) sum_i K~_ij [a_i exp(f_i/eps - r_i)]` (columns).
 //!
-//! The absorption at a source potential g^ sets c = g^/eps and r_i = -log sum_j b_j exp((g^_j -
-//! C_ij)/eps) (a dense log-domain application in f64, returned as the row update at g^), so every
-//! row of b K~ sums to 1 and the entries stay far from the single-precision range limits.
+//! The absorption at a source potential g^ sets c = g^/eps and r_i = -max_j (log b_j + (g^_j -
+//! C_ij)/eps), so the largest entry of every row of b K~ is 1 and the entries stay far from the
+//! single-precision range limits; it returns log sum_j b_j exp((g^_j - C_ij)/eps) per row (a
+//! dense log-domain application in f64, the row update at g^).
 //!
 //! Error bound of one application (checked at run time, per target): each stored entry is the
 //! f64 value rounded to f32 (relative error <= 2^-24), or flushed to 0 below `f32::MIN_POSITIVE`
@@ -16,9 +17,11 @@
 //! and its log is off by at most that / (1 - that). The scaling vector v is divided by its
 //! largest entry (an offset common to all sources changes nothing), so v <= 1.
 
-use super::simd::exp_fast_with;
+use super::simd::{exp_fast_with, madd};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
+
+mod pass;
 
 /// Largest matrix the stored method builds (4 GB of f32 entries).
 pub const STORED_MAX_BYTES: usize = 4_000_000_000;
@@ -166,9 +169,9 @@ impl StoredKernel {
             .map(|&w| if w > 0.0 { w.ln() } else { f64::NEG_INFINITY })
             .collect();
         let mut entries = vec![0.0f32; n * m];
-        let mut r = vec![0.0; n];
-        let row = |(i, (out, ri)): (usize, (&mut [f32], &mut f64))| -> bool {
-            let mut work = vec![0.0; m];
+        // per row: the shift r_i and the log sum
+        let mut rows = vec![[0.0; 2]; n];
+        let row = |work: &mut Vec<f64>, (i, (out, ri)): (usize, (&mut [f32], &mut [f64; 2]))| {
             build_row(
                 &x[i * d..(i + 1) * d],
                 &yt,
@@ -176,24 +179,25 @@ impl StoredKernel {
                 &log_b,
                 b,
                 inv_eps,
-                &mut work,
-                out,
+                work,
+                Some(out),
                 ri,
             )
         };
         let ok = if parallel {
             entries
                 .par_chunks_mut(m)
-                .zip(r.par_iter_mut())
+                .zip(rows.par_iter_mut())
                 .enumerate()
-                .map(row)
+                .map_init(|| vec![0.0; m], row)
                 .reduce(|| true, |x, y| x && y)
         } else {
+            let mut work = vec![0.0; m];
             entries
                 .chunks_mut(m)
-                .zip(r.iter_mut())
+                .zip(rows.iter_mut())
                 .enumerate()
-                .map(row)
+                .map(|job| row(&mut work, job))
                 .filter(|ok| !ok)
                 .count()
                 == 0
@@ -205,7 +209,8 @@ impl StoredKernel {
                  overflows, or a row has no weighted source): use method='hierarchical'",
             ));
         }
-        let log_rows = r.iter().map(|&v| -v).collect();
+        let r = rows.iter().map(|v| v[0]).collect();
+        let log_rows = rows.iter().map(|v| v[1]).collect();
         Ok((
             StoredKernel {
                 n,
@@ -313,6 +318,8 @@ impl StoredKernel {
 }
 
 /// One row of the absorption: returns false on an overflowing entry or a row without weight.
+/// `out` None: only the row's log sum. `ri`: the row's shift r_i and its log sum
+/// log sum_j b_j exp(c_j - C_ij/eps).
 #[allow(clippy::too_many_arguments)]
 fn build_row(
     xi: &[f64],
@@ -322,13 +329,20 @@ fn build_row(
     b: &[f64],
     inv_eps: f64,
     work: &mut [f64],
-    out: &mut [f32],
-    ri: &mut f64,
+    out: Option<&mut [f32]>,
+    ri: &mut [f64; 2],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected
-        return unsafe { build_row_avx2(xi, yt, c, log_b, b, inv_eps, work, out, ri) };
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { build_row_avx512(xi, yt, c, log_b, b, inv_eps, work, out, ri) };
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { build_row_avx2(xi, yt, c, log_b, b, inv_eps, work, out, ri) };
+        }
     }
     build_row_with::<false>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
 }
@@ -344,11 +358,32 @@ unsafe fn build_row_avx2(
     b: &[f64],
     inv_eps: f64,
     work: &mut [f64],
-    out: &mut [f32],
-    ri: &mut f64,
+    out: Option<&mut [f32]>,
+    ri: &mut [f64; 2],
 ) -> bool {
     build_row_with::<true>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
 }
+
+/// The same with the AVX-512 register width (8 exponentials per instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn build_row_avx512(
+    xi: &[f64],
+    yt: &[f64],
+    c: &[f64],
+    log_b: &[f64],
+    b: &[f64],
+    inv_eps: f64,
+    work: &mut [f64],
+    out: Option<&mut [f32]>,
+    ri: &mut [f64; 2],
+) -> bool {
+    build_row_with::<true>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
+}
+
+/// Lanes of the partial sums and maxima (fixed, so results do not depend on the vector width).
+const LANES: usize = 16;
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -360,43 +395,80 @@ fn build_row_with<const F: bool>(
     b: &[f64],
     inv_eps: f64,
     work: &mut [f64],
-    out: &mut [f32],
-    ri: &mut f64,
+    out: Option<&mut [f32]>,
+    ri: &mut [f64; 2],
 ) -> bool {
     let m = c.len();
-    // exponents c_j - C_ij/eps
-    work.copy_from_slice(&yt[..m]);
-    for w in work.iter_mut() {
-        let t = xi[0] - *w;
-        *w = t * t;
-    }
-    for (k, &xk) in xi.iter().enumerate().skip(1) {
-        for (w, &y) in work.iter_mut().zip(&yt[k * m..(k + 1) * m]) {
-            let t = xk - y;
-            *w += t * t;
+    let d = xi.len();
+    // exponents c_j - C_ij/eps and their b-weighted maximum, `LANES` columns at a time (one pass)
+    let mut hi = [f64::NEG_INFINITY; LANES];
+    let full = m / LANES * LANES;
+    for j0 in (0..full).step_by(LANES) {
+        let mut dist = [0.0f64; LANES];
+        for k in 0..d {
+            let ys = &yt[k * m + j0..k * m + j0 + LANES];
+            for l in 0..LANES {
+                let t = xi[k] - ys[l];
+                dist[l] = madd::<F>(t, t, dist[l]);
+            }
+        }
+        let (w, cs, lb) = (
+            &mut work[j0..j0 + LANES],
+            &c[j0..j0 + LANES],
+            &log_b[j0..j0 + LANES],
+        );
+        for l in 0..LANES {
+            w[l] = madd::<F>(-dist[l], inv_eps, cs[l]);
+            let v = w[l] + lb[l];
+            hi[l] = if v > hi[l] { v } else { hi[l] };
         }
     }
-    for (w, &cj) in work.iter_mut().zip(c) {
-        *w = cj - *w * inv_eps;
+    let mut top = hi.iter().fold(f64::NEG_INFINITY, |acc, &v| acc.max(v));
+    for j in full..m {
+        let mut dist = 0.0;
+        for k in 0..d {
+            let t = xi[k] - yt[k * m + j];
+            dist = madd::<F>(t, t, dist);
+        }
+        work[j] = madd::<F>(-dist, inv_eps, c[j]);
+        top = top.max(work[j] + log_b[j]);
     }
-    let top = work
-        .iter()
-        .zip(log_b)
-        .fold(f64::NEG_INFINITY, |acc, (&w, &lb)| acc.max(w + lb));
     if !top.is_finite() {
         return false;
     }
-    let mut s = 0.0;
-    for (w, &bj) in work.iter_mut().zip(b) {
-        *w = exp_fast_with::<F>(*w - top);
-        s += bj * *w;
-    }
-    // r_i = -(top + ln s): entries exp(c_j - C_ij/eps + r_i) = work_j / s
-    *ri = -(top + s.ln());
-    let inv_s = 1.0 / s;
+    // r_i = -top: entries exp(c_j - C_ij/eps + r_i), the row's log sum top + ln sum_j b_j entry_j
+    let mut s = [0.0f64; LANES];
     let mut ok = true;
-    for (o, &w) in out.iter_mut().zip(work.iter()) {
-        let v = w * inv_s;
+    let mut out = out;
+    for j0 in (0..full).step_by(LANES) {
+        let mut e = [0.0f64; LANES];
+        let (w, bs) = (&work[j0..j0 + LANES], &b[j0..j0 + LANES]);
+        for l in 0..LANES {
+            e[l] = exp_fast_with::<F>(w[l] - top);
+            s[l] = madd::<F>(bs[l], e[l], s[l]);
+        }
+        if let Some(o) = out.as_deref_mut() {
+            ok &= store_f32(&e, &mut o[j0..j0 + LANES]);
+        }
+    }
+    let mut tail = 0.0;
+    for j in full..m {
+        let e = exp_fast_with::<F>(work[j] - top);
+        tail = madd::<F>(b[j], e, tail);
+        if let Some(o) = out.as_deref_mut() {
+            ok &= store_f32(&[e], &mut o[j..j + 1]);
+        }
+    }
+    let sum = fold_lanes(&s) + tail;
+    *ri = [-top, top + sum.ln()];
+    ok && sum > 0.0
+}
+
+/// Entries rounded to f32, those below the f32 normal range flushed to 0; false on an overflow.
+#[inline(always)]
+fn store_f32(e: &[f64], out: &mut [f32]) -> bool {
+    let mut ok = true;
+    for (o, &v) in out.iter_mut().zip(e) {
         ok &= v < f64::from(f32::MAX);
         *o = if v < f64::from(f32::MIN_POSITIVE) {
             0.0
@@ -407,58 +479,304 @@ fn build_row_with<const F: bool>(
     ok
 }
 
-/// sum_k row_k v_k in f64, four independent partial sums (AVX2 + FMA where the CPU has them).
-fn dot_f32(row: &[f32], v: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected
-        return unsafe { dot_f32_avx2(row, v) };
+/// The partial sums added pairwise in a fixed order.
+#[inline(always)]
+fn fold_lanes(s: &[f64; LANES]) -> f64 {
+    let mut h = *s;
+    let mut w = LANES / 2;
+    while w > 0 {
+        for l in 0..w {
+            h[l] += h[l + w];
+        }
+        w /= 2;
     }
-    dot_f32_with(row, v)
+    h[0]
+}
+
+/// sum_k row_k v_k in f64, `LANES` independent partial sums (AVX2 / AVX-512 + FMA where the CPU
+/// has them).
+pub(super) fn dot_f32(row: &[f32], v: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { dot_f32_avx512(row, v) };
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { dot_f32_avx2(row, v) };
+        }
+    }
+    dot_f32_with::<false>(row, v)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_f32_avx2(row: &[f32], v: &[f64]) -> f64 {
-    dot_f32_with(row, v)
+    dot_f32_with::<true>(row, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn dot_f32_avx512(row: &[f32], v: &[f64]) -> f64 {
+    dot_f32_with::<true>(row, v)
 }
 
 #[inline(always)]
-fn dot_f32_with(row: &[f32], v: &[f64]) -> f64 {
-    let mut s = [0.0f64; 8];
-    let (rc, vc) = (row.chunks_exact(8), v.chunks_exact(8));
+fn dot_f32_with<const F: bool>(row: &[f32], v: &[f64]) -> f64 {
+    let mut s = [0.0f64; LANES];
+    let (rc, vc) = (row.chunks_exact(LANES), v.chunks_exact(LANES));
     let (rr, vr) = (rc.remainder(), vc.remainder());
     for (x, y) in rc.zip(vc) {
-        for l in 0..8 {
-            s[l] += f64::from(x[l]) * y[l];
+        for l in 0..LANES {
+            s[l] = madd::<F>(f64::from(x[l]), y[l], s[l]);
         }
     }
     let tail: f64 = rr.iter().zip(vr).map(|(&x, &y)| f64::from(x) * y).sum();
-    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail
+    fold_lanes(&s) + tail
 }
 
 /// acc += alpha * row (f32 row, f64 accumulator).
-fn axpy_f32(alpha: f64, row: &[f32], acc: &mut [f64]) {
+pub(super) fn axpy_f32(alpha: f64, row: &[f32], acc: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected
-        unsafe { axpy_f32_avx2(alpha, row, acc) };
-        return;
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            unsafe { axpy_f32_avx512(alpha, row, acc) };
+            return;
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            unsafe { axpy_f32_avx2(alpha, row, acc) };
+            return;
+        }
     }
-    axpy_f32_with(alpha, row, acc);
+    axpy_f32_with::<false>(alpha, row, acc);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn axpy_f32_avx2(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    axpy_f32_with(alpha, row, acc);
+    axpy_f32_with::<true>(alpha, row, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn axpy_f32_avx512(alpha: f64, row: &[f32], acc: &mut [f64]) {
+    axpy_f32_with::<true>(alpha, row, acc);
 }
 
 #[inline(always)]
-fn axpy_f32_with(alpha: f64, row: &[f32], acc: &mut [f64]) {
+fn axpy_f32_with<const F: bool>(alpha: f64, row: &[f32], acc: &mut [f64]) {
     for (a, &x) in acc.iter_mut().zip(row) {
-        *a += alpha * f64::from(x);
+        *a = madd::<F>(alpha, f64::from(x), *a);
     }
+}
+
+/// Rows per group of the fused pass's kernels (their dots share the loads of v, their updates
+/// one read and write of the accumulator), and the partial sums per row.
+pub(super) const ROWS: usize = 4;
+const ROW_LANES: usize = 8;
+
+/// `dot_f32` of `ROWS` rows at once (`ROW_LANES` partial sums per row, fixed order).
+pub(super) fn dots_f32(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { dots_f32_avx512(rows, v) };
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { dots_f32_avx2(rows, v) };
+        }
+    }
+    dots_f32_with::<false>(rows, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_f32_avx2(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
+    dots_f32_with::<true>(rows, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn dots_f32_avx512(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
+    dots_f32_with::<true>(rows, v)
+}
+
+#[inline(always)]
+fn dots_f32_with<const F: bool>(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
+    let n = v.len();
+    let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r][..n]);
+    let full = n / ROW_LANES * ROW_LANES;
+    let mut s = [[0.0f64; ROW_LANES]; ROWS];
+    for j0 in (0..full).step_by(ROW_LANES) {
+        let vc = &v[j0..j0 + ROW_LANES];
+        for r in 0..ROWS {
+            let rc = &rows[r][j0..j0 + ROW_LANES];
+            for l in 0..ROW_LANES {
+                s[r][l] = madd::<F>(f64::from(rc[l]), vc[l], s[r][l]);
+            }
+        }
+    }
+    std::array::from_fn(|r| {
+        let tail: f64 = (full..n).map(|j| f64::from(rows[r][j]) * v[j]).sum();
+        let h = &s[r];
+        ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7])) + tail
+    })
+}
+
+/// acc += sum_r alpha_r row_r (f32 rows, f64 accumulator; the rows added in order).
+pub(super) fn axpy_rows(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            unsafe { axpy_rows_avx512(alpha, rows, acc) };
+            return;
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            unsafe { axpy_rows_avx2(alpha, rows, acc) };
+            return;
+        }
+    }
+    axpy_rows_with::<false>(alpha, rows, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_rows_avx2(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
+    axpy_rows_with::<true>(alpha, rows, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn axpy_rows_avx512(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
+    axpy_rows_with::<true>(alpha, rows, acc);
+}
+
+#[inline(always)]
+fn axpy_rows_with<const F: bool>(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
+    let n = acc.len();
+    let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r][..n]);
+    for j in 0..n {
+        let mut a = acc[j];
+        for r in 0..ROWS {
+            a = madd::<F>(alpha[r], f64::from(rows[r][j]), a);
+        }
+        acc[j] = a;
+    }
+}
+
+/// The objective's per-row update: s += v row, t += v row cost with cost_i = |y - x_i|^2 (x
+/// coordinate-major, d x m); returns the largest cost.
+pub(super) fn objective_row(
+    v: f64,
+    row: &[f32],
+    y: &[f64],
+    xt: &[f64],
+    s: &mut [f64],
+    t: &mut [f64],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { objective_row_avx512(v, row, y, xt, s, t) };
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the features were just detected
+            return unsafe { objective_row_avx2(v, row, y, xt, s, t) };
+        }
+    }
+    objective_row_with::<false>(v, row, y, xt, s, t)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn objective_row_avx2(
+    v: f64,
+    row: &[f32],
+    y: &[f64],
+    xt: &[f64],
+    s: &mut [f64],
+    t: &mut [f64],
+) -> f64 {
+    objective_row_with::<true>(v, row, y, xt, s, t)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn objective_row_avx512(
+    v: f64,
+    row: &[f32],
+    y: &[f64],
+    xt: &[f64],
+    s: &mut [f64],
+    t: &mut [f64],
+) -> f64 {
+    objective_row_with::<true>(v, row, y, xt, s, t)
+}
+
+#[inline(always)]
+fn objective_row_with<const F: bool>(
+    v: f64,
+    row: &[f32],
+    y: &[f64],
+    xt: &[f64],
+    s: &mut [f64],
+    t: &mut [f64],
+) -> f64 {
+    let m = row.len();
+    let (s, t) = (&mut s[..m], &mut t[..m]);
+    let full = m / LANES * LANES;
+    let mut hi = [0.0f64; LANES];
+    let cost = |i: usize| -> f64 {
+        let mut c = 0.0;
+        for (k, &yk) in y.iter().enumerate() {
+            let dx = xt[k * m + i] - yk;
+            c = madd::<F>(dx, dx, c);
+        }
+        c
+    };
+    for i0 in (0..full).step_by(LANES) {
+        let mut c = [0.0f64; LANES];
+        for (k, &yk) in y.iter().enumerate() {
+            let xs = &xt[k * m + i0..k * m + i0 + LANES];
+            for l in 0..LANES {
+                let dx = xs[l] - yk;
+                c[l] = madd::<F>(dx, dx, c[l]);
+            }
+        }
+        let (rs, sc, tc) = (
+            &row[i0..i0 + LANES],
+            &mut s[i0..i0 + LANES],
+            &mut t[i0..i0 + LANES],
+        );
+        for l in 0..LANES {
+            let kv = v * f64::from(rs[l]);
+            sc[l] += kv;
+            tc[l] = madd::<F>(kv, c[l], tc[l]);
+            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
+        }
+    }
+    let mut top = hi.iter().fold(0.0f64, |a, &c| a.max(c));
+    for i in full..m {
+        let c = cost(i);
+        let kv = v * f64::from(row[i]);
+        s[i] += kv;
+        t[i] = madd::<F>(kv, c, t[i]);
+        top = top.max(c);
+    }
+    top
 }
 
 #[cfg(test)]
