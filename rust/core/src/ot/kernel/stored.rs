@@ -17,15 +17,17 @@
 //! and its log is off by at most that / (1 - that). The scaling vector v is divided by its
 //! largest entry (an offset common to all sources changes nothing), so v <= 1.
 
-use super::simd::{exp_fast_with, madd};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
+mod kernels;
 mod pass;
+use kernels::{axpy_f32, axpy_rows, build_row, dot_f32, dots_f32, objective_row, ROWS};
 
 /// Largest matrix the stored method builds (4 GB of f32 entries).
 pub const STORED_MAX_BYTES: usize = 4_000_000_000;
-/// Relative rounding of one stored entry (f32) plus the f64 accumulation's share.
+/// Relative rounding of one stored entry (f32: 2^-24 = 5.9605e-8) plus the f64 exponential's
+/// (< 3e-13, `exp_entry`) and the f64 accumulation's share.
 pub const STORED_ROUNDING: f64 = 5.97e-8;
 /// Half-range of the scaled drift (g/eps - c or f/eps - r, over sources with weight) beyond which
 /// the kernel is absorbed again (exp(-2 DRIFT_MAX) of a source's scaling is still far above the
@@ -125,6 +127,35 @@ impl StoredKernel {
         eps: f64,
         parallel: bool,
     ) -> Result<(StoredKernel, Vec<f64>)> {
+        Self::build_in(None, x, y, d, b, g, eps, parallel)
+    }
+
+    /// `build` into this kernel's memory when the sizes match (no new pages to fault in and zero).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rebuild(
+        self,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        b: &[f64],
+        g: &[f64],
+        eps: f64,
+        parallel: bool,
+    ) -> Result<(StoredKernel, Vec<f64>)> {
+        Self::build_in(Some(self.entries), x, y, d, b, g, eps, parallel)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_in(
+        memory: Option<Vec<f32>>,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        b: &[f64],
+        g: &[f64],
+        eps: f64,
+        parallel: bool,
+    ) -> Result<(StoredKernel, Vec<f64>)> {
         if d == 0 || x.len() % d != 0 || y.len() % d != 0 || x.is_empty() || y.is_empty() {
             return Err(Error::invalid(
                 "x",
@@ -168,7 +199,14 @@ impl StoredKernel {
             .iter()
             .map(|&w| if w > 0.0 { w.ln() } else { f64::NEG_INFINITY })
             .collect();
-        let mut entries = vec![0.0f32; n * m];
+        // every entry is written below: a reused buffer needs no zeroing
+        let mut entries = match memory {
+            Some(v) if v.len() == n * m => v,
+            _ => {
+                drop(memory);
+                vec![0.0f32; n * m]
+            }
+        };
         // per row: the shift r_i and the log sum
         let mut rows = vec![[0.0; 2]; n];
         let row = |work: &mut Vec<f64>, (i, (out, ri)): (usize, (&mut [f32], &mut [f64; 2]))| {
@@ -272,13 +310,25 @@ impl StoredKernel {
         let vsum: f64 = v.iter().sum();
         let mut sums = vec![0.0; self.n];
         let m = self.m;
-        let job = |(out, row): (&mut f64, &[f32])| *out = dot_f32(row, &v);
+        // groups of `ROWS` rows share the loads of v
+        let job = |(out, group): (&mut [f64], &[f32])| {
+            if out.len() == ROWS {
+                let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &group[r * m..(r + 1) * m]);
+                out.copy_from_slice(&dots_f32(&rows, &v));
+            } else {
+                for (o, row) in out.iter_mut().zip(group.chunks(m)) {
+                    *o = dot_f32(row, &v);
+                }
+            }
+        };
         if parallel {
-            sums.par_iter_mut()
-                .zip(self.entries.par_chunks(m))
+            sums.par_chunks_mut(ROWS)
+                .zip(self.entries.par_chunks(ROWS * m))
                 .for_each(job);
         } else {
-            sums.iter_mut().zip(self.entries.chunks(m)).for_each(job);
+            sums.chunks_mut(ROWS)
+                .zip(self.entries.chunks(ROWS * m))
+                .for_each(job);
         }
         let (logs, bound) = finish(&sums, &self.r, top, vsum);
         (logs, bound, drift)
@@ -293,9 +343,17 @@ impl StoredKernel {
         let job = |k: usize| -> Vec<f64> {
             let mut acc = vec![0.0; m];
             let (lo, hi) = (k * block, ((k + 1) * block).min(n));
-            for i in lo..hi {
+            let row = |i: usize| &self.entries[i * m..(i + 1) * m];
+            let mut i = lo;
+            while i + ROWS <= hi {
+                let rows: [&[f32]; ROWS] = std::array::from_fn(|r| row(i + r));
+                let alpha: [f64; ROWS] = std::array::from_fn(|r| u[i + r]);
+                axpy_rows(&alpha, &rows, &mut acc);
+                i += ROWS;
+            }
+            for i in i..hi {
                 if u[i] != 0.0 {
-                    axpy_f32(u[i], &self.entries[i * m..(i + 1) * m], &mut acc);
+                    axpy_f32(u[i], row(i), &mut acc);
                 }
             }
             acc
@@ -317,471 +375,10 @@ impl StoredKernel {
     }
 }
 
-/// One row of the absorption: returns false on an overflowing entry or a row without weight.
-/// `out` None: only the row's log sum. `ri`: the row's shift r_i and its log sum
-/// log sum_j b_j exp(c_j - C_ij/eps).
-#[allow(clippy::too_many_arguments)]
-fn build_row(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: Option<&mut [f32]>,
-    ri: &mut [f64; 2],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { build_row_avx512(xi, yt, c, log_b, b, inv_eps, work, out, ri) };
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { build_row_avx2(xi, yt, c, log_b, b, inv_eps, work, out, ri) };
-        }
-    }
-    build_row_with::<false>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn build_row_avx2(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: Option<&mut [f32]>,
-    ri: &mut [f64; 2],
-) -> bool {
-    build_row_with::<true>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
-}
-
-/// The same with the AVX-512 register width (8 exponentials per instruction).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn build_row_avx512(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: Option<&mut [f32]>,
-    ri: &mut [f64; 2],
-) -> bool {
-    build_row_with::<true>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
-}
-
-/// Lanes of the partial sums and maxima (fixed, so results do not depend on the vector width).
-const LANES: usize = 16;
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn build_row_with<const F: bool>(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: Option<&mut [f32]>,
-    ri: &mut [f64; 2],
-) -> bool {
-    let m = c.len();
-    let d = xi.len();
-    // exponents c_j - C_ij/eps and their b-weighted maximum, `LANES` columns at a time (one pass)
-    let mut hi = [f64::NEG_INFINITY; LANES];
-    let full = m / LANES * LANES;
-    for j0 in (0..full).step_by(LANES) {
-        let mut dist = [0.0f64; LANES];
-        for k in 0..d {
-            let ys = &yt[k * m + j0..k * m + j0 + LANES];
-            for l in 0..LANES {
-                let t = xi[k] - ys[l];
-                dist[l] = madd::<F>(t, t, dist[l]);
-            }
-        }
-        let (w, cs, lb) = (
-            &mut work[j0..j0 + LANES],
-            &c[j0..j0 + LANES],
-            &log_b[j0..j0 + LANES],
-        );
-        for l in 0..LANES {
-            w[l] = madd::<F>(-dist[l], inv_eps, cs[l]);
-            let v = w[l] + lb[l];
-            hi[l] = if v > hi[l] { v } else { hi[l] };
-        }
-    }
-    let mut top = hi.iter().fold(f64::NEG_INFINITY, |acc, &v| acc.max(v));
-    for j in full..m {
-        let mut dist = 0.0;
-        for k in 0..d {
-            let t = xi[k] - yt[k * m + j];
-            dist = madd::<F>(t, t, dist);
-        }
-        work[j] = madd::<F>(-dist, inv_eps, c[j]);
-        top = top.max(work[j] + log_b[j]);
-    }
-    if !top.is_finite() {
-        return false;
-    }
-    // r_i = -top: entries exp(c_j - C_ij/eps + r_i), the row's log sum top + ln sum_j b_j entry_j
-    let mut s = [0.0f64; LANES];
-    let mut ok = true;
-    let mut out = out;
-    for j0 in (0..full).step_by(LANES) {
-        let mut e = [0.0f64; LANES];
-        let (w, bs) = (&work[j0..j0 + LANES], &b[j0..j0 + LANES]);
-        for l in 0..LANES {
-            e[l] = exp_fast_with::<F>(w[l] - top);
-            s[l] = madd::<F>(bs[l], e[l], s[l]);
-        }
-        if let Some(o) = out.as_deref_mut() {
-            ok &= store_f32(&e, &mut o[j0..j0 + LANES]);
-        }
-    }
-    let mut tail = 0.0;
-    for j in full..m {
-        let e = exp_fast_with::<F>(work[j] - top);
-        tail = madd::<F>(b[j], e, tail);
-        if let Some(o) = out.as_deref_mut() {
-            ok &= store_f32(&[e], &mut o[j..j + 1]);
-        }
-    }
-    let sum = fold_lanes(&s) + tail;
-    *ri = [-top, top + sum.ln()];
-    ok && sum > 0.0
-}
-
-/// Entries rounded to f32, those below the f32 normal range flushed to 0; false on an overflow.
-#[inline(always)]
-fn store_f32(e: &[f64], out: &mut [f32]) -> bool {
-    let mut ok = true;
-    for (o, &v) in out.iter_mut().zip(e) {
-        ok &= v < f64::from(f32::MAX);
-        *o = if v < f64::from(f32::MIN_POSITIVE) {
-            0.0
-        } else {
-            v as f32
-        };
-    }
-    ok
-}
-
-/// The partial sums added pairwise in a fixed order.
-#[inline(always)]
-fn fold_lanes(s: &[f64; LANES]) -> f64 {
-    let mut h = *s;
-    let mut w = LANES / 2;
-    while w > 0 {
-        for l in 0..w {
-            h[l] += h[l + w];
-        }
-        w /= 2;
-    }
-    h[0]
-}
-
-/// sum_k row_k v_k in f64, `LANES` independent partial sums (AVX2 / AVX-512 + FMA where the CPU
-/// has them).
-pub(super) fn dot_f32(row: &[f32], v: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { dot_f32_avx512(row, v) };
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { dot_f32_avx2(row, v) };
-        }
-    }
-    dot_f32_with::<false>(row, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_f32_avx2(row: &[f32], v: &[f64]) -> f64 {
-    dot_f32_with::<true>(row, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-unsafe fn dot_f32_avx512(row: &[f32], v: &[f64]) -> f64 {
-    dot_f32_with::<true>(row, v)
-}
-
-#[inline(always)]
-fn dot_f32_with<const F: bool>(row: &[f32], v: &[f64]) -> f64 {
-    let mut s = [0.0f64; LANES];
-    let (rc, vc) = (row.chunks_exact(LANES), v.chunks_exact(LANES));
-    let (rr, vr) = (rc.remainder(), vc.remainder());
-    for (x, y) in rc.zip(vc) {
-        for l in 0..LANES {
-            s[l] = madd::<F>(f64::from(x[l]), y[l], s[l]);
-        }
-    }
-    let tail: f64 = rr.iter().zip(vr).map(|(&x, &y)| f64::from(x) * y).sum();
-    fold_lanes(&s) + tail
-}
-
-/// acc += alpha * row (f32 row, f64 accumulator).
-pub(super) fn axpy_f32(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            unsafe { axpy_f32_avx512(alpha, row, acc) };
-            return;
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            unsafe { axpy_f32_avx2(alpha, row, acc) };
-            return;
-        }
-    }
-    axpy_f32_with::<false>(alpha, row, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_f32_avx2(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    axpy_f32_with::<true>(alpha, row, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-unsafe fn axpy_f32_avx512(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    axpy_f32_with::<true>(alpha, row, acc);
-}
-
-#[inline(always)]
-fn axpy_f32_with<const F: bool>(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    for (a, &x) in acc.iter_mut().zip(row) {
-        *a = madd::<F>(alpha, f64::from(x), *a);
-    }
-}
-
-/// Rows per group of the fused pass's kernels (their dots share the loads of v, their updates
-/// one read and write of the accumulator), and the partial sums per row.
-pub(super) const ROWS: usize = 4;
-const ROW_LANES: usize = 8;
-
-/// `dot_f32` of `ROWS` rows at once (`ROW_LANES` partial sums per row, fixed order).
-pub(super) fn dots_f32(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { dots_f32_avx512(rows, v) };
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { dots_f32_avx2(rows, v) };
-        }
-    }
-    dots_f32_with::<false>(rows, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dots_f32_avx2(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
-    dots_f32_with::<true>(rows, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-unsafe fn dots_f32_avx512(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
-    dots_f32_with::<true>(rows, v)
-}
-
-#[inline(always)]
-fn dots_f32_with<const F: bool>(rows: &[&[f32]; ROWS], v: &[f64]) -> [f64; ROWS] {
-    let n = v.len();
-    let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r][..n]);
-    let full = n / ROW_LANES * ROW_LANES;
-    let mut s = [[0.0f64; ROW_LANES]; ROWS];
-    for j0 in (0..full).step_by(ROW_LANES) {
-        let vc = &v[j0..j0 + ROW_LANES];
-        for r in 0..ROWS {
-            let rc = &rows[r][j0..j0 + ROW_LANES];
-            for l in 0..ROW_LANES {
-                s[r][l] = madd::<F>(f64::from(rc[l]), vc[l], s[r][l]);
-            }
-        }
-    }
-    std::array::from_fn(|r| {
-        let tail: f64 = (full..n).map(|j| f64::from(rows[r][j]) * v[j]).sum();
-        let h = &s[r];
-        ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7])) + tail
-    })
-}
-
-/// acc += sum_r alpha_r row_r (f32 rows, f64 accumulator; the rows added in order).
-pub(super) fn axpy_rows(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            unsafe { axpy_rows_avx512(alpha, rows, acc) };
-            return;
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            unsafe { axpy_rows_avx2(alpha, rows, acc) };
-            return;
-        }
-    }
-    axpy_rows_with::<false>(alpha, rows, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_rows_avx2(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
-    axpy_rows_with::<true>(alpha, rows, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-unsafe fn axpy_rows_avx512(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
-    axpy_rows_with::<true>(alpha, rows, acc);
-}
-
-#[inline(always)]
-fn axpy_rows_with<const F: bool>(alpha: &[f64; ROWS], rows: &[&[f32]; ROWS], acc: &mut [f64]) {
-    let n = acc.len();
-    let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r][..n]);
-    for j in 0..n {
-        let mut a = acc[j];
-        for r in 0..ROWS {
-            a = madd::<F>(alpha[r], f64::from(rows[r][j]), a);
-        }
-        acc[j] = a;
-    }
-}
-
-/// The objective's per-row update: s += v row, t += v row cost with cost_i = |y - x_i|^2 (x
-/// coordinate-major, d x m); returns the largest cost.
-pub(super) fn objective_row(
-    v: f64,
-    row: &[f32],
-    y: &[f64],
-    xt: &[f64],
-    s: &mut [f64],
-    t: &mut [f64],
-) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { objective_row_avx512(v, row, y, xt, s, t) };
-        }
-        if has!("avx2") && has!("fma") {
-            // SAFETY: the features were just detected
-            return unsafe { objective_row_avx2(v, row, y, xt, s, t) };
-        }
-    }
-    objective_row_with::<false>(v, row, y, xt, s, t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn objective_row_avx2(
-    v: f64,
-    row: &[f32],
-    y: &[f64],
-    xt: &[f64],
-    s: &mut [f64],
-    t: &mut [f64],
-) -> f64 {
-    objective_row_with::<true>(v, row, y, xt, s, t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-unsafe fn objective_row_avx512(
-    v: f64,
-    row: &[f32],
-    y: &[f64],
-    xt: &[f64],
-    s: &mut [f64],
-    t: &mut [f64],
-) -> f64 {
-    objective_row_with::<true>(v, row, y, xt, s, t)
-}
-
-#[inline(always)]
-fn objective_row_with<const F: bool>(
-    v: f64,
-    row: &[f32],
-    y: &[f64],
-    xt: &[f64],
-    s: &mut [f64],
-    t: &mut [f64],
-) -> f64 {
-    let m = row.len();
-    let (s, t) = (&mut s[..m], &mut t[..m]);
-    let full = m / LANES * LANES;
-    let mut hi = [0.0f64; LANES];
-    let cost = |i: usize| -> f64 {
-        let mut c = 0.0;
-        for (k, &yk) in y.iter().enumerate() {
-            let dx = xt[k * m + i] - yk;
-            c = madd::<F>(dx, dx, c);
-        }
-        c
-    };
-    for i0 in (0..full).step_by(LANES) {
-        let mut c = [0.0f64; LANES];
-        for (k, &yk) in y.iter().enumerate() {
-            let xs = &xt[k * m + i0..k * m + i0 + LANES];
-            for l in 0..LANES {
-                let dx = xs[l] - yk;
-                c[l] = madd::<F>(dx, dx, c[l]);
-            }
-        }
-        let (rs, sc, tc) = (
-            &row[i0..i0 + LANES],
-            &mut s[i0..i0 + LANES],
-            &mut t[i0..i0 + LANES],
-        );
-        for l in 0..LANES {
-            let kv = v * f64::from(rs[l]);
-            sc[l] += kv;
-            tc[l] = madd::<F>(kv, c[l], tc[l]);
-            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
-        }
-    }
-    let mut top = hi.iter().fold(0.0f64, |a, &c| a.max(c));
-    for i in full..m {
-        let c = cost(i);
-        let kv = v * f64::from(row[i]);
-        s[i] += kv;
-        t[i] = madd::<F>(kv, c, t[i]);
-        top = top.max(c);
-    }
-    top
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::super::tree::KdTree;
+    use super::kernels::exp_entry;
     use super::*;
 
     fn cloud(n: usize, d: usize, seed: u64) -> Vec<f64> {
@@ -848,6 +445,54 @@ mod tests {
             for j in 0..m {
                 let want = direct(ty.point(j), &tx, &a, &f, eps);
                 assert!((cols[j] - want).abs() <= cb, "{} vs {want}", cols[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn entry_exponential_is_within_its_share_of_the_rounding() {
+        let mut worst = 0.0f64;
+        for k in 0..200_001 {
+            let x = -700.0 + 720.0 * k as f64 / 200_000.0;
+            let (got, want) = (exp_entry::<false>(x), x.exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 3e-13, "{worst}");
+        assert!(STORED_ROUNDING - 2f64.powi(-24) > 10.0 * worst);
+        assert_eq!(exp_entry::<false>(-800.0), 0.0);
+    }
+
+    #[test]
+    fn fused_pass_equals_the_two_products() {
+        let (n, m, d, eps) = (45, 38, 3, 0.03);
+        let (x, y) = (cloud(n, d, 21), cloud(m, d, 22));
+        let a: Vec<f64> = (0..n).map(|i| 1.0 + (i % 4) as f64).collect();
+        let b: Vec<f64> = (0..m).map(|j| 0.5 + (j % 3) as f64).collect();
+        let f_hat: Vec<f64> = cloud(n, 1, 23).iter().map(|v| 0.05 * v).collect();
+        // rows y, columns x, absorbed at f_hat
+        let (kern, _) = StoredKernel::build(&y, &x, d, &a, &f_hat, eps, false).unwrap();
+        let f: Vec<f64> = f_hat.iter().zip(cloud(n, 1, 24)).map(|(u, r)| u + 0.1 * r).collect();
+        let old: Vec<f64> = cloud(m, 1, 25).iter().map(|v| 0.02 * v).collect();
+        for (omega, damping, parallel) in [(1.0, 1.0, false), (1.5, 0.8, true)] {
+            let scale = -eps * damping;
+            let (rows, rb, _) = kern.rows(&a, &f, false);
+            let next: Vec<f64> = old
+                .iter()
+                .zip(&rows)
+                .map(|(&o, &l)| o + omega * (scale * l - o))
+                .collect();
+            let (cols, cb, _) = kern.cols(&b, &next, false);
+            let shift = kern.top_exponent(&b, &next) + 3.0;
+            let pass = kern.fused(&a, &f, &b, &old, scale, omega, shift, parallel);
+            assert!((pass.row_bound - rb).abs() <= 1e-12 && (pass.col_bound - cb).abs() <= 1e-9);
+            for (p, q) in pass.rows.iter().zip(&rows) {
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0));
+            }
+            for (p, q) in pass.next.iter().zip(&next) {
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0));
+            }
+            for (p, q) in pass.cols.iter().zip(&cols) {
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0), "{p} {q}");
             }
         }
     }

@@ -131,16 +131,14 @@ impl Chain {
 
     /// Absorbs the stored kernel at the current f (y rows, x columns); G(f) waits in `pending`.
     fn absorb(&mut self, p: &Problem<'_>, opts: &SinkhornOptions) -> Result<()> {
-        self.matrix = None; // freed before the new one is allocated
-        let (kern, rows) = StoredKernel::build(
-            &p.ys.tree.points,
-            &p.xs.tree.points,
-            p.xs.tree.d,
-            &p.xs.w,
-            &self.f,
-            self.eps,
-            opts.parallel,
-        )?;
+        // the old matrix's memory serves the new one (one matrix alive at a time)
+        let (y, x, d) = (&p.ys.tree.points, &p.xs.tree.points, p.xs.tree.d);
+        let (kern, rows) = match self.matrix.take() {
+            Some(old) => old
+                .kern
+                .rebuild(y, x, d, &p.xs.w, &self.f, self.eps, opts.parallel)?,
+            None => StoredKernel::build(y, x, d, &p.xs.w, &self.f, self.eps, opts.parallel)?,
+        };
         self.matrix = Some(Matrix {
             kern,
             drift0: f64::NAN,
