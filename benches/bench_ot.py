@@ -89,7 +89,7 @@ def child(spec: dict) -> dict:
     with threadpool_limits(threads):
         start = time.perf_counter()
         cpu_start = time.process_time()
-        if solver in ("lorainne", "lorainne-dense", "lorainne-plain", "lorainne-sor", "lorainne-matrix", "lorainne-tree"):
+        if solver.startswith("lorainne"):
             import warnings
 
             from lorainne import sinkhorn

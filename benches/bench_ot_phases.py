@@ -47,7 +47,8 @@ def main() -> None:
             print(f"  it {k:3d}  eps {e:9.3g}  err {err:9.2e}  {t - prev:7.3f} s")
             prev = t
         print(f"  after the last iteration: {t1 - prev:.3f} s")
-        print(f"  total {t1 - t0:.2f} s, {res.n_iter} iterations, err {res.marginal_error:.2e}, cost {float(res.cost):.10g}")
+        summary = f"{res.n_iter} iterations, err {res.marginal_error:.2e}, cost {float(res.cost):.10g}"
+        print(f"  total {t1 - t0:.2f} s, {summary}, method {res.problem.method!r}")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_fused_pass_does_not_depend_on_threads(rng):
     f, g = f_hat + 0.05 * rng.random(n), 0.01 * rng.standard_normal(m)
     one = core().stored_kernel_fused(x, y, a, b, f_hat, f, g, eps, n_threads=1)
     two = core().stored_kernel_fused(x, y, a, b, f_hat, f, g, eps, n_threads=2)
-    for p, q in zip((one[0][0], one[1], one[2][0]), (two[0][0], two[1], two[2][0])):
+    for p, q in zip((one[0][0], one[1], one[2][0]), (two[0][0], two[1], two[2][0]), strict=True):
         assert np.array_equal(p, q)
 
 

@@ -401,7 +401,7 @@ fn stored_kernel_fused<'py>(
             "expected a, f_hat, f of length {n} and b, g of length {m}"
         )));
     }
-    if !(omega > 0.0 && omega < 2.0) || !(damping > 0.0 && damping <= 1.0) {
+    if !(omega > 0.0 && omega < 2.0 && damping > 0.0 && damping <= 1.0) {
         return Err(PyValueError::new_err(format!(
             "omega must be in (0, 2) and damping in (0, 1], got {omega} and {damping}"
         )));

@@ -678,7 +678,14 @@ pub fn sinkhorn(
             interrupt.check()?;
             let racing = stall.as_ref().is_some_and(Stall::stalled);
             if racing && plain.is_none() {
-                plain = Some(Chain::new(&p, vec![0.0; m], opts, opts.eps, opts.relax, &mut stats)?);
+                plain = Some(Chain::new(
+                    &p,
+                    vec![0.0; m],
+                    opts,
+                    opts.eps,
+                    opts.relax,
+                    &mut stats,
+                )?);
             }
             if let (Some(pc), true) = (plain.as_mut(), racing) {
                 state = run(pc, &p, opts, stage_tol, &mut n_iter, &mut stats, callback)?;

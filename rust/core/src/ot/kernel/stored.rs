@@ -471,7 +471,11 @@ mod tests {
         let f_hat: Vec<f64> = cloud(n, 1, 23).iter().map(|v| 0.05 * v).collect();
         // rows y, columns x, absorbed at f_hat
         let (kern, _) = StoredKernel::build(&y, &x, d, &a, &f_hat, eps, false).unwrap();
-        let f: Vec<f64> = f_hat.iter().zip(cloud(n, 1, 24)).map(|(u, r)| u + 0.1 * r).collect();
+        let f: Vec<f64> = f_hat
+            .iter()
+            .zip(cloud(n, 1, 24))
+            .map(|(u, r)| u + 0.1 * r)
+            .collect();
         let old: Vec<f64> = cloud(m, 1, 25).iter().map(|v| 0.02 * v).collect();
         for (omega, damping, parallel) in [(1.0, 1.0, false), (1.5, 0.8, true)] {
             let scale = -eps * damping;

@@ -65,14 +65,9 @@ pub(super) fn objective_stored(
         return Ok(None);
     };
     let d = xs.tree.d;
-    let sums = mat.kern.objective_sums(
-        &ys.tree.points,
-        &xs.tree.points,
-        d,
-        &ys.w,
-        g,
-        opts.parallel,
-    )?;
+    let sums =
+        mat.kern
+            .objective_sums(&ys.tree.points, &xs.tree.points, d, &ys.w, g, opts.parallel)?;
     if !(sums.bound <= opts.kernel_tol) {
         return Ok(None);
     }
@@ -270,7 +265,8 @@ mod tests {
         let x = uniform(n * d, 11);
         let y: Vec<f64> = uniform(m * d, 12).iter().map(|v| 0.4 * v + 0.3).collect();
         let (a, b) = (vec![1.0 / n as f64; n], vec![1.0 / m as f64; m]);
-        let mut opts = SinkhornOptions::balanced(0.01, 1e-6, 5000, Some(0.5), 1e-7, false, 16, true);
+        let mut opts =
+            SinkhornOptions::balanced(0.01, 1e-6, 5000, Some(0.5), 1e-7, false, 16, true);
         (opts.anderson, opts.coarse_leaf) = (8, 8);
         let tree = sinkhorn(&x, &y, d, &a, &b, &opts, &mut |_| false, &NEVER).unwrap();
         opts.stored = true;

@@ -506,4 +506,3 @@ fn objective_row_with<const F: bool>(
     }
     top
 }
-

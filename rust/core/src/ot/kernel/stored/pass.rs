@@ -129,7 +129,8 @@ impl StoredKernel {
             while j + ROWS <= hi_row {
                 let rows: [&[f32]; ROWS] = std::array::from_fn(|r| row_at(j + r));
                 let sums = dots_f32(&rows, &u);
-                let alpha: [f64; ROWS] = std::array::from_fn(|r| scaling_of(j + r, sums[r], &mut b));
+                let alpha: [f64; ROWS] =
+                    std::array::from_fn(|r| scaling_of(j + r, sums[r], &mut b));
                 axpy_rows(&alpha, &rows, &mut b.acc);
                 j += ROWS;
             }
