@@ -120,3 +120,21 @@ def test_auto_stores_the_kernel_in_3d_within_the_budget(rng, monkeypatch, d):
     assert sinkhorn(x, y, **kw).problem.method == ("matrix" if d == 3 else "hierarchical")
     # small problems stay dense, array-API input too
     assert sinkhorn(x[:100], y[:100], **kw).problem.method == "dense"
+
+
+@pytest.mark.parametrize("reach", [0.5, (None, 0.3)])
+def test_matrix_multiscale_unbalanced_as_hierarchical(rng, reach):
+    # n, m >= 2000: coarse stages on small stored kernels, each stage started from F(g) at its eps
+    n = 2000
+    x = rng.random((n, 2))
+    y = 0.5 * rng.random((n, 2)) + 0.2
+    a, b = np.full(n, 1 / n), np.full(n, 1.5 / n)
+    kw = dict(eps=0.01, reach=reach, tol=1e-6, n_threads=1)
+    hier = sinkhorn(x, y, a, b, method="hierarchical", **kw)
+    mat = sinkhorn(x, y, a, b, method="matrix", **kw)
+    assert hier.converged and mat.converged
+    assert abs(mat.cost - hier.cost) <= 1e-6 * hier.cost, (mat.cost, hier.cost)
+    assert abs(mat.dual - hier.dual) <= 1e-6 * abs(hier.dual)
+    assert np.max(np.abs(mat.f - hier.f)) <= 1e-5 * kw["eps"] * 100
+    # the same schedule: about as many iterations (a poor start of each stage would show here)
+    assert mat.n_iter <= hier.n_iter + 10, (mat.n_iter, hier.n_iter)

@@ -658,8 +658,12 @@ pub fn sinkhorn(
         // when the previous stage ran on the coarse clouds)
         let relax_stage = final_stage && opts.relax;
         let mut chain = if opts.stored {
-            let coarse_to_full = if final_stage { cp.as_ref() } else { None };
-            let f = stored_start(warm.take(), coarse_to_full, prob.xs, eps, opts)?;
+            // g of the previous stage lives on the coarse y until the final stage's start
+            let source = match (&cp, final_stage) {
+                (Some(coarse_problem), true) => coarse_problem.ys,
+                _ => prob.ys,
+            };
+            let f = stored_start(warm.take(), source, prob.xs, eps, opts)?;
             Chain::new_stored(prob, f, stage_opts, eps, relax_stage)?
         } else {
             let g = match (warm.take(), &cp) {

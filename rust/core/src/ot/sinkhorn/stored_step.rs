@@ -22,32 +22,32 @@ pub(super) struct Matrix {
     shift: f64,
 }
 
-/// The first f of a stored chain: zero, the previous stage's f, or (from the coarse clouds) the
-/// c-transform of the coarse g onto the full x, dense in f64 (n x coarse m exponentials).
+/// The first f of a stored chain: zero, or the c-transform F(g) at `eps` of the previous stage's g
+/// (as `Chain::new` starts), dense in f64 (x points x `source` points exponentials): `source` is
+/// the cloud that g lives on, the coarse y when the previous stage ran on the coarse clouds. (The
+/// previous f itself is a poor start for an unbalanced problem, whose potentials scale with
+/// rho / (rho + eps).)
 pub(super) fn stored_start(
     warm: Option<Chain>,
-    coarse: Option<&Problem<'_>>,
+    source: &Side,
     xs: &Side,
     eps: f64,
     opts: &SinkhornOptions,
 ) -> Result<Vec<f64>> {
-    match (warm, coarse) {
-        (None, _) => Ok(vec![0.0; xs.w.len()]),
-        (Some(c), Some(cp)) => {
-            let (logs, _) = StoredKernel::log_sums_dense(
-                &xs.tree.points,
-                &cp.ys.tree.points,
-                xs.tree.d,
-                &cp.ys.w,
-                &c.g,
-                eps,
-                opts.parallel,
-            )?;
-            let scale = -eps * xs.damping(eps);
-            Ok(logs.iter().map(|&l| scale * l).collect())
-        }
-        (Some(c), None) => Ok(c.f),
-    }
+    let Some(c) = warm else {
+        return Ok(vec![0.0; xs.w.len()]);
+    };
+    let (logs, _) = StoredKernel::log_sums_dense(
+        &xs.tree.points,
+        &source.tree.points,
+        xs.tree.d,
+        &source.w,
+        &c.g,
+        eps,
+        opts.parallel,
+    )?;
+    let scale = -eps * xs.damping(eps);
+    Ok(logs.iter().map(|&l| scale * l).collect())
 }
 
 /// cost and dual from the chain's stored kernel when its error bounds allow (`kernel_tol`), else
