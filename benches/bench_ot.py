@@ -89,12 +89,15 @@ def child(spec: dict) -> dict:
     with threadpool_limits(threads):
         start = time.perf_counter()
         cpu_start = time.process_time()
-        if solver in ("lorainne", "lorainne-dense", "lorainne-plain", "lorainne-sor", "lorainne-matrix"):
+        if solver.startswith("lorainne"):
             import warnings
 
             from lorainne import sinkhorn
 
-            method = {"lorainne-dense": "dense", "lorainne-matrix": "matrix"}.get(solver, "hierarchical")
+            # "lorainne": the default (method="auto": the tree in 2-D, the stored kernel in 3-D at n = 1e4)
+            method = {"lorainne": "auto", "lorainne-dense": "dense", "lorainne-matrix": "matrix"}.get(
+                solver, "hierarchical"
+            )
             kw = {"overrelaxation": solver != "lorainne-plain"}
             if solver == "lorainne-sor":  # the algorithm before Anderson mixing and the multiscale start
                 kw.update(acceleration="overrelaxation", multiscale=False)
@@ -188,7 +191,9 @@ def speed_table(
     """The one-thread goal of issue 13: lorainne vs POT ``ot.sinkhorn`` per data set, runs interleaved,
     best of ``repeats`` (wall and CPU time of the child process); with ``baseline`` (a directory to put
     first on PYTHONPATH, holding another build of lorainne) that build too, as "lorainne-baseline";
-    "lorainne-matrix" is ``method="matrix"`` (the stored float32 stabilized kernel) in every run;
+    "lorainne" is the default ``method="auto"``; beside it "lorainne-matrix" (``method="matrix"``, the
+    stored float32 stabilized kernel) where auto picks the tree (2-D) and "lorainne-tree"
+    (``method="hierarchical"``) where it picks the stored kernel (3-D);
     with ``sor`` also lorainne with over-relaxation and no multiscale start ("lorainne-sor", the
     previous algorithm)."""
     load = os.getloadavg()
@@ -204,7 +209,8 @@ def speed_table(
         best: dict[str, dict] = {}
         for _ in range(repeats):
             extra = (("lorainne-baseline",) if baseline else ()) + (("lorainne-sor",) if sor else ())
-            for solver in ("lorainne", "lorainne-matrix", "pot") + extra:
+            other = "lorainne-tree" if case.endswith("3d") else "lorainne-matrix"
+            for solver in ("lorainne", other, "pot") + extra:
                 spec = {"n": n, "solver": solver, "threads": 1, "case": case}
                 if solver == "lorainne-baseline":
                     spec.update(solver="lorainne", pythonpath=baseline)

@@ -120,6 +120,10 @@ LONG_CALLS = {
         x, y = rng.random((3000, 2)), rng.random((3000, 2))
         call = lambda: lorainne.sinkhorn(x, y, eps=1e-3, method="hierarchical", tol=1e-300, n_iter_max=10**9)
     """,
+    "sinkhorn matrix": """
+        x, y = rng.random((2000, 3)), rng.random((2000, 3))
+        call = lambda: lorainne.sinkhorn(x, y, eps=1e-3, method="matrix", tol=1e-300, n_iter_max=10**9)
+    """,
     "cp dense": """
         X = rng.random((60, 50, 40))
         call = lambda: lorainne.cp(X, 5, n_iter_max=10**8, tol=0, init="random", random_state=0)

@@ -222,6 +222,20 @@ def stored_kernel_apply(
     eps: float,
     n_threads: int | None = None,
 ) -> tuple[tuple[NDArray[np.float64], float], tuple[NDArray[np.float64], float]]: ...
+def stored_kernel_fused(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    f_hat: NDArray[np.float64],
+    f: NDArray[np.float64],
+    g: NDArray[np.float64],
+    eps: float,
+    omega: float = 1.0,
+    damping: float = 1.0,
+    shift: float | None = None,
+    n_threads: int | None = None,
+) -> tuple[tuple[NDArray[np.float64], float], NDArray[np.float64], tuple[NDArray[np.float64], float]]: ...
 
 @final
 class HierarchicalKernel:

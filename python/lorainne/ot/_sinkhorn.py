@@ -259,17 +259,20 @@ def sinkhorn(
     method : {"auto", "dense", "hierarchical", "matrix"}
         ``"dense"`` evaluates all n*m kernel entries per iteration; ``"hierarchical"`` (Rust,
         NumPy input) uses k-d tree block approximations with entrywise relative error
-        ``kernel_tol``, O(n + m) memory; ``"auto"``: dense up to n*m = 1e5 pairs (and on non-NumPy
-        arrays), hierarchical beyond (measured faster from n = m = 1000 on). ``"matrix"`` (opt-in,
-        Rust, NumPy input, balanced or unbalanced, not the symmetric solves of a divergence)
-        stores the log-domain stabilized kernel ``exp((f^_i + g^_j - C_ij) / eps)`` once per
-        absorption in float32 (4 n m bytes; refused above 4 GB), so that each application of the
-        final eps stage is one matrix-vector product with float64 sums; it is absorbed again at
-        each eps stage and whenever the potentials drift more than 30 eps (half-range) from the
-        absorbed ones, and each application's error bound ``2^-24 + f32 flush level * sum(v) /
-        sum`` is checked at run time; a measurement whose bound exceeds ``kernel_tol`` and that
-        could meet ``tol`` is repeated on the accurate kernel (dense up to 1e5 pairs, else
-        hierarchical, which also serves the coarse stages and the objective).
+        ``kernel_tol``, O(n + m) memory; ``"matrix"`` (Rust, NumPy input, balanced or unbalanced,
+        not the symmetric solves of a divergence) stores the log-domain stabilized kernel
+        ``exp((f^_i + g^_j - C_ij) / eps)`` once per absorption in float32 (4 n m bytes: 400 MB at
+        n = m = 1e4; refused above 4 GB), so that each iteration is one read of that matrix (both
+        kernel products fused, float64 sums); it is absorbed again at each eps stage and whenever
+        the potentials drift more than 30 eps (half-range) from the absorbed ones, and each
+        product's error bound ``2^-24 + f32 flush level * sum(v) / sum`` is checked at run time; a
+        measurement whose bound exceeds ``kernel_tol`` and that could meet ``tol`` is repeated on
+        the accurate kernel (dense up to 1e5 pairs, else hierarchical). ``"auto"``: dense up to
+        n*m = 1e5 pairs (and on non-NumPy arrays); beyond, ``"matrix"`` in 3 or more dimensions
+        when its 4 n m bytes fit in 1 GiB (``lorainne.ot._solve.AUTO_MATRIX_MAX_BYTES``: n = m =
+        16,384; measured 10-20x faster than the tree at n = 1e4 in 3-D, one thread), else
+        ``"hierarchical"`` (always in 1-D and 2-D, where the tree is faster). Pass
+        ``method="hierarchical"`` to keep memory O(n + m) in 3-D.
     tol : float
         Stop when ``marginal_error <= tol * sum(a)``: relative to the total mass (absolute for
         normalized weights). Unbalanced: the same bound on the unbalanced ``marginal_error``.

@@ -448,16 +448,18 @@ F32_TINY = float(np.finfo(np.float32).tiny)
 
 def _stored_kernel_xp(x, y, b, g_hat, eps):
     """The stored stabilized kernel of ``method="matrix"`` absorbed at ``g_hat``: K~ (float32,
-    entries below the float32 normal range flushed to 0), its row and column scalings r, c, and
-    the row log sums at ``g_hat`` (``log sum_j b_j exp((g_hat_j - C_ij)/eps) = -r_i``).
+    entries below the float32 normal range flushed to 0; the largest entry of each row of b K~ is
+    1), its row and column scalings r, c, and the row log sums at ``g_hat`` (``log sum_j b_j
+    exp((g_hat_j - C_ij)/eps)``).
     """
     xp = array_namespace(x, y)
     c = g_hat / eps
     Z = c[None, :] - _sq_dists(xp, x, y) / eps
     log_rows = _lse(xp, Z + _safe_log(xp, b)[None, :], axis=1)
-    K = xp.exp(Z - log_rows[:, None])
+    top = xp.max(Z + _safe_log(xp, b)[None, :], axis=1)
+    K = xp.exp(Z - top[:, None])
     K = xp.where(K < F32_TINY, xp.zeros_like(K), K)
-    return xp.astype(K, xp.float32), -log_rows, c, log_rows
+    return xp.astype(K, xp.float32), -top, c, log_rows
 
 
 def _stored_apply_xp(K, shift_t, shift_s, w, pot, eps, transpose: bool):

@@ -362,6 +362,74 @@ fn stored_kernel_apply<'py>(
     Ok(((rows.into_pyarray(py), rb), (cols.into_pyarray(py), cb)))
 }
 
+/// stored_kernel_fused(x, y, a, b, f_hat, f, g, eps, omega=1.0, damping=1.0, shift=None,
+/// n_threads=None) -> ((rows, bound), g_next, (cols, bound)): one fused pass of method="matrix"'s
+/// iteration on the kernel with the y points as rows, absorbed at f_hat: rows = log sum_i a_i
+/// exp((f_i - C_ij)/eps) per y point, g_next = g + omega (-eps damping rows - g), cols = log sum_j
+/// b_j exp((g_next_j - C_ij)/eps) per x point, each with its run-time bound. `shift`: the
+/// exponent the new scaling is divided by (default: its exact largest value).
+#[pyfunction]
+#[pyo3(signature = (x, y, a, b, f_hat, f, g, eps, omega=1.0, damping=1.0, shift=None, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn stored_kernel_fused<'py>(
+    x: PyReadonlyArray2<'py, f64>,
+    y: PyReadonlyArray2<'py, f64>,
+    a: PyReadonlyArray1<'py, f64>,
+    b: PyReadonlyArray1<'py, f64>,
+    f_hat: PyReadonlyArray1<'py, f64>,
+    f: PyReadonlyArray1<'py, f64>,
+    g: PyReadonlyArray1<'py, f64>,
+    eps: f64,
+    omega: f64,
+    damping: f64,
+    shift: Option<f64>,
+    n_threads: Option<usize>,
+) -> PyResult<FusedPass<'py>> {
+    let py = x.py();
+    let (xv, d) = points(&x, "x")?;
+    let (yv, dy) = points(&y, "y")?;
+    same_dimension(d, dy)?;
+    let (av, bv) = (contiguous(&a, "a")?, contiguous(&b, "b")?);
+    let (hv, fv, gv) = (
+        contiguous(&f_hat, "f_hat")?,
+        contiguous(&f, "f")?,
+        contiguous(&g, "g")?,
+    );
+    let (n, m) = (xv.len() / d, yv.len() / d);
+    if av.len() != n || fv.len() != n || bv.len() != m || gv.len() != m {
+        return Err(PyValueError::new_err(format!(
+            "expected a, f_hat, f of length {n} and b, g of length {m}"
+        )));
+    }
+    if !(omega > 0.0 && omega < 2.0 && damping > 0.0 && damping <= 1.0) {
+        return Err(PyValueError::new_err(format!(
+            "omega must be in (0, 2) and damping in (0, 1], got {omega} and {damping}"
+        )));
+    }
+    let pass = py.detach(|| {
+        guarded(|| {
+            parallel::run(n_threads, |par| {
+                let parallel = !matches!(par, faer::Par::Seq);
+                let (kern, _) = StoredKernel::build(yv, xv, d, av, hv, eps, parallel)?;
+                let shift = shift.unwrap_or_else(|| kern.top_exponent(bv, gv));
+                let scale = -eps * damping;
+                Ok::<_, Error>(kern.fused(av, fv, bv, gv, scale, omega, shift, parallel))
+            })?
+        })
+    })?;
+    Ok((
+        (pass.rows.into_pyarray(py), pass.row_bound),
+        pass.next.into_pyarray(py),
+        (pass.cols.into_pyarray(py), pass.col_bound),
+    ))
+}
+
+type FusedPass<'py> = (
+    LogSumsAndBound<'py>,
+    Bound<'py, PyArray1<f64>>,
+    LogSumsAndBound<'py>,
+);
+
 /// The Gibbs kernel exp(-|x_i - y_j|^2 / eps) on two k-d trees, applied in the log domain.
 #[pyclass(module = "lorainne._core", frozen)]
 struct HierarchicalKernel {
@@ -518,6 +586,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sinkhorn_log, m)?)?;
     m.add_function(wrap_pyfunction!(sinkhorn_log_symmetric, m)?)?;
     m.add_function(wrap_pyfunction!(stored_kernel_apply, m)?)?;
+    m.add_function(wrap_pyfunction!(stored_kernel_fused, m)?)?;
     m.add_class::<HierarchicalKernel>()?;
     m.add_class::<SinkhornResult>()?;
     m.add_class::<PyKernelStats>()?;

@@ -46,24 +46,50 @@ pub(super) fn objective(
     opts: &SinkhornOptions,
 ) -> Result<(f64, f64)> {
     let eps = opts.eps;
-    // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
     let applied = apply(xs, ys, g, opts, eps, true)?;
+    let mut cols = || Ok(apply(ys, xs, f, opts, eps, false)?.log_sum);
+    objective_from(
+        xs,
+        ys,
+        f,
+        g,
+        eps,
+        &applied.log_sum,
+        &applied.mean_cost,
+        &mut cols,
+    )
+}
+
+/// `objective` from the rows' log sums log sum_j b_j exp((g_j - C_ij)/eps) and plan-weighted mean
+/// costs (per x point) computed by any kernel; `cols` gives the columns' log sums (only called for
+/// a penalized y).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn objective_from(
+    xs: &Side,
+    ys: &Side,
+    f: &[f64],
+    g: &[f64],
+    eps: f64,
+    log_sum: &[f64],
+    mean_cost: &[f64],
+    cols: &mut dyn FnMut() -> Result<Vec<f64>>,
+) -> Result<(f64, f64)> {
+    // cost = sum_ij P_ij C_ij = sum_i a_i exp(f_i/eps) S_i * meanC_i, with S_i from the kernel
     let mut cost = 0.0;
     for i in 0..f.len() {
         if xs.w[i] > 0.0 {
-            let mass = xs.w[i] * (f[i] / eps + applied.log_sum[i]).exp();
-            cost += mass * applied.mean_cost[i];
+            let mass = xs.w[i] * (f[i] / eps + log_sum[i]).exp();
+            cost += mass * mean_cost[i];
         }
     }
     let mut dual = dual_term(xs, f) + dual_term(ys, g);
     if xs.rho.is_finite() || ys.rho.is_finite() {
-        let (plan_mass, kl_a) = marginal_kl(xs, f, &applied.log_sum, eps);
+        let (plan_mass, kl_a) = marginal_kl(xs, f, log_sum, eps);
         if xs.rho.is_finite() {
             cost += xs.rho * kl_a;
         }
         if ys.rho.is_finite() {
-            let cols = apply(ys, xs, f, opts, eps, false)?;
-            cost += ys.rho * marginal_kl(ys, g, &cols.log_sum, eps).1;
+            cost += ys.rho * marginal_kl(ys, g, &cols()?, eps).1;
         }
         let (sa, sb) = (xs.w.iter().sum::<f64>(), ys.w.iter().sum::<f64>());
         dual -= eps * (plan_mass - sa * sb);

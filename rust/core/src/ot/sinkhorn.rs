@@ -27,10 +27,14 @@
 //! strictly concave there, so the linearized iteration is a two-block Gauss-Seidel on a definite
 //! Hessian and the same SOR rule applies (Ostrowski-Reich: omega in (0, 2)).
 //!
-//! With `stored` (method="matrix") the chains on the full clouds apply a stored float32 stabilized
-//! kernel (kernel/stored.rs; sinkhorn/stored_step.rs): each application is one matrix-vector
-//! product, the kernel is absorbed again at each chain start and when the potentials drift, and its
-//! run-time error bound takes the loose kernel tolerance's place in `Chain::step`.
+//! With `stored` (method="matrix") every chain (the coarse stages' too) applies a stored float32
+//! stabilized kernel (kernel/stored.rs; sinkhorn/stored_step.rs): one iteration is one read of the
+//! matrix (both products fused), the kernel is absorbed again at each chain start and when the
+//! potentials drift, and its run-time error bound takes the loose kernel tolerance's place in
+//! `Chain::step`. The plain run (below) then starts only if the final stage stalls: its first
+//! iteration on the accurate kernel costs as much as ~10 stored ones in 3-D, and it meets tol at
+//! once only when eps is so large against the data that the whole schedule is a few cheap
+//! iterations anyway.
 //!
 //! A schedule is never much worse than none: the plain run at eps (no scaling) makes its first
 //! iteration before the schedule (and is returned at once if that meets tol), and when the final
@@ -40,7 +44,6 @@
 use super::acceleration::{loose_kernel_tol, relax, Anderson, Relaxation, Stall, SLACK, TRUST};
 use super::kernel::{
     log_apply, reserve_monomial_cache, stored_bytes, Applied, KernelOptions, KernelStats,
-    StoredKernel,
 };
 use super::multiscale::{coarse_side, extend};
 use super::objective::objective;
@@ -49,6 +52,7 @@ use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
 
 mod stored_step;
+use stored_step::{objective_stored, stored_start, Matrix};
 
 #[derive(Debug, Clone)]
 pub struct SinkhornOptions {
@@ -302,10 +306,8 @@ struct Chain {
     relaxation: Relaxation,
     /// Anderson mixing instead of over-relaxation (then `relax` is false).
     anderson: Option<Anderson>,
-    /// The stored stabilized kernel this chain applies (`SinkhornOptions::stored`), and the
-    /// drift of the first f applied to it (unbalanced potentials keep an offset; NaN: none yet).
-    matrix: Option<StoredKernel>,
-    drift0: f64,
+    /// The stored stabilized kernel this chain applies (`SinkhornOptions::stored`).
+    matrix: Option<Matrix>,
 }
 
 /// The two sides and the options every chain works with.
@@ -321,32 +323,15 @@ impl Chain {
         opts: &SinkhornOptions,
         eps: f64,
         relax: bool,
-        stored: bool,
         stats: &mut KernelStats,
     ) -> Result<Chain> {
-        let (f, matrix) = if stored {
-            // the absorption at g is a dense log-domain application: f = F(g) exactly
-            let (xt, yt) = (&p.xs.tree, &p.ys.tree);
-            let (kern, log_rows) = StoredKernel::build(
-                &xt.points,
-                &yt.points,
-                xt.d,
-                &p.ys.w,
-                &g,
-                eps,
-                opts.parallel,
-            )?;
-            let scale = -eps * p.xs.damping(eps);
-            (log_rows.iter().map(|&l| scale * l).collect(), Some(kern))
-        } else {
-            // the first f only starts the chain (every measured pair is (f, G(f)) with f_plain =
-            // F(G(f)) measured at the step's tolerance), so the early stages' loose kernel serves
-            let start = SinkhornOptions {
-                kernel_tol: opts.kernel_tol.max(loose_kernel_tol(f64::INFINITY)),
-                ..opts.clone()
-            };
-            (update(p.xs, p.ys, &g, &start, eps, stats)?, None)
+        // the first f only starts the chain (every measured pair is (f, G(f)) with f_plain =
+        // F(G(f)) measured at the step's tolerance), so the early stages' loose kernel serves
+        let start = SinkhornOptions {
+            kernel_tol: opts.kernel_tol.max(loose_kernel_tol(f64::INFINITY)),
+            ..opts.clone()
         };
+        let f = update(p.xs, p.ys, &g, &start, eps, stats)?;
         let anderson = (relax && opts.anderson > 0).then(|| Anderson::new(opts.anderson, &p.xs.w));
         Ok(Chain {
             eps,
@@ -360,8 +345,7 @@ impl Chain {
             iters: 0,
             relaxation: Relaxation::new(),
             anderson,
-            matrix,
-            drift0: f64::NAN,
+            matrix: None,
         })
     }
 
@@ -631,14 +615,14 @@ pub fn sinkhorn(
     let mut state = Outcome::Run;
     // with a schedule, the plain run at eps (what eps_scaling = None does) makes its first
     // iteration now, and races the final stage if that stalls (see `Stall`)
-    let mut plain = if last > 0 {
+    // (method="matrix": only once the final stage stalls, module notes)
+    let mut plain = if last > 0 && !opts.stored {
         Some(Chain::new(
             &p,
             vec![0.0; m],
             opts,
             opts.eps,
             opts.relax,
-            false,
             &mut stats,
         )?)
     } else {
@@ -672,28 +656,42 @@ pub fn sinkhorn(
         };
         // warm start from the previous stage's g (from the coarse f's c-transform onto the full y
         // when the previous stage ran on the coarse clouds)
-        let g = match (warm.take(), &cp) {
-            (None, _) => vec![0.0; prob.ys.w.len()],
-            (Some(c), Some(coarse_problem)) if final_stage => {
-                extend(&ys, coarse_problem.xs, &c.f, &loose, eps, &mut stats)?
-            }
-            (Some(c), _) => c.g,
+        let relax_stage = final_stage && opts.relax;
+        let mut chain = if opts.stored {
+            // g of the previous stage lives on the coarse y until the final stage's start
+            let source = match (&cp, final_stage) {
+                (Some(coarse_problem), true) => coarse_problem.ys,
+                _ => prob.ys,
+            };
+            let f = stored_start(warm.take(), source, prob.xs, eps, opts)?;
+            Chain::new_stored(prob, f, stage_opts, eps, relax_stage)?
+        } else {
+            let g = match (warm.take(), &cp) {
+                (None, _) => vec![0.0; prob.ys.w.len()],
+                (Some(c), Some(coarse_problem)) if final_stage => {
+                    extend(&ys, coarse_problem.xs, &c.f, &loose, eps, &mut stats)?
+                }
+                (Some(c), _) => c.g,
+            };
+            Chain::new(prob, g, stage_opts, eps, relax_stage, &mut stats)?
         };
-        let mut chain = Chain::new(
-            prob,
-            g,
-            stage_opts,
-            eps,
-            final_stage && opts.relax,
-            opts.stored && (cp.is_none() || final_stage),
-            &mut stats,
-        )?;
-        let mut stall = (final_stage && plain.is_some()).then(|| Stall::new(opts.tol));
+        let mut stall = (final_stage && last > 0).then(|| Stall::new(opts.tol));
         let keep = stall.is_some();
         (pick_plain, pick_advanced) = (false, false);
         while state == Outcome::Run {
             interrupt.check()?;
-            if let (Some(pc), true) = (plain.as_mut(), stall.as_ref().is_some_and(Stall::stalled)) {
+            let racing = stall.as_ref().is_some_and(Stall::stalled);
+            if racing && plain.is_none() {
+                plain = Some(Chain::new(
+                    &p,
+                    vec![0.0; m],
+                    opts,
+                    opts.eps,
+                    opts.relax,
+                    &mut stats,
+                )?);
+            }
+            if let (Some(pc), true) = (plain.as_mut(), racing) {
                 state = run(pc, &p, opts, stage_tol, &mut n_iter, &mut stats, callback)?;
                 if state == Outcome::Run {
                     pc.advance(true);
@@ -747,6 +745,11 @@ pub fn sinkhorn(
         }
         warm = Some(chain);
     }
+    // the final stage's stored kernel serves the objective (when its bounds allow)
+    let matrix = warm
+        .as_mut()
+        .filter(|c| c.eps == opts.eps)
+        .and_then(|c| c.matrix.take());
     let picked = if pick_plain { plain } else { warm };
     let Some(chain) = picked else {
         return Err(Error::NumericalBreakdown(
@@ -767,7 +770,10 @@ pub fn sinkhorn(
         let f_next = update(&xs, &ys, &g, opts, eps, &mut stats)?;
         err = marginal_error(&xs, &f, &f_next, eps);
     }
-    let (cost, dual) = objective(&xs, &ys, &f, &g, opts)?;
+    let (cost, dual) = match objective_stored(matrix, &xs, &ys, &f, &g, opts)? {
+        Some(values) => values,
+        None => objective(&xs, &ys, &f, &g, opts)?,
+    };
     Ok(SinkhornOutput {
         f: xs.to_caller_order(&f),
         g: ys.to_caller_order(&g),

@@ -5,9 +5,10 @@
 //! `sum_j b_j exp((g_j - C_ij)/eps) = exp(-r_i) sum_j K~_ij [b_j exp(g_j/eps - c_j)]` (rows) and
 //! `sum_i a_i exp((f_i - C_ij)/eps) = exp(-c_j) sum_i K~_ij [a_i exp(f_i/eps - r_i)]` (columns).
 //!
-//! The absorption at a source potential g^ sets c = g^/eps and r_i = -log sum_j b_j exp((g^_j -
-//! C_ij)/eps) (a dense log-domain application in f64, returned as the row update at g^), so every
-//! row of b K~ sums to 1 and the entries stay far from the single-precision range limits.
+//! The absorption at a source potential g^ sets c = g^/eps and r_i = -max_j (log b_j + (g^_j -
+//! C_ij)/eps), so the largest entry of every row of b K~ is 1 and the entries stay far from the
+//! single-precision range limits; it returns log sum_j b_j exp((g^_j - C_ij)/eps) per row (a
+//! dense log-domain application in f64, the row update at g^).
 //!
 //! Error bound of one application (checked at run time, per target): each stored entry is the
 //! f64 value rounded to f32 (relative error <= 2^-24), or flushed to 0 below `f32::MIN_POSITIVE`
@@ -16,13 +17,17 @@
 //! and its log is off by at most that / (1 - that). The scaling vector v is divided by its
 //! largest entry (an offset common to all sources changes nothing), so v <= 1.
 
-use super::simd::exp_fast_with;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
+mod kernels;
+mod pass;
+use kernels::{axpy_f32, axpy_rows, build_row, dot_f32, dots_f32, objective_row, ROWS};
+
 /// Largest matrix the stored method builds (4 GB of f32 entries).
 pub const STORED_MAX_BYTES: usize = 4_000_000_000;
-/// Relative rounding of one stored entry (f32) plus the f64 accumulation's share.
+/// Relative rounding of one stored entry (f32: 2^-24 = 5.9605e-8) plus the f64 exponential's
+/// (< 3e-13, `exp_entry`) and the f64 accumulation's share.
 pub const STORED_ROUNDING: f64 = 5.97e-8;
 /// Half-range of the scaled drift (g/eps - c or f/eps - r, over sources with weight) beyond which
 /// the kernel is absorbed again (exp(-2 DRIFT_MAX) of a source's scaling is still far above the
@@ -122,6 +127,35 @@ impl StoredKernel {
         eps: f64,
         parallel: bool,
     ) -> Result<(StoredKernel, Vec<f64>)> {
+        Self::build_in(None, x, y, d, b, g, eps, parallel)
+    }
+
+    /// `build` into this kernel's memory when the sizes match (no new pages to fault in and zero).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rebuild(
+        self,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        b: &[f64],
+        g: &[f64],
+        eps: f64,
+        parallel: bool,
+    ) -> Result<(StoredKernel, Vec<f64>)> {
+        Self::build_in(Some(self.entries), x, y, d, b, g, eps, parallel)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_in(
+        memory: Option<Vec<f32>>,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        b: &[f64],
+        g: &[f64],
+        eps: f64,
+        parallel: bool,
+    ) -> Result<(StoredKernel, Vec<f64>)> {
         if d == 0 || x.len() % d != 0 || y.len() % d != 0 || x.is_empty() || y.is_empty() {
             return Err(Error::invalid(
                 "x",
@@ -165,10 +199,17 @@ impl StoredKernel {
             .iter()
             .map(|&w| if w > 0.0 { w.ln() } else { f64::NEG_INFINITY })
             .collect();
-        let mut entries = vec![0.0f32; n * m];
-        let mut r = vec![0.0; n];
-        let row = |(i, (out, ri)): (usize, (&mut [f32], &mut f64))| -> bool {
-            let mut work = vec![0.0; m];
+        // every entry is written below: a reused buffer needs no zeroing
+        let mut entries = match memory {
+            Some(v) if v.len() == n * m => v,
+            _ => {
+                drop(memory);
+                vec![0.0f32; n * m]
+            }
+        };
+        // per row: the shift r_i and the log sum
+        let mut rows = vec![[0.0; 2]; n];
+        let row = |work: &mut Vec<f64>, (i, (out, ri)): (usize, (&mut [f32], &mut [f64; 2]))| {
             build_row(
                 &x[i * d..(i + 1) * d],
                 &yt,
@@ -176,24 +217,25 @@ impl StoredKernel {
                 &log_b,
                 b,
                 inv_eps,
-                &mut work,
-                out,
+                work,
+                Some(out),
                 ri,
             )
         };
         let ok = if parallel {
             entries
                 .par_chunks_mut(m)
-                .zip(r.par_iter_mut())
+                .zip(rows.par_iter_mut())
                 .enumerate()
-                .map(row)
+                .map_init(|| vec![0.0; m], row)
                 .reduce(|| true, |x, y| x && y)
         } else {
+            let mut work = vec![0.0; m];
             entries
                 .chunks_mut(m)
-                .zip(r.iter_mut())
+                .zip(rows.iter_mut())
                 .enumerate()
-                .map(row)
+                .map(|job| row(&mut work, job))
                 .filter(|ok| !ok)
                 .count()
                 == 0
@@ -205,7 +247,8 @@ impl StoredKernel {
                  overflows, or a row has no weighted source): use method='hierarchical'",
             ));
         }
-        let log_rows = r.iter().map(|&v| -v).collect();
+        let r = rows.iter().map(|v| v[0]).collect();
+        let log_rows = rows.iter().map(|v| v[1]).collect();
         Ok((
             StoredKernel {
                 n,
@@ -267,13 +310,25 @@ impl StoredKernel {
         let vsum: f64 = v.iter().sum();
         let mut sums = vec![0.0; self.n];
         let m = self.m;
-        let job = |(out, row): (&mut f64, &[f32])| *out = dot_f32(row, &v);
+        // groups of `ROWS` rows share the loads of v
+        let job = |(out, group): (&mut [f64], &[f32])| {
+            if out.len() == ROWS {
+                let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &group[r * m..(r + 1) * m]);
+                out.copy_from_slice(&dots_f32(&rows, &v));
+            } else {
+                for (o, row) in out.iter_mut().zip(group.chunks(m)) {
+                    *o = dot_f32(row, &v);
+                }
+            }
+        };
         if parallel {
-            sums.par_iter_mut()
-                .zip(self.entries.par_chunks(m))
+            sums.par_chunks_mut(ROWS)
+                .zip(self.entries.par_chunks(ROWS * m))
                 .for_each(job);
         } else {
-            sums.iter_mut().zip(self.entries.chunks(m)).for_each(job);
+            sums.chunks_mut(ROWS)
+                .zip(self.entries.chunks(ROWS * m))
+                .for_each(job);
         }
         let (logs, bound) = finish(&sums, &self.r, top, vsum);
         (logs, bound, drift)
@@ -288,9 +343,17 @@ impl StoredKernel {
         let job = |k: usize| -> Vec<f64> {
             let mut acc = vec![0.0; m];
             let (lo, hi) = (k * block, ((k + 1) * block).min(n));
-            for i in lo..hi {
+            let row = |i: usize| &self.entries[i * m..(i + 1) * m];
+            let mut i = lo;
+            while i + ROWS <= hi {
+                let rows: [&[f32]; ROWS] = std::array::from_fn(|r| row(i + r));
+                let alpha: [f64; ROWS] = std::array::from_fn(|r| u[i + r]);
+                axpy_rows(&alpha, &rows, &mut acc);
+                i += ROWS;
+            }
+            for i in i..hi {
                 if u[i] != 0.0 {
-                    axpy_f32(u[i], &self.entries[i * m..(i + 1) * m], &mut acc);
+                    axpy_f32(u[i], row(i), &mut acc);
                 }
             }
             acc
@@ -312,158 +375,10 @@ impl StoredKernel {
     }
 }
 
-/// One row of the absorption: returns false on an overflowing entry or a row without weight.
-#[allow(clippy::too_many_arguments)]
-fn build_row(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: &mut [f32],
-    ri: &mut f64,
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected
-        return unsafe { build_row_avx2(xi, yt, c, log_b, b, inv_eps, work, out, ri) };
-    }
-    build_row_with::<false>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn build_row_avx2(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: &mut [f32],
-    ri: &mut f64,
-) -> bool {
-    build_row_with::<true>(xi, yt, c, log_b, b, inv_eps, work, out, ri)
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn build_row_with<const F: bool>(
-    xi: &[f64],
-    yt: &[f64],
-    c: &[f64],
-    log_b: &[f64],
-    b: &[f64],
-    inv_eps: f64,
-    work: &mut [f64],
-    out: &mut [f32],
-    ri: &mut f64,
-) -> bool {
-    let m = c.len();
-    // exponents c_j - C_ij/eps
-    work.copy_from_slice(&yt[..m]);
-    for w in work.iter_mut() {
-        let t = xi[0] - *w;
-        *w = t * t;
-    }
-    for (k, &xk) in xi.iter().enumerate().skip(1) {
-        for (w, &y) in work.iter_mut().zip(&yt[k * m..(k + 1) * m]) {
-            let t = xk - y;
-            *w += t * t;
-        }
-    }
-    for (w, &cj) in work.iter_mut().zip(c) {
-        *w = cj - *w * inv_eps;
-    }
-    let top = work
-        .iter()
-        .zip(log_b)
-        .fold(f64::NEG_INFINITY, |acc, (&w, &lb)| acc.max(w + lb));
-    if !top.is_finite() {
-        return false;
-    }
-    let mut s = 0.0;
-    for (w, &bj) in work.iter_mut().zip(b) {
-        *w = exp_fast_with::<F>(*w - top);
-        s += bj * *w;
-    }
-    // r_i = -(top + ln s): entries exp(c_j - C_ij/eps + r_i) = work_j / s
-    *ri = -(top + s.ln());
-    let inv_s = 1.0 / s;
-    let mut ok = true;
-    for (o, &w) in out.iter_mut().zip(work.iter()) {
-        let v = w * inv_s;
-        ok &= v < f64::from(f32::MAX);
-        *o = if v < f64::from(f32::MIN_POSITIVE) {
-            0.0
-        } else {
-            v as f32
-        };
-    }
-    ok
-}
-
-/// sum_k row_k v_k in f64, four independent partial sums (AVX2 + FMA where the CPU has them).
-fn dot_f32(row: &[f32], v: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected
-        return unsafe { dot_f32_avx2(row, v) };
-    }
-    dot_f32_with(row, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_f32_avx2(row: &[f32], v: &[f64]) -> f64 {
-    dot_f32_with(row, v)
-}
-
-#[inline(always)]
-fn dot_f32_with(row: &[f32], v: &[f64]) -> f64 {
-    let mut s = [0.0f64; 8];
-    let (rc, vc) = (row.chunks_exact(8), v.chunks_exact(8));
-    let (rr, vr) = (rc.remainder(), vc.remainder());
-    for (x, y) in rc.zip(vc) {
-        for l in 0..8 {
-            s[l] += f64::from(x[l]) * y[l];
-        }
-    }
-    let tail: f64 = rr.iter().zip(vr).map(|(&x, &y)| f64::from(x) * y).sum();
-    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail
-}
-
-/// acc += alpha * row (f32 row, f64 accumulator).
-fn axpy_f32(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected
-        unsafe { axpy_f32_avx2(alpha, row, acc) };
-        return;
-    }
-    axpy_f32_with(alpha, row, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_f32_avx2(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    axpy_f32_with(alpha, row, acc);
-}
-
-#[inline(always)]
-fn axpy_f32_with(alpha: f64, row: &[f32], acc: &mut [f64]) {
-    for (a, &x) in acc.iter_mut().zip(row) {
-        *a += alpha * f64::from(x);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::super::tree::KdTree;
+    use super::kernels::exp_entry;
     use super::*;
 
     fn cloud(n: usize, d: usize, seed: u64) -> Vec<f64> {
@@ -530,6 +445,58 @@ mod tests {
             for j in 0..m {
                 let want = direct(ty.point(j), &tx, &a, &f, eps);
                 assert!((cols[j] - want).abs() <= cb, "{} vs {want}", cols[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn entry_exponential_is_within_its_share_of_the_rounding() {
+        let mut worst = 0.0f64;
+        for k in 0..200_001 {
+            let x = -700.0 + 720.0 * k as f64 / 200_000.0;
+            let (got, want) = (exp_entry::<false>(x), x.exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 3e-13, "{worst}");
+        assert!(STORED_ROUNDING - 2f64.powi(-24) > 10.0 * worst);
+        assert_eq!(exp_entry::<false>(-800.0), 0.0);
+    }
+
+    #[test]
+    fn fused_pass_equals_the_two_products() {
+        let (n, m, d, eps) = (45, 38, 3, 0.03);
+        let (x, y) = (cloud(n, d, 21), cloud(m, d, 22));
+        let a: Vec<f64> = (0..n).map(|i| 1.0 + (i % 4) as f64).collect();
+        let b: Vec<f64> = (0..m).map(|j| 0.5 + (j % 3) as f64).collect();
+        let f_hat: Vec<f64> = cloud(n, 1, 23).iter().map(|v| 0.05 * v).collect();
+        // rows y, columns x, absorbed at f_hat
+        let (kern, _) = StoredKernel::build(&y, &x, d, &a, &f_hat, eps, false).unwrap();
+        let f: Vec<f64> = f_hat
+            .iter()
+            .zip(cloud(n, 1, 24))
+            .map(|(u, r)| u + 0.1 * r)
+            .collect();
+        let old: Vec<f64> = cloud(m, 1, 25).iter().map(|v| 0.02 * v).collect();
+        for (omega, damping, parallel) in [(1.0, 1.0, false), (1.5, 0.8, true)] {
+            let scale = -eps * damping;
+            let (rows, rb, _) = kern.rows(&a, &f, false);
+            let next: Vec<f64> = old
+                .iter()
+                .zip(&rows)
+                .map(|(&o, &l)| o + omega * (scale * l - o))
+                .collect();
+            let (cols, cb, _) = kern.cols(&b, &next, false);
+            let shift = kern.top_exponent(&b, &next) + 3.0;
+            let pass = kern.fused(&a, &f, &b, &old, scale, omega, shift, parallel);
+            assert!((pass.row_bound - rb).abs() <= 1e-12 && (pass.col_bound - cb).abs() <= 1e-9);
+            for (p, q) in pass.rows.iter().zip(&rows) {
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0));
+            }
+            for (p, q) in pass.next.iter().zip(&next) {
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0));
+            }
+            for (p, q) in pass.cols.iter().zip(&cols) {
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0), "{p} {q}");
             }
         }
     }
