@@ -346,9 +346,36 @@ impl Ctx<'_> {
         let acc = &w.acc[ni.start - w.offset..ni.end - w.offset];
         match d {
             // the dimension as a constant: the loop over the coordinates unrolls
-            2 => self.target_exponents::<2>(points, ci, dvec, d2, shift, acc, &mut w.expo, &mut w.scaled),
-            3 => self.target_exponents::<3>(points, ci, dvec, d2, shift, acc, &mut w.expo, &mut w.scaled),
-            _ => self.target_exponents::<0>(points, ci, dvec, d2, shift, acc, &mut w.expo, &mut w.scaled),
+            2 => self.target_exponents::<2>(
+                points,
+                ci,
+                dvec,
+                d2,
+                shift,
+                acc,
+                &mut w.expo,
+                &mut w.scaled,
+            ),
+            3 => self.target_exponents::<3>(
+                points,
+                ci,
+                dvec,
+                d2,
+                shift,
+                acc,
+                &mut w.expo,
+                &mut w.scaled,
+            ),
+            _ => self.target_exponents::<0>(
+                points,
+                ci,
+                dvec,
+                d2,
+                shift,
+                acc,
+                &mut w.expo,
+                &mut w.scaled,
+            ),
         }
         for sc in w.scaled.iter_mut() {
             *sc = exp_fast_with::<F>(*sc);

@@ -397,7 +397,9 @@ fn avx2_dots_match_their_definition_bit_for_bit() {
     for terms in 0..=45 {
         let stride = terms + 3;
         for nrows in 0..9 {
-            let rows: Vec<f64> = (0..nrows * stride).map(|_| 2.0 * lcg(&mut seed) - 1.0).collect();
+            let rows: Vec<f64> = (0..nrows * stride)
+                .map(|_| 2.0 * lcg(&mut seed) - 1.0)
+                .collect();
             let single: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
             let v: Vec<f64> = (0..terms).map(|_| lcg(&mut seed) * 1e3 - 5e2).collect();
             let mut out = vec![f64::NAN; nrows];
@@ -406,9 +408,17 @@ fn avx2_dots_match_their_definition_bit_for_bit() {
             dots::<true, f32>(&single, stride, &v, &mut out_single);
             for r in 0..nrows {
                 let row = &rows[r * stride..r * stride + terms];
-                assert_eq!(out[r].to_bits(), reference(row, &v).to_bits(), "f64 {terms} {r}");
+                assert_eq!(
+                    out[r].to_bits(),
+                    reference(row, &v).to_bits(),
+                    "f64 {terms} {r}"
+                );
                 let row = &single[r * stride..r * stride + terms];
-                assert_eq!(out_single[r].to_bits(), reference(row, &v).to_bits(), "f32 {terms} {r}");
+                assert_eq!(
+                    out_single[r].to_bits(),
+                    reference(row, &v).to_bits(),
+                    "f32 {terms} {r}"
+                );
             }
         }
     }
