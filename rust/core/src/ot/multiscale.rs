@@ -111,6 +111,21 @@ mod tests {
     }
 
     #[test]
+    fn coarse_trees_have_half_the_leaf_size() {
+        let n = 2000;
+        let x = cloud(n, 2, 1.0);
+        let side = Side::new(&x, 2, &vec![1.0 / n as f64; n], 32, f64::INFINITY, 1.0).unwrap();
+        let coarse = coarse_side(&side, 8, 32).unwrap();
+        let tree = &coarse.tree;
+        let largest = tree.leaves.iter().map(|&l| tree.nodes[l].len()).max();
+        // a tree of the full leaf size would have leaves above 16 points (n / 8 / 16 > 2 leaves)
+        assert!(largest.unwrap() <= 16, "largest coarse leaf {largest:?}");
+        assert!(largest.unwrap() > 8);
+        assert_eq!(coarse_tree_leaf(1), 1);
+        assert_eq!(coarse_tree_leaf(32), 16);
+    }
+
+    #[test]
     fn multiscale_warm_start_gives_the_same_solution() {
         let (n, m) = (3000, 2500);
         let (x, y) = (cloud(n, 3, 1.0), cloud(m, 4, 0.5));

@@ -382,6 +382,21 @@ impl Ctx<'_> {
         }
         let first = ni.start - w.offset;
         let acc = &mut w.acc[first..first + len];
+        if k == 0 && !self.with_cost {
+            // a Sinkhorn update: the weights' sums only (the loop below, without the columns and
+            // the cost; slices borrowed once, so no buffer is reloaded per target)
+            let (vals, expo, scaled) = (&w.vals[..len], &w.expo[..len], &w.scaled[..len]);
+            for (((a, &val), &e), &sc) in acc.iter_mut().zip(vals).zip(expo).zip(scaled) {
+                if val > 0.0 {
+                    if e - a.m <= SCALE_MAX {
+                        a.s = madd::<F>(sc, val, a.s);
+                    } else {
+                        a.add(e + val.ln(), 0.0);
+                    }
+                }
+            }
+            return;
+        }
         for (r, a) in acc.iter_mut().enumerate() {
             let val = w.vals[r];
             if val > 0.0 {
