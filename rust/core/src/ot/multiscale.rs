@@ -14,7 +14,7 @@ use crate::ot::kernel::KernelStats;
 
 /// The coarse cloud of `side`: one point per leaf of a tree of `coarse_leaf` points per leaf, at
 /// the leaf's weighted centroid (its plain centroid when its weight is zero), with the leaf's
-/// weight; same penalty and mass, kernel trees of half the `leaf_size` (`coarse_tree_leaf`).
+/// weight; same penalty and mass, kernel trees of half the `leaf_size` in 2-D (`coarse_tree_leaf`).
 pub(super) fn coarse_side(side: &Side, coarse_leaf: usize, leaf_size: usize) -> Result<Side> {
     let d = side.tree.d;
     let grouping = KdTree::build(&side.tree.points, d, coarse_leaf)?;
@@ -44,7 +44,7 @@ pub(super) fn coarse_side(side: &Side, coarse_leaf: usize, leaf_size: usize) -> 
         &points,
         d,
         &weights,
-        coarse_tree_leaf(leaf_size),
+        coarse_tree_leaf(leaf_size, d),
         side.rho,
         side.mass,
     )
@@ -55,9 +55,14 @@ pub(super) fn coarse_side(side: &Side, coarse_leaf: usize, leaf_size: usize) -> 
 /// (2-D) and at the last coarse eps few leaf pairs admit an expansion (T = 2 r_I r_J / eps > 1/2):
 /// measured at 2,048 uniform points, eps = 0.0156, tol 1e-3, one application took 18.5 ms with
 /// leaves of 32 (2.6e6 entries evaluated densely), 9.4 ms with 16, 8.5 ms with 8; the mixture
-/// 12.6, 8.5 and 18.9 ms.
-pub(super) fn coarse_tree_leaf(leaf_size: usize) -> usize {
-    (leaf_size / 2).max(1)
+/// 12.6, 8.5 and 18.9 ms. Only in 2-D: in 3-D the whole solve measured 1.03-1.08x slower with it
+/// (mixture-3d, n = 1e4, same process, two runs), although the coarse applications alone were not.
+pub(super) fn coarse_tree_leaf(leaf_size: usize, d: usize) -> usize {
+    if d <= 2 {
+        (leaf_size / 2).max(1)
+    } else {
+        leaf_size
+    }
 }
 
 /// g on the full `ys` from a coarse f on `coarse_x`: the update G(f) against the coarse cloud.
@@ -121,8 +126,9 @@ mod tests {
         // a tree of the full leaf size would have leaves above 16 points (n / 8 / 16 > 2 leaves)
         assert!(largest.unwrap() <= 16, "largest coarse leaf {largest:?}");
         assert!(largest.unwrap() > 8);
-        assert_eq!(coarse_tree_leaf(1), 1);
-        assert_eq!(coarse_tree_leaf(32), 16);
+        assert_eq!(coarse_tree_leaf(1, 2), 1);
+        assert_eq!(coarse_tree_leaf(32, 2), 16);
+        assert_eq!(coarse_tree_leaf(32, 3), 32);
     }
 
     #[test]
