@@ -16,10 +16,13 @@ pub(super) const SINGLE_ROUNDING: f64 = 3.3e-7;
 
 /// A cached row entry: f64, or f32 read as f64.
 pub(super) trait RowValue: Copy {
+    /// Whether the entries are f32 (else f64): how the AVX2 code loads them.
+    const SINGLE: bool;
     fn get(self) -> f64;
 }
 
 impl RowValue for f64 {
+    const SINGLE: bool = false;
     #[inline(always)]
     fn get(self) -> f64 {
         self
@@ -27,6 +30,7 @@ impl RowValue for f64 {
 }
 
 impl RowValue for f32 {
+    const SINGLE: bool = true;
     #[inline(always)]
     fn get(self) -> f64 {
         self as f64

@@ -91,6 +91,13 @@ pub(super) fn dots<const F: bool, R: RowValue>(
     v: &[f64],
     out: &mut [f64],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if F {
+        // SAFETY: F is only true inside functions compiled with AVX2 + FMA, reached after the
+        // run-time check
+        unsafe { dots_avx2::<R>(rows, stride, v, out) };
+        return;
+    }
     let terms = v.len();
     let k0 = terms / 4 * 4;
     let mut quads = out.chunks_exact_mut(4);
@@ -125,6 +132,61 @@ pub(super) fn dots<const F: bool, R: RowValue>(
     for (k, o) in quads.into_remainder().iter_mut().enumerate() {
         let q = r + k;
         *o = dot::<F, R>(&rows[q * stride..q * stride + terms], v);
+    }
+}
+
+/// `dots` in AVX2 + FMA intrinsics: the same four lanes per row (lane l sums the terms l, l + 4,
+/// ...), fused multiply-adds, the same final sums, so the values are `dots::<true, _>`'s bit for
+/// bit (the compiler paired rows in 2-wide registers with shuffles instead: ~30% of the far-field
+/// evaluation, measured at n = 1e4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_avx2<R: RowValue>(rows: &[R], stride: usize, v: &[f64], out: &mut [f64]) {
+    use std::arch::x86_64::{
+        __m256d, _mm256_cvtps_pd, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_setzero_pd,
+        _mm256_storeu_pd, _mm_loadu_ps,
+    };
+    let terms = v.len();
+    let k0 = terms / 4 * 4;
+    let quads = out.len() / 4;
+    // every row read below lies in `rows`: rows r < out.len(), entries < terms
+    assert!(out.is_empty() || (out.len() - 1) * stride + terms <= rows.len());
+    // SAFETY (loads): p + c + 4 <= p + k0 <= p + terms, inside `rows` by the asserts
+    let load = |p: *const R, c: usize| -> __m256d {
+        unsafe {
+            if R::SINGLE {
+                _mm256_cvtps_pd(_mm_loadu_ps(p.add(c) as *const f32))
+            } else {
+                _mm256_loadu_pd(p.add(c) as *const f64)
+            }
+        }
+    };
+    for qd in 0..quads {
+        let r = 4 * qd;
+        let base = rows.as_ptr();
+        let p = [0, 1, 2, 3].map(|u| unsafe { base.add((r + u) * stride) });
+        let mut s = [_mm256_setzero_pd(); 4];
+        let mut c = 0;
+        while c < k0 {
+            let vc = unsafe { _mm256_loadu_pd(v.as_ptr().add(c)) };
+            for u in 0..4 {
+                s[u] = _mm256_fmadd_pd(load(p[u], c), vc, s[u]);
+            }
+            c += 4;
+        }
+        for u in 0..4 {
+            let mut lanes = [0.0f64; 4];
+            unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), s[u]) };
+            let row = &rows[(r + u) * stride..(r + u) * stride + terms];
+            let mut tail = 0.0;
+            for (x, y) in row[k0..].iter().zip(&v[k0..]) {
+                tail = x.get().mul_add(*y, tail);
+            }
+            out[r + u] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail;
+        }
+    }
+    for q in 4 * quads..out.len() {
+        out[q] = dot::<true, R>(&rows[q * stride..q * stride + terms], v);
     }
 }
 
