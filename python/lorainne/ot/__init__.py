@@ -52,12 +52,14 @@ Every balanced problem is solved on unit masses and, when the points span more t
 and C / eps do not change), so data at any scale float64 can hold gives the rescaled answer:
 ``sinkhorn(2**k x, 2**k y, eps=4**k eps)`` returns ``4**k`` times the cost and the potentials.
 
-Two kernels do the work. ``method="dense"`` evaluates every entry (log-sum-exp over all pairs,
+Three kernels do the work. ``method="dense"`` evaluates every entry (log-sum-exp over all pairs,
 O(n m) time per iteration; the Rust path stores nothing of size n x m, the xp path forms C).
 ``method="hierarchical"`` (Rust, NumPy input) partitions the points with k-d trees and applies the
 kernel through dense near-field blocks, far-field blocks expanded with an entrywise *relative*
 error bound, and pruned blocks whose contribution is provably below the tolerance; memory is
-O(n + m). The whole Sinkhorn loop runs in Rust with the GIL released.
+O(n + m). ``method="matrix"`` (Rust, NumPy input) stores the log-domain stabilized kernel in
+float32 (4 n m bytes, refused above 4 GB) and reads it once per iteration, with a run-time error
+bound. The whole Sinkhorn loop runs in Rust with the GIL released.
 
 Accuracy and cost of the hierarchical kernel. For boxes I, J with centres c_I, c_J and radii
 r_I, r_J, ``exp(-|x-y|^2/eps) = exp(-|c_I-c_J|^2/eps) alpha_i beta_j exp(2 (x-c_I).(y-c_J)/eps)``;
@@ -102,7 +104,10 @@ distance d / 6), one thread, best of 3 on a loaded 2-core machine (benches/RESUL
 
 so the tree pays off in 2-D (and more so at larger n, O(n) against O(n^2) work), breaks even in
 3-D, and from d = 4 on ``method="dense"`` (also O(n + m) memory in Rust) is as fast or faster;
-``method="auto"`` still picks the tree beyond 1e5 pairs, so pass ``method="dense"`` for d >= 4.
+``method="auto"`` picks the tree beyond 1e5 pairs in 1-D and 2-D; in 3 or more dimensions it
+stores the float32 stabilized kernel (``method="matrix"``, one read per iteration) when its
+4 n m bytes fit in 1 GiB (n = m = 16,384), and the tree beyond that; pass ``method="dense"`` for
+d >= 4 at larger n, or ``method="hierarchical"`` to keep memory O(n + m).
 float32 points are solved in float64 (the kernel bound holds as for float64 input) and the
 potentials, cost and dual come back in float32. Duplicate points are fine on both kernels (the
 tree puts identical points in one leaf; equal points get equal potentials), and so are zero

@@ -3,8 +3,8 @@
 
 Import it as ``from lorainne.ot import pot`` (it is not imported by ``lorainne.ot`` itself). Each
 function takes POT's argument names where the meanings coincide and returns what POT returns;
-the work is done by :func:`lorainne.sinkhorn` (hierarchical kernel beyond 1e5 pairs, memory linear
-in n) and :func:`lorainne.sinkhorn_divergence`.
+the work is done by :func:`lorainne.sinkhorn` (beyond 1e5 pairs the hierarchical kernel, memory linear
+in n, or in 3-D the stored float32 kernel within 1 GiB) and :func:`lorainne.sinkhorn_divergence`.
 
 =========================================================  ==============================================
 POT                                                        lorainne.ot.pot (same call)
