@@ -23,8 +23,34 @@ pub(super) fn madd<const F: bool>(a: f64, b: f64, c: f64) -> f64 {
 
 /// `exp_fast` with the Horner steps fused when `F` (inside an FMA-enabled caller).
 #[inline(always)]
-#[allow(clippy::excessive_precision)] // the Cody-Waite constants as published
 pub(super) fn exp_fast_with<const F: bool>(x: f64) -> f64 {
+    exp_poly_with::<F, 13>(
+        x,
+        &[
+            1.0 / 6_227_020_800.0, // 1/13!
+            1.0 / 479_001_600.0,
+            1.0 / 39_916_800.0,
+            1.0 / 3_628_800.0,
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ],
+    )
+}
+
+/// exp(x) for x <= 709 (0 below -708): Cody-Waite reduction to |r| <= ln2/2, then the Taylor
+/// polynomial of degree `N` whose `N + 1` coefficients (highest first) are given, by Horner steps
+/// fused when `F`. The degree sets the accuracy (`exp_fast_with`: 13; the stored kernel's: 10).
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // the Cody-Waite constants as published
+pub(super) fn exp_poly_with<const F: bool, const N: usize>(x: f64, taylor: &[f64]) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
@@ -33,22 +59,8 @@ pub(super) fn exp_fast_with<const F: bool>(x: f64) -> f64 {
     let t = xc * LOG2E + MAGIC;
     let k = t - MAGIC;
     let r = madd::<F>(-k, LN2_LO, madd::<F>(-k, LN2_HI, xc));
-    let mut p = 1.0 / 6_227_020_800.0; // 1/13!
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
+    let mut p = taylor[0];
+    for &c in &taylor[1..=N] {
         p = madd::<F>(p, r, c);
     }
     let scale = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);

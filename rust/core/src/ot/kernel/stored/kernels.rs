@@ -4,7 +4,7 @@
 //! (the same code compiled for each: the lanes and the order of every sum are fixed, so results
 //! do not depend on the thread count).
 
-use crate::ot::kernel::simd::madd;
+use crate::ot::kernel::simd::{exp_poly_with, madd};
 
 /// One row of the absorption: returns false on an overflowing entry or a row without weight.
 /// `out` None: only the row's log sum. `ri`: the row's shift r_i and its log sum
@@ -158,38 +158,23 @@ const BUILD_LANES: usize = 64;
 /// with a degree-10 Taylor polynomial (remainder 0.347^11 / 11! < 2.2e-13 on |r| <= ln2/2), far
 /// below the 2^-24 of the float32 rounding that follows (`STORED_ROUNDING` keeps 9e-11 for it).
 #[inline(always)]
-#[allow(clippy::excessive_precision)] // the Cody-Waite constants as published
 pub(super) fn exp_entry<const F: bool>(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-    let xc = x.clamp(-708.0, 709.0);
-    let t = xc * LOG2E + MAGIC;
-    let k = t - MAGIC;
-    let r = madd::<F>(-k, LN2_LO, madd::<F>(-k, LN2_HI, xc));
-    let mut p = 1.0 / 3_628_800.0; // 1/10!
-    for c in [
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = madd::<F>(p, r, c);
-    }
-    let scale = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
-    let v = p * scale;
-    if x < -708.0 {
-        0.0
-    } else {
-        v
-    }
+    exp_poly_with::<F, 10>(
+        x,
+        &[
+            1.0 / 3_628_800.0, // 1/10!
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ],
+    )
 }
 
 /// Partial sums added pairwise in a fixed order.
