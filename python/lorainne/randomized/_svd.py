@@ -41,6 +41,17 @@ def auto_krylov_depth(rank: int, shape: tuple[int, int]) -> int:
     return 3
 
 
+def _check_krylov_width(block_size: int, depth: int, rank: int) -> None:
+    """A block narrower than the rank needs depth + 1 blocks of at least ``rank`` columns together:
+    the Rayleigh-Ritz step picks the top ``rank`` of the (depth + 1) block_size Ritz vectors.
+    """
+    if (depth + 1) * block_size < rank:
+        raise ValueError(
+            f"block_size={block_size} at depth n_power_iter={depth} gives (depth + 1) * block_size = "
+            f"{(depth + 1) * block_size} columns, fewer than rank={rank}: widen the block or deepen the space"
+        )
+
+
 def _check_flip_sign(flip_sign) -> str | None:
     """The convention "vt", "u" or None (no flip); True is scikit-learn's flip_sign=True ("u")."""
     if isinstance(flip_sign, (bool, np.bool_)):
@@ -141,6 +152,7 @@ def randomized_svd(
     init=None,
     tol: float | None = None,
     method: str = "subspace",
+    block_size: int | None = None,
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
@@ -242,9 +254,28 @@ def randomized_svd(
             auto = False
     else:
         auto = False
+        if block_size is not None:
+            raise ValueError(
+                f"block_size={block_size!r} needs method='block_krylov' (subspace's block is rank + n_oversamples)"
+            )
     plan = _plan(
-        A, rank, n_oversamples, n_power_iter, qr, init, tol, random_state, backend, n_threads, allow_complex=True
+        A,
+        rank,
+        n_oversamples,
+        n_power_iter,
+        qr,
+        init,
+        tol,
+        random_state,
+        backend,
+        n_threads,
+        allow_complex=True,
+        block_size=block_size,
     )
+    if block_size is not None:
+        _check_krylov_width(
+            plan.size, auto_krylov_depth(plan.rank, plan.op.shape) if auto else plan.n_power_iter, plan.rank
+        )
     xp = plan.op.xp
     if plan.backend == "dask" and not plan.dask_checked:  # one graph, one gather (lorainne._dask_graph)
         return _dask_svd(plan, method, auto, convention)
