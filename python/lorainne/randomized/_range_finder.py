@@ -222,9 +222,12 @@ def _plan(
     *,
     allow_complex=False,
     one_graph=True,
+    block_size=None,
 ) -> _Plan:
     """The validated arguments. ``one_graph``: the caller runs a Dask A through ``lorainne._dask_graph``
     when it can (no ``init``, no ``tol``, CholeskyQR2), which checks A in its own first pass.
+    ``block_size``: the columns of the sketch (block Krylov's block width, checked here against
+    min(m, n)) instead of rank + n_oversamples.
     """
     if is_dask_array(A):  # finiteness and max |a_ij| are checked with the first sketch, below
         if is_complex(A):
@@ -279,7 +282,9 @@ def _plan(
     dense = op.dense
     has_kernel = dense is not None and isinstance(dense, np.ndarray)
     chosen = resolve(A, init, backend=backend, rust_kernel=has_kernel)
-    columns = size if size is not None else min(rank + n_oversamples, m, n)
+    if block_size is not None:
+        block_size = check_int(block_size, "block_size", low=1, high=min(m, n))
+    columns = size if size is not None else block_size if block_size is not None else min(rank + n_oversamples, m, n)
     # Sparse matrices and operators on the host (a duck-typed operator resolves to "xp" but multiplies
     # NumPy blocks: its namespace is NumPy's).
     host_kernels = (
