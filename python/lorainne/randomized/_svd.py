@@ -214,6 +214,7 @@ def randomized_svd(
         least ``rank`` (the Rayleigh-Ritz step keeps the top ``rank`` of its (q + 1) b Ritz vectors),
         and a useful space has some room beyond it, e.g. (q + 1) b >= rank + 10. 1 <= b <= min(m, n).
         Each pass reads all of A whatever b, so very narrow blocks (b << 20) pay in memory traffic.
+        A warm start ``init`` wider than b is cut to its first b columns.
     flip_sign : {"vt", "u", True, False}, default "vt"
         The sign convention (singular vectors are unique up to sign):
 
