@@ -3,8 +3,9 @@
 
 The modules, one job each (imports go down this list only):
 
-* ``_range_finder``: :func:`householder_qr`, :func:`cholesky_qr2`, :func:`range_finder`, the
-  validated plan shared by the drivers, :class:`SVDResult`;
+* ``_qr_factorizations``: :func:`householder_qr`, :func:`cholesky_qr2`;
+* ``_range_finder``: :func:`range_finder`, the validated plan and the products shared by the
+  drivers, :class:`SVDResult`;
 * ``_krylov``: the block Krylov basis (Musco and Musco 2015) with its Rayleigh-Ritz step;
 * ``_svd``: :func:`randomized_svd` (``method="subspace" | "block_krylov"``);
 * ``_certified``: :func:`svd_certified`, block Krylov grown until a rank or tolerance is
@@ -15,7 +16,8 @@ The modules, one job each (imports go down this list only):
 
 from ._certified import CertifiedSVD, chernoff_factor, svd_certified
 from ._cqrrpt import CQRRPTResult, cqrrpt
-from ._range_finder import SVDResult, auto_power_iterations, cholesky_qr2, householder_qr, range_finder
+from ._qr_factorizations import cholesky_qr2, householder_qr
+from ._range_finder import SVDResult, auto_power_iterations, range_finder
 from ._svd import SVD_METHODS, auto_krylov_depth, randomized_svd
 
 __all__ = [
