@@ -8,6 +8,8 @@ mod multiscale;
 mod objective;
 pub mod sinkhorn;
 pub mod symmetric;
+#[cfg(test)]
+mod test_points;
 pub mod tree;
 
 pub use kernel::{

@@ -82,16 +82,12 @@ mod tests {
     use super::*;
     use crate::interrupt::NEVER;
     use crate::ot::sinkhorn::sinkhorn;
+    use crate::ot::test_points::uniform;
 
     fn cloud(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-        let mut s = seed;
-        (0..2 * n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                0.2 + scale * (s >> 11) as f64 / (1u64 << 53) as f64
-            })
+        uniform(2 * n, seed)
+            .iter()
+            .map(|v| 0.2 + scale * v)
             .collect()
     }
 

@@ -332,8 +332,21 @@ impl Chain {
             ..opts.clone()
         };
         let f = update(p.xs, p.ys, &g, &start, eps, stats)?;
+        Ok(Chain::fresh(p, f, g, opts, eps, relax))
+    }
+
+    /// A chain at (f, g) before its first iteration: Anderson mixing when `relax` and the options
+    /// ask for it, else over-relaxation when `relax`.
+    fn fresh(
+        p: &Problem<'_>,
+        f: Vec<f64>,
+        g: Vec<f64>,
+        opts: &SinkhornOptions,
+        eps: f64,
+        relax: bool,
+    ) -> Chain {
         let anderson = (relax && opts.anderson > 0).then(|| Anderson::new(opts.anderson, &p.xs.w));
-        Ok(Chain {
+        Chain {
             eps,
             relax: relax && anderson.is_none(),
             f,
@@ -346,7 +359,7 @@ impl Chain {
             relaxation: Relaxation::new(),
             anderson,
             matrix: None,
-        })
+        }
     }
 
     /// One iteration (inexact Sinkhorn): while the marginal error is large the kernel only needs
@@ -616,15 +629,10 @@ pub fn sinkhorn(
     // with a schedule, the plain run at eps (what eps_scaling = None does) makes its first
     // iteration now, and races the final stage if that stalls (see `Stall`)
     // (method="matrix": only once the final stage stalls, module notes)
+    let plain_chain =
+        |stats: &mut KernelStats| Chain::new(&p, vec![0.0; m], opts, opts.eps, opts.relax, stats);
     let mut plain = if last > 0 && !opts.stored {
-        Some(Chain::new(
-            &p,
-            vec![0.0; m],
-            opts,
-            opts.eps,
-            opts.relax,
-            &mut stats,
-        )?)
+        Some(plain_chain(&mut stats)?)
     } else {
         None
     };
@@ -682,14 +690,7 @@ pub fn sinkhorn(
             interrupt.check()?;
             let racing = stall.as_ref().is_some_and(Stall::stalled);
             if racing && plain.is_none() {
-                plain = Some(Chain::new(
-                    &p,
-                    vec![0.0; m],
-                    opts,
-                    opts.eps,
-                    opts.relax,
-                    &mut stats,
-                )?);
+                plain = Some(plain_chain(&mut stats)?);
             }
             if let (Some(pc), true) = (plain.as_mut(), racing) {
                 state = run(pc, &p, opts, stage_tol, &mut n_iter, &mut stats, callback)?;

@@ -170,17 +170,10 @@ mod tests {
     use super::*;
     use crate::interrupt::NEVER;
     use crate::ot::sinkhorn::sinkhorn;
+    use crate::ot::test_points::uniform;
 
     fn cloud(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed;
-        (0..2 * n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 11) as f64 / (1u64 << 53) as f64
-            })
-            .collect()
+        uniform(2 * n, seed)
     }
 
     #[test]

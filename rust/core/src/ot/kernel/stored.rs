@@ -380,17 +380,10 @@ mod tests {
     use super::super::super::tree::KdTree;
     use super::kernels::exp_entry;
     use super::*;
+    use crate::ot::test_points::uniform;
 
     fn cloud(n: usize, d: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed;
-        (0..n * d)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 11) as f64 / (1u64 << 53) as f64
-            })
-            .collect()
+        uniform(n * d, seed)
     }
 
     /// log sum_k w_k exp((pot_k - |t - s_k|^2)/eps), directly.

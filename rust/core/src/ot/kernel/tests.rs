@@ -2,13 +2,7 @@
 
 use super::simd::{exp_fast, exp_fast_with};
 use super::*;
-
-fn lcg(seed: &mut u64) -> f64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (*seed >> 11) as f64 / (1u64 << 53) as f64
-}
+use crate::ot::test_points::lcg;
 
 fn check(n: usize, m: usize, d: usize, eps: f64, spread: f64) {
     let mut seed = 7u64;

@@ -5,7 +5,7 @@
 //! for the bytes of one product. An absorption gives G(f) exactly (the dense f64 application),
 //! so the step after it needs only the column product.
 
-use super::super::acceleration::{relax, Anderson, Relaxation};
+use super::super::acceleration::relax;
 use super::super::kernel::{StoredKernel, DRIFT_MAX, STORED_ROUNDING};
 use super::super::objective::objective_from;
 use super::{marginal_error, Chain, Problem, Side, SinkhornOptions};
@@ -100,21 +100,7 @@ impl Chain {
         eps: f64,
         relax: bool,
     ) -> Result<Chain> {
-        let anderson = (relax && opts.anderson > 0).then(|| Anderson::new(opts.anderson, &p.xs.w));
-        let mut chain = Chain {
-            eps,
-            relax: relax && anderson.is_none(),
-            f,
-            g: Vec::new(),
-            f_step: None,
-            f_plain: Vec::new(),
-            omega: 1.0,
-            err: f64::INFINITY,
-            iters: 0,
-            relaxation: Relaxation::new(),
-            anderson,
-            matrix: None,
-        };
+        let mut chain = Chain::fresh(p, f, Vec::new(), opts, eps, relax);
         chain.absorb(p, opts)?;
         let scale = -eps * p.ys.damping(eps);
         chain.g = match chain.matrix.as_ref().and_then(|m| m.pending.as_ref()) {
@@ -215,18 +201,7 @@ impl Chain {
 mod tests {
     use super::super::{sinkhorn, SinkhornOptions};
     use crate::interrupt::NEVER;
-
-    fn uniform(len: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 11) as f64 / (1u64 << 53) as f64
-            })
-            .collect()
-    }
+    use crate::ot::test_points::uniform;
 
     #[test]
     fn stored_kernel_solves_as_the_dense_one() {

@@ -1,15 +1,11 @@
 use super::*;
 use crate::interrupt::NEVER;
+use crate::ot::test_points::lcg;
 
 #[test]
 fn hierarchical_matches_dense() {
     let mut seed = 3u64;
-    let mut r = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut r = || lcg(&mut seed);
     let (n, m, d) = (600, 500, 2);
     let x: Vec<f64> = (0..n * d).map(|_| r()).collect();
     let y: Vec<f64> = (0..m * d).map(|_| 0.5 * r() + 0.3).collect();
@@ -33,12 +29,7 @@ fn hierarchical_matches_dense() {
 #[test]
 fn anderson_gives_the_same_solution_in_fewer_iterations() {
     let mut seed = 5u64;
-    let mut r = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut r = || lcg(&mut seed);
     let (n, m) = (400, 300);
     let x: Vec<f64> = (0..2 * n).map(|_| r()).collect();
     let y: Vec<f64> = (0..2 * m).map(|_| 0.4 * r() + 0.3).collect();
@@ -63,12 +54,7 @@ fn anderson_gives_the_same_solution_in_fewer_iterations() {
 fn unbalanced_dual_equals_primal_and_hierarchical_matches_dense() {
     let (n, m) = (120, 90);
     let mut seed = 11u64;
-    let mut r = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut r = || lcg(&mut seed);
     let x: Vec<f64> = (0..2 * n).map(|_| r()).collect();
     let y: Vec<f64> = (0..2 * m).map(|_| 0.6 * r() + 0.3).collect();
     let a = vec![1.0 / n as f64; n];
