@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
+from scipy.linalg.lapack import get_lapack_funcs
 
 from .._backend import is_dask_array, numpy_dtype
 from .._conjugate import abs2, adjoint
@@ -171,8 +172,15 @@ class BlockKrylov:
         if R is None:
             return False
         if isinstance(R, np.ndarray) and isinstance(Y, np.ndarray):  # without the array-API wrappers (~0.15 ms)
-            smallest = float(np.linalg.svd(R, compute_uv=False)[-1]) if R.shape[0] else 0.0
             norm = float(np.linalg.norm(Y))
+            bound = 10 * self.size * self.eps * norm
+            # s_min(R) >= 1 / ||R^-1||_F (0.3-0.5 s_min on the bench's blocks): a triangular inverse
+            # costs ~0.02 ms against the SVD's ~0.17 at b = 55; the SVD only when this bound falls short.
+            if R.dtype.char in "fd" and R.shape[0]:
+                inverse, info = get_lapack_funcs("trtri", (R,))(R, lower=0)
+                if info == 0 and bound <= math.sqrt(self.eps) / float(np.linalg.norm(inverse)):
+                    return True
+            smallest = float(np.linalg.svd(R, compute_uv=False)[-1]) if R.shape[0] else 0.0
         else:
             xp = self.xp
             smallest = float(xp.min(xp.linalg.svdvals(R))) if R.shape[0] else 0.0
