@@ -1,0 +1,461 @@
+//! All eigenvalues and the top-k eigenvectors of a symmetric tridiagonal matrix T (diagonal d,
+//! off-diagonal e): the tridiagonal stage of `lorainne.randomized._eigh_top`, which replaces a full
+//! `eigh` of the small Gram matrices of the randomized SVD when only their top eigenvectors are used.
+//!
+//! Eigenvalues: Sturm counts in the division-free form `p_i = (d_i - x) p_{i-1} - e_{i-1}^2 p_{i-2}`
+//! (a pivot guard and a rescaling every `RESCALE_EVERY` rows), in `LANES` independent lanes at once,
+//! with the derivative `p'` carried along for a Newton step inside each bracket. The ratio form of
+//! LAPACK's bisection has a division per row on its dependent chain; this one has only multiplies,
+//! so it runs at the throughput of the vector units. Each eigenvalue starts in a cell of one shared
+//! grid of counts, takes Newton steps while its bracket isolates it (bisection otherwise) and stops
+//! once the bracket is narrower than `2 n u ||T||`.
+//!
+//! Eigenvectors: inverse iteration on the LU factors (partial pivoting) of T - lambda I with LAPACK
+//! dstein's rules: eigenvalues closer than 1e-3 ||T|| form a cluster whose vectors are
+//! orthogonalized against each other, coincident shifts are pulled apart by 10 u ||T||, a vector is
+//! accepted after its growth passes sqrt(0.1 / n) twice, and any failure (no growth within
+//! `MAX_INVERSE_STEPS`, a residual above `RESIDUAL_SLACK n u ||T||`, non-finite values) returns
+//! `None`: the caller then runs a full `eigh`.
+
+use crate::error::{Error, Result};
+
+const LANES: usize = 8;
+const RESCALE_EVERY: usize = 8;
+/// Smallest |p_i / p_{i-1}| kept (T scaled to max |entry| in [0.5, 1]): eight guarded rows in a row
+/// shrink p by at most 2^-800, above the underflow threshold, and move an eigenvalue by 2^-100 ||T||.
+const PIVMIN: f64 = 7.888609052210118e-31; // 2^-100
+const MAX_EVALUATIONS: usize = 200;
+/// Cluster threshold of inverse iteration, relative to ||T||_1 (LAPACK dstein's ORTOL).
+const CLUSTER_GAP: f64 = 1e-3;
+const MAX_INVERSE_STEPS: usize = 6;
+/// Accepted residual ||T v - lambda v||_inf of a unit vector, in units of n u ||T||_1.
+const RESIDUAL_SLACK: f64 = 10.0;
+
+/// All n eigenvalues ascending and the eigenvectors of the k largest (column-major n x k, in
+/// ascending order of their eigenvalues), or `Ok(None)` when the checks above fail.
+pub fn tridiagonal_eigh_top(d: &[f64], e: &[f64], k: usize) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
+    let n = d.len();
+    if n == 0 {
+        return Err(Error::invalid("d", "must not be empty"));
+    }
+    if e.len() + 1 != n {
+        return Err(Error::invalid(
+            "e",
+            format!("must have {} entries (len(d) - 1), got {}", n - 1, e.len()),
+        ));
+    }
+    if k == 0 || k > n {
+        return Err(Error::invalid("k", format!("must be in [1, {n}], got {k}")));
+    }
+    if !d.iter().chain(e).all(|v| v.is_finite()) {
+        return Ok(None);
+    }
+    let largest = d.iter().chain(e).fold(0.0f64, |m, v| m.max(v.abs()));
+    if largest == 0.0 {
+        // T = 0: every eigenvalue is 0 and the unit vectors are eigenvectors.
+        let mut vectors = vec![0.0; n * k];
+        for c in 0..k {
+            vectors[c * n + n - k + c] = 1.0;
+        }
+        return Ok(Some((vec![0.0; n], vectors)));
+    }
+    // An exact power of two brings max |entry| into [0.5, 1]: no rounding, and the Sturm
+    // recurrence's bounds below hold whatever the input's scale.
+    let scale = 2f64.powi(-(largest.log2().floor() as i32) - 1);
+    let ds: Vec<f64> = d.iter().map(|v| v * scale).collect();
+    let es: Vec<f64> = e.iter().map(|v| v * scale).collect();
+    let Some(values) = eigenvalues(&ds, &es)? else {
+        return Ok(None);
+    };
+    let Some(vectors) = top_eigenvectors(&ds, &es, &values[n - k..]) else {
+        return Ok(None);
+    };
+    Ok(Some((values.iter().map(|v| v / scale).collect(), vectors)))
+}
+
+/// (count of eigenvalues below x, p(x) / p'(x)) in each lane: one pass over T for `LANES` points.
+#[inline(always)]
+fn sturm_lanes(d: &[f64], e2: &[f64], x: &[f64; LANES]) -> ([f64; LANES], [f64; LANES]) {
+    let mut p_prev = [1.0; LANES];
+    let mut dp_prev = [0.0; LANES];
+    let mut p = [0.0; LANES];
+    let mut dp = [-1.0; LANES];
+    let mut count = [0.0; LANES];
+    for l in 0..LANES {
+        let t = d[0] - x[l];
+        p[l] = if t.abs() < PIVMIN { -PIVMIN } else { t };
+        count[l] = if p[l] < 0.0 { 1.0 } else { 0.0 };
+    }
+    let mut row = 1;
+    while row < d.len() {
+        let end = (row + RESCALE_EVERY).min(d.len());
+        for i in row..end {
+            let (di, ei) = (d[i], e2[i - 1]);
+            for l in 0..LANES {
+                let t = di - x[l];
+                let raw = t * p[l] - ei * p_prev[l];
+                // q_i = p_i / p_{i-1} kept at least PIVMIN in magnitude, negative when guarded (as
+                // LAPACK's dstebz does with its ratio form): p never becomes 0, the count stays exact.
+                let next = if raw.abs() < PIVMIN * p[l].abs() {
+                    -PIVMIN * p[l]
+                } else {
+                    raw
+                };
+                let dnext = t * dp[l] - ei * dp_prev[l] - p[l];
+                count[l] += if (next < 0.0) != (p[l] < 0.0) { 1.0 } else { 0.0 };
+                p_prev[l] = p[l];
+                p[l] = next;
+                dp_prev[l] = dp[l];
+                dp[l] = dnext;
+            }
+        }
+        // |p_i| grows at most 4x a row (|d_i - x| <= 3, e^2 <= 1) and shrinks at most PIVMIN-fold:
+        // bringing |p_i| + |p_{i-1}| back to 1 every few rows keeps both in range.
+        for l in 0..LANES {
+            let r = 1.0 / (p[l].abs() + p_prev[l].abs());
+            p[l] *= r;
+            p_prev[l] *= r;
+            dp[l] *= r;
+            dp_prev[l] *= r;
+        }
+        row = end;
+    }
+    let mut ratio = [0.0; LANES];
+    for l in 0..LANES {
+        ratio[l] = p[l] / dp[l];
+    }
+    (count, ratio)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sturm_lanes_avx2(d: &[f64], e2: &[f64], x: &[f64; LANES]) -> ([f64; LANES], [f64; LANES]) {
+    sturm_lanes(d, e2, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+fn sturm_lanes_avx512(d: &[f64], e2: &[f64], x: &[f64; LANES]) -> ([f64; LANES], [f64; LANES]) {
+    sturm_lanes(d, e2, x)
+}
+
+type SturmFn = fn(&[f64], &[f64], &[f64; LANES]) -> ([f64; LANES], [f64; LANES]);
+
+/// The widest build of `sturm_lanes` this CPU runs.
+fn sturm_kernel() -> SturmFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512f") && has!("avx512vl") {
+                // SAFETY: the CPU has these features (checked just above)
+                return |d, e2, x| unsafe { sturm_lanes_avx512(d, e2, x) };
+            }
+            // SAFETY: as above
+            return |d, e2, x| unsafe { sturm_lanes_avx2(d, e2, x) };
+        }
+    }
+    sturm_lanes
+}
+
+/// One eigenvalue's search: it lies in [lo, hi), with `count_lo` eigenvalues below lo and
+/// `count_hi` below hi.
+#[derive(Clone, Copy)]
+struct Search {
+    index: usize,
+    lo: f64,
+    hi: f64,
+    count_lo: usize,
+    count_hi: usize,
+    x: f64,
+    evaluations: usize,
+}
+
+/// All eigenvalues of T (scaled to max |entry| in [0.5, 1]) ascending, to within `2 n u ||T||`.
+fn eigenvalues(d: &[f64], e: &[f64]) -> Result<Option<Vec<f64>>> {
+    let n = d.len();
+    let e2: Vec<f64> = e.iter().map(|v| v * v).collect();
+    let sturm = sturm_kernel();
+    // Gershgorin bounds, widened past the counts' rounding so that count(lo) = 0, count(hi) = n.
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for i in 0..n {
+        let radius = if i > 0 { e[i - 1].abs() } else { 0.0 } + if i + 1 < n { e[i].abs() } else { 0.0 };
+        lo = lo.min(d[i] - radius);
+        hi = hi.max(d[i] + radius);
+    }
+    let norm = lo.abs().max(hi.abs());
+    let u = f64::EPSILON / 2.0;
+    let tol = (2.0 * n as f64 + 4.0) * u * norm;
+    lo -= 4.0 * tol + 2.0 * PIVMIN;
+    hi += 4.0 * tol + 2.0 * PIVMIN;
+    // A shared grid of n cells gives every eigenvalue its first bracket for one pass per cell.
+    let cells = n.max(LANES);
+    let grid: Vec<f64> = (0..=cells)
+        .map(|c| lo + (hi - lo) * c as f64 / cells as f64)
+        .collect();
+    let mut counts = vec![0usize; cells + 1];
+    counts[cells] = n;
+    for chunk in (1..cells).collect::<Vec<_>>().chunks(LANES) {
+        let mut x = [grid[chunk[0]]; LANES];
+        for (l, &c) in chunk.iter().enumerate() {
+            x[l] = grid[c];
+        }
+        let (count, _) = sturm(d, &e2, &x);
+        for (l, &c) in chunk.iter().enumerate() {
+            counts[c] = count[l] as usize;
+        }
+    }
+    // Counts are monotone in exact arithmetic; rounding may break that by one near an eigenvalue.
+    for c in 1..=cells {
+        counts[c] = counts[c].max(counts[c - 1]);
+    }
+    let mut cell = 0;
+    let mut pending = (0..n).map(|index| {
+        while counts[cell + 1] <= index {
+            cell += 1;
+        }
+        Search {
+            index,
+            lo: grid[cell],
+            hi: grid[cell + 1],
+            count_lo: counts[cell],
+            count_hi: counts[cell + 1],
+            x: 0.5 * (grid[cell] + grid[cell + 1]),
+            evaluations: 0,
+        }
+    });
+    let mut values = vec![f64::NAN; n];
+    let mut lanes: [Option<Search>; LANES] = [None; LANES];
+    loop {
+        for lane in lanes.iter_mut().filter(|lane| lane.is_none()) {
+            *lane = pending.next();
+        }
+        if lanes.iter().all(Option::is_none) {
+            break;
+        }
+        let mut x = [0.0; LANES];
+        for (l, lane) in lanes.iter().enumerate() {
+            x[l] = lane.map_or(0.5 * (lo + hi), |s| s.x);
+        }
+        let (count, ratio) = sturm(d, &e2, &x);
+        for l in 0..LANES {
+            let Some(mut s) = lanes[l] else { continue };
+            let c = count[l] as usize;
+            if c > s.index {
+                (s.hi, s.count_hi) = (s.x, c);
+            } else {
+                (s.lo, s.count_lo) = (s.x, c);
+            }
+            s.evaluations += 1;
+            if s.hi - s.lo <= tol {
+                values[s.index] = 0.5 * (s.lo + s.hi);
+                lanes[l] = None;
+                continue;
+            }
+            if s.evaluations > MAX_EVALUATIONS {
+                return Ok(None);
+            }
+            let midpoint = 0.5 * (s.lo + s.hi);
+            let isolated = s.count_lo == s.index && s.count_hi == s.index + 1;
+            let mut next = s.x - ratio[l];
+            // A Newton step shorter than tol/2 has converged: step tol/2 past it, so that the next
+            // count closes the bracket from the other side.
+            if (next - s.x).abs() < 0.5 * tol {
+                next += (0.5 * tol).copysign(next - s.x);
+            }
+            // NaN (an overflowed derivative) fails the test and bisects.
+            let inside = s.lo < next && next < s.hi;
+            s.x = if isolated && inside && s.evaluations < 60 { next } else { midpoint };
+            lanes[l] = Some(s);
+        }
+    }
+    Ok(Some(values))
+}
+
+/// LU factors with partial pivoting of the tridiagonal T - shift I: U's three diagonals
+/// (`diag`, `upper`, `upper2`), L's multipliers and whether row i was swapped with row i + 1.
+struct ShiftedLu {
+    diag: Vec<f64>,
+    upper: Vec<f64>,
+    upper2: Vec<f64>,
+    lower: Vec<f64>,
+    swapped: Vec<bool>,
+}
+
+impl ShiftedLu {
+    /// Pivots below `tiny` are raised to it (keeping their sign): the solve then amplifies the
+    /// eigenvector's direction instead of dividing by zero (LAPACK dlagtf/dlagts's perturbation).
+    fn new(d: &[f64], e: &[f64], shift: f64, tiny: f64) -> ShiftedLu {
+        let n = d.len();
+        let mut diag: Vec<f64> = d.iter().map(|v| v - shift).collect();
+        let mut upper: Vec<f64> = e.to_vec();
+        let mut upper2 = vec![0.0; n.saturating_sub(2)];
+        let mut lower = vec![0.0; n.saturating_sub(1)];
+        let mut swapped = vec![false; n.saturating_sub(1)];
+        for i in 0..n.saturating_sub(1) {
+            let below = e[i];
+            if diag[i].abs() >= below.abs() {
+                let factor = if diag[i] != 0.0 { below / diag[i] } else { 0.0 };
+                lower[i] = factor;
+                diag[i + 1] -= factor * upper[i];
+            } else {
+                // Row i + 1 (below, diag[i + 1], e[i + 1]) becomes the pivot row.
+                let factor = diag[i] / below;
+                lower[i] = factor;
+                swapped[i] = true;
+                diag[i] = below;
+                let old_upper = upper[i];
+                upper[i] = diag[i + 1];
+                diag[i + 1] = old_upper - factor * diag[i + 1];
+                if i + 2 < n {
+                    upper2[i] = upper[i + 1];
+                    upper[i + 1] *= -factor;
+                }
+            }
+        }
+        for v in &mut diag {
+            if v.abs() < tiny {
+                *v = if *v < 0.0 { -tiny } else { tiny };
+            }
+        }
+        ShiftedLu { diag, upper, upper2, lower, swapped }
+    }
+
+    /// b <- (T - shift I)^{-1} b.
+    fn solve(&self, b: &mut [f64]) {
+        let n = b.len();
+        for i in 0..n - 1 {
+            if self.swapped[i] {
+                let top = b[i];
+                b[i] = b[i + 1];
+                b[i + 1] = top - self.lower[i] * b[i];
+            } else {
+                b[i + 1] -= self.lower[i] * b[i];
+            }
+        }
+        b[n - 1] /= self.diag[n - 1];
+        if n >= 2 {
+            b[n - 2] = (b[n - 2] - self.upper[n - 2] * b[n - 1]) / self.diag[n - 2];
+        }
+        for i in (0..n.saturating_sub(2)).rev() {
+            b[i] = (b[i] - self.upper[i] * b[i + 1] - self.upper2[i] * b[i + 2]) / self.diag[i];
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let mut pairs = a.chunks_exact(4).zip(b.chunks_exact(4));
+    for (x, y) in &mut pairs {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = a.chunks_exact(4).remainder().iter().zip(b.chunks_exact(4).remainder()).map(|(x, y)| x * y).sum();
+    acc[0] + acc[1] + acc[2] + acc[3] + tail
+}
+
+/// Removes from b its components along the (orthonormal) columns of `basis`.
+fn orthogonalize(b: &mut [f64], basis: &[f64]) {
+    for v in basis.chunks_exact(b.len()) {
+        let c = dot(v, b);
+        for (x, y) in b.iter_mut().zip(v) {
+            *x -= c * y;
+        }
+    }
+}
+
+/// Unit eigenvectors (column-major, n x k) of T for the ascending eigenvalues `top`, or None.
+fn top_eigenvectors(d: &[f64], e: &[f64], top: &[f64]) -> Option<Vec<f64>> {
+    let n = d.len();
+    let u = f64::EPSILON / 2.0;
+    let mut norm1 = 0.0f64; // ||T||_1
+    for i in 0..n {
+        let side = if i > 0 { e[i - 1].abs() } else { 0.0 } + if i + 1 < n { e[i].abs() } else { 0.0 };
+        norm1 = norm1.max(d[i].abs() + side);
+    }
+    let tiny = u * norm1;
+    let separation = 10.0 * u * norm1;
+    let growth_needed = (0.1 / n as f64).sqrt();
+    let mut vectors = vec![0.0; n * top.len()];
+    let mut cluster_start = 0;
+    let mut last_shift = f64::NEG_INFINITY;
+    // A fixed pseudo-random start (a 64-bit LCG): reproducible, and with a component along every
+    // eigenvector in practice; a rare unlucky start shows as a failed growth test, hence None.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for (j, &value) in top.iter().enumerate() {
+        if j > 0 && value - top[j - 1] > CLUSTER_GAP * norm1 {
+            cluster_start = j;
+        }
+        let mut shift = value;
+        if j > cluster_start && shift - last_shift < separation {
+            shift = last_shift + separation;
+        }
+        last_shift = shift;
+        let lu = ShiftedLu::new(d, e, shift, tiny);
+        let (done, rest) = vectors.split_at_mut(j * n);
+        let cluster = &done[cluster_start * n..];
+        let b = &mut rest[..n];
+        for x in b.iter_mut() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *x = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+        }
+        let mut passed = 0;
+        for _ in 0..MAX_INVERSE_STEPS {
+            // dstein's scaling: ||b||_1 = n ||T||_1 max(u, |u_nn|), so that a solution of inf-norm
+            // sqrt(0.1 / n) means a growth that only the eigenvector's direction can give.
+            let l1: f64 = b.iter().map(|v| v.abs()).sum();
+            if !(l1 > 0.0 && l1.is_finite()) {
+                return None;
+            }
+            let s = n as f64 * norm1 * u.max(lu.diag[n - 1].abs()) / l1;
+            b.iter_mut().for_each(|v| *v *= s);
+            lu.solve(b);
+            orthogonalize(b, cluster);
+            let largest = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            if !largest.is_finite() {
+                return None;
+            }
+            if largest >= growth_needed {
+                passed += 1;
+                if passed == 2 {
+                    break;
+                }
+            }
+        }
+        if passed < 2 {
+            return None;
+        }
+        orthogonalize(b, cluster); // twice is enough (Kahan, Parlett)
+        let length = dot(b, b).sqrt();
+        if !(length > 0.0 && length.is_finite()) {
+            return None;
+        }
+        b.iter_mut().for_each(|v| *v /= length);
+        if residual(d, e, value, b) > RESIDUAL_SLACK * n as f64 * u * norm1 {
+            return None;
+        }
+    }
+    Some(vectors)
+}
+
+/// ||T v - lambda v||_inf.
+fn residual(d: &[f64], e: &[f64], value: f64, v: &[f64]) -> f64 {
+    let n = v.len();
+    (0..n)
+        .map(|i| {
+            let mut r = (d[i] - value) * v[i];
+            if i > 0 {
+                r += e[i - 1] * v[i - 1];
+            }
+            if i + 1 < n {
+                r += e[i] * v[i + 1];
+            }
+            r.abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+#[path = "tridiagonal_tests.rs"]
+mod tests;
