@@ -19,12 +19,16 @@
 
 use crate::error::{Error, Result};
 
-const LANES: usize = 8;
+/// Points per Sturm pass: four 8-wide vectors in flight hide the latency of each row's dependent
+/// multiply-subtract (one vector ran at that latency).
+const LANES: usize = 32;
 const RESCALE_EVERY: usize = 8;
 /// Smallest |p_i / p_{i-1}| kept (T scaled to max |entry| in [0.5, 1]): eight guarded rows in a row
 /// shrink p by at most 2^-800, above the underflow threshold, and move an eigenvalue by 2^-100 ||T||.
 const PIVMIN: f64 = 7.888609052210118e-31; // 2^-100
 const MAX_EVALUATIONS: usize = 200;
+/// Newton steps allowed to one eigenvalue before its search bisects only.
+const NEWTON_STEPS: usize = 40;
 /// Cluster threshold of inverse iteration, relative to ||T||_1 (LAPACK dstein's ORTOL).
 const CLUSTER_GAP: f64 = 1e-3;
 const MAX_INVERSE_STEPS: usize = 6;
@@ -158,20 +162,49 @@ fn sturm_kernel() -> SturmFn {
     sturm_lanes
 }
 
-/// One eigenvalue's search: it lies in [lo, hi), with `count_lo` eigenvalues below lo and
-/// `count_hi` below hi.
+/// An interval [lo, hi) with `count_lo` eigenvalues below lo and `count_hi` below hi; `next` is
+/// where its search evaluates next (a Newton point from an end's evaluation, or its midpoint).
 #[derive(Clone, Copy)]
-struct Search {
-    index: usize,
+struct Interval {
     lo: f64,
     hi: f64,
     count_lo: usize,
     count_hi: usize,
-    x: f64,
+    next: f64,
+    /// |last Newton step| (infinite after a bisection).
+    last_step: f64,
     evaluations: usize,
 }
 
-/// All eigenvalues of T (scaled to max |entry| in [0.5, 1]) ascending, to within `2 n u ||T||`.
+impl Interval {
+    /// Starts at the first of the Newton points `newton` inside (lo, hi), else at the midpoint.
+    fn new(lo: f64, hi: f64, count_lo: usize, count_hi: usize, newton: [f64; 2]) -> Interval {
+        let inside = |x: f64| lo < x && x < hi; // false for NaN (an overflowed derivative)
+        let next = newton.into_iter().find(|&x| inside(x)).unwrap_or(0.5 * (lo + hi));
+        Interval { lo, hi, count_lo, count_hi, next, last_step: f64::INFINITY, evaluations: 0 }
+    }
+}
+
+/// Files an interval: dropped when it holds no eigenvalue, its eigenvalues set when narrower than
+/// tol, to `isolated` when it holds one, to `open` (to bisect) otherwise.
+fn file(part: Interval, tol: f64, values: &mut [f64], open: &mut Vec<Interval>, isolated: &mut Vec<Interval>) {
+    if part.count_hi <= part.count_lo {
+    } else if part.hi - part.lo <= tol {
+        values[part.count_lo..part.count_hi].fill(0.5 * (part.lo + part.hi));
+    } else if part.count_hi - part.count_lo == 1 {
+        isolated.push(part);
+    } else {
+        open.push(part);
+    }
+}
+
+/// All eigenvalues of T (scaled to max |entry| in [0.5, 1]) ascending, each within `tol / 2` of a
+/// bracket of width `tol = (2 n + 4) u ||T||` (plus the counts' rounding, a few u ||T||).
+///
+/// Shared bisection first: one grid of `LANES` points, then the midpoints of up to `LANES`
+/// intervals per pass, until each interval holds one eigenvalue (or is narrower than tol); then
+/// each isolated eigenvalue alone, by Newton steps inside its bracket (bisection when a step
+/// leaves it), `LANES` eigenvalues per pass, a finished lane refilled at once.
 fn eigenvalues(d: &[f64], e: &[f64]) -> Result<Option<Vec<f64>>> {
     let n = d.len();
     let e2: Vec<f64> = e.iter().map(|v| v * v).collect();
@@ -188,44 +221,52 @@ fn eigenvalues(d: &[f64], e: &[f64]) -> Result<Option<Vec<f64>>> {
     let tol = (2.0 * n as f64 + 4.0) * u * norm;
     lo -= 4.0 * tol + 2.0 * PIVMIN;
     hi += 4.0 * tol + 2.0 * PIVMIN;
-    // A shared grid of n cells gives every eigenvalue its first bracket for one pass per cell.
-    let cells = n.max(LANES);
-    let grid: Vec<f64> = (0..=cells)
-        .map(|c| lo + (hi - lo) * c as f64 / cells as f64)
-        .collect();
-    let mut counts = vec![0usize; cells + 1];
-    counts[cells] = n;
-    for chunk in (1..cells).collect::<Vec<_>>().chunks(LANES) {
-        let mut x = [grid[chunk[0]]; LANES];
-        for (l, &c) in chunk.iter().enumerate() {
-            x[l] = grid[c];
-        }
-        let (count, _) = sturm(d, &e2, &x);
-        for (l, &c) in chunk.iter().enumerate() {
-            counts[c] = count[l] as usize;
-        }
-    }
-    // Counts are monotone in exact arithmetic; rounding may break that by one near an eigenvalue.
-    for c in 1..=cells {
-        counts[c] = counts[c].max(counts[c - 1]);
-    }
-    let mut cell = 0;
-    let mut pending = (0..n).map(|index| {
-        while counts[cell + 1] <= index {
-            cell += 1;
-        }
-        Search {
-            index,
-            lo: grid[cell],
-            hi: grid[cell + 1],
-            count_lo: counts[cell],
-            count_hi: counts[cell + 1],
-            x: 0.5 * (grid[cell] + grid[cell + 1]),
-            evaluations: 0,
-        }
-    });
     let mut values = vec![f64::NAN; n];
-    let mut lanes: [Option<Search>; LANES] = [None; LANES];
+    let mut open = Vec::new();
+    let mut isolated = Vec::new();
+    let mut x: [f64; LANES] = std::array::from_fn(|l| lo + (hi - lo) * (l + 1) as f64 / (LANES + 1) as f64);
+    let (count, ratio) = sturm(d, &e2, &x);
+    let mut below = (lo, 0usize, f64::NAN);
+    for l in 0..=LANES {
+        // Counts are monotone in exact arithmetic; rounding may break that by one near an eigenvalue.
+        let above = if l < LANES {
+            (x[l], (count[l] as usize).clamp(below.1, n), x[l] - ratio[l])
+        } else {
+            (hi, n, f64::NAN)
+        };
+        let part = Interval::new(below.0, above.0, below.1, above.1, [below.2, above.2]);
+        file(part, tol, &mut values, &mut open, &mut isolated);
+        below = above;
+    }
+    while !open.is_empty() {
+        // Up to LANES intervals, each cut at `points` inner points: with few intervals left (a
+        // tight cluster), multisection uses every lane instead of halving one interval per pass.
+        let batch = open.split_off(open.len().saturating_sub(LANES));
+        let points = LANES / batch.len();
+        for (b, part) in batch.iter().enumerate() {
+            for p in 0..points {
+                let t = (p + 1) as f64 / (points + 1) as f64;
+                x[b * points + p] = part.lo + (part.hi - part.lo) * t;
+            }
+        }
+        let (count, ratio) = sturm(d, &e2, &x);
+        for (b, part) in batch.iter().enumerate() {
+            let mut below = (part.lo, part.count_lo, f64::NAN);
+            for p in 0..=points {
+                let l = b * points + p;
+                let above = if p < points {
+                    (x[l], (count[l] as usize).clamp(below.1, part.count_hi), x[l] - ratio[l])
+                } else {
+                    (part.hi, part.count_hi, f64::NAN)
+                };
+                let piece = Interval::new(below.0, above.0, below.1, above.1, [below.2, above.2]);
+                file(piece, tol, &mut values, &mut open, &mut isolated);
+                below = above;
+            }
+        }
+    }
+    let mut pending = isolated.into_iter();
+    let mut lanes: [Option<Interval>; LANES] = [None; LANES];
     loop {
         for lane in lanes.iter_mut().filter(|lane| lane.is_none()) {
             *lane = pending.next();
@@ -233,41 +274,49 @@ fn eigenvalues(d: &[f64], e: &[f64]) -> Result<Option<Vec<f64>>> {
         if lanes.iter().all(Option::is_none) {
             break;
         }
-        let mut x = [0.0; LANES];
         for (l, lane) in lanes.iter().enumerate() {
-            x[l] = lane.map_or(0.5 * (lo + hi), |s| s.x);
+            x[l] = lane.map_or(0.5 * (lo + hi), |s| s.next);
         }
         let (count, ratio) = sturm(d, &e2, &x);
         for l in 0..LANES {
             let Some(mut s) = lanes[l] else { continue };
-            let c = count[l] as usize;
-            if c > s.index {
-                (s.hi, s.count_hi) = (s.x, c);
+            let index = s.count_lo; // the one eigenvalue of [lo, hi) while it stays isolated
+            if count[l] as usize > index {
+                s.hi = x[l];
             } else {
-                (s.lo, s.count_lo) = (s.x, c);
+                s.lo = x[l];
             }
             s.evaluations += 1;
             if s.hi - s.lo <= tol {
-                values[s.index] = 0.5 * (s.lo + s.hi);
+                values[index] = 0.5 * (s.lo + s.hi);
                 lanes[l] = None;
                 continue;
             }
             if s.evaluations > MAX_EVALUATIONS {
                 return Ok(None);
             }
-            let midpoint = 0.5 * (s.lo + s.hi);
-            let isolated = s.count_lo == s.index && s.count_hi == s.index + 1;
-            let mut next = s.x - ratio[l];
-            // A Newton step shorter than tol/2 has converged: step tol/2 past it, so that the next
-            // count closes the bracket from the other side.
-            if (next - s.x).abs() < 0.5 * tol {
-                next += (0.5 * tol).copysign(next - s.x);
-            }
-            // NaN (an overflowed derivative) fails the test and bisects.
+            // Newton, while it converges faster than bisection: a step more than half the last
+            // one (a far start, where the other eigenvalues slow Newton to a crawl) bisects once.
+            let step = -ratio[l];
+            let fast = step.abs() <= 0.5 * s.last_step; // false for NaN (an overflowed derivative)
+            // A step shorter than tol/2 has converged (it may round to no move at all): step tol/2
+            // past it, so that the next count closes the bracket from the other side.
+            let next = if step.abs() < 0.5 * tol {
+                x[l] + (0.5 * tol).copysign(step)
+            } else {
+                x[l] + step
+            };
             let inside = s.lo < next && next < s.hi;
-            s.x = if isolated && inside && s.evaluations < 60 { next } else { midpoint };
+            if fast && inside && s.evaluations < NEWTON_STEPS {
+                (s.next, s.last_step) = (next, step.abs());
+            } else {
+                (s.next, s.last_step) = (0.5 * (s.lo + s.hi), f64::INFINITY);
+            }
             lanes[l] = Some(s);
         }
+    }
+    if !values.iter().all(|v| v.is_finite()) {
+        return Ok(None);
     }
     Ok(Some(values))
 }
@@ -280,6 +329,8 @@ struct ShiftedLu {
     upper2: Vec<f64>,
     lower: Vec<f64>,
     swapped: Vec<bool>,
+    /// 1 / diag: the back substitution multiplies (a division on its dependent chain ran slower).
+    inverse: Vec<f64>,
 }
 
 impl ShiftedLu {
@@ -318,7 +369,8 @@ impl ShiftedLu {
                 *v = if *v < 0.0 { -tiny } else { tiny };
             }
         }
-        ShiftedLu { diag, upper, upper2, lower, swapped }
+        let inverse = diag.iter().map(|v| 1.0 / v).collect();
+        ShiftedLu { diag, upper, upper2, lower, swapped, inverse }
     }
 
     /// b <- (T - shift I)^{-1} b.
@@ -333,12 +385,12 @@ impl ShiftedLu {
                 b[i + 1] -= self.lower[i] * b[i];
             }
         }
-        b[n - 1] /= self.diag[n - 1];
+        b[n - 1] *= self.inverse[n - 1];
         if n >= 2 {
-            b[n - 2] = (b[n - 2] - self.upper[n - 2] * b[n - 1]) / self.diag[n - 2];
+            b[n - 2] = (b[n - 2] - self.upper[n - 2] * b[n - 1]) * self.inverse[n - 2];
         }
         for i in (0..n.saturating_sub(2)).rev() {
-            b[i] = (b[i] - self.upper[i] * b[i + 1] - self.upper2[i] * b[i + 2]) / self.diag[i];
+            b[i] = (b[i] - self.upper[i] * b[i + 1] - self.upper2[i] * b[i + 2]) * self.inverse[i];
         }
     }
 }
@@ -401,6 +453,7 @@ fn top_eigenvectors(d: &[f64], e: &[f64], top: &[f64]) -> Option<Vec<f64>> {
             *x = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
         }
         let mut passed = 0;
+        let mut unorthogonalized = 0.0;
         for _ in 0..MAX_INVERSE_STEPS {
             // dstein's scaling: ||b||_1 = n ||T||_1 max(u, |u_nn|), so that a solution of inf-norm
             // sqrt(0.1 / n) means a growth that only the eigenvector's direction can give.
@@ -411,6 +464,7 @@ fn top_eigenvectors(d: &[f64], e: &[f64], top: &[f64]) -> Option<Vec<f64>> {
             let s = n as f64 * norm1 * u.max(lu.diag[n - 1].abs()) / l1;
             b.iter_mut().for_each(|v| *v *= s);
             lu.solve(b);
+            unorthogonalized = dot(b, b).sqrt();
             orthogonalize(b, cluster);
             let largest = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             if !largest.is_finite() {
@@ -426,8 +480,13 @@ fn top_eigenvectors(d: &[f64], e: &[f64], top: &[f64]) -> Option<Vec<f64>> {
         if passed < 2 {
             return None;
         }
-        orthogonalize(b, cluster); // twice is enough (Kahan, Parlett)
-        let length = dot(b, b).sqrt();
+        let mut length = dot(b, b).sqrt();
+        // The last solve's orthogonalization removed most of b (a tight cluster): once more, which
+        // is enough (Kahan's "twice is enough"); otherwise b is already orthogonal to rounding.
+        if !cluster.is_empty() && length < 0.5 * unorthogonalized {
+            orthogonalize(b, cluster);
+            length = dot(b, b).sqrt();
+        }
         if !(length > 0.0 && length.is_finite()) {
             return None;
         }

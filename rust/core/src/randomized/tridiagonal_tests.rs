@@ -92,3 +92,4 @@ fn graded_and_tiny_scales_keep_their_accuracy() {
         }
     }
 }
+
