@@ -65,7 +65,10 @@ def accuracy(G, k, w, V):
 
 
 def bench_kernel(repeats):
-    print("| G | n | k | eigh (ms) | eigh_top (ms) | eigh / eigh_top | dsytrd (ms) | eigenvalue err | residual | orthogonality |")
+    print(
+        "| G | n | k | eigh (ms) | eigh_top (ms) | eigh / eigh_top | dsytrd (ms) "
+        "| eigenvalue err | residual | orthogonality |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n, k in SIZES:
         name, G = ("digits A^T A", digits_gram()) if n == 64 else (f"planted i^-0.5 Gram, {n}", planted_gram(n))
@@ -98,7 +101,9 @@ def bench_calls(repeats):
         ("planted 2000x1000, s_i = i^-0.5", A, s, 50, dict(n_power_iter=2, block_size=55), repeats),
         ("digits 1797x64", D, np.linalg.svd(D, compute_uv=False), 10, dict(n_power_iter=0, block_size=64), 4 * repeats),
     ]
-    print("| matrix | k | before (ms) | with eigh_top (ms) | before / with | error/optimal before | error/optimal with |")
+    print(
+        "| matrix | k | before (ms) | with eigh_top (ms) | before / with | error/optimal before | error/optimal with |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, M, sv, k, options, reps in cases:
 

@@ -25,8 +25,8 @@ from scipy.linalg.blas import get_blas_funcs
 
 from .._backend import is_dask_array, numpy_dtype
 from .._conjugate import abs2, adjoint
-from ._range_finder import _Products
 from ._eigh_top import top_eigenpairs
+from ._range_finder import _Products
 from ._small_side import orthogonal_rows
 
 

@@ -266,6 +266,9 @@ fn max_abs(py: Python<'_>, a: &Bound<'_, PyAny>, n_threads: Option<usize>) -> Py
     ))
 }
 
+/// All eigenvalues and the top eigenvectors (rows).
+type EigenPairs<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
 /// tridiagonal_eigh_top(d, e, k) -> (w, vectors) or None: all eigenvalues w (ascending) of the
 /// symmetric tridiagonal matrix with diagonal d and off-diagonal e, and the eigenvectors of its k
 /// largest as the rows of a k x n array (ascending); None when its own checks fail.
@@ -275,7 +278,7 @@ fn tridiagonal_eigh_top<'py>(
     d: PyReadonlyArray1<'py, f64>,
     e: PyReadonlyArray1<'py, f64>,
     k: usize,
-) -> PyResult<Option<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)>> {
+) -> PyResult<Option<EigenPairs<'py>>> {
     let contiguous = |name| crate::errors::to_py(Error::invalid(name, "must be contiguous"));
     let (d, e) = (
         d.as_slice().map_err(|_| contiguous("d"))?,

@@ -1,10 +1,15 @@
 use super::*;
+use crate::randomized::inverse_iteration::{dot, residual};
 
 /// (max |w - exact|, max residual ||T v - w v||_inf, max |V^T V - I|) of the top k.
 fn errors(d: &[f64], e: &[f64], k: usize, exact: &[f64]) -> (f64, f64, f64) {
     let n = d.len();
     let (w, v) = tridiagonal_eigh_top(d, e, k).unwrap().expect("vouched for");
-    let value_error = w.iter().zip(exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let value_error = w
+        .iter()
+        .zip(exact)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(w.windows(2).all(|p| p[0] <= p[1]), "ascending");
     let mut res: f64 = 0.0;
     let mut orth: f64 = 0.0;
@@ -32,7 +37,10 @@ fn second_difference_matrix_matches_its_closed_form() {
             let (dw, res, orth) = errors(&d, &e, k, &exact);
             let bound = 20.0 * n as f64 * f64::EPSILON * 4.0;
             assert!(dw <= bound && res <= bound, "n {n} k {k}: {dw:e} {res:e}");
-            assert!(orth <= 20.0 * n as f64 * f64::EPSILON, "n {n} k {k}: {orth:e}");
+            assert!(
+                orth <= 20.0 * n as f64 * f64::EPSILON,
+                "n {n} k {k}: {orth:e}"
+            );
         }
     }
 }
@@ -44,12 +52,18 @@ fn identity_zero_and_split_matrices() {
     let d_repeated: Vec<f64> = (0..n).map(|i| (i % 4) as f64).collect();
     for (d, value) in [(vec![3.0; n], 3.0), (vec![0.0; n], 0.0)] {
         let (dw, res, orth) = errors(&d, &vec![0.0; n - 1], n, &vec![value; n]);
-        assert!(dw <= 1e-13 && res <= 1e-13 && orth <= 1e-13, "{dw:e} {res:e} {orth:e}");
+        assert!(
+            dw <= 1e-13 && res <= 1e-13 && orth <= 1e-13,
+            "{dw:e} {res:e} {orth:e}"
+        );
     }
     let mut exact = d_repeated.clone();
     exact.sort_by(f64::total_cmp);
     let (dw, res, orth) = errors(&d_repeated, &vec![0.0; n - 1], 25, &exact);
-    assert!(dw <= 1e-13 && res <= 1e-13 && orth <= 1e-13, "{dw:e} {res:e} {orth:e}");
+    assert!(
+        dw <= 1e-13 && res <= 1e-13 && orth <= 1e-13,
+        "{dw:e} {res:e} {orth:e}"
+    );
 }
 
 #[test]
@@ -74,7 +88,10 @@ fn bad_input_is_an_error_or_none() {
     assert!(tridiagonal_eigh_top(&[1.0, 2.0], &[1.0], 0).is_err());
     assert!(tridiagonal_eigh_top(&[1.0, 2.0], &[1.0], 3).is_err());
     assert_eq!(tridiagonal_eigh_top(&[f64::NAN, 2.0], &[1.0], 1), Ok(None));
-    assert_eq!(tridiagonal_eigh_top(&[1.0, 2.0], &[f64::INFINITY], 1), Ok(None));
+    assert_eq!(
+        tridiagonal_eigh_top(&[1.0, 2.0], &[f64::INFINITY], 1),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -82,14 +99,18 @@ fn graded_and_tiny_scales_keep_their_accuracy() {
     // Diagonal 1 .. 1e-15 with small couplings, at three overall scales (the power-of-two scaling).
     let n = 30;
     for s in [1e-150, 1.0, 1e150] {
-        let d: Vec<f64> = (0..n).map(|i| s * 10f64.powf(-15.0 * i as f64 / (n - 1) as f64)).collect();
+        let d: Vec<f64> = (0..n)
+            .map(|i| s * 10f64.powf(-15.0 * i as f64 / (n - 1) as f64))
+            .collect();
         let e: Vec<f64> = (0..n - 1).map(|i| 1e-3 * d[i + 1]).collect();
         let (w, v) = tridiagonal_eigh_top(&d, &e, n).unwrap().unwrap();
         let norm = w[n - 1].abs();
         for a in 0..n {
             let r = residual(&d, &e, w[a], &v[a * n..(a + 1) * n]);
-            assert!(r <= 20.0 * n as f64 * f64::EPSILON * norm, "scale {s:e}: {r:e}");
+            assert!(
+                r <= 20.0 * n as f64 * f64::EPSILON * norm,
+                "scale {s:e}: {r:e}"
+            );
         }
     }
 }
-
