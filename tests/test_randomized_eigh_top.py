@@ -171,3 +171,17 @@ def test_gram_routes_agree_with_their_eigh_versions(monkeypatch):
         assert np.abs(np.abs(np.sum(U1 * U0, axis=0)) - 1).max() < 1e-8
         assert np.abs(np.abs(np.sum(Vt1 * Vt0, axis=1)) - 1).max() < 1e-8
     assert len(calls) >= 2, calls  # both routes went through eigh_top
+
+
+def test_top_eigenpairs_keeps_eigh_for_many_vectors_and_other_types(monkeypatch):
+    calls = []
+    real = _eigh_top.eigh_top
+    monkeypatch.setattr(_eigh_top, "eigh_top", lambda G, k: calls.append(k) or real(G, k))
+    G = rotated(np.linspace(1, 2, 40))
+    for M, k in [(G, 30), (G.astype(np.float32), 5), (G.astype(np.complex128), 5)]:
+        w, V = top_eigenpairs(M, k)
+        assert V.shape == (40, k)
+        np.testing.assert_allclose(w, np.linalg.eigh(G)[0], atol=1e-5)
+    assert calls == []
+    top_eigenpairs(G, 20)
+    assert calls == [20]

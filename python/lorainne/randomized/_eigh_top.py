@@ -29,6 +29,10 @@ USE_EIGH_TOP = True
 # Accepted |V^T V - I| entries, in units of n eps; the eigenvalues' bracket is 2 n u ||T|| and each
 # residual ||T v - w v||_inf is checked against 10 n u ||T||_1 in Rust.
 ORTHOGONALITY_SLACK = 20.0
+# top_eigenpairs takes the fast route for k <= this fraction of n: eigh / eigh_top measured 1.44 at
+# (64, 48), 1.37 at (165, 80), 1.31 at (400, 150), but 0.92 at (165, 150) and 0.71 at (400, 300)
+# (1 thread; benches/RESULTS_randomized.md), where inverse iteration's clusters cost more than eigh.
+MAX_TOP_FRACTION = 0.5
 
 
 def eigh_top(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -108,10 +112,11 @@ def eigh_top(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 def top_eigenpairs(G: Any, k: int, xp: Any = np) -> tuple[Any, Any]:
     """``(w, V)``: all eigenvalues of the Hermitian G ascending and the eigenvectors of the k
-    largest (ascending): :func:`eigh_top` for a float64 NumPy G (while ``USE_EIGH_TOP``), else, or
-    when it returns None, ``xp.linalg.eigh``.
+    largest (ascending): :func:`eigh_top` for a float64 NumPy G and k <= ``MAX_TOP_FRACTION`` n
+    (while ``USE_EIGH_TOP``), else, or when it returns None, ``xp.linalg.eigh``.
     """
-    if USE_EIGH_TOP and type(G) is np.ndarray and G.dtype == np.float64:
+    fast = type(G) is np.ndarray and G.dtype == np.float64 and k <= MAX_TOP_FRACTION * G.shape[0]
+    if USE_EIGH_TOP and fast:
         out = eigh_top(G, k)
         if out is not None:
             return out
