@@ -26,6 +26,7 @@ from scipy.linalg.lapack import get_lapack_funcs
 
 from .._backend import is_dask_array, numpy_dtype
 from .._conjugate import abs2, adjoint
+from ._eigh_top import top_eigenpairs
 from ._range_finder import _Products
 from ._small_side import orthogonal_rows
 
@@ -252,11 +253,13 @@ def gram_route_svd(products: _Products, xp: Any, Z, rank: int, eps: float):
     # 0.71 ms at 1000 x 150, 1 thread).
     G = adjoint(xp, Z) @ Z
     G = (G + adjoint(xp, G)) / 2  # exactly Hermitian for eigh
-    w, Ub = xp.linalg.eigh(G)  # ascending
+    # All eigenvalues (ascending, for the gap test) and the top-rank eigenvectors only: the fast
+    # route of _eigh_top on NumPy float64, the array library's eigh otherwise.
+    w, Ub_top = top_eigenpairs(G, rank, xp)
     top, below = float(w[L - 1]), float(w[L - rank - 1])
     if not below > GRAM_ROUTE_MARGIN * 2 * L * eps * top:
         return None
-    Ubk = xp.flip(Ub[:, L - rank :], axis=1)
+    Ubk = xp.flip(Ub_top, axis=1)
     if isinstance(Z, np.ndarray):
         # C = U_Bk^H B has rows orthogonal up to eigh's rounding: when they are to working precision
         # its SVD is their normalization (the same U S Vt = Q U_Bk C), and C's QR and SVD are skipped.

@@ -7,7 +7,10 @@ use crate::errors::guarded;
 use crate::interrupt::interruptible;
 use lorainne_core::randomized::{self as core, Orthonormalizer, PowerIterations};
 use lorainne_core::{parallel, Error, Field, Scalar};
-use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn};
+use numpy::{
+    Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArrayDyn,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -263,7 +266,34 @@ fn max_abs(py: Python<'_>, a: &Bound<'_, PyAny>, n_threads: Option<usize>) -> Py
     ))
 }
 
+/// All eigenvalues and the top eigenvectors (rows).
+type EigenPairs<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
+/// tridiagonal_eigh_top(d, e, k) -> (w, vectors) or None: all eigenvalues w (ascending) of the
+/// symmetric tridiagonal matrix with diagonal d and off-diagonal e, and the eigenvectors of its k
+/// largest as the rows of a k x n array (ascending); None when its own checks fail.
+#[pyfunction]
+fn tridiagonal_eigh_top<'py>(
+    py: Python<'py>,
+    d: PyReadonlyArray1<'py, f64>,
+    e: PyReadonlyArray1<'py, f64>,
+    k: usize,
+) -> PyResult<Option<EigenPairs<'py>>> {
+    let contiguous = |name| crate::errors::to_py(Error::invalid(name, "must be contiguous"));
+    let (d, e) = (
+        d.as_slice().map_err(|_| contiguous("d"))?,
+        e.as_slice().map_err(|_| contiguous("e"))?,
+    );
+    let n = d.len();
+    let Some((w, vectors)) = py.detach(|| guarded(|| core::tridiagonal_eigh_top(d, e, k)))? else {
+        return Ok(None);
+    };
+    let vectors = vec_to_numpy(py, vectors).reshape([k, n])?;
+    Ok(Some((vec_to_numpy(py, w), vectors)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(tridiagonal_eigh_top, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add_function(wrap_pyfunction!(max_abs, m)?)?;
     m.add_function(wrap_pyfunction!(householder_qr, m)?)?;
