@@ -104,6 +104,18 @@ def test_non_finite_input_gives_none(bad, n):
     assert V.shape == (n, 1)
 
 
+@pytest.mark.parametrize(
+    "diagonal",
+    [[1e-310, 2e-310, 3e-310], [5e-324] * 3, [1e-300, 2e-300, 3e-300, 5e-320], [2e-308, 1e-320, 3e-309]],
+)
+def test_subnormal_scales_give_none_or_an_accurate_answer(diagonal):
+    # A subnormal largest entry has no power-of-two scale into [0.5, 1]: it once looped forever.
+    G = np.diag(diagonal)
+    out = eigh_top(G, 1)
+    if out is not None:
+        assert_accurate(G, 1, out)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="G must be a float64"):
         eigh_top(np.eye(3, dtype=np.float32), 1)

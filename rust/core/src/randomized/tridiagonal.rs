@@ -61,6 +61,10 @@ pub fn tridiagonal_eigh_top(
     let scale = 2f64.powi(-(largest.log2().floor() as i32) - 1);
     let ds: Vec<f64> = d.iter().map(|v| v * scale).collect();
     let es: Vec<f64> = e.iter().map(|v| v * scale).collect();
+    // A subnormal largest entry has no representable scale (2^1024 and beyond): the caller's eigh.
+    if !scale.is_finite() || !ds.iter().chain(&es).all(|v| v.is_finite()) {
+        return Ok(None);
+    }
     let Some(values) = eigenvalues(&ds, &es)? else {
         return Ok(None);
     };
@@ -254,7 +258,14 @@ fn eigenvalues(d: &[f64], e: &[f64]) -> Result<Option<Vec<f64>>> {
         file(part, tol, &mut values, &mut open, &mut isolated);
         below = above;
     }
+    // Each pass at least halves the intervals it cuts, and an interval narrower than tol
+    // (>= 2 n u ||T||) is closed: ~52 cuts per eigenvalue at most. Beyond this, give up (None).
+    let mut passes_left = 64 * (n + 1);
     while !open.is_empty() {
+        if passes_left == 0 {
+            return Ok(None);
+        }
+        passes_left -= 1;
         // Up to LANES intervals, each cut at `points` inner points: with few intervals left (a
         // tight cluster), multisection uses every lane instead of halving one interval per pass.
         let batch = open.split_off(open.len().saturating_sub(LANES));
