@@ -7,6 +7,8 @@
 //! `MAX_INVERSE_STEPS` solves, a residual above `RESIDUAL_SLACK n u ||T||_1`, non-finite values)
 //! returns `None`, and the caller runs a full `eigh`.
 
+use super::tridiagonal::off_diagonal_radius;
+
 /// Accepted residual ||T v - lambda v||_inf of a unit vector, in units of n u ||T||_1.
 const RESIDUAL_SLACK: f64 = 10.0;
 const MAX_INVERSE_STEPS: usize = 6;
@@ -221,9 +223,7 @@ pub(super) fn top_eigenvectors(d: &[f64], e: &[f64], top: &[f64]) -> Option<Vec<
     let u = f64::EPSILON / 2.0;
     let mut norm1 = 0.0f64; // ||T||_1
     for i in 0..n {
-        let side =
-            if i > 0 { e[i - 1].abs() } else { 0.0 } + if i + 1 < n { e[i].abs() } else { 0.0 };
-        norm1 = norm1.max(d[i].abs() + side);
+        norm1 = norm1.max(d[i].abs() + off_diagonal_radius(e, i));
     }
     let separation = 10.0 * u * norm1;
     let mut shifts = top.to_vec();

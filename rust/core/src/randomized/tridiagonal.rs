@@ -74,6 +74,13 @@ pub fn tridiagonal_eigh_top(
     Ok(Some((values.iter().map(|v| v / scale).collect(), vectors)))
 }
 
+/// |e_{i-1}| + |e_i|: row i's off-diagonal mass (Gershgorin radius; with |d_i|, row i's 1-norm).
+pub(super) fn off_diagonal_radius(e: &[f64], i: usize) -> f64 {
+    let left = if i > 0 { e[i - 1].abs() } else { 0.0 };
+    let right = e.get(i).map_or(0.0, |v| v.abs());
+    left + right
+}
+
 /// (count of eigenvalues below x, p(x) / p'(x)) in each lane: one pass over T for `LANES` points.
 #[inline(always)]
 fn sturm_lanes(d: &[f64], e2: &[f64], x: &[f64; LANES]) -> ([f64; LANES], [f64; LANES]) {
@@ -230,8 +237,7 @@ fn eigenvalues(d: &[f64], e: &[f64]) -> Result<Option<Vec<f64>>> {
     // Gershgorin bounds, widened past the counts' rounding so that count(lo) = 0, count(hi) = n.
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for i in 0..n {
-        let radius =
-            if i > 0 { e[i - 1].abs() } else { 0.0 } + if i + 1 < n { e[i].abs() } else { 0.0 };
+        let radius = off_diagonal_radius(e, i);
         lo = lo.min(d[i] - radius);
         hi = hi.max(d[i] + radius);
     }
