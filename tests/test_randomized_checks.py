@@ -112,3 +112,77 @@ def test_block_krylov_blas_adjoint_product_matches_faer(monkeypatch, order, dtyp
     monkeypatch.setattr(_range_finder, "BLAS_ADJOINT_PRODUCT", True)
     product = _range_finder._adjoint_product(core(), dense, 1)(Y)
     np.testing.assert_allclose(product, A.T.astype(np.float64) @ Y, rtol=0, atol=50 * eps * np.abs(A).sum(0).max())
+
+
+def _spectrum_matrix(rng, m, n, dtype, order="C"):
+    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return np.asarray((U * (1.0 + np.arange(n)) ** -0.5) @ V.T, dtype=dtype, order=order)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_krylov_checks_on_the_sketch_skip_the_read_and_change_nothing(monkeypatch, order, dtype):
+    """An ordinary A is not read for its checks (the sketch vouches for them), and the answer is
+    bit for bit the one of the eager checks."""
+    A = _spectrum_matrix(np.random.default_rng(4), 120, 80, dtype, order)
+    reads = []
+    eager = _range_finder.rescaled_finite
+    monkeypatch.setattr(_range_finder, "rescaled_finite", lambda X, **kw: reads.append(X.shape) or eager(X, **kw))
+    deferred = randomized_svd(A, 6, n_power_iter=2, method="block_krylov", random_state=5)
+    assert reads == []
+    monkeypatch.setattr(_range_finder, "_deferrable", lambda X: False)
+    checked = randomized_svd(A, 6, n_power_iter=2, method="block_krylov", random_state=5)
+    assert reads == [A.shape]
+    for got, expected in zip(deferred, checked):
+        np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    exponent=st.sampled_from([-1000, -600, -300, -257, -200, 0, 200, 255, 257, 300, 600, 1000]),
+    where=st.tuples(st.integers(0, 59), st.integers(0, 39)),
+    lone=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_block_krylov_scales_like_the_eager_checks(exponent, where, lone, seed):
+    """Entries far outside the band (all of them, or one: the sketch must notice a lone giant) give
+    2**e times the answer of the unscaled A, exactly as the eager read's rescaling does."""
+    rng = np.random.default_rng(seed)
+    A = _spectrum_matrix(rng, 60, 40, np.float64)
+    if lone:  # one entry 2**e, the rest as they were: near-optimal to rounding, as LAPACK's SVD sees it
+        B = A.copy()
+        B[where] = 2.0**exponent if exponent < 1000 else 1e300
+        s = np.linalg.svd(B, compute_uv=False)
+        for backend in ("auto", "numpy"):  # Rust kernels (checks on the sketch) and the xp reference
+            U, S, Vt = randomized_svd(B, 5, n_power_iter=1, method="block_krylov", random_state=seed, backend=backend)
+            assert np.all(np.isfinite(S)) and np.all(np.isfinite(U)) and np.all(np.isfinite(Vt))
+            assert S[0] <= s[0] * (1 + 1e-12)  # Ritz values of an orthonormal basis never exceed s_1
+            if exponent >= 60:  # the lone entry is the top singular value, to rounding
+                assert abs(S[0] - s[0]) <= 1e-12 * s[0]
+            error = np.linalg.norm(B - (U * S) @ Vt, 2)
+            assert error <= 1.3 * s[5] + 1e3 * np.finfo(np.float64).eps * s[0], (backend, error, s[5])
+        return
+    k = min(max(exponent, -1074 + 60), 1023 - 10)  # 2**k A stays normal: an exact scaling
+    base = randomized_svd(A, 5, n_power_iter=1, method="block_krylov", random_state=seed)
+    scaled = randomized_svd(A * 2.0**k, 5, n_power_iter=1, method="block_krylov", random_state=seed)
+    np.testing.assert_array_equal(scaled.S, base.S * 2.0**k)
+    np.testing.assert_array_equal(scaled.U, base.U)
+    np.testing.assert_array_equal(scaled.Vt, base.Vt)
+
+
+def test_sketch_vouches_only_inside_the_band():
+    vouches = _exact_scaling.sketch_vouches
+    F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
+    assert vouches(30.0, 4.0, 1000, 55, F64)
+    assert not vouches(np.nan, 4.0, 1000, 55, F64)
+    assert not vouches(np.inf, 4.0, 1000, 55, F64)
+    assert not vouches(2.0**255, 4.0, 1000, 55, F64)  # above 2**(256 - 2)
+    assert vouches(2.0**253, 4.0, 1000, 55, F64)
+    assert not vouches(2.0**-250, 4.0, 1000, 55, F64)  # below 2**-255 * 1000 * 4
+    assert vouches(30.0, 4.0, 1000, 55, F32)
+    assert not vouches(2.0**31, 4.0, 1000, 55, F32)
+    assert not vouches(1.0, 4.0, 1000, 1, F32)  # one column: no band is safe in float32
+    assert vouches(1.0, 4.0, 1000, 1, F64)
+    assert not vouches(2.0**197, 4.0, 1000, 1, F64)  # one column: 60 bits of margin
+    assert not vouches(1.0, 4.0, 1000, 55, np.dtype(np.complex128))

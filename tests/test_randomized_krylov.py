@@ -8,6 +8,8 @@ import array_api_strict as xps
 import numpy as np
 import pytest
 import scipy.sparse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.sparse.linalg import aslinearoperator
 
 from lorainne import ConvergenceWarning, randomized_svd
@@ -55,6 +57,43 @@ def test_block_krylov_exact_low_rank_and_exhausted_space():
     B = rng.standard_normal((50, 30))
     U, S, Vt = randomized_svd(B, 5, n_power_iter=10, method="block_krylov", random_state=0)
     assert np.allclose(S, np.linalg.svd(B, compute_uv=False)[:5])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(["rank one", "one entry", "giant entry", "giant columns", "graded"]),
+    shape=st.tuples(st.integers(20, 100), st.integers(10, 70)),
+    depth=st.sampled_from([0, 1, 3]),
+    backend=st.sampled_from(["auto", "numpy"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_block_krylov_exhausted_spaces_keep_an_orthonormal_basis(kind, shape, depth, backend, seed):
+    """Matrices whose Krylov space runs out, exactly (rank one, one nonzero entry) or in floating point
+    (an entry or columns 2**40-2**400 above the rest): each new block is mostly rounding, its QR's
+    completion can fall back into the basis. U stays orthonormal and the error near optimal, to rounding.
+    Before the repair of such blocks: one entry gave error 1.0 (U^T U - I of 1.0) on the Rust backend."""
+    rng = np.random.default_rng(seed)
+    m, n = shape
+    A = rng.standard_normal((m, n)) * (1.0 + np.arange(n)) ** -1.0
+    if kind == "rank one":
+        A = np.outer(rng.standard_normal(m), rng.standard_normal(n))
+    elif kind == "one entry":
+        A = np.zeros((m, n))
+        A[rng.integers(m), rng.integers(n)] = 1.0
+    elif kind == "giant entry":
+        A[rng.integers(m), rng.integers(n)] = 2.0 ** int(rng.integers(40, 400))
+    elif kind == "giant columns":
+        A[:, :3] *= 1e150
+    k = int(rng.integers(1, min(m, n) // 2 + 1))
+    U, S, Vt = randomized_svd(A, k, n_power_iter=depth, method="block_krylov", random_state=seed, backend=backend)
+    s = np.linalg.svd(A, compute_uv=False)
+    eps = np.finfo(np.float64).eps
+    assert np.max(np.abs(U.T @ U - np.eye(k))) < 1e-12
+    assert S[0] <= s[0] * (1 + 1e-12)
+    error = np.linalg.norm(A - (U * S) @ Vt, 2)
+    optimal = s[k] if k < len(s) else 0.0
+    # Exhausted spaces are exact up to rounding; the "graded" control is a plain randomized SVD.
+    assert error <= (3.0 if kind == "graded" else 1.01) * optimal + 1e3 * eps * s[0], (error, optimal, s[0])
 
 
 def test_block_krylov_xp_path_matches_numpy_and_float32():

@@ -138,6 +138,35 @@ def rescaled_finite(A: Any, *, even: bool = False) -> tuple[Any, int, bool]:
     return times_power_of_two(A, k), k, finite
 
 
+# A sketch vouches for A's scale only where an entry beyond the band would, but for a probability of at most
+# 2**-SKETCH_CONFIDENCE_BITS, have shown in it (:func:`sketch_vouches`).
+SKETCH_CONFIDENCE_BITS = 60
+
+
+def sketch_vouches(sketch_largest: float, start_largest: float, n: int, columns: int, dtype: Any) -> bool:
+    """Whether a Gaussian sketch Y = A Omega (Omega: n x ``columns``, largest |omega| ``start_largest``;
+    largest |y| ``sketch_largest``, NaN when Y is not finite) proves what the read of A in
+    :func:`rescaled_finite` would, so that read can be skipped: A finite and :func:`scale_exponent` 0.
+
+    * Finite: a NaN or infinite a_il makes y_ij non-finite for every j (inf * omega is +-inf or NaN).
+    * No entry below the band: |y_ij| <= n max|a| max|omega| (up to rounding), so a largest |y| of at
+      least 2**(1 - band) n max|omega| proves max|a| >= 2**-band.
+    * No entry above the band, but for a probability below 2**-60: given the other entries of Omega,
+      y_ij = a_il omega_lj + c has a density at most 1 / (|a_il| sqrt(2 pi)), so
+      P(|y_ij| < 2**-t |a_il|) < 2**-t; the columns are independent, so with t = ceil(60 / columns)
+      a largest |y| below 2**(band - t) leaves an |a_il| > 2**band a chance under 2**-60.
+
+    False (read A) otherwise: NaN or inf in Y, a sketch outside that band, or too few columns for it.
+    """
+    host = _float_kind(dtype)
+    if host is None or host.kind != "f" or columns < 1 or not math.isfinite(sketch_largest):
+        return False
+    band = np.finfo(host).maxexp // 4  # scale_exponent's band
+    margin = -(-SKETCH_CONFIDENCE_BITS // columns)
+    low = math.ldexp(n * start_largest, 1 - band)  # twice the bound: room for the sums' rounding
+    return low <= sketch_largest <= math.ldexp(1.0, band - margin)
+
+
 def rescaled_array(A: Any) -> tuple[Any, int]:
     """``(2**k A, k)`` for a validated dense float array (k = 0, A itself, inside the safe band)."""
     xp = array_namespace(A)

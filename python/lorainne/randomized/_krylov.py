@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as array_device
 from scipy.linalg.blas import get_blas_funcs
 from scipy.linalg.lapack import get_lapack_funcs
 
@@ -85,6 +86,12 @@ def _minus_product(matmul: Callable, Y, Q, C, overwrite: bool):
         gemm = get_blas_funcs("gemm", (Q, C, Y))
         return gemm(-1.0, Q, C, beta=1.0, c=Y, overwrite_c=overwrite)
     return Y - matmul(Q, C)
+
+
+def _frobenius(X: np.ndarray) -> float:
+    """||X||_F by BLAS's nrm2, which scales as it sums: block Krylov's A Z is of the size of ||A||^2 and
+    R^-1 of a nearly exhausted block large, whose squares overflow where NumPy's norm (a dot) would."""
+    return float(get_blas_funcs("nrm2", (X,))(X.ravel(order="K")))
 
 
 class BlockKrylov:
@@ -155,14 +162,45 @@ class BlockKrylov:
         Y = self._next[:, :room] if self._next.shape[1] > room else self._next
         Qb, Rb = (self.products.basis_qr or self.products.qr)(self._deflate(Y))
         if self.Q_blocks and not self._surely_orthogonal(Y, Rb):
-            # A rank-deficient block (exhausted Krylov space) is completed by Householder QR with
-            # arbitrary directions: project them off the basis and orthonormalize once more.
-            overlap = float(self.xp.max(self.xp.abs(self.products.matmul(adjoint(self.xp, self._basis()), Qb))))
-            if overlap > math.sqrt(self.eps):
-                Qb = self.products.orthonormalize(self._deflate(Qb))
+            Qb = self._orthogonal_to_basis(Qb)
         self._Q.append(Qb)
         self._next = None
         return True
+
+    def _orthogonal_to_basis(self, Qb):
+        """Qb (orthonormal) made orthogonal to the basis. When the deflated block was mostly rounding
+        (an exhausted Krylov space, or entries of A 2**200 apart, whose small part a block cannot
+        resolve), the QR's completion can lie in the basis again: the directions of Qb outside the
+        basis are kept (singular values of its deflation above 1/2) and the others replaced by
+        Gaussian directions projected off (any direction is as good once the space is exhausted; a
+        fixed seed keeps the answer reproducible). LinAlgError rather than a basis that is not
+        orthonormal.
+        """
+        xp, mm = self.xp, self.products.matmul
+        # Repaired where two projections would have left more than rounding (a block through the normal
+        # path: ~1e-16); an error only past sqrt(eps), the bound _surely_orthogonal certifies.
+        if self._overlap(Qb) <= 64 * self.eps * math.sqrt(self.size + int(Qb.shape[1])):
+            return Qb
+        W, sigma, _ = xp.linalg.svd(self._deflate(Qb), full_matrices=False)
+        kept = W[:, : int(xp.sum(xp.astype(sigma > 0.5, xp.int64)))]  # sigma nonincreasing
+        missing = int(Qb.shape[1]) - int(kept.shape[1])
+        if missing:
+            host = np.random.default_rng(self.size).standard_normal((int(Qb.shape[0]), missing))
+            fresh = xp.asarray(host.astype(numpy_dtype(self.dtype)), device=array_device(Qb))
+            both = xp.concat([self._basis(), kept], axis=1)
+            for _ in range(2):
+                fresh = fresh - mm(both, mm(adjoint(xp, both), fresh))
+            kept = xp.concat([kept, fresh], axis=1)
+        Qb = self.products.orthonormalize(self._deflate(kept))
+        overlap = self._overlap(Qb)
+        if overlap > math.sqrt(self.eps):
+            raise np.linalg.LinAlgError(f"block Krylov: a new block stays {overlap:.1e} from orthogonal to the basis")
+        return Qb
+
+    def _overlap(self, Qb) -> float:
+        """max |Q^H Q_b|: how far the block is from orthogonal to the basis."""
+        xp = self.xp
+        return float(xp.max(xp.abs(self.products.matmul(adjoint(xp, self._basis()), Qb))))
 
     def _surely_orthogonal(self, Y, R) -> bool:
         """Whether Q_b = Y_d R^-1 (Y_d: Y deflated twice) is orthogonal to the basis to sqrt(eps),
@@ -173,13 +211,13 @@ class BlockKrylov:
         if R is None:
             return False
         if isinstance(R, np.ndarray) and isinstance(Y, np.ndarray):  # without the array-API wrappers (~0.15 ms)
-            norm = float(np.linalg.norm(Y))
+            norm = _frobenius(Y)
             bound = 10 * self.size * self.eps * norm
             # s_min(R) >= 1 / ||R^-1||_F (0.3-0.5 s_min on the bench's blocks): a triangular inverse
             # costs ~0.02 ms against the SVD's ~0.17 at b = 55; the SVD only when this bound falls short.
             if R.dtype.char in "fd" and R.shape[0]:
                 inverse, info = get_lapack_funcs("trtri", (R,))(R, lower=0)
-                if info == 0 and bound <= math.sqrt(self.eps) / float(np.linalg.norm(inverse)):
+                if info == 0 and bound <= math.sqrt(self.eps) / _frobenius(inverse):
                     return True
             smallest = float(np.linalg.svd(R, compute_uv=False)[-1]) if R.shape[0] else 0.0
         else:

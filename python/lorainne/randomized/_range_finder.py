@@ -18,7 +18,7 @@ from array_api_compat import array_namespace, is_numpy_namespace
 from .. import _dask, _dask_graph, _qr
 from .._backend import core, is_dask_array, numpy_dtype, resolve
 from .._conjugate import abs2, adjoint, is_complex
-from .._exact_scaling import rescaled_finite
+from .._exact_scaling import max_abs, rescaled_finite, sketch_vouches
 from .._operators import MatrixOperator, as_operator, dask_operator
 from .._validation import as_float_array, check_int, check_n_threads, check_option, check_tol, lazy_random_state
 from .._warnings import ConvergenceWarning
@@ -63,6 +63,8 @@ class _Plan(NamedTuple):
     host_kernels: bool = False
     # Dask: False when the checks of A (finite, scale) are left to the one-graph path (``_dask_run.one_graph``).
     dask_checked: bool = True
+    # A dense NumPy A whose checks (finite, scale) ride on the first sketch (:func:`checked_sketch`).
+    checks_deferred: bool = False
 
 
 def auto_power_iterations(rank: int, shape: tuple[int, int], warm_start: bool = False) -> int:
@@ -90,19 +92,26 @@ def _plan(
     allow_complex=False,
     one_graph=True,
     block_size=None,
+    defer_checks=False,
 ) -> _Plan:
     """The validated arguments. ``one_graph``: the caller runs a Dask A through ``lorainne._dask_graph``
     when it can (no ``init``, no ``tol``, CholeskyQR2), which checks A in its own first pass.
     ``block_size``: the columns of the sketch (block Krylov's block width, checked here against
-    min(m, n)) instead of rank + n_oversamples.
+    min(m, n)) instead of rank + n_oversamples. ``defer_checks``: the caller passes its first sketch
+    through :func:`checked_sketch`, so a dense real NumPy A on the Rust backend is not read for its
+    checks here (``checks_deferred``).
     """
+    defer_checks = defer_checks and init is None and tol is None and _deferrable(A)
     if is_dask_array(A):  # finiteness and max |a_ij| are checked with the first sketch, below
         if is_complex(A):
             raise TypeError("A is a complex Dask array: the Dask path takes float32 or float64")
         A, scale = as_float_array(A, "A", ndim=2, finite=False), 0
         op = dask_operator(A)
     else:
-        A, scale, finite = rescaled_finite(A)  # one read of a dense NumPy A: scale and finiteness
+        if defer_checks:
+            scale, finite = 0, True  # vouched for by the first sketch, or checked then
+        else:
+            A, scale, finite = rescaled_finite(A)  # one read of a dense NumPy A: scale and finiteness
         op = as_operator(A, "A", allow_complex=allow_complex, finite_checked=finite)
     m, n = op.shape
     if size is not None:
@@ -168,9 +177,51 @@ def _plan(
     elif is_dask_array(A):  # one pass over A: its checks and (without init or tol) the first sketch A Omega
         A, scale, first = _dask.first_pass(A, "A", rng, columns if init is None and tol is None else None)
         op = dask_operator(A, first)
-    return _Plan(
+    plan = _Plan(
         op, rank, columns, n_power_iter, qr, init, tol, rng, chosen, n_threads, scale, host_kernels, dask_checked
     )
+    if defer_checks and (chosen != "rust" or columns >= min(m, n)):  # no sketch (the exact small side) or not ours
+        return completed_checks(plan._replace(checks_deferred=True))
+    return plan._replace(checks_deferred=defer_checks)
+
+
+def _deferrable(A) -> bool:
+    """A dense real float NumPy A the Rust kernels multiply as it is (see :func:`checked_sketch`)."""
+    return (
+        isinstance(A, np.ndarray)
+        and A.ndim == 2
+        and A.size > 0
+        and A.dtype in (np.float32, np.float64)
+        and (A.flags.c_contiguous or A.flags.f_contiguous)
+    )
+
+
+def completed_checks(plan: _Plan) -> _Plan:
+    """The plan with the deferred checks of its dense A done: ValueError when A is not finite, the
+    exact rescaling when its entries are beyond the safe band.
+    """
+    if not plan.checks_deferred:
+        return plan
+    A, scale, finite = rescaled_finite(plan.op.dense)
+    op = as_operator(A, "A", finite_checked=finite)  # raises when A is not finite
+    return plan._replace(op=op, scale=scale, checks_deferred=False)
+
+
+def checked_sketch(plan: _Plan, start, sketch):
+    """(plan, A Omega) with the plan's deferred checks settled by the sketch itself (``start`` = Omega,
+    Gaussian) where it vouches for them (:func:`lorainne._exact_scaling.sketch_vouches`: A finite and
+    inside the band that needs no rescaling, which saves the read of A: ~1.3 ms at 2000 x 1000), else
+    by reading A (:func:`completed_checks`) and, if A was rescaled, the sketch computed again.
+    """
+    if not plan.checks_deferred:
+        return plan, sketch
+    rows, columns = int(start.shape[0]), int(start.shape[1])
+    if sketch_vouches(max_abs(sketch), max_abs(start), rows, columns, sketch.dtype):
+        return plan._replace(checks_deferred=False), sketch
+    checked = completed_checks(plan)
+    if checked.scale == 0:
+        return checked, sketch
+    return checked, _products(checked).matmat(start)
 
 
 def _core_available() -> bool:

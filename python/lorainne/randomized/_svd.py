@@ -20,6 +20,7 @@ from ._range_finder import (
     _adaptive_range_finder,
     _as_host_contiguous,
     _factor,
+    checked_sketch,
     _plan,
     _products,
     _range_finder_xp,
@@ -296,6 +297,7 @@ def randomized_svd(
         n_threads,
         allow_complex=True,
         block_size=block_size,
+        defer_checks=method == "block_krylov",
     )
     if block_size is not None:
         _check_krylov_width(
@@ -318,17 +320,17 @@ def randomized_svd(
 
         def krylov(p):
             start, start_is_range = _start(p)
-            if not start_is_range:
-                start = _products(p).matmat(start)
+            if not start_is_range:  # A's checks, if deferred, settled by the sketch
+                p, start = checked_sketch(p, start, _products(p).matmat(start))
             # flip_sign=False: LAPACK's signs, as the Dask graph gives them (it mirrors the QR route).
             route = convention is not None
             U, S, Vt = block_krylov_svd(
                 _products(p), xp, p.op.shape, p.op.dtype, start, p.rank, depth, gram_route=route
             )
-            return (*_flip_signs(xp, U, Vt, convention), S)
+            return (*_flip_signs(xp, U, Vt, convention), times_power_of_two(S, -p.scale))
 
         U, Vt, S = deferred_checks(plan, krylov, _gathered_s) if plan.backend == "dask" else krylov(plan)
-        return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
+        return SVDResult(U, S, Vt)
     if plan.tol is not None:
         Q, B = _adaptive_range_finder(plan)
         rank = Q.shape[1]
