@@ -242,11 +242,12 @@ PASS_READ_FLOPS_PER_BYTE = 5.75
 def krylov_flops(m: int, n: int, k: int, b: int, q: int) -> float:
     """Flops of block Krylov (depth q, blocks of b, L = (q + 1) b columns): 2 q + 2 passes of 2 m n b
     plus each pass's read of A (8 m n bytes at :data:`PASS_READ_FLOPS_PER_BYTE`),
-    the block Gram-Schmidt (block j projected twice off the j b columns before it, 8 m j b^2, and its
-    CholeskyQR2 ~6 m b^2), and the Rayleigh-Ritz of the Gram route that float64 takes (Z^H Z by syrk,
-    n L^2; the top-k eigenpairs of the L x L Gram matrix: ``eigh_top``'s tridiagonalization 4/3 L^3
-    and back-transformation 4 L^2 k when k <= L / 2, else the full ``eigh`` ~9 L^3; C = U_Bk^H Z^H,
-    2 n L k; its QR ~6 n k^2; U = Q U_Bk, 2 m L k). Narrow blocks trade the passes' m n b for more,
+    the block Gram-Schmidt (block j projected twice off the j b columns before it, 8 s j b^2, and its
+    CholeskyQR2 ~6 s b^2; s = min(m, n), the side ``transpose="auto"`` puts the basis on, l the other),
+    and the Rayleigh-Ritz of the Gram route that float64 takes (Z^H Z by syrk, l L^2; the top-k
+    eigenpairs of the L x L Gram matrix: ``eigh_top``'s tridiagonalization 4/3 L^3 and
+    back-transformation 4 L^2 k when k <= L / 2, else the full ``eigh`` ~9 L^3; C = U_Bk^H Z^H,
+    2 l L k; its QR ~6 l k^2; U = Q U_Bk, 2 s L k). Narrow blocks trade the passes' m n b for more,
     smaller blocks: the per-block calls are not flops (``fastest measured`` times them). A block of
     min(m, n) columns or more runs the exact small-side SVD instead (:func:`small_side_flops`),
     whatever q."""
@@ -254,9 +255,10 @@ def krylov_flops(m: int, n: int, k: int, b: int, q: int) -> float:
         return small_side_flops(m, n, k)
     L = min((q + 1) * b, min(m, n))
     passes = (2 * q + 2) * (2 * m * n * b + PASS_READ_FLOPS_PER_BYTE * 8 * m * n)
-    gram_schmidt = sum(8 * m * j * b * b + 6 * m * b * b for j in range(q + 1))
+    short, long = min(m, n), max(m, n)  # transpose="auto": the basis on the short side
+    gram_schmidt = sum(8 * short * j * b * b + 6 * short * b * b for j in range(q + 1))
     eigenpairs = 4 * L**3 / 3 + 4 * L * L * k if 2 * k <= L else 9 * L**3
-    rayleigh_ritz = n * L * L + eigenpairs + 2 * n * L * k + 6 * n * k * k + 2 * m * L * k
+    rayleigh_ritz = long * L * L + eigenpairs + 2 * long * L * k + 6 * long * k * k + 2 * short * L * k
     return float(passes + gram_schmidt + rayleigh_ritz)
 
 

@@ -96,6 +96,50 @@ def test_block_krylov_exhausted_spaces_keep_an_orthonormal_basis(kind, shape, de
     assert error <= (3.0 if kind == "graded" else 1.01) * optimal + 1e3 * eps * s[0], (error, optimal, s[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(300, 120), (120, 300)])
+def test_block_krylov_transpose_runs_on_the_short_side_and_answers_for_a(dtype, shape):
+    """transpose="auto" is A^H's run for a tall A and A's for a wide one; either orientation is the SVD
+    of A itself (near-optimal, orthonormal factors), dense, sparse and as a LinearOperator."""
+    rng = np.random.default_rng(11)
+    m, n = shape
+    A = planted(rng, m, n, (1.0 + np.arange(min(m, n))) ** -1.0).astype(dtype)
+    if dtype == np.complex128:
+        A = A + 1j * planted(rng, m, n, (1.0 + np.arange(min(m, n))) ** -1.0)
+    s = np.linalg.svd(A, compute_uv=False)
+    k, runs = 8, {}
+    for transpose in ("auto", True, False):
+        runs[transpose] = randomized_svd(
+            A, k, method="block_krylov", n_power_iter=2, transpose=transpose, random_state=4
+        )
+        U, S, Vt = runs[transpose]
+        assert U.shape == (m, k) and Vt.shape == (k, n)
+        assert np.max(np.abs(U.conj().T @ U - np.eye(k))) < 1e-12
+        assert np.max(np.abs(Vt @ Vt.conj().T - np.eye(k))) < 1e-12
+        assert np.linalg.norm(A - (U * S) @ Vt, 2) <= 1.01 * s[k]
+    same = runs[m > n]
+    for got, expected in zip(runs["auto"], same):
+        np.testing.assert_array_equal(got, expected)
+    if dtype == np.float64:
+        for operand in (scipy.sparse.csr_matrix(A), aslinearoperator(A)):
+            U, S, Vt = randomized_svd(operand, k, method="block_krylov", n_power_iter=2, transpose=True, random_state=4)
+            np.testing.assert_allclose(S, runs[True].S, rtol=1e-10)
+
+
+def test_block_krylov_transpose_bad_arguments():
+    A = np.random.default_rng(0).standard_normal((40, 30))
+    with pytest.raises(ValueError, match="transpose must be"):
+        randomized_svd(A, 3, method="block_krylov", transpose="yes")
+    with pytest.raises(ValueError, match="transpose=True needs method='block_krylov'"):
+        randomized_svd(A, 3, transpose=True)
+    with pytest.raises(ValueError, match="cannot take init"):
+        randomized_svd(A, 3, method="block_krylov", transpose=True, init=A[:, :5])
+    randomized_svd(A, 3, transpose=False)  # subspace iteration runs on A as given: False is its own way
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(ValueError, match="not supported for a Dask A"):
+        randomized_svd(da.from_array(A, chunks=(20, 30)), 3, method="block_krylov", transpose=True)
+
+
 def test_block_krylov_xp_path_matches_numpy_and_float32():
     rng = np.random.default_rng(2)
     A = planted(rng, 80, 60, 0.8 ** np.arange(60))

@@ -94,7 +94,9 @@ def test_narrow_block_on_dask_matches_in_memory():
     with dask.config.set(scheduler="sync"):
         U, S, Vt = randomized_svd(D, 12, method="block_krylov", block_size=5, n_power_iter=5, random_state=2)
         U, Vt = U.compute(), Vt.compute()
-    ref = randomized_svd(A, 12, method="block_krylov", block_size=5, n_power_iter=5, random_state=2, backend="numpy")
+    ref = randomized_svd(  # Dask keeps the basis on A's rows: in memory that is transpose=False
+        A, 12, method="block_krylov", block_size=5, n_power_iter=5, random_state=2, backend="numpy", transpose=False
+    )
     np.testing.assert_allclose(S, ref.S, rtol=1e-10)
     np.testing.assert_allclose((U * S) @ Vt, (ref.U * ref.S) @ ref.Vt, atol=1e-10)
 
