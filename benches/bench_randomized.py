@@ -668,6 +668,7 @@ def main():
     parser.add_argument(
         "--krylov-tuned", action="store_true", help="block Krylov with tuned depth and block vs tuned peers"
     )
+    parser.add_argument("--repeats", type=int, help="--krylov-tuned: best of this many interleaved runs (default 7)")
     args = parser.parse_args()
     if args.cqrrpt and args.interleaved:
         with threadpool_limits(1):
@@ -675,7 +676,8 @@ def main():
         return
     if args.krylov_tuned:
         with threadpool_limits(1):
-            print(markdown_table(KRYLOV_TUNED_HEADER, bench_krylov_tuned(args.quick, 3 if args.quick else 7)))
+            repeats = args.repeats or (3 if args.quick else 7)
+            print(markdown_table(KRYLOV_TUNED_HEADER, bench_krylov_tuned(args.quick, repeats)))
         return
     if args.interleaved:
         with threadpool_limits(1):

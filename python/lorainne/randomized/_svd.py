@@ -239,12 +239,12 @@ def randomized_svd(
         A warm start ``init`` wider than b is cut to its first b columns.
     transpose : {"auto", True, False}, default "auto"
         Block Krylov (subspace iteration takes "auto" and False, both A as given; scikit-learn's
-        ``randomized_svd`` has the argument too): run on A^H,
-        so the basis, its projections and its CholeskyQR2 live on A's shorter side, and return the
-        SVD of A. ``"auto"``: when m > n and without ``init`` (a warm start is a basis of A's
-        columns), except on Dask (its basis stays chunked with A's rows). The start block is then
+        ``randomized_svd`` has the argument too): run on A^H, so the basis, its projections and its
+        CholeskyQR2 live on A's shorter side, and return the SVD of A. ``"auto"``: when m > n and
+        without ``init`` (a warm start is a basis of A's columns), except on Dask (its basis stays
+        chunked with A's rows). The start block is then
         Gaussian m x b instead of n x b, so a seed gives other (equally good) numbers than
-        ``transpose=False``, which is the orientation of every version before. 5-6% less time at
+        ``transpose=False``, which is the orientation of every version before. 4-8% less time at
         2000 x 1000, b = 40-55 (``benches/RESULTS_randomized.md``).
     flip_sign : {"vt", "u", True, False}, default "vt"
         The sign convention (singular vectors are unique up to sign):
@@ -269,7 +269,13 @@ def randomized_svd(
     ValueError, TypeError
         As :func:`range_finder`; a ``flip_sign`` other than "vt", "u", True or False; a
         ``block_size`` that is not an integer (TypeError), outside [1, min(m, n)], with
-        (n_power_iter + 1) * block_size < rank, or given with ``method="subspace"`` (ValueError).
+        (n_power_iter + 1) * block_size < rank, or given with ``method="subspace"`` (ValueError); a
+        ``transpose`` other than "auto", True or False, or True with ``method="subspace"``, with
+        ``init`` or with a Dask A (ValueError).
+    numpy.linalg.LinAlgError
+        Block Krylov only, not seen in practice: a new block that stays away from orthogonal to the
+        basis after its repair (its directions outside the basis kept, the others replaced by
+        Gaussian ones projected off).
 
     Examples
     --------
