@@ -24,13 +24,12 @@ import numbers
 import warnings
 from typing import Any, NamedTuple
 
-from .._conjugate import adjoint
 from .._exact_scaling import times_power_of_two
 from .._validation import check_int, check_tol
 from .._warnings import ConvergenceWarning
 from ._krylov import BlockKrylov
 from ._range_finder import SVDResult, _gaussian, _plan, _products
-from ._svd import _check_flip_sign, _flip_signs, _oriented, _resolve_transpose
+from ._svd import _check_flip_sign, _flip_signs
 
 
 class CertifiedSVD(NamedTuple):
@@ -117,7 +116,6 @@ def svd_certified(
     n_error_vectors: int = 20,
     failure_probability: float = 1e-6,
     flip_sign: bool | str = "vt",
-    transpose: bool | str = "auto",
     random_state=None,
     backend: str = "auto",
     n_threads: int | None = None,
@@ -160,9 +158,8 @@ def svd_certified(
     failure_probability : float, default 1e-6
         Probability that ``error_bound`` (or ``spectral_error_bound``) is below the true error.
         With r = 20 and 1e-6 the Frobenius bound is sqrt(X / t), t = 0.10 (3.2x the estimate).
-    flip_sign, transpose, random_state, backend, n_threads
-        As :func:`lorainne.randomized_svd` (``transpose="auto"``: the basis on A's shorter side, the
-        error sketch A^H Omega_e on the other: the same ||A - U diag(S) Vt||_F).
+    flip_sign, random_state, backend, n_threads
+        As :func:`lorainne.randomized_svd`.
 
     Returns
     -------
@@ -224,14 +221,11 @@ def svd_certified(
         raise ValueError("tol needs ||A||_F, which a LinearOperator does not give: pass a dense or sparse A, or rank")
     norm2 = None if norm is None else norm * norm
 
-    # transposed: A^H's SVD (the basis on A's short side), its factors swapped at the end.
-    transposed = _resolve_transpose(transpose, plan)
-    products = _oriented(_products(plan), transposed)
-    rows, columns = (n, m) if transposed else (m, n)
-    Omega = _gaussian(plan, columns, block)
-    Omega_e = _gaussian(plan, columns, n_error_vectors)
+    products = _products(plan)
+    Omega = _gaussian(plan, n, block)
+    Omega_e = _gaussian(plan, n, n_error_vectors)
     Y = products.matmat(xp.concat([Omega, Omega_e], axis=1))  # the first pass: sketch and error sketch
-    krylov = BlockKrylov(products, xp, (rows, columns), op.dtype, Y[:, :block])
+    krylov = BlockKrylov(products, xp, (m, n), op.dtype, Y[:, :block])
     Y_e = Y[:, block:]
 
     converged, chosen, last_captured = False, None, None
@@ -289,8 +283,6 @@ def svd_certified(
     relative = None
     if norm2:
         relative = math.sqrt(max(norm2 - sum(float(s) ** 2 for s in S), 0.0) / norm2)
-    if transposed:  # A^H = U S Vt gives A = Vt^H S U^H (the residual norms are the same pairs)
-        U, Vt = adjoint(xp, Vt), adjoint(xp, U)
     U, Vt = _flip_signs(xp, U, Vt, convention)
     k = -plan.scale
     return CertifiedSVD(
