@@ -132,6 +132,8 @@ def test_block_krylov_transpose_bad_arguments():
         randomized_svd(A, 3, method="block_krylov", transpose="yes")
     with pytest.raises(ValueError, match="transpose=True needs method='block_krylov'"):
         randomized_svd(A, 3, transpose=True)
+    with pytest.raises(ValueError, match="transpose must be"):
+        randomized_svd(A, 3, transpose=None)
     with pytest.raises(ValueError, match="cannot take init"):
         randomized_svd(A, 3, method="block_krylov", transpose=True, init=A[:, :5])
     randomized_svd(A, 3, transpose=False)  # subspace iteration runs on A as given: False is its own way

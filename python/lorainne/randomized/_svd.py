@@ -127,13 +127,21 @@ def _dask_svd(plan, method: str, auto: bool, convention: str | None) -> SVDResul
     return SVDResult(U, times_power_of_two(S, -plan.scale), Vt)
 
 
+def _check_transpose(transpose) -> bool | str:
+    """``transpose`` as "auto", True or False; ValueError naming it otherwise."""
+    if isinstance(transpose, str) and transpose == "auto":
+        return "auto"
+    if not isinstance(transpose, (bool, np.bool_)):
+        raise ValueError(f"transpose must be 'auto', True or False, got {transpose!r}")
+    return bool(transpose)
+
+
 def _resolve_transpose(transpose, plan) -> bool:
     """Whether block Krylov runs on A^H (see ``randomized_svd``'s ``transpose``)."""
+    transpose = _check_transpose(transpose)
     if transpose == "auto":
         m, n = plan.op.shape
         return m > n and plan.init is None and plan.backend != "dask"
-    if not isinstance(transpose, (bool, np.bool_)):
-        raise ValueError(f"transpose must be 'auto', True or False, got {transpose!r}")
     if transpose and plan.init is not None:
         raise ValueError("transpose=True cannot take init (a warm start is a basis of A's columns, not of A^H's)")
     if transpose and plan.backend == "dask":
@@ -242,10 +250,10 @@ def randomized_svd(
         ``randomized_svd`` has the argument too): run on A^H, so the basis, its projections and its
         CholeskyQR2 live on A's shorter side, and return the SVD of A. ``"auto"``: when m > n and
         without ``init`` (a warm start is a basis of A's columns), except on Dask (its basis stays
-        chunked with A's rows). The start block is then
-        Gaussian m x b instead of n x b, so a seed gives other (equally good) numbers than
-        ``transpose=False``, which is the orientation of every version before. 4-8% less time at
-        2000 x 1000, b = 40-55 (``benches/RESULTS_randomized.md``).
+        chunked with A's rows). The start block is then Gaussian m x b instead of n x b, so a seed
+        gives other (equally good) numbers than ``transpose=False``, the orientation of every version
+        before. 4-8% less time at 2000 x 1000, b = 40-55; 13% at 20000 x 200
+        (``benches/RESULTS_randomized.md``).
     flip_sign : {"vt", "u", True, False}, default "vt"
         The sign convention (singular vectors are unique up to sign):
 
@@ -320,8 +328,8 @@ def randomized_svd(
             raise ValueError(
                 f"block_size={block_size!r} needs method='block_krylov' (subspace's block is rank + n_oversamples)"
             )
-        if not (transpose == "auto" or transpose is False):
-            raise ValueError(f"transpose={transpose!r} needs method='block_krylov' (subspace runs on A as given)")
+        if _check_transpose(transpose) is True:
+            raise ValueError("transpose=True needs method='block_krylov' (subspace runs on A as given)")
     plan = _plan(
         A,
         rank,
