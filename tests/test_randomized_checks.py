@@ -134,7 +134,7 @@ def test_block_krylov_checks_on_the_sketch_skip_the_read_and_change_nothing(monk
     monkeypatch.setattr(_range_finder, "_deferrable", lambda X: False)
     checked = randomized_svd(A, 6, n_power_iter=2, method="block_krylov", random_state=5)
     assert reads == [A.shape]
-    for got, expected in zip(deferred, checked):
+    for got, expected in zip(deferred, checked, strict=True):
         np.testing.assert_array_equal(got, expected)
 
 
@@ -169,7 +169,7 @@ def test_block_krylov_scales_like_the_eager_checks(exponent, where, lone, seed):
     with pytest.MonkeyPatch.context() as patch:  # the eager read of A decides instead of the sketch
         patch.setattr(_range_finder, "_deferrable", lambda X: False)
         eager = randomized_svd(B, 5, n_power_iter=1, method="block_krylov", random_state=seed)
-    for got, expected in zip(deferred, eager):
+    for got, expected in zip(deferred, eager, strict=True):
         np.testing.assert_array_equal(got, expected)
     # Scale-equivariant: exactly where 2**k A is rescaled or far inside the band; near its edge
     # (|a_ij| ~ 2**255) the fourth powers in block Krylov's Gram matrices take the fallbacks.

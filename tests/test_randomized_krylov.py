@@ -118,7 +118,7 @@ def test_block_krylov_transpose_runs_on_the_short_side_and_answers_for_a(dtype, 
         assert np.max(np.abs(Vt @ Vt.conj().T - np.eye(k))) < 1e-12
         assert np.linalg.norm(A - (U * S) @ Vt, 2) <= 1.01 * s[k]
     same = runs[m > n]
-    for got, expected in zip(runs["auto"], same):
+    for got, expected in zip(runs["auto"], same, strict=True):
         np.testing.assert_array_equal(got, expected)
     if dtype == np.float64:
         for operand in (scipy.sparse.csr_matrix(A), aslinearoperator(A)):

@@ -90,7 +90,8 @@ def _minus_product(matmul: Callable, Y, Q, C, overwrite: bool):
 
 def _frobenius(X: np.ndarray) -> float:
     """||X||_F by BLAS's nrm2, which scales as it sums: block Krylov's A Z is of the size of ||A||^2 and
-    R^-1 of a nearly exhausted block large, whose squares overflow where NumPy's norm (a dot) would."""
+    R^-1 of a nearly exhausted block large, whose squares overflow where NumPy's norm (a dot) would.
+    """
     return float(get_blas_funcs("nrm2", (X,))(X.ravel(order="K")))
 
 
@@ -198,7 +199,7 @@ class BlockKrylov:
         return Qb
 
     def _overlap(self, Qb) -> float:
-        """max |Q^H Q_b|: how far the block is from orthogonal to the basis."""
+        """The largest |Q^H Q_b|: how far the block is from orthogonal to the basis."""
         xp = self.xp
         return float(xp.max(xp.abs(self.products.matmul(adjoint(xp, self._basis()), Qb))))
 

@@ -21,12 +21,12 @@ from ._range_finder import (
     _as_host_contiguous,
     _factor,
     _gaussian,
-    checked_sketch,
     _plan,
     _products,
     _range_finder_xp,
     _rust_qr,
     _start,
+    checked_sketch,
 )
 from ._small_side import small_side_svd, spans_small_side
 
