@@ -192,3 +192,26 @@ def test_sketch_vouches_only_inside_the_band():
     assert vouches(1.0, 4.0, 1000, 1, F64)
     assert not vouches(2.0**197, 4.0, 1000, 1, F64)  # one column: 60 bits of margin
     assert not vouches(1.0, 4.0, 1000, 55, np.dtype(np.complex128))
+
+
+@pytest.mark.parametrize("core_name", ["SkylakeX", "Haswell", "Zen"])
+def test_adjoint_product_route_follows_the_blas_kernels(monkeypatch, core_name):
+    """BLAS's (X^T A)^T only where NumPy's BLAS runs AVX-512 kernels (faer's AVX2 GEMM is faster than
+    OpenBLAS's AVX2 kernels at A^T X); decided once, so a run never changes route."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    monkeypatch.setattr(
+        threadpoolctl, "threadpool_info", lambda: [{"internal_api": "openblas", "architecture": core_name}]
+    )
+    _range_finder.blas_runs_avx512.cache_clear()
+    try:
+        expected = bool(__cpu_features__.get("AVX512F")) and core_name == "SkylakeX"
+        assert _range_finder.blas_runs_avx512() is expected
+        monkeypatch.setattr(_range_finder, "BLAS_ADJOINT_PRODUCT", None)
+        A = np.random.default_rng(0).standard_normal((30, 20))
+        X = np.random.default_rng(1).standard_normal((30, 4))
+        product = _range_finder._adjoint_product(core(), A, 1)(X)
+        np.testing.assert_allclose(product, A.T @ X, rtol=1e-12, atol=1e-12)
+    finally:
+        _range_finder.blas_runs_avx512.cache_clear()

@@ -7,6 +7,7 @@ reference (any array-API library: NumPy, CuPy, torch, ``array_api_strict``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Callable
@@ -310,15 +311,46 @@ class _Products(NamedTuple):
     basis_qr: Callable | None = None
 
 
-# A^H X for a real C-ordered A through NumPy's BLAS as (X^T A)^T (A streamed row by row): faer's
-# GEMM ran A^T X at 0.65-0.85x the rate of A X (2000 x 1000 and 854 x 1920, blocks of 50-80, 1 thread),
-# BLAS at that of A X (benches/RESULTS_randomized.md, sixth pass). False: faer's product.
-BLAS_ADJOINT_PRODUCT = True
+# A^H X for a real C-ordered A through NumPy's BLAS as (X^T A)^T (A streamed row by row), or faer's GEMM.
+# faer's kernels here are its AVX2 ones (the AVX-512 ones, faer's "nightly" feature, ran no faster at these
+# shapes). OpenBLAS's AVX-512 kernels ran A^T X at 1.0-1.2x faer's rate (2000 x 1000 and 854 x 1920,
+# blocks of 50-80, 1 thread), its Haswell (AVX2) kernels at 0.6x: block Krylov 5-8% faster with BLAS on
+# the first, 18-19% slower on the second (benches/RESULTS_randomized.md). None: BLAS where NumPy's BLAS
+# runs AVX-512 kernels (:func:`blas_runs_avx512`); True or False forces one.
+BLAS_ADJOINT_PRODUCT: bool | None = None
+
+# OpenBLAS's names (``openblas_get_corename``) of the cores it runs AVX-512 kernels on.
+_OPENBLAS_AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+@functools.cache
+def blas_runs_avx512() -> bool:
+    """Whether NumPy's BLAS runs AVX-512 kernels: the CPU has AVX512F (NumPy's own detection) and, where
+    threadpoolctl can tell, no OpenBLAS loaded runs a core without them (OPENBLAS_CORETYPE=Haswell on an
+    AVX-512 CPU runs the AVX2 kernels). Decided once per process, so a run's products never change route.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # pragma: no cover - NumPy moved its private table
+        return False
+    if not __cpu_features__.get("AVX512F", False):
+        return False
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return True
+    cores = [
+        str(info.get("architecture", "")).lower()
+        for info in threadpool_info()
+        if info.get("internal_api") == "openblas"
+    ]
+    return all(core in _OPENBLAS_AVX512_CORES for core in cores)
 
 
 def _adjoint_product(kernels, dense, threads: int | None) -> Callable:
     """X -> A^H X for the Rust backend's dense A."""
-    if BLAS_ADJOINT_PRODUCT and dense.dtype.kind == "f" and dense.flags.c_contiguous:
+    blas = blas_runs_avx512() if BLAS_ADJOINT_PRODUCT is None else BLAS_ADJOINT_PRODUCT
+    if blas and dense.dtype.kind == "f" and dense.flags.c_contiguous:
         return lambda X: (X.T @ dense).T
     return lambda X: kernels.matmul(dense, X, threads, True)
 
