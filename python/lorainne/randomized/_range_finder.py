@@ -339,11 +339,10 @@ def blas_runs_avx512() -> bool:
         from threadpoolctl import threadpool_info
     except ImportError:
         return True
-    cores = [
-        str(info.get("architecture", "")).lower()
-        for info in threadpool_info()
-        if info.get("internal_api") == "openblas"
-    ]
+    with warnings.catch_warnings():  # it may warn about other runtimes loaded (OpenMP): not ours to say
+        warnings.simplefilter("ignore")
+        libraries = threadpool_info()
+    cores = [str(info.get("architecture", "")).lower() for info in libraries if info.get("internal_api") == "openblas"]
     return all(core in _OPENBLAS_AVX512_CORES for core in cores)
 
 
