@@ -146,8 +146,9 @@ def test_block_krylov_checks_on_the_sketch_skip_the_read_and_change_nothing(monk
     seed=st.integers(0, 2**31 - 1),
 )
 def test_block_krylov_scales_like_the_eager_checks(exponent, where, lone, seed):
-    """Entries far outside the band (all of them, or one: the sketch must notice a lone giant) give
-    2**e times the answer of the unscaled A, exactly as the eager read's rescaling does."""
+    """Entries far outside the band, all of them or one (the sketch must notice a lone giant): the checks
+    on the sketch give the eager read's answer bit for bit, 2**e times the unscaled A's singular values
+    (to rounding), and a lone giant is resolved to rounding on both backends."""
     rng = np.random.default_rng(seed)
     A = _spectrum_matrix(rng, 60, 40, np.float64)
     if lone:  # one entry 2**e, the rest as they were: near-optimal to rounding, as LAPACK's SVD sees it

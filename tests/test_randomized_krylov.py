@@ -71,7 +71,7 @@ def test_block_krylov_exhausted_spaces_keep_an_orthonormal_basis(kind, shape, de
     """Matrices whose Krylov space runs out, exactly (rank one, one nonzero entry) or in floating point
     (an entry or columns 2**40-2**400 above the rest): each new block is mostly rounding, its QR's
     completion can fall back into the basis. U stays orthonormal and the error near optimal, to rounding.
-    Before the repair of such blocks: one entry gave error 1.0 (U^T U - I of 1.0) on the Rust backend."""
+    Before the repair of such blocks: one entry gave error 1.0 (U^T U - I of 1.0) on both backends."""
     rng = np.random.default_rng(seed)
     m, n = shape
     A = rng.standard_normal((m, n)) * (1.0 + np.arange(n)) ** -1.0
