@@ -214,10 +214,11 @@ def randomized_svd(
     on slowly decaying spectra block Krylov reaches a given accuracy with fewer of them
     (``benches/RESULTS_randomized.md``). It runs on every backend (on NumPy input the products use
     the Rust matmul and CholeskyQR2 kernels, except the products with A^T of a real C-ordered A,
-    which run as (Y^T A)^T through NumPy's BLAS, and the projection updates and the CholeskyQR2 of
-    real basis blocks, which run through SciPy's BLAS and LAPACK, faster at these shapes:
-    ``n_threads`` does not reach them; pin BLAS with threadpoolctl). For a rank or accuracy certified by residual
-    norms and an a-posteriori error bound, see :func:`lorainne.randomized.svd_certified`.
+    which run as (Y^T A)^T through NumPy's BLAS where it runs AVX-512 kernels, and the projection
+    updates and the CholeskyQR2 of real basis blocks, which run through SciPy's BLAS and LAPACK,
+    faster at these shapes: ``n_threads`` does not reach them; pin BLAS with threadpoolctl). For a
+    rank or accuracy certified by residual norms and an a-posteriori error bound, see
+    :func:`lorainne.randomized.svd_certified`.
 
     When the block (rank + n_oversamples) spans min(m, n) columns of a dense NumPy A, every
     method gives the exact truncated SVD; it is then computed directly from the Gram matrix of
