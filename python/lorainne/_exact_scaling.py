@@ -46,8 +46,13 @@ def scale_exponent(max_abs: float, dtype: Any, band_divisor: int = 4) -> int:
     if host is None or not (max_abs > 0 and math.isfinite(max_abs)):
         return 0
     exponent = math.frexp(max_abs)[1]
-    band = np.finfo(host).maxexp // band_divisor
+    band = _band(host, band_divisor)
     return 0 if -band <= exponent <= band else -exponent
+
+
+def _band(host: np.dtype, band_divisor: int = 4) -> int:
+    """The exponent bound of the safe band: maxexp / band_divisor (256 in float64, 32 in float32)."""
+    return np.finfo(host).maxexp // band_divisor
 
 
 def times_power_of_two(x: Any, k: int):
@@ -161,7 +166,7 @@ def sketch_vouches(sketch_largest: float, start_largest: float, n: int, columns:
     host = _float_kind(dtype)
     if host is None or host.kind != "f" or columns < 1 or not math.isfinite(sketch_largest):
         return False
-    band = np.finfo(host).maxexp // 4  # scale_exponent's band
+    band = _band(host)  # scale_exponent's band
     margin = -(-SKETCH_CONFIDENCE_BITS // columns)
     low = math.ldexp(n * start_largest, 1 - band)  # twice the bound: room for the sums' rounding
     return low <= sketch_largest <= math.ldexp(1.0, band - margin)
